@@ -1,0 +1,128 @@
+"""The one place this package starts child processes.
+
+Every external tool (docker, kind, kubectl, go, debootstrap) is called with an
+argv list, never a shell string, and a failure raises :class:`CommandError`
+carrying the pasteable command, exit code and both streams, so a red CI log
+says what failed without a re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness._errors import CommandError
+
+__all__ = ["run", "which"]
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    input: str | bytes | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    capture: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` and return the completed process (text mode).
+
+    ``env`` replaces the environment; ``extra_env`` is layered on top of
+    ``env`` (or of ``os.environ``) for this call only, so callers never have
+    to mutate the process-wide environment. ``capture=False`` streams output
+    to the terminal (for long builds) and keeps nothing.
+    """
+    args = [os.fspath(a) for a in argv]
+    full_env = dict(os.environ if env is None else env)
+    if extra_env:
+        full_env.update(extra_env)
+    data = input.decode() if isinstance(input, bytes) else input
+    try:
+        proc = subprocess.run(
+            args,
+            env=full_env,
+            input=data,
+            cwd=cwd,
+            timeout=timeout,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(args, 127, "", f"{args[0]}: not found on PATH ({exc})") from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise CommandError(args, -1, out, f"timed out after {timeout:.0f} s\n{err}") from exc
+    if check and proc.returncode != 0:
+        raise CommandError(args, proc.returncode, proc.stdout or "", proc.stderr or "")
+    return proc
+
+
+def which(name: str, *extra_dirs: str | os.PathLike[str]) -> Path | None:
+    """Find ``name`` on PATH, then in ``extra_dirs`` (e.g. our tool cache)."""
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    for d in extra_dirs:
+        candidate = Path(d) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def pretty(argv: Sequence[str | os.PathLike[str]]) -> str:
+    """The command as one pasteable shell line."""
+    return shlex.join(os.fspath(a) for a in argv)
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process in its own session, output to ``log_path``.
+
+    Its own session (process group) lets :func:`stop` end it together with
+    every child it forks (MLflow's server runs uvicorn workers and job runners).
+    """
+    env = dict(os.environ)
+    if extra_env:
+        env.update(extra_env)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [os.fspath(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """Stop a process started by :func:`spawn` and its whole process group."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+    except ProcessLookupError:
+        pass
