@@ -1,0 +1,173 @@
+"""Choose, and when needed build, the Python base image that our images start FROM.
+
+Internet users get the public pinned image (``PUBLIC_PYTHON_BASE``). Machines
+with no container registry cannot pull it, so we bootstrap an equivalent image
+from the host's Debian mirror (debootstrap + ``docker import``), with the host
+CA bundle trusted so ``pip`` inside builds can reach PyPI through TLS-inspecting
+proxies. Both paths hand the result to ``docker build --build-arg BASE_IMAGE``,
+so the Dockerfiles are the same everywhere.
+
+Selection (first that applies):
+
+1. ``HARNESS_BASE_IMAGE`` / ``--base-image``: use exactly that image.
+2. mode ``public`` / ``local`` (``HARNESS_BASE_MODE`` / ``--base-mode``) forces a path.
+3. mode ``auto``: the public image if it is present or can be pulled, else local.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness import _exec, debian
+from harness._errors import HarnessError
+from harness.cachedir import cache_dir
+
+__all__ = [
+    "LOCAL_PACKAGES",
+    "PUBLIC_PYTHON_BASE",
+    "BaseChoice",
+    "build_local_python_base",
+    "local_base_tag",
+    "resolve_base_image",
+]
+
+Mode = Literal["auto", "public", "local"]
+
+#: What internet users build FROM. Debian bookworm's python3 is 3.11 too, so the
+#: registry-less image runs the same interpreter minor version.
+PUBLIC_PYTHON_BASE = "python:3.11-slim-bookworm"
+
+SUITE = "bookworm"
+#: Packages of the local base: an interpreter that can make venvs and talk TLS.
+#: Nothing else: the images add their own dependencies with pip.
+LOCAL_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libgomp1")
+
+#: Bump when the build recipe changes in a way the inputs below do not capture.
+_RECIPE = "2"
+
+_ENV = {
+    "LANG": "C.UTF-8",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    # pip and requests ignore the system store by default (certifi): point them at it.
+    "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+}
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    """The image to pass as ``BASE_IMAGE`` and why it was chosen."""
+
+    image: str
+    source: Literal["override", "public", "local"]
+    reason: str
+
+
+def local_base_tag(ca_bundle: Path | None = None) -> str:
+    """Tag of the local base, keyed by everything that shapes its content."""
+    h = hashlib.sha256()
+    h.update(f"{_RECIPE}|{SUITE}|{','.join(LOCAL_PACKAGES)}".encode())
+    bundle = ca_bundle if ca_bundle is not None else debian.host_ca_bundle()
+    if bundle is not None:
+        h.update(bundle.read_bytes())
+    return f"local/python-base:3.11-{SUITE}-{h.hexdigest()[:10]}"
+
+
+def _image_present(image: str) -> bool:
+    return _exec.run(["docker", "image", "inspect", image], check=False).returncode == 0
+
+
+def _try_pull(image: str, timeout: float) -> tuple[bool, str]:
+    proc = _exec.run(["docker", "pull", "--quiet", image], check=False, timeout=timeout)
+    return proc.returncode == 0, (proc.stderr or proc.stdout).strip()
+
+
+def resolve_base_image(
+    *,
+    mode: Mode | None = None,
+    override: str | None = None,
+    pull_timeout: float = 120.0,
+    log: Callable[[str], None] = print,
+) -> BaseChoice:
+    """Pick the base image (building the local one if needed) and say why."""
+    override = override or os.environ.get("HARNESS_BASE_IMAGE") or None
+    if override:
+        return BaseChoice(override, "override", "HARNESS_BASE_IMAGE/--base-image given")
+    chosen = mode or os.environ.get("HARNESS_BASE_MODE", "auto")
+    if chosen not in ("auto", "public", "local"):
+        raise HarnessError(f"base image mode must be auto, public or local, not {chosen!r}")
+    if chosen in ("auto", "public"):
+        if _image_present(PUBLIC_PYTHON_BASE):
+            return BaseChoice(PUBLIC_PYTHON_BASE, "public", "present in the local Docker")
+        ok, why = _try_pull(PUBLIC_PYTHON_BASE, pull_timeout)
+        if ok:
+            return BaseChoice(PUBLIC_PYTHON_BASE, "public", "pulled")
+        if chosen == "public":
+            raise HarnessError(
+                f"cannot pull {PUBLIC_PYTHON_BASE}: {why}\n"
+                "fix: use --base-mode local (build from the Debian mirror) or --base-image IMAGE"
+            )
+        log(f"base image: {PUBLIC_PYTHON_BASE} cannot be pulled ({why.splitlines()[-1] if why else 'no answer'}); "
+            "using the registry-less local base")
+    tag = build_local_python_base(log=log)
+    return BaseChoice(tag, "local", "built from the Debian mirror (registry-less)")
+
+
+def build_local_python_base(*, force: bool = False, log: Callable[[str], None] = print) -> str:
+    """Build (or reuse) the registry-less Python base image; return its tag.
+
+    Requires root and ``debootstrap``; takes about a minute cold. The image is
+    reused whenever its tag (a hash of its inputs) is already in Docker.
+    """
+    tag = local_base_tag()
+    if not force and _image_present(tag):
+        return tag
+    if shutil.which("debootstrap") is None:
+        raise HarnessError("debootstrap is not installed: run scripts/docker-up.sh (it installs it) or apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise HarnessError("building the registry-less base image needs root (debootstrap); "
+                           "or pass --base-image with an image you can use")
+    mirror = debian.debian_mirror()
+    started = time.monotonic()
+    log(f"base image: debootstrap {SUITE} from {mirror} -> {tag}")
+    work = Path(tempfile.mkdtemp(prefix="pybase-", dir=cache_dir("tmp")))
+    try:
+        root = work / "rootfs"
+        _exec.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(LOCAL_PACKAGES)}", SUITE, root, mirror],
+            timeout=1800,
+        )
+        _trim(root)
+        bundle = debian.host_ca_bundle()
+        if bundle is not None:
+            shutil.copyfile(bundle, root / "etc/ssl/certs/ca-certificates.crt")
+        tarball = work / "rootfs.tar"
+        _exec.run(["tar", "-C", root, "--numeric-owner", "-cf", tarball, "."], timeout=600)
+        changes = [f"ENV {k}={v}" for k, v in _ENV.items()] + ['CMD ["python3"]']
+        argv: list[str] = ["docker", "import"]
+        for c in changes:
+            argv += ["--change", c]
+        _exec.run([*argv, str(tarball), tag], timeout=600)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"base image: built {tag} in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def _trim(root: Path) -> None:
+    """Drop what an image never needs: apt lists and caches, docs, man pages, locales."""
+    for rel in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                "usr/share/info", "usr/share/locale", "var/log"):
+        target = root / rel
+        if target.is_dir():
+            shutil.rmtree(target)
+            target.mkdir(parents=True)
