@@ -1,0 +1,116 @@
+"""A real MLflow tracking server on this host, for the docker tier and benchmarks.
+
+It is the setup the MLflow 3 notes recommend for containers: a sqlite backend,
+proxied artifacts (``--serve-artifacts``, so containers need no shared
+filesystem to store models) and an explicit ``--allowed-hosts`` list — never
+``*``. The in-cluster server for the e2e tier lives in :mod:`harness.stack`.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from harness import _exec
+from harness._waiting import Probe, wait_for
+
+__all__ = ["LocalTrackingServer", "free_port"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the kernel says is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalTrackingServer:
+    """``mlflow server`` in a child process; a context manager that never leaks it.
+
+    ``workdir`` holds the sqlite file, the artifact root and the server log
+    (kept after stop, as evidence).
+    """
+
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    startup_timeout: float = 90.0
+    _proc: object = field(default=None, init=False, repr=False)
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mlflow-server.log"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.workdir / "artifacts"
+
+    def allowed_hosts(self) -> str:
+        # The exact Host headers our clients send; the middleware compares literally.
+        return f"{self.host}:{self.port},localhost:{self.port}"
+
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        argv = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--artifacts-destination", str(self.artifacts_dir),
+            "--serve-artifacts",
+            "--host", self.host,
+            "--port", str(self.port),
+            "--workers", "1",
+            "--allowed-hosts", self.allowed_hosts(),
+        ]
+        proc = _exec.spawn(argv, log_path=self.log_path, cwd=self.workdir)
+        self._proc = proc
+        try:
+            wait_for(
+                self._probe,
+                what=f"MLflow server at {self.uri} to answer /health",
+                timeout=self.startup_timeout,
+                interval=0.5,
+                hint=f"see {self.log_path}",
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _probe(self) -> Probe[None]:
+        proc = self._proc
+        assert isinstance(proc, _exec.subprocess.Popen)
+        if proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:  # noqa: S310 - our own loopback URL
+                return Probe(resp.status == 200, f"HTTP {resp.status}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            return Probe(False, f"not answering ({type(exc).__name__})")
+
+    def stop(self) -> None:
+        proc = self._proc
+        if isinstance(proc, _exec.subprocess.Popen):
+            _exec.stop(proc)
+        self._proc = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,118 @@
+"""Docker tier: the trainer runs exactly as the seed describes, via `mlflow run`.
+
+Real Docker, a real tracking server, MLflow's own CLI. No cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import _exec
+from harness.images import BuiltImage
+from harness.pytest_plugin import TRAINER_DIR
+from harness.run_checks import check_trained_run, load_wine_rows
+from harness.tracking_server import LocalTrackingServer
+
+SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
+
+
+def mlflow_run(*args: str, tracking_uri: str, cwd: Path | None = None, check: bool = True) -> _exec.subprocess.CompletedProcess[str]:
+    """`mlflow run` through MLflow's CLI, in a child process with its own env."""
+    return _exec.run(
+        [sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), *args],
+        extra_env={"MLFLOW_TRACKING_URI": tracking_uri},
+        cwd=cwd,
+        timeout=900,
+        check=check,
+    )
+
+
+def only_run(client: MlflowClient, experiment: str) -> str:
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment} was not created"
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, f"expected one run in {experiment}, got {[r.info.run_id for r in runs]}"
+    return str(runs[0].info.run_id)
+
+
+def test_mlflow_run_against_tracking_server(
+    trainer_image: BuiltImage, local_tracking_server: LocalTrackingServer
+) -> None:
+    experiment = f"docker-tier-{uuid.uuid4().hex[:8]}"
+    mlflow_run(
+        "-P", "alpha=0.5", "--build-image", "-A", "network=host", "--experiment-name", experiment,
+        tracking_uri=local_tracking_server.uri,
+    )
+    client = MlflowClient(tracking_uri=local_tracking_server.uri)
+    run_id = only_run(client, experiment)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", local_tracking_server.uri)  # models:/ URIs resolve via the env
+        trained = check_trained_run(client, run_id, params={"alpha": "0.5", "l1_ratio": "0.1"}, sample=SAMPLE)
+    assert trained.tags["mlflow.project.env"] == "docker"
+    assert trained.tags["mlflow.project.backend"] == "local"
+    image_uri = trained.tags["mlflow.docker.image.uri"]
+    # MLflow 3 tags project images <project name>[:<git sha7>], not <image>-<sha>.
+    assert image_uri.split(":")[0] == "wine-quality", image_uri
+    assert trained.tags["mlflow.docker.image.id"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("alpha", ["1", ".5", "1e-3", "0.50"])
+def test_float_params_are_kept_as_typed(
+    alpha: str, trainer_image: BuiltImage, local_tracking_server: LocalTrackingServer
+) -> None:
+    """MLflow logs project params as typed; the trainer must not re-log them reformatted."""
+    experiment = f"docker-params-{uuid.uuid4().hex[:8]}"
+    mlflow_run("-P", f"alpha={alpha}", "--build-image", "-A", "network=host", "--experiment-name", experiment,
+               tracking_uri=local_tracking_server.uri)
+    client = MlflowClient(tracking_uri=local_tracking_server.uri)
+    run = client.get_run(only_run(client, experiment))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["alpha"] == alpha
+
+
+def test_local_store_without_mount_refuses_clearly(trainer_image: BuiltImage, tmp_path: Path) -> None:
+    """The seed's local-tracking mode would lose the model in MLflow 3: it must stop and say why."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = mlflow_run("-P", "alpha=0.5", "--build-image", tracking_uri=uri, cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "would lose the model files" in output, output[-3000:]
+    assert f"-A volume={tmp_path / 'mlruns'}:{tmp_path / 'mlruns'}" in output
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_local_store_with_mounted_artifact_root_keeps_model(trainer_image: BuiltImage, tmp_path: Path) -> None:
+    """The documented fix: mount the artifact root (as the invoking user) and the model survives."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    mlflow_run("-P", "alpha=0.5", "--build-image", "-A", f"volume={root}:{root}",
+               "-A", f"user={os.getuid()}:{os.getgid()}", tracking_uri=uri, cwd=tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    run_id = only_run(client, "Default")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.chdir(tmp_path)
+        trained = check_trained_run(client, run_id, params={"alpha": "0.5", "l1_ratio": "0.1"}, sample=SAMPLE)
+    assert list(root.glob(f"*/models/{trained.model_id}/artifacts/model.skops")), "model file not on the host"
+
+
+def test_same_params_give_bit_identical_metrics(
+    trainer_image: BuiltImage, local_tracking_server: LocalTrackingServer
+) -> None:
+    client = MlflowClient(tracking_uri=local_tracking_server.uri)
+    metrics = []
+    for _ in range(2):
+        experiment = f"docker-determinism-{uuid.uuid4().hex[:8]}"
+        mlflow_run("-P", "alpha=0.3", "-P", "l1_ratio=0.7", "--build-image", "-A", "network=host",
+                   "--experiment-name", experiment, tracking_uri=local_tracking_server.uri)
+        metrics.append(client.get_run(only_run(client, experiment)).data.metrics)
+    assert metrics[0] == metrics[1]  # exact float equality on purpose
