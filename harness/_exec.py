@@ -16,7 +16,10 @@ from pathlib import Path
 
 from harness._errors import CommandError
 
-__all__ = ["run", "which"]
+__all__ = ["CompletedProcess", "Popen", "pretty", "run", "spawn", "stop", "which"]
+
+CompletedProcess = subprocess.CompletedProcess
+Popen = subprocess.Popen
 
 
 def run(

@@ -132,7 +132,9 @@ def build_local_python_base(*, force: bool = False, log: Callable[[str], None] =
     if not force and _image_present(tag):
         return tag
     if shutil.which("debootstrap") is None:
-        raise HarnessError("debootstrap is not installed: run scripts/docker-up.sh (it installs it) or apt-get install debootstrap")
+        raise HarnessError(
+            "debootstrap is not installed: run scripts/docker-up.sh (it installs it) or apt-get install debootstrap"
+        )
     if os.geteuid() != 0:
         raise HarnessError("building the registry-less base image needs root (debootstrap); "
                            "or pass --base-image with an image you can use")

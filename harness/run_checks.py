@@ -67,9 +67,9 @@ def check_trained_run(
 
     for key, (low, high) in METRIC_BOUNDS.items():
         assert key in data.metrics, f"metric {key} missing; logged: {sorted(data.metrics)}"
-        value = data.metrics[key]
-        assert math.isfinite(value), f"metric {key} is not finite: {value}"
-        assert low <= value <= high, f"metric {key}={value} outside the sane range [{low}, {high}]"
+        metric = float(data.metrics[key])
+        assert math.isfinite(metric), f"metric {key} is not finite: {metric}"
+        assert low <= metric <= high, f"metric {key}={metric} outside the sane range [{low}, {high}]"
     assert data.metrics["mae"] <= data.metrics["rmse"], "mae cannot exceed rmse"
 
     outputs = run.outputs.model_outputs if run.outputs else []

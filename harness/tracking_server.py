@@ -91,7 +91,7 @@ class LocalTrackingServer:
 
     def _probe(self) -> Probe[None]:
         proc = self._proc
-        assert isinstance(proc, _exec.subprocess.Popen)
+        assert isinstance(proc, _exec.Popen)
         if proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
@@ -103,7 +103,7 @@ class LocalTrackingServer:
 
     def stop(self) -> None:
         proc = self._proc
-        if isinstance(proc, _exec.subprocess.Popen):
+        if isinstance(proc, _exec.Popen):
             _exec.stop(proc)
         self._proc = None
 

@@ -22,7 +22,9 @@ from harness.tracking_server import LocalTrackingServer
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
 
 
-def mlflow_run(*args: str, tracking_uri: str, cwd: Path | None = None, check: bool = True) -> _exec.subprocess.CompletedProcess[str]:
+def mlflow_run(
+    *args: str, tracking_uri: str, cwd: Path | None = None, check: bool = True
+) -> _exec.CompletedProcess[str]:
     """`mlflow run` through MLflow's CLI, in a child process with its own env."""
     return _exec.run(
         [sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), *args],

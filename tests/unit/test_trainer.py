@@ -18,7 +18,8 @@ TRAIN_PY = Path(__file__).resolve().parents[2] / "trainer" / "train.py"
 @pytest.fixture(scope="module")
 def train() -> ModuleType:
     spec = importlib.util.spec_from_file_location("trainer_train", TRAIN_PY)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules["trainer_train"] = module
     spec.loader.exec_module(module)

@@ -1,0 +1,78 @@
+"""Follow CustomJobs and MLflow runs to a terminal state, with bounded, explained waits.
+
+Used by the e2e tests and the CLI. On timeout the error lists every
+phase/reason/message the CustomJob went through (and the pods' states), which
+is usually the whole diagnosis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from mlflow.tracking import MlflowClient
+
+from harness import customjob_api as api
+from harness._waiting import Probe, wait_for
+from harness.kube import Kube
+
+__all__ = ["customjob_for_run", "describe_customjob", "wait_customjob", "wait_run_terminal"]
+
+TERMINAL_RUN_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+
+def describe_customjob(obj: dict[str, Any] | None) -> str:
+    if obj is None:
+        return "absent"
+    st = obj.get("status") or {}
+    parts = [st.get("phase") or "no status"]
+    for key in ("reason", "jobName"):
+        if st.get(key):
+            parts.append(f"{key}={st[key]}")
+    if st.get("message"):
+        parts.append(f"message={str(st['message'])[:200]!r}")
+    return " ".join(parts)
+
+
+def customjob_for_run(kube: Kube, namespace: str, run_id: str) -> dict[str, Any] | None:
+    """The CustomJob labelled with ``run_id`` in ``namespace`` (None if there is none yet)."""
+    items = kube.custom.list_namespaced_custom_object(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, label_selector=f"{api.RUN_ID_LABEL}={run_id}"
+    ).get("items", [])
+    if len(items) > 1:
+        raise AssertionError(f"{len(items)} CustomJobs carry run id {run_id}: {[i['metadata']['name'] for i in items]}")
+    return items[0] if items else None
+
+
+def wait_customjob(
+    kube: Kube, namespace: str, name: str, *, timeout: float, phases: frozenset[str] = api.TERMINAL_PHASES,
+) -> dict[str, Any]:
+    """Wait until the CustomJob's phase is in ``phases``; return the object."""
+
+    def probe() -> Probe[dict[str, Any]]:
+        try:
+            obj = kube.get_custom(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Probe(False, "absent")
+            raise
+        phase = (obj.get("status") or {}).get("phase")
+        pods = kube.pod_states(namespace, {"training.example.com/customjob": name})
+        return Probe(phase in phases, f"{describe_customjob(obj)} | pods: {pods}", obj)
+
+    found = wait_for(probe, what=f"CustomJob {namespace}/{name} to reach {sorted(phases)}", timeout=timeout,
+                     interval=1.0, hint=f"kubectl --kubeconfig {kube.kubeconfig} -n {namespace} describe cj/{name}")
+    assert found is not None
+    return found
+
+
+def wait_run_terminal(client: MlflowClient, run_id: str, *, timeout: float) -> str:
+    """Wait until the MLflow run is FINISHED, FAILED or KILLED; return that status."""
+
+    def probe() -> Probe[str]:
+        status = str(client.get_run(run_id).info.status)
+        return Probe(status in TERMINAL_RUN_STATES, status, status)
+
+    result = wait_for(probe, what=f"MLflow run {run_id} to end", timeout=timeout, interval=1.0)
+    assert result is not None
+    return result

@@ -1,0 +1,131 @@
+"""kind, driven by argv: create, reuse, load images (verified), export logs, delete.
+
+One :class:`KindCluster` per cluster name. Its kubeconfig is a private file
+(mode 0600) under the harness state directory, never ``~/.kube/config``; every
+kind call gets it explicitly. Image loads are verified on every node, because
+``kind load`` is known to report success while the image is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness import _exec
+from harness._errors import HarnessError
+
+__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config"]
+
+#: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
+MLFLOW_NODE_PORT = 30500
+
+
+def kind_config(*, host_port: int, extra: dict[str, object] | None = None) -> dict[str, object]:
+    """The kind cluster config: one control-plane node with the MLflow port mapped to loopback.
+
+    A port mapping, not ``kubectl port-forward``: it needs no supervising
+    process and survives pod restarts. ``extra`` merges top-level keys (e.g.
+    ``kubeadmConfigPatches`` a node image needs).
+    """
+    config: dict[str, object] = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "nodes": [
+            {
+                "role": "control-plane",
+                "extraPortMappings": [
+                    {"containerPort": MLFLOW_NODE_PORT, "hostPort": host_port,
+                     "listenAddress": "127.0.0.1", "protocol": "TCP"},
+                ],
+            }
+        ],
+    }
+    if extra:
+        config.update(extra)
+    return config
+
+
+@dataclass
+class KindCluster:
+    """A named kind cluster and the files the harness keeps for it."""
+
+    name: str
+    kind_bin: Path
+    state_dir: Path
+    log: Callable[[str], None] = print
+    _env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def control_plane(self) -> str:
+        return f"{self.name}-control-plane"
+
+    def _kind(self, *args: str, timeout: float = 600, check: bool = True) -> _exec.CompletedProcess[str]:
+        return _exec.run([self.kind_bin, *args], timeout=timeout, check=check)
+
+    def version(self) -> str:
+        return self._kind("version", timeout=30).stdout.strip()
+
+    def exists(self) -> bool:
+        names = self._kind("get", "clusters", timeout=60).stdout.split()
+        return self.name in names
+
+    def nodes(self) -> list[str]:
+        return self._kind("get", "nodes", "--name", self.name, timeout=60).stdout.split()
+
+    def _private_kubeconfig(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig.touch(mode=0o600, exist_ok=True)
+        os.chmod(self.kubeconfig, 0o600)
+
+    def create(self, *, node_image: str, config: dict[str, object], wait_seconds: int = 300) -> None:
+        """``kind create cluster`` with our config and image; waits until the node is Ready."""
+        self._private_kubeconfig()
+        config_path = self.state_dir / "kind-config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._kind(
+            "create", "cluster", "--name", self.name, "--image", node_image,
+            "--config", str(config_path), "--kubeconfig", str(self.kubeconfig),
+            "--wait", f"{wait_seconds}s",
+            timeout=wait_seconds + 300,
+        )
+        os.chmod(self.kubeconfig, 0o600)
+
+    def export_kubeconfig(self) -> None:
+        """(Re)write our private kubeconfig for an existing cluster."""
+        self._private_kubeconfig()
+        self._kind("export", "kubeconfig", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=60)
+        os.chmod(self.kubeconfig, 0o600)
+
+    def delete(self) -> None:
+        self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
+
+    def images_on_node(self, node: str) -> set[str]:
+        """Image references containerd holds on ``node`` (what the kubelet can run)."""
+        out = _exec.run(["docker", "exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"], timeout=60).stdout
+        return set(out.split())
+
+    def load_image(self, image: str) -> None:
+        """``kind load docker-image``, then prove every node has it (kind can report success falsely)."""
+        self._kind("load", "docker-image", image, "--name", self.name, timeout=900)
+        wanted = {image, f"docker.io/library/{image}", f"docker.io/{image}"}
+        missing = [n for n in self.nodes() if not (wanted & self.images_on_node(n))]
+        if missing:
+            raise HarnessError(f"image {image} is not on node(s) {missing} after kind load; "
+                               "try `docker image save IMAGE | kind load image-archive /dev/stdin`")
+
+    def export_logs(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        self._kind("export", "logs", str(dest), "--name", self.name, timeout=300, check=False)
+
+    def node_image_id(self) -> str:
+        out = _exec.run(["docker", "inspect", "--format", "{{json .Image}}", self.control_plane], timeout=30).stdout
+        return str(json.loads(out))

@@ -1,0 +1,140 @@
+"""Small, typed helpers over the Kubernetes API for one cluster (one kubeconfig).
+
+Reads go through the official client; applies go through ``kubectl apply
+--server-side`` with the manifest on stdin (kustomize output included), which
+is what a user types and gives the API server's own error text on rejection.
+Waits are bounded and report the object's state history on timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from harness import _exec
+from harness._waiting import Probe, wait_for
+
+__all__ = ["Kube"]
+
+
+@dataclass
+class Kube:
+    """The API of one cluster, reached through a private kubeconfig file."""
+
+    kubeconfig: Path
+    kubectl_bin: Path
+
+    def __post_init__(self) -> None:
+        self.api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.ext = client.ApiextensionsV1Api(self.api)
+
+    # -- kubectl -------------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 300,
+                check: bool = True) -> _exec.CompletedProcess[str]:
+        return _exec.run([self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args],
+                         input=input, timeout=timeout, check=check)
+
+    def apply(self, manifest: str, *, field_manager: str = "mlflow-crd-harness") -> str:
+        """Server-side apply of a multi-document YAML manifest (from stdin)."""
+        return self.kubectl("apply", "--server-side", "--force-conflicts",
+                            f"--field-manager={field_manager}", "-f", "-", input=manifest).stdout or ""
+
+    def kustomize(self, path: Path) -> str:
+        return self.kubectl("kustomize", str(path)).stdout or ""
+
+    # -- waits ---------------------------------------------------------------------------------
+    def wait_crd_established(self, name: str, *, timeout: float = 60) -> None:
+        def probe() -> Probe[None]:
+            try:
+                crd = self.ext.read_custom_resource_definition(name)
+            except ApiException as exc:
+                return Probe(False, f"HTTP {exc.status}")
+            conds = {c.type: c.status for c in (crd.status.conditions or [])} if crd.status else {}
+            return Probe(conds.get("Established") == "True", f"conditions {conds}")
+
+        wait_for(probe, what=f"CRD {name} to be Established", timeout=timeout, interval=0.5)
+
+    def wait_deployment_available(self, namespace: str, name: str, *, timeout: float = 180) -> None:
+        """Wait for a rollout to finish; the state names pods' waiting reasons (e.g. ErrImageNeverPull)."""
+
+        def probe() -> Probe[None]:
+            try:
+                dep = self.apps.read_namespaced_deployment(name, namespace)
+            except ApiException as exc:
+                return Probe(False, f"HTTP {exc.status}")
+            st = dep.status
+            want = dep.spec.replicas or 1
+            done = ((st.observed_generation or 0) >= (dep.metadata.generation or 0)
+                    and (st.updated_replicas or 0) >= want and (st.available_replicas or 0) >= want
+                    and (st.unavailable_replicas or 0) == 0)
+            return Probe(done, f"updated={st.updated_replicas} available={st.available_replicas}/{want} "
+                               f"pods: {self.pod_states(namespace, dep.spec.selector.match_labels)}")
+
+        wait_for(probe, what=f"deployment {namespace}/{name} to be available", timeout=timeout, interval=1.0,
+                 hint=f"kubectl --kubeconfig {self.kubeconfig} -n {namespace} describe deploy/{name}")
+
+    def pod_states(self, namespace: str, labels: dict[str, str] | None) -> str:
+        selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        out = []
+        for pod in pods:
+            reasons = []
+            for cs in pod.status.container_statuses or []:
+                if cs.state and cs.state.waiting:
+                    reasons.append(cs.state.waiting.reason or "Waiting")
+                elif cs.state and cs.state.terminated:
+                    reasons.append(f"Terminated:{cs.state.terminated.reason}")
+                elif cs.ready:
+                    reasons.append("Ready")
+                else:
+                    reasons.append("Running")
+            out.append(f"{pod.metadata.name}={pod.status.phase}[{','.join(reasons)}]")
+        return " ".join(out) or "none"
+
+    # -- objects -------------------------------------------------------------------------------
+    def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or {}))
+        try:
+            self.core.create_namespace(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def delete_namespace(self, name: str) -> None:
+        try:
+            self.core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(cm.data or {})
+
+    def write_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, namespace=namespace), data=data)
+        try:
+            self.core.create_namespaced_config_map(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.replace_namespaced_config_map(name, namespace, body)
+
+    def get_custom(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+        return obj
+
+

@@ -1,0 +1,17 @@
+"""Fixtures of the e2e tests (the cluster-level ones come from harness.pytest_e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.pytest_e2e import E2ESettings, Platform
+from harness.stack import Stack
+from tests.e2e.launcher import Launcher
+
+
+@pytest.fixture
+def launcher(e2e_stack: Stack, e2e_platform: Platform, e2e_settings: E2ESettings, e2e_namespace: str,
+             tmp_path: Path) -> Launcher:
+    return Launcher(e2e_stack, e2e_platform, e2e_settings, e2e_namespace, tmp_path)

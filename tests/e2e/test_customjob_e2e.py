@@ -1,0 +1,167 @@
+"""E2E tier: the trainer runs on kind through a CustomJob, and what it logged is really there.
+
+Real kind cluster, real API server validation, the kopf controller in-cluster,
+a real MLflow server in-cluster, MLflow's own CLI with the customjob backend.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from harness import customjob_api as api
+from harness.evidence import collect_bundle
+from harness.jobs import customjob_for_run, wait_customjob, wait_run_terminal
+from harness.pytest_plugin import TRAINER_DIR
+from harness.run_checks import check_trained_run, load_wine_rows
+from tests.e2e.launcher import Launcher
+
+SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
+PARAMS = {"alpha": "0.5", "l1_ratio": "0.1"}
+
+
+def _job_for(launcher: Launcher, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    from harness._waiting import Probe, wait_for
+
+    def probe() -> Probe[dict[str, Any]]:
+        obj = customjob_for_run(launcher.stack.cluster.kube, launcher.namespace, run_id)
+        return Probe(obj is not None, "present" if obj else "absent", obj)
+
+    found = wait_for(probe, what=f"a CustomJob for run {run_id}", timeout=timeout)
+    assert found is not None
+    return found
+
+
+def test_trainer_runs_through_customjob(launcher: Launcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment, _ = launcher.mlflow_run("alpha=0.5")
+    run_id = launcher.only_run_id(experiment)
+    kube = launcher.stack.cluster.kube
+
+    cj = _job_for(launcher, run_id)
+    name = cj["metadata"]["name"]
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    status = done["status"]
+    assert status["phase"] == api.PHASE_SUCCEEDED, status
+    assert status["mlflowRunId"] == run_id
+    assert done["spec"]["mlflow"]["runId"] == run_id
+    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"training.example.com/customjob={name}")
+    assert [j.metadata.name for j in jobs.items] == [status["jobName"]]
+    owner = jobs.items[0].metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("CustomJob", name, True)
+
+    assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", launcher.stack.tracking_uri)
+    trained = check_trained_run(launcher.client, run_id, params=PARAMS, sample=SAMPLE)
+    assert trained.tags["mlflow.project.backend"] == "customjob"
+    assert trained.tags["mlflow.source.type"] == "PROJECT"
+    assert trained.tags["mlflow.project.entryPoint"] == "main"
+    assert trained.tags["mlflow.docker.image.uri"] == done["spec"]["image"]
+
+    # Deterministic training: a local docker run of the same params logs the very same metrics.
+    local_exp, _ = launcher.mlflow_run("alpha=0.5", backend="local", extra=("--build-image", "-A", "network=host"))
+    local = launcher.client.get_run(launcher.only_run_id(local_exp))
+    assert local.info.status == "FINISHED"
+    assert local.data.metrics == trained.metrics
+
+
+def test_invalid_spec_is_rejected_by_the_api_server(launcher: Launcher) -> None:
+    kube = launcher.stack.cluster.kube
+    good = {
+        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "metadata": {"name": "probe", "namespace": launcher.namespace},
+        "spec": {"image": "busybox:1", "command": ["true"]},
+    }
+    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL,
+                                                good, dry_run="All")  # the valid twin is accepted
+    bad = copy.deepcopy(good)
+    bad["spec"] = {"image": "busybox:1", "backoffLimit": 99}
+    with pytest.raises(ApiException) as info:
+        kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, bad)
+    assert info.value.status == 422
+    body = str(info.value.body)
+    assert "spec.command" in body, body
+    assert "Required value" in body, body
+    assert "spec.backoffLimit" in body, body
+
+
+def test_spec_is_immutable_once_created(launcher: Launcher) -> None:
+    kube = launcher.stack.cluster.kube
+    body = {
+        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "metadata": {"name": "immutable", "namespace": launcher.namespace},
+        "spec": {"image": "does-not-matter.invalid/x:1", "command": ["true"], "imagePullPolicy": "Never"},
+    }
+    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, body)
+    with pytest.raises(ApiException) as info:
+        kube.custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL,
+                                                   "immutable", {"spec": {"image": "other.invalid/y:2"}})
+    assert info.value.status == 422
+    assert "immutable" in str(info.value.body).lower(), info.value.body
+
+
+def test_unloadable_image_fails_fast_with_the_pull_error(launcher: Launcher) -> None:
+    kube = launcher.stack.cluster.kube
+    body = {
+        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "metadata": {"name": "no-such-image", "namespace": launcher.namespace},
+        "spec": {"image": "registry.invalid/mlflow/no-such-image:1", "command": ["python", "train.py"],
+                 "imagePullPolicy": "IfNotPresent"},
+    }
+    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, body)
+    done = wait_customjob(kube, launcher.namespace, "no-such-image", timeout=120)
+    status = done["status"]
+    assert status["phase"] == api.PHASE_FAILED
+    text = f"{status.get('reason')} {status.get('message')}"
+    assert "ImagePull" in text or "ErrImage" in text, status
+    assert "registry.invalid/mlflow/no-such-image:1" in text, status
+
+
+def test_training_error_fails_the_run_with_the_pod_log(
+    launcher: Launcher, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    experiment, _ = launcher.mlflow_run("alpha=-1")  # a float MLflow accepts; train.py rejects it
+    run_id = launcher.only_run_id(experiment)
+    kube = launcher.stack.cluster.kube
+    name = _job_for(launcher, run_id)["metadata"]["name"]
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    assert done["status"]["phase"] == api.PHASE_FAILED
+    assert "alpha must be in" in done["status"].get("message", ""), done["status"]
+    assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FAILED"
+    run = launcher.client.get_run(run_id)
+    assert "alpha must be in" in run.data.tags.get(api.FAILURE_REASON_TAG, ""), run.data.tags
+
+    bundle = collect_bundle(tmp_path_factory.mktemp("bundle"), kube, namespaces=[launcher.namespace])
+    logs = "".join(p.read_text() for p in (bundle / launcher.namespace / "logs").glob("*.log"))
+    assert "alpha must be in" in logs
+    assert (bundle / launcher.namespace / "customjobs.yaml").read_text().count(name) >= 1
+    assert "system" in {p.name for p in bundle.iterdir()}
+
+
+def test_bad_params_fail_before_any_cluster_work(launcher: Launcher) -> None:
+    _experiment, proc = launcher.mlflow_run("alpha=not-a-number", check=False)
+    assert proc.returncode != 0
+    assert "alpha" in proc.stdout + proc.stderr
+    items = launcher.stack.cluster.kube.custom.list_namespaced_custom_object(
+        api.GROUP, api.VERSION, launcher.namespace, api.PLURAL)["items"]
+    assert items == []
+
+
+def test_controller_restart_mid_run_still_completes(launcher: Launcher) -> None:
+    kube = launcher.stack.cluster.kube
+    experiment, _ = launcher.mlflow_run("alpha=0.5")
+    run_id = launcher.only_run_id(experiment)
+    name = _job_for(launcher, run_id)["metadata"]["name"]
+    wait_customjob(kube, launcher.namespace, name, timeout=300,
+                   phases=frozenset({api.PHASE_RUNNING, *api.TERMINAL_PHASES}))
+    ns = launcher.stack.controller_namespace
+    for pod in kube.core.list_namespaced_pod(ns).items:
+        kube.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
+    kube.wait_deployment_available(ns, "customjob-controller", timeout=180)
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    assert done["status"]["phase"] == api.PHASE_SUCCEEDED, done["status"]
+    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"training.example.com/customjob={name}")
+    assert len(jobs.items) == 1, "a controller restart must never create a second Job"
+    assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"
