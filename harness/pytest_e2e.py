@@ -13,23 +13,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness import images, toolchain
-from harness.cluster import ClusterHandle, provision_cluster
+from harness import images
 from harness.evidence import bundle_dir_for, collect_bundle
-from harness.kind import KindCluster
-from harness.pytest_plugin import REPO_ROOT, missing_prerequisite
-from harness.stack import Stack, StackImages, deploy_stack
+from harness.platform import REPO_ROOT, Platform, PlatformSettings, bring_up_cluster, deploy
+from harness.stack import Stack
 from harness.timing import Phases
 
-CONTROLLER_DIR = REPO_ROOT / "crds" / "controller"
-CRDS_DIR = REPO_ROOT / "crds"
-MLFLOW_SERVER_DIR = REPO_ROOT / "deploy" / "mlflow-server"
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
@@ -61,16 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class E2ESettings:
-    cluster_name: str
+    platform: PlatformSettings
     keep_cluster: bool
-    reuse: bool
-    node_image: str | None
-    node_image_mode: str
-    kind_bin: str | None
-    kubectl_bin: str | None
     bundle_dir: Path
     job_timeout: float
-    state_dir: Path
 
 
 @pytest.fixture(scope="session")
@@ -81,72 +69,39 @@ def e2e_settings(pytestconfig: pytest.Config) -> E2ESettings:
         keep = not _env_flag("CI")
     if opt("--delete-cluster"):
         keep = False
-    name = opt("--cluster-name")
     return E2ESettings(
-        cluster_name=name, keep_cluster=bool(keep), reuse=not opt("--no-reuse"),
-        node_image=opt("--node-image"), node_image_mode=opt("--node-image-mode"),
-        kind_bin=opt("--kind-bin"), kubectl_bin=opt("--kubectl-bin"),
-        bundle_dir=Path(opt("--bundle-dir")), job_timeout=float(opt("--job-timeout")),
-        state_dir=REPO_ROOT / ".harness" / "clusters" / name,
+        platform=PlatformSettings(
+            cluster_name=opt("--cluster-name"), reuse=not opt("--no-reuse"), node_image=opt("--node-image"),
+            node_image_mode=opt("--node-image-mode"), kind_bin=opt("--kind-bin"), kubectl_bin=opt("--kubectl-bin"),
+        ),
+        keep_cluster=bool(keep),
+        bundle_dir=Path(opt("--bundle-dir")),
+        job_timeout=float(opt("--job-timeout")),
     )
-
-
-@dataclass(frozen=True)
-class Platform:
-    cluster: ClusterHandle
-    stack_images: StackImages
-    trainer: images.BuiltImage
-    kind: KindCluster
 
 
 @pytest.fixture(scope="session")
 def e2e_platform(
     e2e_settings: E2ESettings, base_image: str, trainer_image: images.BuiltImage, phases: Phases,
-    pytestconfig: pytest.Config,
 ) -> Iterator[Platform]:
-    """The cluster, with the controller and server images built while it boots."""
-    s = e2e_settings
-    with phases.phase("tools (kind, kubectl)"):
-        kind_bin = toolchain.resolve_kind(s.kind_bin)
-        kubectl_bin = toolchain.resolve_kubectl(s.kubectl_bin)
-    kind = KindCluster(s.cluster_name, kind_bin, s.state_dir)
+    """The cluster (created or reused), with the controller and server images built while it boots.
 
-    def build(context: Path, repo: str, label: str) -> images.BuiltImage:
-        with phases.phase(f"build {label} image") as note:
-            built = images.build_image(context, repo, base_image=base_image)
-            note["note"] = f"{built.tag} {built.size_bytes / 1e6:.0f} MB{' (reused)' if built.reused else ''}"
-            return built
-
-    def cluster() -> ClusterHandle:
-        with phases.phase("node image") as note:
-            choice = toolchain.resolve_node_image(mode=s.node_image_mode, override=s.node_image)  # type: ignore[arg-type]
-            note["note"] = f"{choice.source}: {choice.image}"
-        with phases.phase("cluster") as note:
-            handle = provision_cluster(kind, node_image=choice.image, kubectl_bin=kubectl_bin, reuse=s.reuse)
-            note["note"] = "created" if handle.created else "reused"
-            return handle
-
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        f_cluster = pool.submit(cluster)
-        f_ctrl = pool.submit(build, CONTROLLER_DIR, "customjob-controller", "controller")
-        f_srv = pool.submit(build, MLFLOW_SERVER_DIR, "mlflow-server", "MLflow server")
-        handle = f_cluster.result()
-        ctrl, srv = f_ctrl.result(), f_srv.result()
+    ``trainer_image`` is required here because the customjob backend builds the
+    project image FROM the MLproject's ``docker_env.image``.
+    """
+    platform = bring_up_cluster(e2e_settings.platform, base_image=base_image, phases=phases)
     try:
-        yield Platform(handle, StackImages(ctrl.tag, srv.tag), trainer_image, kind)
+        yield platform
     finally:
-        if handle.created and not s.keep_cluster:
+        if platform.cluster.created and not e2e_settings.keep_cluster:
             with phases.phase("delete cluster"):
-                kind.delete()
+                platform.kind.delete()
 
 
 @pytest.fixture(scope="session")
 def e2e_stack(e2e_platform: Platform, phases: Phases) -> Stack:
     """CRD + controller + MLflow server deployed and answering."""
-    with phases.phase("deploy stack (load images, CRD, controller, MLflow)") as note:
-        stack = deploy_stack(e2e_platform.cluster, e2e_platform.stack_images, crds_dir=CRDS_DIR)
-        note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
-    return stack
+    return deploy(e2e_platform, phases=phases)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -176,10 +131,3 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_settings
         if e2e_settings.keep_cluster:
             return
     kube.delete_namespace(name)
-
-
-@pytest.fixture(scope="session")
-def e2e_ready(pytestconfig: pytest.Config, docker_ready: None) -> None:
-    """Skip (or fail under --no-skip) when the host cannot run kind at all."""
-    if not Path("/proc/self/cgroup").exists():
-        missing_prerequisite(pytestconfig, "no cgroups: kind needs a Linux Docker host")

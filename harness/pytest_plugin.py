@@ -19,12 +19,9 @@ from typing import NoReturn
 import pytest
 
 from harness import baseimage, images
+from harness.platform import TRAINER_DIR, TRAINER_IMAGE
 from harness.timing import Phases
 from harness.tracking_server import LocalTrackingServer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINER_DIR = REPO_ROOT / "trainer"
-TRAINER_IMAGE = "mlflow-crd-example"  # the MLproject's docker_env.image
 
 _PHASES = pytest.StashKey[Phases]()
 

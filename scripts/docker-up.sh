@@ -82,6 +82,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# kind nodes run a kubelet and many containers, each holding inotify instances;
+# Debian's default of 128 makes pods fail with "too many open files".
+for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; do
+  key=${kv%=*} want=${kv#*=}
+  have=$(sysctl -n "$key" 2>/dev/null || echo "$want")
+  if [ "$have" -lt "$want" ]; then sysctl -qw "$key=$want" && say "raised $key $have -> $want"; fi
+done
+
 changed=1
 if host_lacks_caps; then
   install -m 0755 "$here/runc-nosr" "$wrapper_dst.tmp" && mv "$wrapper_dst.tmp" "$wrapper_dst"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_e2e import E2ESettings, Platform
+from harness.platform import Platform
+from harness.pytest_e2e import E2ESettings
 from harness.stack import Stack
 from tests.e2e.launcher import Launcher
 

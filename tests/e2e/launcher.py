@@ -11,7 +11,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from harness import _exec
-from harness.pytest_e2e import E2ESettings, Platform
+from harness.platform import Platform
+from harness.pytest_e2e import E2ESettings
 from harness.pytest_plugin import TRAINER_DIR
 from harness.stack import Stack
 

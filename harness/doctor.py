@@ -1,0 +1,132 @@
+"""Preflight checks: find what will break before minutes are spent, and name the fix.
+
+Each check returns a :class:`Finding` (ok / warn / fail, what was seen, the
+fix). ``python -m harness doctor`` prints them; the e2e session runs the
+blocking ones first so a missing Docker or a full disk fails in a second with
+an instruction, not after a 30-minute build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness import _exec
+from harness.cachedir import cache_dir
+
+__all__ = ["Finding", "render", "run_checks"]
+
+Level = Literal["ok", "warn", "fail"]
+
+#: A cold registry-less build keeps Go caches, a node image and its archive: ~15 GB.
+COLD_BUILD_FREE_GB = 20.0
+RUN_FREE_GB = 8.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    level: Level
+    seen: str
+    fix: str = ""
+
+
+def check_docker() -> Finding:
+    proc = _exec.run(["docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"],
+                     check=False, timeout=20)
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["docker not found"]
+        return Finding("docker", "fail", why[0], "start Docker; on Debian as root: scripts/docker-up.sh")
+    return Finding("docker", "ok", f"server {proc.stdout.strip()}")
+
+
+def check_runtime() -> Finding:
+    from harness.nodeimage.hostcheck import runtime_status
+
+    st = runtime_status()
+    if not st.needs_fix:
+        return Finding("privileged containers", "ok", "capability bounding set is complete")
+    if st.fix_active:
+        return Finding("privileged containers", "ok",
+                       f"host lacks {', '.join(st.missing_caps)}; runc wrapper runtime active")
+    return Finding("privileged containers", "fail", f"host lacks {', '.join(st.missing_caps)}: kind nodes cannot start",
+                   "scripts/docker-up.sh registers the capability-dropping runc wrapper (undo: --undo)")
+
+
+def check_disk(path: Path | None = None, *, need_gb: float = COLD_BUILD_FREE_GB) -> Finding:
+    where = path or cache_dir()
+    free = shutil.disk_usage(where).free / 1e9
+    docker_root = Path("/var/lib/docker")
+    if docker_root.exists():
+        free = min(free, shutil.disk_usage(docker_root).free / 1e9)
+    if free < RUN_FREE_GB:
+        return Finding("disk", "fail", f"{free:.1f} GB free", f"free at least {RUN_FREE_GB:.0f} GB "
+                       "(docker system prune; remove old node images: docker images local/kind-node-offline)")
+    if free < need_gb:
+        return Finding("disk", "warn", f"{free:.1f} GB free",
+                       f"a cold registry-less node build wants ~{need_gb:.0f} GB")
+    return Finding("disk", "ok", f"{free:.1f} GB free")
+
+
+def check_tool(name: str, version_args: list[str], fix: str) -> Finding:
+    found = shutil.which(name)
+    if not found:
+        return Finding(name, "warn", "not on PATH", fix)
+    proc = _exec.run([found, *version_args], check=False, timeout=20)
+    return Finding(name, "ok" if proc.returncode == 0 else "warn", (proc.stdout or proc.stderr).strip()[:120])
+
+
+def check_cgroups() -> Finding:
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    if v2:
+        return Finding("cgroups", "ok", "cgroup v2")
+    return Finding("cgroups", "ok", "cgroup v1: Kubernetes <= 1.34 runs without patches (pinned: 1.34)")
+
+
+def check_registry(image: str) -> Finding:
+    proc = _exec.run(["docker", "manifest", "inspect", image], check=False, timeout=60)
+    if proc.returncode == 0:
+        return Finding("registry", "ok", f"{image.split('@')[0]} reachable: the public node image will be used")
+    return Finding("registry", "warn", "public node image not reachable: the registry-less node image will be built",
+                   "nothing to do: the harness builds it (cold: ~30-45 min, cached afterwards); "
+                   "python -m harness node-image prebuilds it")
+
+
+def check_inotify() -> Finding:
+    try:
+        watches = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return Finding("inotify", "warn", "unreadable")
+    if watches < 256:
+        return Finding("inotify", "warn", f"max_user_instances={watches}",
+                       "sysctl fs.inotify.max_user_instances=512 (kubelet and kind nodes use many)")
+    return Finding("inotify", "ok", f"max_user_instances={watches}")
+
+
+def run_checks(*, public_node_image: str) -> list[Finding]:
+    docker = check_docker()
+    checks: list[Callable[[], Finding]] = [check_cgroups, check_disk, check_inotify,
+                                           lambda: check_tool("go", ["version"], "needed only to build kind "
+                                                              "or the registry-less node image: install Go >= 1.24")]
+    findings = [docker]
+    if docker.level != "fail":
+        checks += [check_runtime, lambda: check_registry(public_node_image)]
+    findings += [c() for c in checks]
+    if os.geteuid() != 0:
+        findings.append(Finding("user", "warn", "not root",
+                                "building registry-less images needs root (debootstrap); the public path does not"))
+    return findings
+
+
+def render(findings: list[Finding]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    lines = []
+    for f in findings:
+        lines.append(f"[{marks[f.level]}] {f.name:<22} {f.seen}")
+        if f.fix and f.level != "ok":
+            lines.append(f"       fix: {f.fix}")
+    return "\n".join(lines)
