@@ -1,0 +1,97 @@
+"""kind delivery: load, list nodes, verify per node (fake kind/docker executables on PATH)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from harness.backend import delivery
+from harness.backend.errors import ImageDeliveryError
+
+REF = "wine-quality:0f594988209c"
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`kind` logs its argv; `docker exec <node> ctr ...` lists the image only on node c-control-plane."""
+    log = tmp_path / "calls.log"
+    _script(
+        tmp_path / "kind",
+        f'echo "kind $*" >> {log}\n'
+        'if [ "$1" = get ]; then printf "c-control-plane\\nc-worker\\n"; exit 0; fi\n'
+        'if [ "$3" = broken:1 ]; then echo "ERROR: image not present locally" >&2; exit 1; fi\n',
+    )
+    _script(
+        tmp_path / "docker",
+        f'echo "docker $*" >> {log}\n'
+        'if [ "$2" = c-control-plane ]; then echo docker.io/library/' + REF + "; fi\n"
+        "echo sha256:abc\n",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_load_then_verify_names_the_node_without_the_image(fake_tools: Path) -> None:
+    delivery.kind_load("kind", "c", REF)
+    nodes = delivery.kind_nodes("kind", "c")
+    assert nodes == ["c-control-plane", "c-worker"]
+    with pytest.raises(ImageDeliveryError, match=r"c-worker") as info:
+        delivery.verify_on_kind_nodes(nodes, REF)
+    assert "c-control-plane" not in str(info.value).split("node(s)")[1].split("after")[0]
+    calls = fake_tools.read_text().splitlines()
+    assert calls[0] == f"kind load docker-image {REF} --name c"
+    assert "docker exec c-worker ctr -n k8s.io images ls -q" in calls
+
+
+def test_verify_passes_when_every_node_has_it(fake_tools: Path) -> None:
+    delivery.verify_on_kind_nodes(["c-control-plane"], REF)
+
+
+def test_kind_load_failure_carries_kinds_output(fake_tools: Path) -> None:
+    with pytest.raises(ImageDeliveryError, match="image not present locally"):
+        delivery.kind_load("kind", "c", "broken:1")
+
+
+def test_missing_kind_binary_is_a_delivery_error(tmp_path: Path) -> None:
+    with pytest.raises(ImageDeliveryError, match="not found"):
+        delivery.kind_load(str(tmp_path / "no-kind"), "c", REF)
+
+
+class _FakeImages:
+    def __init__(self, lines: list[dict[str, object]]) -> None:
+        self.lines = lines
+        self.pushed: list[tuple[str, str | None, object]] = []
+
+    def push(self, repository: str, tag: str | None = None, **kwargs: object) -> list[dict[str, object]]:
+        self.pushed.append((repository, tag, kwargs.get("auth_config")))
+        return self.lines
+
+
+class _FakeDocker:
+    def __init__(self, lines: list[dict[str, object]]) -> None:
+        self.images = _FakeImages(lines)
+
+
+DIGEST = "sha256:" + "1" * 64
+
+
+def test_push_uses_the_pushed_digest() -> None:
+    client = _FakeDocker([{"status": "Pushed"}, {"aux": {"Tag": "t", "Digest": DIGEST, "Size": 1}}])
+    got = delivery.push_to_registry(client, "localhost:5001/wine", "t", {"username": "u", "password": "p"})
+    assert got == delivery.DeliveredImage(ref=f"localhost:5001/wine@{DIGEST}", digest=DIGEST)
+    assert client.images.pushed == [("localhost:5001/wine", "t", {"username": "u", "password": "p"})]
+
+
+def test_push_error_line_fails_with_the_registry_message() -> None:
+    client = _FakeDocker([{"status": "Preparing"}, {"error": "denied: requested access is denied"}])
+    with pytest.raises(ImageDeliveryError, match="denied: requested access"):
+        delivery.push_to_registry(client, "localhost:5001/wine", "t")

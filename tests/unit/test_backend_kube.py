@@ -1,0 +1,127 @@
+"""API errors become errors a user can act on (no cluster: exceptions built by hand)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from harness.backend.config import BackendConfig
+from harness.backend.errors import (
+    ApiRejected,
+    ClusterUnreachable,
+    CrdNotInstalled,
+    NamespaceNotFound,
+)
+from harness.backend.kube import CustomJobs, translate_error
+
+CFG = BackendConfig.from_dict(
+    {"template-path": "t", "kind-cluster": "c", "kube-context": "kind-c", "namespace": "team"}
+)
+
+
+def api_error(
+    status: int, message: str = "", details: dict[str, str] | None = None, raw: str | None = None
+) -> ApiException:
+    body = (
+        raw
+        if raw is not None
+        else json.dumps(
+            {
+                "kind": "Status",
+                "status": "Failure",
+                "message": message,
+                "code": status,
+                "details": details or {},
+            }
+        )
+    )
+    return ApiException(status=status, reason="x", body=body)
+
+
+def test_crd_missing_plain_404() -> None:
+    err = translate_error(api_error(404, raw="404 page not found"), CFG, "create", "j")
+    assert isinstance(err, CrdNotInstalled)
+    assert "CustomJob CRD not installed: install with `kubectl apply -k crds/`" in str(err)
+
+
+def test_crd_missing_status_404() -> None:
+    err = translate_error(api_error(404, "the server could not find the requested resource"), CFG, "list")
+    assert isinstance(err, CrdNotInstalled)
+
+
+def test_namespace_missing() -> None:
+    err = translate_error(
+        api_error(404, 'namespaces "team" not found', {"name": "team", "kind": "namespaces"}),
+        CFG,
+        "create",
+        "j",
+    )
+    assert isinstance(err, NamespaceNotFound)
+    assert "kubectl create namespace team" in str(err)
+
+
+def test_422_carries_the_servers_validation_message() -> None:
+    msg = 'CustomJob.training.example.com "j" is invalid: spec.command: Required value'
+    err = translate_error(api_error(422, msg), CFG, "create", "j")
+    assert isinstance(err, ApiRejected)
+    assert err.status == 422
+    assert msg in str(err)
+    assert "team/j" in str(err)
+
+
+def test_403_mentions_rbac() -> None:
+    err = translate_error(api_error(403, "customjobs is forbidden"), CFG, "create", "j")
+    assert isinstance(err, ApiRejected)
+    assert "RBAC" in str(err)
+
+
+def test_connection_error_names_context() -> None:
+    err = translate_error(urllib3.exceptions.ProtocolError("Connection aborted."), CFG, "list")
+    assert isinstance(err, ClusterUnreachable)
+    assert "'kind-c'" in str(err)
+
+
+def test_unrelated_errors_are_not_translated() -> None:
+    assert translate_error(ValueError("x"), CFG, "list") is None
+
+
+class _Objects:
+    """Raises a scripted error from every call (enough to test CustomJobs' translation)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def call(*args: object, **kwargs: object) -> None:
+            raise self.exc
+
+        return call
+
+
+def fake_api(exc: Exception) -> Any:
+    """Typed as Any: it stands in for CustomObjectsApi by duck typing."""
+    return _Objects(exc)
+
+
+def test_get_and_delete_treat_a_missing_object_as_none() -> None:
+    gone = api_error(404, 'customjobs "j" not found', {"name": "j", "kind": "customjobs"})
+    jobs = CustomJobs(fake_api(gone), CFG)
+    assert jobs.get("j") is None
+    assert jobs.delete("j") is False
+
+
+def test_get_with_crd_missing_raises() -> None:
+    jobs = CustomJobs(fake_api(api_error(404, raw="404 page not found")), CFG)
+    with pytest.raises(CrdNotInstalled):
+        jobs.get("j")
+
+
+def test_preflight_translates() -> None:
+    jobs = CustomJobs(fake_api(urllib3.exceptions.ProtocolError("Connection aborted.")), CFG)
+    with pytest.raises(ClusterUnreachable, match="kind-c"):
+        jobs.preflight()

@@ -1,0 +1,310 @@
+"""CustomJobBackend.run end to end against a real (sqlite) tracking store, no cluster.
+
+Docker and the API server are replaced at the two seams the backend owns
+(``mlflow.projects.docker`` calls and ``kube.custom_objects_api``); everything
+else (MLflow project loading, run creation, argv, template, status, MLflow's own
+``projects.run``/``_wait_for``) is the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from kubernetes.client.exceptions import ApiException
+from mlflow.projects import docker as mlflow_docker
+from mlflow.projects.backend import loader
+from mlflow.tracking import MlflowClient
+
+from harness import customjob_api as api
+from harness.backend import CustomJobBackend, kube
+from harness.backend.errors import (
+    ApiRejected,
+    ClusterUnreachable,
+    CrdNotInstalled,
+    ParameterError,
+    TemplateError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+MLPROJECT = """\
+name: Pipeline Probe
+docker_env:
+  image: python:3.11-slim
+  environment: [["FROM_MLPROJECT", "yes"]]
+entry_points:
+  main:
+    parameters:
+      msg: string
+      alpha: {type: float, default: 0.1}
+    command: "python train.py --msg {msg} --alpha {alpha}"
+"""
+
+
+class FakeObjects:
+    """Stands in for CustomObjectsApi: stores created bodies, serves a phase."""
+
+    def __init__(self, phase: str = "Succeeded", fail_with: Exception | None = None) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.phase = phase
+        self.fail_with = fail_with
+
+    def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return {"items": []}
+
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any], **kw: Any
+    ) -> dict[str, Any]:
+        assert (group, version, plural) == (api.GROUP, api.VERSION, api.PLURAL)
+        assert "pretty" not in kw
+        self.created.append(body)
+        return body
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = dict(self.created[-1])
+        body["status"] = {"phase": self.phase, "message": "exit code 3" if self.phase == "Failed" else ""}
+        return body
+
+
+class FakeImage:
+    id = "sha256:" + "ab" * 32
+    client = None
+
+    def __init__(self) -> None:
+        self.tags_added: list[tuple[str, str]] = []
+
+    def tag(self, repository: str, tag: str) -> bool:
+        self.tags_added.append((repository, tag))
+        return True
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("KUBE_MLFLOW_TRACKING_URI", raising=False)
+    return MlflowClient(uri)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "MLproject").write_text(MLPROJECT)
+    shutil.copy(ROOT / "trainer" / "customjob_template.yaml", root / "customjob_template.yaml")
+    return root
+
+
+@pytest.fixture
+def objects(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
+    fake = FakeObjects()
+    monkeypatch.setattr(kube, "custom_objects_api", lambda cfg: fake)
+    monkeypatch.setattr(mlflow_docker, "validate_docker_installation", lambda: None)
+    image = FakeImage()
+
+    def build(**kwargs: Any) -> FakeImage:
+        assert kwargs["build_image"] is True
+        assert kwargs["repository_uri"] == "pipeline-probe"
+        MlflowClient().set_tag(kwargs["run_id"], "mlflow.docker.image.id", image.id)
+        return image
+
+    monkeypatch.setattr(mlflow_docker, "build_docker_image", build)
+    return fake
+
+
+def config(**extra: Any) -> dict[str, Any]:
+    return {
+        "template-path": "customjob_template.yaml",
+        "image-delivery": "none",
+        "tracking-uri": "http://mlflow.mlflow.svc:5000",
+        "poll-seconds": 0.01,
+        "timeout-seconds": 5,
+        **extra,
+    }
+
+
+def runs_in(client: MlflowClient) -> list[Any]:
+    return client.search_runs(experiment_ids=["0"])
+
+
+def test_submit_renders_the_expected_customjob(tracking: MlflowClient, project: Path, objects: FakeObjects) -> None:
+    hostile = 'it\'s a "test" $HOME\n}{: x'
+    submitted = CustomJobBackend().run(
+        str(project),
+        "main",
+        {"msg": hostile, "alpha": "0.5"},
+        None,
+        config(SYNCHRONOUS=False),
+        tracking.tracking_uri,
+        "0",
+    )
+    (body,) = objects.created
+    run_id = submitted.run_id
+    assert body["metadata"]["name"] == f"pipeline-probe-{run_id[:8]}" == submitted.job_name
+    assert body["metadata"]["labels"][api.RUN_ID_LABEL] == run_id
+    assert body["spec"]["command"] == ["python", "train.py", "--msg", hostile, "--alpha", "0.5"]
+    assert body["spec"]["image"] == "pipeline-probe:abababababab"
+    env = {e["name"]: e["value"] for e in body["spec"]["env"]}
+    assert env["MLFLOW_RUN_ID"] == run_id
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc:5000"
+    assert env["MLFLOW_EXPERIMENT_ID"] == "0"
+    assert env["FROM_MLPROJECT"] == "yes"
+    assert body["spec"]["mlflow"] == {
+        "runId": run_id,
+        "experimentId": "0",
+        "trackingUri": "http://mlflow.mlflow.svc:5000",
+    }
+    run = tracking.get_run(run_id)
+    assert run.info.status == "RUNNING"  # async: the controller ends it
+    assert run.data.tags["mlflow.project.env"] == "docker"
+    assert run.data.tags["mlflow.docker.image.uri"] == "pipeline-probe:abababababab"
+    # MLflow's _create_run logs the shell-quoted form (upstream behaviour); argv is unquoted.
+    assert run.data.params == {"msg": shlex.quote(hostile), "alpha": "0.5"}
+
+
+def test_bad_float_fails_before_any_run_or_cluster_call(
+    tracking: MlflowClient, project: Path, objects: FakeObjects
+) -> None:
+    with pytest.raises(ParameterError, match="alpha"):
+        CustomJobBackend().run(
+            str(project), "main", {"msg": "m", "alpha": "abc"}, None, config(), tracking.tracking_uri, "0"
+        )
+    assert runs_in(tracking) == []
+    assert objects.created == []
+
+
+def test_bad_template_fails_before_any_run(tracking: MlflowClient, project: Path, objects: FakeObjects) -> None:
+    (project / "customjob_template.yaml").write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec: {}\n")
+    with pytest.raises(TemplateError, match="kind: CustomJob"):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
+    assert runs_in(tracking) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "text"),
+    [
+        (
+            ApiException(status=404, reason="Not Found", body="404 page not found"),
+            CrdNotInstalled,
+            "kubectl apply -k crds/",
+        ),
+        (OSError("connection refused"), ClusterUnreachable, "cannot reach the API server"),
+    ],
+)
+def test_cluster_errors_mark_the_run_failed_with_reason(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, error: Exception, expected: type, text: str
+) -> None:
+    objects.fail_with = error
+    with pytest.raises(expected, match=text):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
+    (run,) = runs_in(tracking)
+    assert run.info.status == "FAILED"
+    assert text in run.data.tags[api.FAILURE_REASON_TAG]
+
+
+def test_api_rejection_marks_the_run_failed_with_server_message(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msg = "spec.command: Required value"
+    rejection = ApiException(status=422, reason="Unprocessable", body=json.dumps({"message": msg}))
+
+    def reject(*args: Any, **kwargs: Any) -> None:
+        raise rejection
+
+    monkeypatch.setattr(objects, "create_namespaced_custom_object", reject)
+    with pytest.raises(ApiRejected, match=msg):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
+    (run,) = runs_in(tracking)
+    assert run.info.status == "FAILED"
+    assert msg in run.data.tags[api.FAILURE_REASON_TAG]
+
+
+def test_unreachable_kubeconfig_context_is_named(
+    tracking: MlflowClient, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real client against a closed port: the error names the context, the run is FAILED."""
+    monkeypatch.setattr(mlflow_docker, "validate_docker_installation", lambda: None)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: closed\n"
+        "clusters: [{name: closed, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: closed, context: {cluster: closed, user: u}}]\n"
+    )
+    with pytest.raises(ClusterUnreachable, match="'closed'"):
+        CustomJobBackend().run(
+            str(project),
+            "main",
+            {"msg": "m"},
+            None,
+            config(kubeconfig=str(kubeconfig), **{"kube-context": "closed"}),
+            tracking.tracking_uri,
+            "0",
+        )
+    (run,) = runs_in(tracking)
+    assert run.info.status == "FAILED"
+
+
+def test_unknown_context_fails_before_any_run(
+    tracking: MlflowClient, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mlflow_docker, "validate_docker_installation", lambda: None)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with pytest.raises(ClusterUnreachable, match="context 'nope'"):
+        CustomJobBackend().run(
+            str(project),
+            "main",
+            {"msg": "m"},
+            None,
+            config(kubeconfig=str(kubeconfig), **{"kube-context": "nope"}),
+            tracking.tracking_uri,
+            "0",
+        )
+    assert runs_in(tracking) == []
+
+
+@pytest.mark.parametrize(("phase", "final"), [("Succeeded", "FINISHED"), ("Failed", "FAILED")])
+def test_mlflow_projects_run_synchronous_ends_the_run(
+    tracking: MlflowClient,
+    project: Path,
+    objects: FakeObjects,
+    monkeypatch: pytest.MonkeyPatch,
+    phase: str,
+    final: str,
+) -> None:
+    """Through MLflow's own projects.run/_wait_for, as the Python API user does it."""
+    objects.phase = phase
+    monkeypatch.setattr(loader, "load_backend", lambda name: CustomJobBackend() if name == "customjob" else None)
+    if phase == "Succeeded":
+        submitted = mlflow.projects.run(
+            str(project),
+            parameters={"msg": "hi"},
+            backend="customjob",
+            backend_config=config(),
+            experiment_id="0",
+        )
+        run_id = submitted.run_id
+    else:
+        with pytest.raises(mlflow.exceptions.ExecutionException, match="failed"):
+            mlflow.projects.run(
+                str(project),
+                parameters={"msg": "hi"},
+                backend="customjob",
+                backend_config=config(),
+                experiment_id="0",
+            )
+        (only,) = runs_in(tracking)
+        run_id = only.info.run_id
+    run = tracking.get_run(run_id)
+    assert run.info.status == final
+    assert run.data.tags["mlflow.project.backend"] == "customjob"
+    if final == "FAILED":
+        assert "exit code 3" in run.data.tags[api.FAILURE_REASON_TAG]
