@@ -1,0 +1,49 @@
+"""Benchmark the docker tier: trainer image size and the wall time of one `mlflow run`.
+
+    python benchmarks/docker_tier.py [--runs 3]
+
+Prints one line per run and a summary. Measures, never asserts: timing belongs
+here, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import _exec, baseimage, images
+from harness.platform import TRAINER_DIR, TRAINER_IMAGE
+from harness.tracking_server import LocalTrackingServer
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    base = baseimage.resolve_base_image().image
+    t0 = time.monotonic()
+    built = images.build_image(TRAINER_DIR, TRAINER_IMAGE, base_image=base, also_tag=(f"{TRAINER_IMAGE}:latest",))
+    print(f"trainer image {built.tag}: {built.size_bytes / 1e6:.0f} MB "
+          f"({'reused' if built.reused else f'built in {time.monotonic() - t0:.0f} s'}); base {base}")
+
+    walls = []
+    with tempfile.TemporaryDirectory() as tmp, LocalTrackingServer(Path(tmp)) as server:
+        for i in range(args.runs):
+            t = time.monotonic()
+            _exec.run([sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), "-P", "alpha=0.5", "--build-image",
+                       "-A", "network=host", "--experiment-name", f"bench-{i}"],
+                      extra_env={"MLFLOW_TRACKING_URI": server.uri}, timeout=900)
+            walls.append(time.monotonic() - t)
+            print(f"run {i + 1}: {walls[-1]:.1f} s")
+    print(f"mlflow run wall time: median {statistics.median(walls):.1f} s, min {min(walls):.1f} s, "
+          f"max {max(walls):.1f} s over {len(walls)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
