@@ -1,0 +1,162 @@
+"""CustomJob -> ``batch/v1`` Job manifest. Pure: no I/O, no clock, no randomness.
+
+Why the Job looks the way it does:
+
+* The Job name *is* the CustomJob name (the CRD caps it at 63 characters), so
+  creating it twice is a harmless 409 and a restarted controller finds it.
+* ``restartPolicy: Never`` plus ``backoffLimit`` from the spec: every retry is
+  a new Pod whose failure stays inspectable.
+* ``terminationMessagePolicy: FallbackToLogsOnError`` makes the kubelet copy
+  the last log lines of a failed container into its status, so the controller
+  can report *why* training crashed without reading logs.
+* Quantities are rendered as strings: the kubernetes client models only accept
+  strings there, while the CRD lets users write ``cpu: 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from customjob_controller import names
+
+
+def job_name(customjob_name: str) -> str:
+    """Return the one Job name a CustomJob may own (deterministic, idempotent)."""
+    return customjob_name
+
+
+def owner_labels(customjob_name: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """Labels linking a Job/Pod back to its CustomJob and MLflow run."""
+    labels = {
+        names.LABEL_CUSTOMJOB: customjob_name,
+        "app.kubernetes.io/managed-by": names.MANAGED_BY,
+    }
+    mlflow = spec.get("mlflow") or {}
+    if mlflow.get("runId"):
+        labels[names.LABEL_RUN_ID] = mlflow["runId"]
+    if mlflow.get("experimentId"):
+        labels[names.LABEL_EXPERIMENT_ID] = mlflow["experimentId"]
+    return labels
+
+
+def container_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """User env first, then MLFLOW_* from spec.mlflow unless the user set them.
+
+    The CRD already rejects literal values that disagree with spec.mlflow, so
+    "user wins" only matters for ``valueFrom`` entries.
+    """
+    env: list[dict[str, Any]] = []
+    for entry in spec.get("env") or []:
+        item: dict[str, Any] = {"name": entry["name"]}
+        if "value" in entry:
+            item["value"] = entry["value"]
+        if "valueFrom" in entry:
+            item["valueFrom"] = _value_from(entry["valueFrom"])
+        env.append(item)
+    taken = {item["name"] for item in env}
+    mlflow = spec.get("mlflow") or {}
+    for field, var in names.MLFLOW_ENV.items():
+        if mlflow.get(field) and var not in taken:
+            env.append({"name": var, "value": str(mlflow[field])})
+    return env
+
+
+def _value_from(source: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for ref in ("secretKeyRef", "configMapKeyRef"):
+        if ref in source:
+            out[ref] = {k: source[ref][k] for k in ("name", "key", "optional") if k in source[ref]}
+    if "fieldRef" in source:
+        out["fieldRef"] = {k: source["fieldRef"][k] for k in ("fieldPath", "apiVersion") if k in source["fieldRef"]}
+    return out
+
+
+def container_resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Requests/limits with every quantity as a string (``1`` -> ``"1"``)."""
+    resources = spec.get("resources") or {}
+    out: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        quantities = resources.get(kind)
+        if quantities:
+            out[kind] = {name: str(value) for name, value in quantities.items()}
+    return out
+
+
+def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
+    """Render the Job for a CustomJob object (``metadata`` + ``spec`` are read).
+
+    The owner reference needs ``metadata.uid``; it is what makes the garbage
+    collector delete the Job (and its Pods) with the CustomJob.
+    """
+    meta = customjob["metadata"]
+    spec = customjob["spec"]
+    name = meta["name"]
+    labels = owner_labels(name, spec)
+    pod_labels = {**(spec.get("podLabels") or {}), **labels}
+
+    container: dict[str, Any] = {
+        "name": names.CONTAINER_NAME,
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", names.DEFAULT_IMAGE_PULL_POLICY),
+        "command": list(spec["command"]),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.get("args"):
+        container["args"] = list(spec["args"])
+    if spec.get("workingDir"):
+        container["workingDir"] = spec["workingDir"]
+    env = container_env(spec)
+    if env:
+        container["env"] = env
+    resources = container_resources(spec)
+    if resources:
+        container["resources"] = resources
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    if spec.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    else:
+        # The default ServiceAccount grants nothing a trainer needs; no token.
+        pod_spec["automountServiceAccountToken"] = False
+
+    job_spec: dict[str, Any] = {
+        "backoffLimit": int(spec.get("backoffLimit", names.DEFAULT_BACKOFF_LIMIT)),
+        "ttlSecondsAfterFinished": int(spec.get("ttlSecondsAfterFinished", names.DEFAULT_TTL_SECONDS_AFTER_FINISHED)),
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+    }
+    if spec.get("activeDeadlineSeconds") is not None:
+        job_spec["activeDeadlineSeconds"] = int(spec["activeDeadlineSeconds"])
+
+    job_meta: dict[str, Any] = {
+        "name": job_name(name),
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "name": name,
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if meta.get("namespace"):
+        job_meta["namespace"] = meta["namespace"]
+    run_name = (spec.get("mlflow") or {}).get("runName")
+    if run_name:
+        job_meta["annotations"] = {names.ANNOTATION_RUN_NAME: run_name}
+
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}

@@ -1,0 +1,195 @@
+"""CustomJob -> Job manifest: unit tests and the "always a valid Job" property.
+
+The property validates against ``kubernetes.client.V1Job.model_validate``,
+which is exactly what ``BatchV1Api.create_namespaced_job`` runs on its body
+(pydantic, ``extra="forbid"``, strict strings): a manifest that passes here
+is not refused client-side, and misspelt fields cannot slip through.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from customjob_controller import manifests, names
+from customjob_testing import crd_validation as crdv
+from customjob_testing import strategies
+from hypothesis import HealthCheck, given, settings
+from kubernetes.client import V1Job
+from pydantic import ValidationError
+
+UID = "6f1c1d7e-2b5a-4a55-9d0e-1d2f3a4b5c6d"
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _cj(spec: dict[str, Any], name: str = "train-1") -> dict[str, Any]:
+    obj = crdv.customjob(spec, name=name, namespace="team-a")
+    obj["metadata"]["uid"] = UID
+    return obj
+
+
+BASE = {"image": "trainer:0.1.0", "command": ["python3", "train.py"]}
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_job_name_is_the_customjob_name_and_stable() -> None:
+    assert manifests.job_name("train-1") == "train-1"
+    assert manifests.build_job(_cj(BASE)) == manifests.build_job(_cj(BASE))
+
+
+def test_owner_reference_makes_the_customjob_the_controller() -> None:
+    job = manifests.build_job(_cj(BASE))
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "training.example.com/v1alpha1",
+            "kind": "CustomJob",
+            "name": "train-1",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert job["metadata"]["namespace"] == "team-a"
+
+
+def test_labels_link_job_and_pods_back_to_customjob_and_run() -> None:
+    spec = {
+        **BASE,
+        "mlflow": {"runId": RUN_ID, "experimentId": "7", "trackingUri": "http://m:5000", "runName": "r"},
+    }
+    job = manifests.build_job(_cj(spec))
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels[names.LABEL_CUSTOMJOB] == "train-1"
+        assert labels[names.LABEL_RUN_ID] == RUN_ID
+        assert labels[names.LABEL_EXPERIMENT_ID] == "7"
+    assert job["metadata"]["annotations"] == {names.ANNOTATION_RUN_NAME: "r"}
+
+
+def test_pod_labels_cannot_override_controller_labels() -> None:
+    spec = {**BASE, "podLabels": {"team": "ml", names.LABEL_CUSTOMJOB: "spoofed"}}
+    labels = manifests.build_job(_cj(spec))["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "ml"
+    assert labels[names.LABEL_CUSTOMJOB] == "train-1"
+
+
+def test_defaults_and_hardening() -> None:
+    job = manifests.build_job(_cj(BASE))
+    pod = job["spec"]["template"]["spec"]
+    container = _container(job)
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+    assert "activeDeadlineSeconds" not in job["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+    assert container["name"] == "trainer"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_spec_fields_are_copied() -> None:
+    spec = {
+        **BASE,
+        "imagePullPolicy": "Never",
+        "args": ["--alpha", "0.1"],
+        "workingDir": "/work",
+        "backoffLimit": 2,
+        "activeDeadlineSeconds": 600,
+        "ttlSecondsAfterFinished": 0,
+        "serviceAccountName": "trainer",
+    }
+    job = manifests.build_job(_cj(spec))
+    container = _container(job)
+    assert (container["image"], container["imagePullPolicy"]) == ("trainer:0.1.0", "Never")
+    assert (container["command"], container["args"], container["workingDir"]) == (
+        ["python3", "train.py"],
+        ["--alpha", "0.1"],
+        "/work",
+    )
+    assert (
+        job["spec"]["backoffLimit"],
+        job["spec"]["activeDeadlineSeconds"],
+        job["spec"]["ttlSecondsAfterFinished"],
+    ) == (2, 600, 0)
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "trainer"
+    assert "automountServiceAccountToken" not in job["spec"]["template"]["spec"]
+
+
+def test_quantities_become_strings() -> None:
+    spec = {
+        **BASE,
+        "resources": {"requests": {"cpu": 1, "memory": "512Mi"}, "limits": {"memory": 1073741824}},
+    }
+    assert _container(manifests.build_job(_cj(spec)))["resources"] == {
+        "requests": {"cpu": "1", "memory": "512Mi"},
+        "limits": {"memory": "1073741824"},
+    }
+
+
+def test_mlflow_env_is_injected_unless_the_user_set_it() -> None:
+    spec = {
+        **BASE,
+        "env": [
+            {"name": "SEED", "value": "1"},
+            {
+                "name": "MLFLOW_TRACKING_URI",
+                "valueFrom": {"configMapKeyRef": {"name": "mlflow", "key": "uri"}},
+            },
+        ],
+        "mlflow": {"runId": RUN_ID, "experimentId": "3", "trackingUri": "http://mlflow:5000"},
+    }
+    env = _container(manifests.build_job(_cj(spec)))["env"]
+    assert env == [
+        {"name": "SEED", "value": "1"},
+        {"name": "MLFLOW_TRACKING_URI", "valueFrom": {"configMapKeyRef": {"name": "mlflow", "key": "uri"}}},
+        {"name": "MLFLOW_RUN_ID", "value": RUN_ID},
+        {"name": "MLFLOW_EXPERIMENT_ID", "value": "3"},
+    ]
+
+
+def test_a_minimal_job_validates_and_a_typo_would_not() -> None:
+    job = manifests.build_job(_cj(BASE))
+    V1Job.model_validate(job)
+    broken = copy.deepcopy(job)
+    _container(broken)["imagePullPolicyy"] = "Never"
+    with pytest.raises(ValidationError):
+        V1Job.model_validate(broken)
+    broken = copy.deepcopy(job)
+    _container(broken)["resources"] = {"limits": {"cpu": 1}}  # int quantity: the client refuses it
+    with pytest.raises(ValidationError):
+        V1Job.model_validate(broken)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategies.valid_specs())
+def test_every_admitted_spec_yields_a_valid_batch_v1_job(spec: dict[str, Any]) -> None:
+    obj = _cj(spec)
+    assert crdv.validate(obj) == []  # same object the API server would store...
+    stored = crdv.apply_defaults(crdv.version_schema(), obj)
+    job = manifests.build_job(stored)  # ...turned into a Job
+    model = V1Job.model_validate(job)
+    assert json.loads(json.dumps(job)) == job
+    assert model.metadata is not None
+    assert model.metadata.name == "train-1"
+    assert model.spec is not None
+    assert model.spec.template.spec is not None
+    assert model.spec.template.spec.restart_policy == "Never"
+    (container,) = model.spec.template.spec.containers
+    assert container.name == "trainer"
+    assert container.image == spec["image"]
+    assert container.image_pull_policy == stored["spec"]["imagePullPolicy"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert all(len(v) <= 63 for v in labels.values())
+    env_names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+    assert len(env_names) == len(set(env_names))

@@ -1,0 +1,167 @@
+"""Closing MLflow runs over REST: request building, decisions, and the wire format."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from customjob_controller import mlflow_rest, names
+
+URI = "http://mlflow.example:5000/"
+RUN = "0123456789abcdef0123456789abcdef"
+
+
+def test_request_builders_match_the_mlflow_rest_api() -> None:
+    assert mlflow_rest.get_run(URI, RUN) == mlflow_rest.Request(
+        "GET", f"http://mlflow.example:5000/api/2.0/mlflow/runs/get?run_id={RUN}"
+    )
+    assert mlflow_rest.update_run(URI, RUN, "FAILED", 1700000000123) == mlflow_rest.Request(
+        "POST",
+        "http://mlflow.example:5000/api/2.0/mlflow/runs/update",
+        {"run_id": RUN, "status": "FAILED", "end_time": 1700000000123},
+    )
+    tag = mlflow_rest.set_tag("http://h/prefix", RUN, names.TAG_FAILURE_REASON, "x" * 9000)
+    assert tag.url == "http://h/prefix/api/2.0/mlflow/runs/set-tag"
+    assert tag.body is not None
+    assert tag.body["key"] == "training.example.com/failure-reason"
+    assert len(tag.body["value"]) == mlflow_rest.MAX_TAG_VALUE
+
+
+class FakeMlflow:
+    """Records requests; answers runs/get with a fixed status."""
+
+    def __init__(self, run_status: str, fail: Exception | None = None) -> None:
+        self.run_status = run_status
+        self.fail = fail
+        self.calls: list[mlflow_rest.Request] = []
+
+    def __call__(self, request: mlflow_rest.Request, timeout: float) -> Mapping[str, Any]:
+        assert 0 < timeout <= 10
+        self.calls.append(request)
+        if self.fail is not None:
+            raise self.fail
+        if request.url.split("?")[0].endswith("runs/get"):
+            return {"run": {"info": {"run_id": RUN, "status": self.run_status}}}
+        return {}
+
+
+def _finalize(fake: FakeMlflow, *, succeeded: bool) -> mlflow_rest.Outcome:
+    return mlflow_rest.finalize_run(
+        URI, RUN, succeeded=succeeded, reason="OOMKilled", message="limit 64Mi", end_time_ms=42, sender=fake
+    )
+
+
+@pytest.mark.parametrize("open_status", ["RUNNING", "SCHEDULED"])
+def test_open_run_of_a_failed_job_is_failed_and_tagged(open_status: str) -> None:
+    fake = FakeMlflow(open_status)
+    outcome = _finalize(fake, succeeded=False)
+    assert outcome == mlflow_rest.Outcome("closed", open_status)
+    assert [c.url.rsplit("/", 1)[-1].split("?")[0] for c in fake.calls] == ["get", "update", "set-tag"]
+    assert fake.calls[1].body == {"run_id": RUN, "status": "FAILED", "end_time": 42}
+    assert fake.calls[2].body is not None
+    assert fake.calls[2].body["value"] == "OOMKilled: limit 64Mi"
+
+
+def test_open_run_of_a_succeeded_job_is_finished_without_tag() -> None:
+    fake = FakeMlflow("RUNNING")
+    assert _finalize(fake, succeeded=True).action == "closed"
+    assert len(fake.calls) == 2
+    assert fake.calls[1].body is not None
+    assert fake.calls[1].body["status"] == "FINISHED"
+
+
+@pytest.mark.parametrize("done", ["FINISHED", "FAILED", "KILLED"])
+def test_terminal_runs_are_not_touched(done: str) -> None:
+    fake = FakeMlflow(done)
+    assert _finalize(fake, succeeded=True) == mlflow_rest.Outcome("already-terminal", done)
+    assert len(fake.calls) == 1
+
+
+def test_failure_reason_is_tagged_even_if_the_trainer_closed_the_run() -> None:
+    fake = FakeMlflow("FAILED")
+    _finalize(fake, succeeded=False)
+    assert [c.url.rsplit("/", 1)[-1].split("?")[0] for c in fake.calls] == ["get", "set-tag"]
+
+
+def test_unreachable_server_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeMlflow("RUNNING", fail=ConnectionRefusedError("refused"))
+    outcome = _finalize(fake, succeeded=False)
+    assert outcome.action == "error"
+    assert "refused" in outcome.detail
+    assert "could not finalise MLflow run" in caplog.text
+
+
+# --- the real urllib sender against a local HTTP server -------------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[str, str, dict[str, str], Any]]] = []
+
+    def _reply(self, payload: dict[str, Any], code: int = 200) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path, dict(self.headers), None))
+        self._reply({"run": {"info": {"status": "RUNNING"}}})
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append(("POST", self.path, dict(self.headers), json.loads(raw)))
+        if self.path.endswith("set-tag"):
+            self._reply({"error_code": "INTERNAL_ERROR"}, code=500)
+        else:
+            self._reply({})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Recorder.seen = []
+    httpd = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_urllib_sender_speaks_json_and_http_errors_are_not_fatal(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cret")
+    outcome = mlflow_rest.finalize_run(
+        server,
+        RUN,
+        succeeded=False,
+        reason="DeadlineExceeded",
+        message="too slow",
+        end_time_ms=7,
+        timeout=2.0,
+    )
+    assert outcome.action == "error"
+    assert "500" in outcome.detail
+    (get, update, tag) = _Recorder.seen
+    assert get[:2] == ("GET", f"/api/2.0/mlflow/runs/get?run_id={RUN}")
+    assert update[0:2] == ("POST", "/api/2.0/mlflow/runs/update")
+    assert update[2]["Content-Type"] == "application/json"
+    assert update[2]["Authorization"] == "Bearer s3cret"
+    assert update[3] == {"run_id": RUN, "status": "FAILED", "end_time": 7}
+    assert tag[3] == {"run_id": RUN, "key": names.TAG_FAILURE_REASON, "value": "DeadlineExceeded: too slow"}
+
+
+def test_closed_port_fails_fast_and_softly() -> None:
+    outcome = mlflow_rest.finalize_run(
+        "http://127.0.0.1:9", RUN, succeeded=True, reason="Completed", message="", end_time_ms=1, timeout=1.0
+    )
+    assert outcome.action == "error"

@@ -1,0 +1,241 @@
+"""The CustomJob CRD: names, defaults, schema and CEL rules, validated locally.
+
+Objects are validated the way the API server does it (defaults, OpenAPI
+schema with strict unknown fields, list-map keys, CEL rules) by
+``customjob_testing.crd_validation``; see its docstring for the gaps.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from customjob_controller import names
+from customjob_testing import crd_validation as crdv
+from customjob_testing import strategies
+from hypothesis import HealthCheck, given, settings
+
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+GOOD_SPEC: dict[str, Any] = {
+    "image": "trainer:0.1.0",
+    "command": ["python3", "train.py"],
+    "args": ["--alpha", "0.5"],
+    "env": [
+        {"name": "SEED", "value": "42"},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ],
+    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+    "mlflow": {
+        "runId": "0123456789abcdef0123456789abcdef",
+        "experimentId": "1",
+        "trackingUri": "http://mlflow:5000",
+    },
+    "podLabels": {"team": "ml"},
+}
+
+_HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _spec_schema() -> dict[str, Any]:
+    spec: dict[str, Any] = crdv.version_schema()["properties"]["spec"]
+    return spec
+
+
+# --- names and defaults ------------------------------------------------------
+
+
+def test_crd_identity_matches_the_fixed_names() -> None:
+    crd = crdv.load_crd()
+    assert crd["metadata"]["name"] == f"{names.PLURAL}.{names.GROUP}"
+    assert crd["spec"]["group"] == names.GROUP
+    assert crd["spec"]["scope"] == "Namespaced"
+    assert crd["spec"]["names"] == {
+        "kind": "CustomJob",
+        "listKind": "CustomJobList",
+        "plural": "customjobs",
+        "singular": "customjob",
+        "shortNames": ["cj"],
+        "categories": ["training"],
+    }
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == (names.VERSION, True, True)
+    assert version["subresources"] == {"status": {}}
+
+
+def test_printer_columns_show_phase_run_id_and_age() -> None:
+    (version,) = crdv.load_crd()["spec"]["versions"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert columns["Phase"]["jsonPath"] == ".status.phase"
+    assert columns["Run ID"]["jsonPath"] == ".status.mlflowRunId"
+    assert columns["Age"]["type"] == "date"
+    assert columns["Reason"]["priority"] == 1
+
+
+def test_controller_defaults_equal_crd_defaults() -> None:
+    props = _spec_schema()["properties"]
+    assert props["imagePullPolicy"]["default"] == names.DEFAULT_IMAGE_PULL_POLICY
+    assert props["backoffLimit"]["default"] == names.DEFAULT_BACKOFF_LIMIT
+    assert props["ttlSecondsAfterFinished"]["default"] == names.DEFAULT_TTL_SECONDS_AFTER_FINISHED
+
+
+def test_defaults_are_applied_to_a_minimal_spec() -> None:
+    obj = crdv.apply_defaults(crdv.version_schema(), crdv.customjob({"image": "t:1", "command": ["x"]}))
+    assert obj["spec"]["imagePullPolicy"] == "IfNotPresent"
+    assert obj["spec"]["backoffLimit"] == 0
+    assert obj["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_status_phase_enum_matches_controller_phases() -> None:
+    phase = crdv.version_schema()["properties"]["status"]["properties"]["phase"]
+    assert set(phase["enum"]) == {names.PENDING, names.RUNNING, names.SUCCEEDED, names.FAILED}
+
+
+# --- admission of known objects -----------------------------------------------
+
+
+def test_good_spec_is_admitted() -> None:
+    assert crdv.validate(crdv.customjob(GOOD_SPEC)) == []
+
+
+@pytest.mark.parametrize("mutation", sorted(strategies.INVALID_MUTATIONS))
+def test_each_invalid_mutation_is_refused(mutation: str) -> None:
+    spec = copy.deepcopy(GOOD_SPEC)
+    strategies.INVALID_MUTATIONS[mutation](spec)
+    assert crdv.validate(crdv.customjob(spec)), f"CRD admitted a spec with: {mutation}"
+
+
+def test_name_longer_than_63_is_refused_with_the_rule_message() -> None:
+    errors = crdv.validate(crdv.customjob(GOOD_SPEC, name="a" * 64))
+    assert any("at most 63 characters" in e for e in errors)
+    assert crdv.validate(crdv.customjob(GOOD_SPEC, name="a" * 63)) == []
+
+
+def test_env_must_agree_with_mlflow_section_but_valuefrom_is_allowed() -> None:
+    spec = copy.deepcopy(GOOD_SPEC)
+    spec["env"].append({"name": "MLFLOW_TRACKING_URI", "value": "http://other:5000"})
+    assert any("must equal spec.mlflow" in e for e in crdv.validate(crdv.customjob(spec)))
+    spec["env"][-1] = {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}
+    assert crdv.validate(crdv.customjob(spec)) == []
+    spec["env"][-1] = {
+        "name": "MLFLOW_TRACKING_URI",
+        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "uri"}},
+    }
+    assert crdv.validate(crdv.customjob(spec)) == []
+
+
+# --- immutability (transition rule) ----------------------------------------------
+
+
+def test_spec_update_is_refused_with_a_readable_message() -> None:
+    old = crdv.customjob(GOOD_SPEC)
+    new = copy.deepcopy(old)
+    new["spec"]["image"] = "trainer:0.2.0"
+    errors = crdv.validate(new, old=old)
+    assert errors
+    assert "spec is immutable" in errors[0]
+
+
+def test_unchanged_spec_and_metadata_or_status_changes_are_admitted() -> None:
+    old = crdv.customjob(GOOD_SPEC)
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"touched": "yes"}
+    new["status"] = {"phase": "Running", "reason": "PodRunning", "message": "pod x is running"}
+    assert crdv.validate(new, old=old) == []
+
+
+def test_update_that_only_spells_out_defaults_is_admitted() -> None:
+    old = crdv.customjob({"image": "t:1", "command": ["x"]})
+    new = crdv.customjob({"image": "t:1", "command": ["x"], "backoffLimit": 0, "imagePullPolicy": "IfNotPresent"})
+    assert crdv.validate(new, old=old) == []
+
+
+# --- properties -------------------------------------------------------------------
+
+
+@_HYPOTHESIS
+@given(strategies.valid_specs())
+def test_every_valid_spec_is_admitted(spec: dict[str, Any]) -> None:
+    assert crdv.validate(crdv.customjob(spec)) == []
+
+
+@_HYPOTHESIS
+@given(strategies.invalid_specs())
+def test_every_invalid_spec_is_refused(case: tuple[str, dict[str, Any]]) -> None:
+    mutation, spec = case
+    assert crdv.validate(crdv.customjob(spec)), f"CRD admitted a spec with: {mutation}"
+
+
+@_HYPOTHESIS
+@given(strategies.valid_specs(), strategies.valid_specs())
+def test_any_spec_change_is_refused(before: dict[str, Any], after: dict[str, Any]) -> None:
+    old, new = crdv.customjob(before), crdv.customjob(after)
+    schema = crdv.version_schema()
+    changed = crdv.apply_defaults(schema, old)["spec"] != crdv.apply_defaults(schema, new)["spec"]
+    assert bool(crdv.validate(new, old=old)) == changed
+
+
+# --- the validator itself must be able to fail ---------------------------------------
+
+
+def test_local_validator_reports_cel_failures_and_schema_failures_separately() -> None:
+    assert not crdv.eval_rule("self.all(k, k in ['cpu'])", {"gpu": 1})
+    assert crdv.eval_rule("self.all(k, k in ['cpu'])", {"cpu": 1})
+    assert crdv.schema_errors(crdv.customjob({"image": "t:1"}))  # command missing
+
+
+# --- kustomize ---------------------------------------------------------------------------
+
+
+def _rendered() -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(CRDS_DIR)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_kustomize_renders_crd_rbac_and_a_hardened_deployment() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _rendered()}
+    assert docs["CustomResourceDefinition", "customjobs.training.example.com"]["spec"] == crdv.load_crd()["spec"]
+    deploy = docs["Deployment", "customjob-controller"]
+    assert deploy["metadata"]["namespace"] == "customjob-system"
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "customjob-controller:dev"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    binding = docs["ClusterRoleBinding", "customjob-controller"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "customjob-controller", "namespace": "customjob-system"}
+    ]
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    role = {(d["kind"], d["metadata"]["name"]): d for d in _rendered()}["ClusterRole", "customjob-controller"]
+    grants = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert all("*" not in verbs for verbs in grants.values())
+    assert grants == {
+        ("training.example.com", "customjobs"): {"get", "list", "watch", "patch"},
+        ("training.example.com", "customjobs/status"): {"patch"},
+        ("training.example.com", "customjobs/finalizers"): {"update"},
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("", "pods"): {"list", "watch"},
+        ("", "pods/log"): {"get"},
+        ("", "events"): {"create"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
