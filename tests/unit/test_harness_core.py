@@ -1,0 +1,194 @@
+"""Unit tier: the harness's own pure parts (waits, timing, fingerprints, manifests, paths)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import debian
+from harness._errors import CommandError, WaitTimeout
+from harness._exec import run
+from harness._waiting import Probe, wait_for
+from harness.cluster import cluster_fingerprint
+from harness.evidence import bundle_dir_for
+from harness.images import context_digest
+from harness.kind import MLFLOW_NODE_PORT, kind_config
+from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_controller
+from harness.timing import Phases
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_reports_every_distinct_state_on_timeout() -> None:
+    clock = FakeClock()
+    states = iter(["Pending", "Pending", "ContainerCreating", "ImagePullBackOff"] + ["ImagePullBackOff"] * 100)
+
+    def probe() -> Probe[None]:
+        return Probe(False, next(states))
+
+    with pytest.raises(WaitTimeout) as info:
+        wait_for(probe, what="job", timeout=10, interval=1, clock=clock, sleep=clock.sleep, hint="describe it")
+    text = str(info.value)
+    assert "timed out after 10 s waiting for job" in text
+    assert [h.split()[-1] for h in info.value.history] == ["Pending", "ContainerCreating", "ImagePullBackOff"]
+    assert "hint: describe it" in text
+
+
+def test_wait_returns_the_value_and_tolerates_transient_errors() -> None:
+    clock = FakeClock()
+    calls = {"n": 0}
+
+    def probe() -> Probe[str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionRefusedError("not yet")
+        return Probe(calls["n"] >= 3, f"try {calls['n']}", "ready")
+
+    assert wait_for(probe, what="server", timeout=30, clock=clock, sleep=clock.sleep,
+                    transient=(ConnectionRefusedError,)) == "ready"
+    assert calls["n"] == 3
+
+
+def test_command_error_is_pasteable_and_keeps_streams() -> None:
+    with pytest.raises(CommandError) as info:
+        run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    err = info.value
+    assert err.returncode == 3
+    assert "exit 3" in str(err)
+    assert "sh -c 'echo out; echo err >&2; exit 3'" in str(err)
+    assert "err" in err.stderr
+    assert "out" in err.stdout
+
+
+def test_missing_tool_is_a_command_error_not_a_traceback() -> None:
+    with pytest.raises(CommandError) as info:
+        run(["definitely-not-a-tool-xyz"])
+    assert info.value.returncode == 127
+
+
+def test_phases_table_lists_each_phase_and_failures() -> None:
+    phases = Phases()
+    with phases.phase("cluster") as note:
+        note["note"] = "reused"
+    with pytest.raises(RuntimeError), phases.phase("deploy"):
+        raise RuntimeError("boom")
+    table = phases.table()
+    assert "cluster" in table
+    assert "reused" in table
+    assert "deploy" in table
+    assert "FAILED" in table
+    assert "| cluster |" in phases.markdown()
+
+
+def test_cluster_fingerprint_ignores_host_port_but_not_the_image() -> None:
+    a = cluster_fingerprint("kind v0.30.0", "sha256:1", kind_config(host_port=1234))
+    b = cluster_fingerprint("kind v0.30.0", "sha256:1", kind_config(host_port=4321))
+    c = cluster_fingerprint("kind v0.30.0", "sha256:2", kind_config(host_port=1234))
+    d = cluster_fingerprint("kind v0.31.0", "sha256:1", kind_config(host_port=1234))
+    assert a == b
+    assert len({a, c, d}) == 3
+
+
+def test_kind_config_maps_the_mlflow_port_to_loopback_only() -> None:
+    cfg = kind_config(host_port=40000)
+    mapping = cfg["nodes"][0]["extraPortMappings"][0]  # type: ignore[index]
+    assert mapping == {"containerPort": MLFLOW_NODE_PORT, "hostPort": 40000, "listenAddress": "127.0.0.1",
+                       "protocol": "TCP"}
+
+
+def test_mlflow_server_allows_explicit_hosts_only() -> None:
+    hosts = mlflow_allowed_hosts(40000)
+    assert "*" not in hosts
+    assert "mlflow.mlflow.svc.cluster.local:5000" in hosts
+    assert "127.0.0.1:40000" in hosts
+    docs = mlflow_server_manifests("mlflow-server:abc", 40000)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--allowed-hosts") + 1] == ",".join(hosts)
+    assert "--serve-artifacts" in args
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["ports"][0]["nodePort"] == MLFLOW_NODE_PORT
+
+
+def test_render_controller_swaps_exactly_the_controller_image() -> None:
+    docs = [
+        {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "customjob-controller:dev"}, {"name": "side", "image": "other:1"}]}}}},
+        {"kind": "ServiceAccount"},
+    ]
+    out = render_controller(yaml.safe_dump_all(docs), "customjob-controller:0123abcd")
+    containers = out[0]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "customjob-controller:0123abcd"
+    assert containers[1]["image"] == "other:1"
+    with pytest.raises(ValueError, match="expected one"):
+        render_controller(yaml.safe_dump_all(docs[1:]), "x:1")
+
+
+def test_bundle_dirs_are_predictable_and_safe(tmp_path: Path) -> None:
+    path = bundle_dir_for(tmp_path, "tests/e2e/test_x.py::test_y[alpha=0.5 a/b]")
+    assert path.parent == tmp_path
+    assert "/" not in path.name
+    assert path.name.startswith("tests_e2e_test_x.py_test_y")
+
+
+def test_context_digest_follows_the_dockerignore(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / ".dockerignore").write_text("*\n!app.py\n")
+    (tmp_path / "app.py").write_text("print(1)\n")
+    (tmp_path / "notes.md").write_text("ignored\n")
+    before = context_digest(tmp_path, "base1")
+    (tmp_path / "notes.md").write_text("changed, still ignored\n")
+    assert context_digest(tmp_path, "base1") == before
+    (tmp_path / "app.py").write_text("print(2)\n")
+    assert context_digest(tmp_path, "base1") != before
+    assert context_digest(tmp_path, "base2") != context_digest(tmp_path, "base1")
+
+
+@pytest.mark.parametrize(("text", "mirror"), [
+    ("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n", "http://mirror.example/debian"),
+    ("deb http://ftp.example.org/debian/ bookworm main\n", "http://ftp.example.org/debian"),
+    ("deb [arch=amd64] http://a.example/debian bookworm main\n", "http://a.example/debian"),
+    ("URIs: http://deb.debian.org/debian-security\n", None),
+])
+def test_debian_mirror_is_read_from_apt_sources(text: str, mirror: str | None) -> None:
+    assert debian.parse_mirror(text) == mirror
+
+
+def test_debian_mirror_env_override_wins() -> None:
+    assert debian.debian_mirror({"HARNESS_DEBIAN_MIRROR": "http://m.example/debian/"}) == "http://m.example/debian"
+
+
+def test_customjob_backend_is_registered_with_mlflow() -> None:
+    eps = importlib.metadata.entry_points(group="mlflow.project_backend")
+    found = [ep for ep in eps if ep.name == "customjob"]
+    assert [ep.value for ep in found] == ["harness.backend:CustomJobBackend"]
+
+
+def test_crd_group_is_defined_in_one_place() -> None:
+    from harness import customjob_api as api
+
+    crd = yaml.safe_load((REPO / "crds" / "bases" / "customjob.yaml").read_text())
+    assert crd["spec"]["group"] == api.GROUP
+    assert crd["spec"]["names"]["plural"] == api.PLURAL
+    assert crd["spec"]["names"]["kind"] == api.KIND
+    assert api.VERSION in [v["name"] for v in crd["spec"]["versions"]]
+    import customjob_controller.names as names  # the controller's own copy must agree
+
+    assert names.GROUP == api.GROUP
+    assert names.VERSION == api.VERSION
