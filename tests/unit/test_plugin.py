@@ -39,7 +39,8 @@ def test_env_var_enables_no_skip(pytester: pytest.Pytester, monkeypatch: pytest.
 
 def test_tier_markers_follow_the_directory(pytester: pytest.Pytester) -> None:
     pytester.mkdir("e2e")
-    pytester.makepyfile(**{"e2e/test_a.py": "def test_a():\n    assert True\n", "test_b.py": "def test_b():\n    pass\n"})
+    pytester.makepyfile(**{"e2e/test_a.py": "def test_a():\n    assert True\n",
+                           "test_b.py": "def test_b():\n    pass\n"})
     pytester.makeini("[pytest]\nmarkers =\n  unit: u\n  docker: d\n  e2e: e\n")
     result = pytester.runpytest("-p", "harness.pytest_plugin", "-m", "e2e")
     result.assert_outcomes(passed=1, deselected=1)
