@@ -1,0 +1,65 @@
+"""``python -m harness.nodeimage build|print-tag|kind-path|kubectl-path``.
+
+Used by CI to warm the cache before the e2e tier, and by people to find the
+tools the harness uses. ``build`` prints per-step timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness._errors import HarnessError
+from harness.nodeimage import (
+    Timings,
+    ensure_kind_binary,
+    ensure_kubectl_binary,
+    ensure_node_image,
+    node_image_tag,
+)
+
+
+def _log(msg: str) -> None:
+    print(f"nodeimage: {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m harness.nodeimage", description=__doc__)
+    parser.add_argument("command", choices=["build", "print-tag", "kind-path", "kubectl-path"])
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default: $HARNESS_CACHE_DIR or /var/cache/mlflow-crd-harness)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild the node image and component images even if cached"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            timings = Timings()
+            start = time.monotonic()
+            tag = ensure_node_image(args.cache_dir, force=args.force, log=_log, timings=timings)
+            _log("step timings:")
+            for name, took in timings.steps:
+                _log(f"  {took:8.1f} s  {name}")
+            _log(f"  {time.monotonic() - start:8.1f} s  total")
+            print(tag)
+        elif args.command == "print-tag":
+            print(node_image_tag(args.cache_dir))
+        elif args.command == "kind-path":
+            print(ensure_kind_binary(args.cache_dir, log=_log))
+        else:
+            print(ensure_kubectl_binary(args.cache_dir, log=_log))
+    except HarnessError as exc:
+        _log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

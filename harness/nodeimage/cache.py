@@ -1,0 +1,108 @@
+"""Where built artefacts live and how they are keyed.
+
+Every artefact (binaries, root filesystem tarballs, component image archives,
+the final node image archive) sits in a directory named after a hash of its
+inputs, so a warm run finds it by recomputing the key and never has to decide
+whether something is "stale". Directories are filled under a temporary name
+and renamed into place last, so an interrupted build leaves no half artefact
+that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_CACHE_DIR",
+    "build_lock",
+    "hash_tree",
+    "input_key",
+    "publish_dir",
+    "resolve_cache_dir",
+]
+
+#: Default cache root: outside any clone, so ``git clean`` never costs a
+#: 30-minute rebuild, and shared by every checkout on the machine.
+DEFAULT_CACHE_DIR = Path("/var/cache/mlflow-crd-harness")
+
+#: Environment variable overriding :data:`DEFAULT_CACHE_DIR`.
+CACHE_ENV = "HARNESS_CACHE_DIR"
+
+_KEY_LEN = 16  # hex chars: collisions are irrelevant at our scale, names stay readable
+
+
+def resolve_cache_dir(explicit: Path | str | None = None) -> Path:
+    """Pick the cache root: the argument, else ``$HARNESS_CACHE_DIR``, else the default."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else DEFAULT_CACHE_DIR
+
+
+def input_key(inputs: Mapping[str, object]) -> str:
+    """Hash a mapping of inputs into a short stable key.
+
+    JSON with sorted keys makes the key independent of dict order; values must
+    be JSON-serialisable (strings, numbers, lists, nested mappings).
+    """
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:_KEY_LEN]
+
+
+def hash_tree(root: Path) -> str:
+    """Hash every regular file under ``root`` (relative path, mode bit x, bytes).
+
+    Used for our node files: editing, adding, renaming or chmod-ing any of
+    them changes the node image key.
+    """
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if "__pycache__" in rel:
+            continue
+        executable = os.access(path, os.X_OK)
+        h.update(f"{rel}\0{int(executable)}\0".encode())
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:_KEY_LEN]
+
+
+@contextmanager
+def publish_dir(final: Path) -> Iterator[Path]:
+    """Yield a scratch directory that becomes ``final`` only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+@contextmanager
+def build_lock(cache_dir: Path) -> Iterator[None]:
+    """Serialise builds sharing ``cache_dir`` (parallel CI jobs, xdist workers).
+
+    The second builder waits, then finds everything cached. An advisory
+    ``flock`` is released by the kernel if the holder dies, so a killed build
+    never leaves a stale lock behind.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".build.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,351 @@
+"""Compile every node component from the Go module proxy.
+
+Why wrapper modules: ``k8s.io/kubernetes`` pins its staging modules at
+``v0.0.0`` and resolves them with ``replace => ./staging/...``; replace
+directives of a *dependency* are ignored, so we build from a throw-away main
+module that replaces each staging module with its published tag. etcd's
+server module has the same problem (``replace => ../api``), so it gets a
+two-line ``main`` calling ``etcdmain.Main``. CoreDNS gets a ``main`` that
+links only the plugins kubeadm's Corefile uses, which skips the cloud SDKs
+and roughly halves its compile time.
+
+All builds are static (``CGO_ENABLED=0``), ``-trimpath`` and use the local
+toolchain only (``GOTOOLCHAIN=local``): nothing but modules is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import _exec
+from harness._errors import PreflightError
+from harness.nodeimage import cache, versions
+
+__all__ = [
+    "COREDNS_PLUGINS",
+    "KUBERNETES_COMMANDS",
+    "GoToolchain",
+    "build_coredns",
+    "build_etcd",
+    "build_kind",
+    "build_kubernetes",
+    "build_pause",
+    "coredns_main_source",
+    "kubernetes_tools_source",
+    "staging_replaces",
+    "version_ldflags",
+]
+
+Log = Callable[[str], None]
+
+#: The Kubernetes commands a kind node needs; kubeadm/kubelet/kubectl go on
+#: the node itself, the rest into component images.
+KUBERNETES_COMMANDS: tuple[str, ...] = (
+    "kubeadm",
+    "kubelet",
+    "kubectl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+)
+
+#: Import paths of the CoreDNS plugins behind every directive in the Corefile
+#: kubeadm writes (errors, health, ready, kubernetes, prometheus, forward,
+#: cache, loop, reload, loadbalance) plus ``log``, which users commonly add.
+COREDNS_PLUGINS: tuple[str, ...] = (
+    "cache",
+    "errors",
+    "forward",
+    "health",
+    "kubernetes",
+    "loadbalance",
+    "log",
+    "loop",
+    "metrics",  # provides the "prometheus" directive
+    "ready",
+    "reload",
+)
+
+_GO_FALLBACK_DIRS = ("/usr/local/go/bin", "/usr/lib/go/bin")
+_PAUSE_SOURCE = Path(__file__).parent / "files" / "go" / "pause.go"
+
+
+@dataclass(frozen=True)
+class GoToolchain:
+    """The local Go toolchain plus the environment every build runs with."""
+
+    go: Path
+    version: str
+    env: Mapping[str, str]
+
+    @classmethod
+    def discover(cls, cache_dir: Path) -> GoToolchain:
+        """Find ``go`` and pin its caches under ``cache_dir/go`` (outside any clone)."""
+        go = _exec.which("go", *_GO_FALLBACK_DIRS)
+        if go is None:
+            raise PreflightError("no Go toolchain found; install Go >= 1.24 at /usr/local/go")
+        env = {
+            "GOTOOLCHAIN": "local",
+            "CGO_ENABLED": "0",
+            "GOFLAGS": "-mod=mod",
+            "GOMODCACHE": str(cache_dir / "go" / "mod"),
+            "GOCACHE": str(cache_dir / "go" / "build"),
+            "GOPATH": str(cache_dir / "go" / "path"),
+        }
+        out = _exec.run([go, "env", "GOVERSION"], extra_env=env).stdout.strip()
+        return cls(go=go, version=out, env=env)
+
+    def run(self, *args: str | Path, cwd: Path | None = None, extra: Mapping[str, str] | None = None) -> str:
+        """Run ``go <args>`` with the pinned environment; return stdout."""
+        env = dict(self.env)
+        if extra:
+            env.update(extra)
+        return _exec.run([self.go, *args], extra_env=env, cwd=cwd).stdout
+
+
+def staging_replaces(gomod_text: str) -> list[str]:
+    """List the ``k8s.io/*`` modules a kubernetes go.mod requires at ``v0.0.0``.
+
+    Those are the staging modules that need a replace in our wrapper module.
+    Handles both ``require (...)`` blocks and one-line ``require`` statements.
+    """
+    found: list[str] = []
+    in_block = False
+    for raw in gomod_text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("require ("):
+            in_block = True
+            continue
+        if in_block and line == ")":
+            in_block = False
+            continue
+        if line.startswith("require "):
+            line = line[len("require ") :].strip()
+        elif not in_block:
+            continue
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("k8s.io/") and parts[1] == "v0.0.0":
+            found.append(parts[0])
+    return sorted(set(found))
+
+
+def version_ldflags(version: str, commit: str, build_date: str) -> str:
+    """Build ``-ldflags`` stamping a Kubernetes version into both version packages.
+
+    Both ``k8s.io/component-base/version`` and ``k8s.io/client-go/pkg/version``
+    must be stamped: unstamped binaries report ``v0.0.0-master`` and kubeadm
+    then rejects the requested ``kubernetesVersion`` and lists wrong tags.
+    """
+    match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)(?:[-+].*)?", version)
+    if not match:
+        raise ValueError(f"not a semantic version: {version!r}")
+    values = {
+        "gitVersion": version,
+        "gitMajor": match.group(1),
+        "gitMinor": match.group(2),
+        "gitCommit": commit,
+        "gitTreeState": "clean",
+        "buildDate": build_date,
+    }
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags.extend(f"-X {pkg}.{name}={value}" for name, value in values.items())
+    return " ".join(flags)
+
+
+def kubernetes_tools_source(commands: Sequence[str] = KUBERNETES_COMMANDS) -> str:
+    """A ``tools.go`` that makes ``go mod tidy`` keep every command's dependencies."""
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in commands)
+    return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+
+
+def coredns_main_source(plugins: Sequence[str] = COREDNS_PLUGINS) -> str:
+    """A CoreDNS ``main`` linking only ``plugins`` (directive order stays CoreDNS's own)."""
+    imports = "\n".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"' for p in sorted(plugins))
+    return (
+        "// Generated by harness.nodeimage: CoreDNS with the kubeadm Corefile plugins only.\n"
+        "package main\n\nimport (\n"
+        '\t"github.com/coredns/coredns/coremain"\n'
+        f"{imports}\n)\n\nfunc main() {{\n\tcoremain.Run()\n}}\n"
+    )
+
+
+_ETCD_MAIN = """// Generated by harness.nodeimage: etcd's server entry point as a main module.
+package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+\tetcdmain.Main(os.Args)
+}
+"""
+
+
+def _module_info(go: GoToolchain, module_at_version: str, workdir: Path) -> dict[str, str]:
+    return dict(json.loads(go.run("mod", "download", "-json", module_at_version, cwd=workdir)))
+
+
+def _wrapper_module(go: GoToolchain, workdir: Path, name: str, files: Mapping[str, str]) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    go.run("mod", "init", name, cwd=workdir)
+    for rel, text in files.items():
+        (workdir / rel).write_text(text)
+
+
+def _build(go: GoToolchain, workdir: Path, out: Path, packages: Sequence[str], ldflags: str = "-s -w") -> None:
+    go.run(
+        "build",
+        "-p",
+        str(versions.GO_BUILD_PARALLELISM),
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        "-o",
+        f"{out}/",
+        *packages,
+        cwd=workdir,
+    )
+
+
+def build_kubernetes(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """Build the seven Kubernetes commands; return the directory holding them."""
+    key = cache.input_key(
+        {
+            "what": "kubernetes",
+            "version": version,
+            "go": go.version,
+            "commands": list(KUBERNETES_COMMANDS),
+            "rev": versions.BUILDER_REVISION,
+        }
+    )
+    final = cache_dir / "bin" / f"kubernetes-{version}-{key}"
+    if (final / "kubeadm").is_file():
+        log(f"kubernetes {version}: cached binaries in {final}")
+        return final
+    work = cache_dir / "work" / f"kubernetes-{version}"
+    _wrapper_module(go, work, "offline-kubernetes-build", {"tools.go": kubernetes_tools_source()})
+    info = _module_info(go, f"k8s.io/kubernetes@{version}", work)
+    staging = staging_replaces(Path(info["GoMod"]).read_text())
+    if not staging:
+        raise PreflightError(f"k8s.io/kubernetes@{version}: no staging modules found in its go.mod")
+    sv = versions.staging_version(version)
+    go.run("mod", "edit", *[f"-replace={m}={m}@{sv}" for m in staging], cwd=work)
+    go.run("get", f"k8s.io/kubernetes@{version}", cwd=work)
+    go.run("mod", "tidy", cwd=work)
+    commit = _origin_commit(info)
+    ldflags = version_ldflags(version, commit, info.get("Time", "1970-01-01T00:00:00Z"))
+    log(f"kubernetes {version}: compiling {len(KUBERNETES_COMMANDS)} commands (cold: ~5 min on 2 cores)")
+    with cache.publish_dir(final) as tmp:
+        _build(go, work, tmp, [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS], ldflags)
+    return final
+
+
+def _origin_commit(info: Mapping[str, object]) -> str:
+    origin = info.get("Origin")
+    if isinstance(origin, dict) and isinstance(origin.get("Hash"), str):
+        return str(origin["Hash"])
+    return "0" * 40
+
+
+def build_etcd(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """Build ``etcd`` at ``version`` (e.g. ``v3.6.5``); return the binary."""
+    key = cache.input_key({"what": "etcd", "version": version, "go": go.version, "main": _ETCD_MAIN})
+    final = cache_dir / "bin" / f"etcd-{version}-{key}"
+    if (final / "etcd").is_file():
+        log(f"etcd {version}: cached")
+        return final / "etcd"
+    work = cache_dir / "work" / f"etcd-{version}"
+    _wrapper_module(go, work, "offline-etcd-build", {"main.go": _ETCD_MAIN})
+    go.run("get", f"go.etcd.io/etcd/server/v3@{version}", cwd=work)
+    go.run("mod", "tidy", cwd=work)
+    log(f"etcd {version}: compiling")
+    with cache.publish_dir(final) as tmp:
+        go.run(
+            "build",
+            "-p",
+            str(versions.GO_BUILD_PARALLELISM),
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            "-o",
+            str(tmp / "etcd"),
+            ".",
+            cwd=work,
+        )
+    return final / "etcd"
+
+
+def build_coredns(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """Build a trimmed CoreDNS at ``version`` (e.g. ``v1.12.1``); return the binary."""
+    source = coredns_main_source()
+    key = cache.input_key({"what": "coredns", "version": version, "go": go.version, "main": source})
+    final = cache_dir / "bin" / f"coredns-{version}-{key}"
+    if (final / "coredns").is_file():
+        log(f"coredns {version}: cached")
+        return final / "coredns"
+    work = cache_dir / "work" / f"coredns-{version}"
+    _wrapper_module(go, work, "offline-coredns-build", {"main.go": source})
+    go.run("get", f"github.com/coredns/coredns@{version}", cwd=work)
+    go.run("mod", "tidy", cwd=work)
+    log(f"coredns {version}: compiling")
+    with cache.publish_dir(final) as tmp:
+        go.run(
+            "build",
+            "-p",
+            str(versions.GO_BUILD_PARALLELISM),
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            "-o",
+            str(tmp / "coredns"),
+            ".",
+            cwd=work,
+        )
+    return final / "coredns"
+
+
+def build_pause(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
+    """Build our pause program (sleep, reap children, exit on SIGINT/SIGTERM)."""
+    source = _PAUSE_SOURCE.read_text()
+    key = cache.input_key({"what": "pause", "go": go.version, "main": source})
+    final = cache_dir / "bin" / f"pause-{key}"
+    if (final / "pause").is_file():
+        log("pause: cached")
+        return final / "pause"
+    work = cache_dir / "work" / "pause"
+    _wrapper_module(go, work, "offline-pause", {"main.go": source})
+    with cache.publish_dir(final) as tmp:
+        go.run("build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "pause"), ".", cwd=work)
+    return final / "pause"
+
+
+def build_kind(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """``go install sigs.k8s.io/kind@version`` into the cache; return the binary."""
+    key = cache.input_key({"what": "kind", "version": version, "go": go.version})
+    final = cache_dir / "bin" / f"kind-{version}-{key}"
+    if (final / "kind").is_file():
+        return final / "kind"
+    log(f"kind {version}: go install")
+    with cache.publish_dir(final) as tmp:
+        go.run(
+            "install",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            f"sigs.k8s.io/kind@{version}",
+            extra={"GOBIN": str(tmp), "GOFLAGS": ""},
+        )
+    return final / "kind"

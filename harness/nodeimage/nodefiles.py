@@ -1,0 +1,145 @@
+"""Text of the generated node files (pure functions, no I/O).
+
+These depend on build-time facts (the pause tag kubeadm reports, the pod
+subnet), so they are rendered rather than kept as static files under
+``files/rootfs``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+__all__ = [
+    "CNI_CONFLIST_PATH",
+    "CONTAINERD_CONFIG_PATH",
+    "DEFAULT_CNI_MANIFEST_PATH",
+    "KIND_VERSION_PATH",
+    "cni_conflist",
+    "containerd_config",
+    "default_cni_manifest",
+    "kind_version_file",
+    "node_pod_cidr",
+]
+
+CONTAINERD_CONFIG_PATH = "/etc/containerd/config.toml"
+CNI_CONFLIST_PATH = "/etc/cni/net.d/10-offline-ptp.conflist"
+DEFAULT_CNI_MANIFEST_PATH = "/kind/manifests/default-cni.yaml"
+KIND_VERSION_PATH = "/kind/version"
+
+#: Where Debian's containernetworking-plugins package installs the plugins.
+CNI_BIN_DIR = "/usr/lib/cni"
+
+
+def containerd_config(sandbox_image: str) -> str:
+    """containerd 1.6 ``config.toml`` (version 2 syntax) for a kind node.
+
+    * ``restrict_oom_score_adj``: nested containers may not lower their OOM
+      score below the node's; without it every sandbox fails to start on
+      hosts whose Docker cannot grant CAP_SYS_RESOURCE.
+    * ``tolerate_missing_hugepages_controller``: Docker may hide hugetlb.
+    * ``SystemdCgroup``: kind configures the kubelet's systemd cgroup driver,
+      and both must agree.
+    * ``sandbox_image``: the exact pause tag kubeadm expects, preloaded.
+    * ``snapshotter`` is explicit because ``kind load`` reads it from the
+      config dump.
+    """
+    if '"' in sandbox_image or not sandbox_image:
+        raise ValueError(f"bad sandbox image: {sandbox_image!r}")
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return f"""# containerd config of the offline kind node (harness.nodeimage)
+version = 2
+
+[{cri}]
+  sandbox_image = "{sandbox_image}"
+  restrict_oom_score_adj = true
+  tolerate_missing_hugepages_controller = true
+  enable_unprivileged_ports = false
+
+[{cri}.containerd]
+  default_runtime_name = "runc"
+  snapshotter = "overlayfs"
+  discard_unpacked_layers = false
+
+[{cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri}.containerd.runtimes.runc.options]
+  SystemdCgroup = true
+
+[{cri}.cni]
+  bin_dir = "{CNI_BIN_DIR}"
+  conf_dir = "/etc/cni/net.d"
+"""
+
+
+def node_pod_cidr(pod_subnet: str, index: int = 0) -> str:
+    """The ``index``-th /24 of ``pod_subnet``: what the controller-manager gives node ``index``."""
+    net = ipaddress.ip_network(pod_subnet)
+    if net.version != 4 or net.prefixlen > 24:
+        raise ValueError(f"need an IPv4 pod subnet of /24 or larger, got {pod_subnet}")
+    subnets = net.subnets(new_prefix=24)
+    for i, sub in enumerate(subnets):
+        if i == index:
+            return str(sub)
+    raise ValueError(f"{pod_subnet} has no /24 number {index}")
+
+
+def cni_conflist(pod_cidr: str) -> str:
+    """Static single-node CNI: ptp veths, host-local IPAM, portmap for hostPorts.
+
+    Chosen over kindnetd because every plugin ships in Debian and was proven
+    on this host class; it is enough for one node (no cross-node routes).
+    """
+    net = ipaddress.ip_network(pod_cidr)
+    conf = {
+        "cniVersion": "0.4.0",
+        "name": "offline-ptp",
+        "plugins": [
+            {
+                "type": "ptp",
+                "ipMasq": True,
+                "mtu": 1500,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(net)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": "/run/cni-ipam-state",
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    return json.dumps(conf, indent=2) + "\n"
+
+
+def default_cni_manifest(pod_cidr: str) -> str:
+    """What kind applies as "the CNI": a ConfigMap recording the static setup.
+
+    kind insists on applying ``/kind/manifests/default-cni.yaml``; the network
+    itself is the conflist baked into the node, so the manifest only
+    documents it (and makes ``kubectl -n kube-system get cm offline-cni`` a
+    cheap way to tell which node image a cluster runs).
+    """
+    return f"""# Applied by kind at cluster creation. The pod network of this node image is a
+# static CNI conflist baked into the node (ptp + host-local + portmap); this
+# ConfigMap only records that fact.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: offline-cni
+  namespace: kube-system
+  labels:
+    app.kubernetes.io/managed-by: harness-nodeimage
+data:
+  plugin-chain: ptp,host-local,portmap
+  pod-cidr: "{pod_cidr}"
+  conflist-path: "{CNI_CONFLIST_PATH}"
+"""
+
+
+def kind_version_file(kubernetes_version: str) -> str:
+    """``/kind/version``: kind reads it as exactly one line."""
+    if "\n" in kubernetes_version.strip() or not kubernetes_version.startswith("v"):
+        raise ValueError(f"bad version: {kubernetes_version!r}")
+    return kubernetes_version.strip() + "\n"

@@ -1,0 +1,222 @@
+"""The build pipeline: an ordered list of cached steps, each timed.
+
+Order: Go toolchain -> Kubernetes binaries -> image names from kubeadm ->
+etcd/CoreDNS/pause -> Debian roots -> component images -> node base ->
+assembly -> ``docker save | zstd`` archive. Every step returns early when its
+keyed artefact exists, so a warm run costs seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import _exec
+from harness.nodeimage import (
+    assemble,
+    cache,
+    gobuild,
+    images,
+    nodebase,
+    nodefiles,
+    rootfs,
+    versions,
+)
+
+__all__ = ["BuildPlan", "Timings", "build_node_image", "load_cached_archive"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds per named step, in execution order."""
+
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str, log: Log) -> Iterator[None]:
+        """Time the block as ``name`` and log its duration when it ends."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - start
+            self.steps.append((name, took))
+            log(f"[{took:7.1f} s] {name}")
+
+    def total(self) -> float:
+        """Sum of all recorded steps."""
+        return sum(t for _, t in self.steps)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The primary inputs of one node image and the tag/paths derived from them."""
+
+    cache_dir: Path
+    go_version: str
+    mirror: str
+    files_hash: str
+    kubernetes_version: str = versions.KUBERNETES_VERSION
+
+    @property
+    def key(self) -> str:
+        """Hash of everything that can change the image's content.
+
+        etcd/CoreDNS/pause versions are functions of the Kubernetes version,
+        so they need not (and cannot, before building kubeadm) be included.
+        The rendered generated files are hashed instead of our module sources
+        so that editing a docstring does not invalidate the image.
+        """
+        cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
+        return cache.input_key(
+            {
+                "kubernetes": self.kubernetes_version,
+                "go": self.go_version,
+                "suite": versions.DEBIAN_SUITE,
+                "mirror": self.mirror,
+                "node_packages": sorted(rootfs.NODE_PACKAGES),
+                "net_packages": sorted(rootfs.NET_BASE_PACKAGES),
+                "files": self.files_hash,
+                "coredns_plugins": sorted(gobuild.COREDNS_PLUGINS),
+                "generated": [
+                    nodefiles.containerd_config("PAUSE"),
+                    nodefiles.cni_conflist(cidr),
+                    nodefiles.default_cni_manifest(cidr),
+                ],
+                "rev": versions.BUILDER_REVISION,
+            }
+        )
+
+    @property
+    def tag(self) -> str:
+        """Local image reference, e.g. ``local/kind-node-offline:v1.34.4-1a2b3c4d``."""
+        return f"{versions.NODE_IMAGE_REPO}:{self.kubernetes_version}-{self.key[:8]}"
+
+    @property
+    def archive(self) -> Path:
+        """Where the ``docker save | zstd`` copy of the final image lives."""
+        return self.cache_dir / "node" / f"kind-node-offline-{self.kubernetes_version}-{self.key}.tar.zst"
+
+
+def load_cached_archive(plan: BuildPlan, log: Log) -> bool:
+    """``zstd -dc archive | docker load`` if the archive exists; True if loaded."""
+    if not plan.archive.is_file():
+        return False
+    log(f"loading cached node image archive {plan.archive}")
+    _exec.run(
+        ["bash", "-o", "pipefail", "-c", 'zstd -dc -- "$1" | docker load', "load-node", str(plan.archive)], timeout=1800
+    )
+    return images.docker_image_exists(plan.tag)
+
+
+def build_node_image(
+    plan: BuildPlan, go: gobuild.GoToolchain, log: Log, timings: Timings, *, force: bool = False
+) -> str:
+    """Build every missing artefact and the final image; return its tag."""
+    cache_dir = plan.cache_dir
+    version = plan.kubernetes_version
+    with timings.step("kubernetes binaries", log):
+        k8s_bin = gobuild.build_kubernetes(go, cache_dir, version, log)
+    with timings.step("kubeadm config images list", log):
+        listed = _exec.run([k8s_bin / "kubeadm", "config", "images", "list", "--kubernetes-version", version]).stdout
+        wanted = images.parse_kubeadm_images(listed)
+        log("kubeadm wants: " + " ".join(wanted.all))
+    with timings.step(f"etcd {wanted.etcd_version}", log):
+        etcd = gobuild.build_etcd(go, cache_dir, wanted.etcd_version, log)
+    with timings.step(f"coredns {wanted.coredns_version}", log):
+        coredns = gobuild.build_coredns(go, cache_dir, wanted.coredns_version, log)
+    with timings.step("pause", log):
+        pause = gobuild.build_pause(go, cache_dir, log)
+    with timings.step("debootstrap node rootfs", log):
+        node_tar = rootfs.build_rootfs_tarball(cache_dir, "node", rootfs.NODE_PACKAGES, log)
+    with timings.step("debootstrap net base", log):
+        net_tar = rootfs.build_rootfs_tarball(cache_dir, "netbase", rootfs.NET_BASE_PACKAGES, log)
+    with timings.step("component images", log):
+        archives = _component_images(cache_dir, wanted, k8s_bin, etcd, coredns, pause, net_tar, log, force)
+    with timings.step("node base image", log):
+        base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force)
+    with timings.step("assemble + commit", log):
+        cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
+        node_files: dict[str, Path | str] = {
+            "/usr/bin/kubeadm": k8s_bin / "kubeadm",
+            "/usr/bin/kubelet": k8s_bin / "kubelet",
+            "/usr/bin/kubectl": k8s_bin / "kubectl",
+            nodefiles.KIND_VERSION_PATH: nodefiles.kind_version_file(version),
+            nodefiles.CONTAINERD_CONFIG_PATH: nodefiles.containerd_config(wanted.pause),
+            nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
+            nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+        }
+        assemble.assemble_node_image(
+            base_ref=base,
+            target_ref=plan.tag,
+            node_files=node_files,
+            image_archives=archives,
+            required_images=wanted.all,
+            log=log,
+        )
+    with timings.step("save archive (zstd)", log):
+        plan.archive.parent.mkdir(parents=True, exist_ok=True)
+        tmp = plan.archive.with_name(plan.archive.name + ".tmp")
+        _exec.run(
+            [
+                "bash",
+                "-o",
+                "pipefail",
+                "-c",
+                'docker save "$1" | zstd -q -T0 -3 -f -o "$2"',
+                "save-node",
+                plan.tag,
+                str(tmp),
+            ],
+            timeout=1800,
+        )
+        tmp.rename(plan.archive)
+    return plan.tag
+
+
+def _component_images(
+    cache_dir: Path,
+    wanted: images.ComponentImages,
+    k8s_bin: Path,
+    etcd: Path,
+    coredns: Path,
+    pause: Path,
+    net_tar: Path,
+    log: Log,
+    force: bool,
+) -> list[Path]:
+    net_ref = images.import_rootfs_image(net_tar, f"local/kind-netbase-offline:{rootfs.tarball_key(net_tar)[:12]}", log)
+    specs: list[tuple[str, Path, str, str]] = [
+        (wanted.apiserver, k8s_bin / "kube-apiserver", "/usr/local/bin/kube-apiserver", "scratch"),
+        (
+            wanted.controller_manager,
+            k8s_bin / "kube-controller-manager",
+            "/usr/local/bin/kube-controller-manager",
+            "scratch",
+        ),
+        (wanted.scheduler, k8s_bin / "kube-scheduler", "/usr/local/bin/kube-scheduler", "scratch"),
+        (wanted.proxy, k8s_bin / "kube-proxy", "/usr/local/bin/kube-proxy", net_ref),
+        (wanted.etcd, etcd, "/usr/local/bin/etcd", "scratch"),
+        (wanted.coredns, coredns, "/coredns", "scratch"),
+        (wanted.pause, pause, "/pause", "scratch"),
+    ]
+    out: list[Path] = []
+    for ref, binary, dest, base in specs:
+        dockerfile = images.scratch_dockerfile(binary.name, dest, base=base)
+        out.append(
+            images.build_component_image(
+                cache_dir,
+                ref,
+                {binary.name: binary},
+                dockerfile,
+                log,
+                inputs={"binary": str(binary), "base": base},
+                force=force,
+            )
+        )
+    return out
