@@ -18,7 +18,7 @@ import uuid
 
 from harness import _exec, baseimage, doctor, images, toolchain
 from harness._errors import HarnessError
-from harness.cluster import MARKER_NAME, MARKER_NAMESPACE
+from harness.cluster import MARKER_NAME, MARKER_NAMESPACE, forget_cluster, read_host_marker
 from harness.kube import Kube
 from harness.platform import TRAINER_DIR, TRAINER_IMAGE, PlatformSettings, bring_up_cluster, deploy, kind_for
 from harness.stack import Stack
@@ -104,12 +104,19 @@ def cmd_down(ns: argparse.Namespace) -> int:
     if not kind.exists():
         print(f"no kind cluster named {ns.cluster_name}")
         return 0
-    kind.export_kubeconfig()
-    kube = Kube(kind.kubeconfig, toolchain.resolve_kubectl(ns.kubectl_bin))
-    if kube.read_config_map(MARKER_NAMESPACE, MARKER_NAME) is None and not ns.force:
+    ours = read_host_marker(ns.cluster_name) is not None
+    if not ours:
+        try:
+            kind.export_kubeconfig()
+            kube = Kube(kind.kubeconfig, toolchain.resolve_kubectl(ns.kubectl_bin))
+            ours = kube.read_config_map(MARKER_NAMESPACE, MARKER_NAME) is not None
+        except Exception:  # unreachable API: cannot prove it is ours
+            ours = False
+    if not ours and not ns.force:
         raise HarnessError(f"cluster {ns.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")
     kind.delete()
+    forget_cluster(ns.cluster_name)
     print(f"deleted {ns.cluster_name}")
     return 0
 

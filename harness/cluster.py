@@ -6,7 +6,11 @@ since it is chosen per cluster). The fingerprint, who created the cluster and
 its MLflow host port live in a ConfigMap inside the cluster
 (``kube-system/mlflow-crd-harness``), so they travel with the cluster itself.
 
-A same-named cluster without that ConfigMap was not made by the harness: it is
+A copy of that marker is also kept on the host (in the cache directory), so a
+cluster whose node was stopped (a Docker restart, a rebooted CI machine) is
+still known to be ours and is recreated rather than reported as foreign.
+
+A same-named cluster without either marker was not made by the harness: it is
 never adopted or deleted; the user is told to pick another name.
 """
 
@@ -21,7 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from harness import _exec
 from harness._errors import HarnessError
+from harness.cachedir import cache_dir
 from harness.kind import KindCluster, kind_config
 from harness.kube import Kube
 from harness.tracking_server import free_port
@@ -55,9 +61,41 @@ def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str,
 
 
 def _image_id(image: str) -> str:
-    from harness import _exec
-
     return _exec.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=30).stdout.strip()
+
+
+def host_marker_path(name: str) -> Path:
+    """The host-side copy of a cluster's marker (outside the clone, like the other caches)."""
+    return cache_dir("clusters") / f"{name}.json"
+
+
+def read_host_marker(name: str) -> dict[str, str] | None:
+    try:
+        data = json.loads(host_marker_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def forget_cluster(name: str) -> None:
+    """Drop the host marker once the harness deleted the cluster."""
+    host_marker_path(name).unlink(missing_ok=True)
+
+
+def _node_running(kind: KindCluster) -> bool:
+    proc = _exec.run(["docker", "inspect", "--format", "{{.State.Running}}", kind.control_plane],
+                     check=False, timeout=30)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def _read_cluster_marker(kind: KindCluster, kubectl_bin: Path) -> tuple[Kube | None, dict[str, str] | None]:
+    """(client, marker) of a running cluster; (None, None) if its API does not answer."""
+    try:
+        kind.export_kubeconfig()
+        kube = Kube(kind.kubeconfig, kubectl_bin)
+        return kube, kube.read_config_map(MARKER_NAMESPACE, MARKER_NAME)
+    except Exception:  # an unreachable API looks like many exception types; all mean "cannot tell"
+        return None, None
 
 
 def provision_cluster(
@@ -76,33 +114,40 @@ def provision_cluster(
     fingerprint = cluster_fingerprint(kind_version, _image_id(node_image), probe_config)
 
     if kind.exists():
-        kind.export_kubeconfig()
-        kube = Kube(kind.kubeconfig, kubectl_bin)
-        marker = kube.read_config_map(MARKER_NAMESPACE, MARKER_NAME)
-        if marker is None:
+        host_marker = read_host_marker(kind.name)
+        kube, marker = _read_cluster_marker(kind, kubectl_bin) if _node_running(kind) else (None, None)
+        if marker is None and host_marker is None:
             raise HarnessError(
                 f"a kind cluster named {kind.name!r} exists but was not created by this harness; "
                 "it is left alone. Use --cluster-name to pick another name, or delete it yourself "
                 f"(kind delete cluster --name {kind.name})."
             )
-        if reuse and marker.get("fingerprint") == fingerprint:
+        if kube is not None and marker is not None and reuse and marker.get("fingerprint") == fingerprint:
             log(f"cluster: reusing {kind.name} (fingerprint {fingerprint})")
             return ClusterHandle(kind, kube, False, int(marker["mlflow-host-port"]), fingerprint, node_image)
-        why = "reuse disabled" if not reuse else f"fingerprint {marker.get('fingerprint')} != {fingerprint}"
+        if kube is None:
+            why = "its node is stopped or its API does not answer"
+        elif not reuse:
+            why = "reuse disabled"
+        else:
+            why = f"fingerprint {(marker or {}).get('fingerprint')} != {fingerprint}"
         log(f"cluster: recreating {kind.name} ({why})")
         kind.delete()
+        forget_cluster(kind.name)
 
     port = free_port()
     log(f"cluster: creating {kind.name} from {node_image} (MLflow on 127.0.0.1:{port})")
     kind.create(node_image=node_image, config=kind_config(host_port=port, extra=config_extra),
                 wait_seconds=wait_seconds)
-    kube = Kube(kind.kubeconfig, kubectl_bin)
-    kube.write_config_map(MARKER_NAMESPACE, MARKER_NAME, {
+    marker_data = {
         "fingerprint": fingerprint,
         "created-by": "mlflow-crd-harness",
         "created-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mlflow-host-port": str(port),
         "node-image": node_image,
         "kind-version": kind_version,
-    })
+    }
+    host_marker_path(kind.name).write_text(json.dumps(marker_data, indent=2))
+    kube = Kube(kind.kubeconfig, kubectl_bin)
+    kube.write_config_map(MARKER_NAMESPACE, MARKER_NAME, marker_data)
     return ClusterHandle(kind, kube, True, port, fingerprint, node_image)

@@ -24,6 +24,11 @@ __all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config"]
 #: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
 MLFLOW_NODE_PORT = 30500
 
+#: Host sysctls the kubelet in a privileged kind node rewrites (panic on oops,
+#: reboot after 10 s). Saved before create and restored after delete, so a test
+#: cluster does not leave the host set to reboot on the next kernel oops.
+KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops")
+
 
 def kind_config(*, host_port: int, extra: dict[str, object] | None = None) -> dict[str, object]:
     """The kind cluster config: one control-plane node with the MLflow port mapped to loopback.
@@ -89,6 +94,7 @@ class KindCluster:
     def create(self, *, node_image: str, config: dict[str, object], wait_seconds: int = 300) -> None:
         """``kind create cluster`` with our config and image; waits until the node is Ready."""
         self._private_kubeconfig()
+        self._save_host_sysctls()
         config_path = self.state_dir / "kind-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._kind(
@@ -107,6 +113,35 @@ class KindCluster:
 
     def delete(self) -> None:
         self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
+        self._restore_host_sysctls()
+
+    @property
+    def _sysctl_file(self) -> Path:
+        return self.state_dir / "host-sysctls.json"
+
+    def _save_host_sysctls(self) -> None:
+        values = {}
+        for key in KUBELET_HOST_SYSCTLS:
+            try:
+                values[key] = (Path("/proc/sys") / key).read_text().strip()
+            except OSError:
+                continue
+        self._sysctl_file.write_text(json.dumps(values))
+
+    def _restore_host_sysctls(self) -> None:
+        try:
+            saved = json.loads(self._sysctl_file.read_text())
+        except (OSError, ValueError):
+            return
+        for key, value in saved.items():
+            path = Path("/proc/sys") / key
+            try:
+                if path.read_text().strip() != value:
+                    path.write_text(value)
+                    self.log(f"kind: restored host sysctl {key.replace('/', '.')}={value}")
+            except OSError as exc:  # not root, or a read-only /proc/sys: say so, do not fail the delete
+                self.log(f"kind: could not restore {key.replace('/', '.')}={value}: {exc}")
+        self._sysctl_file.unlink(missing_ok=True)
 
     def images_on_node(self, node: str) -> set[str]:
         """Image references containerd holds on ``node`` (what the kubelet can run)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness import images
+from harness.cluster import forget_cluster
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.platform import REPO_ROOT, Platform, PlatformSettings, bring_up_cluster, deploy
 from harness.stack import Stack
@@ -96,6 +97,7 @@ def e2e_platform(
         if platform.cluster.created and not e2e_settings.keep_cluster:
             with phases.phase("delete cluster"):
                 platform.kind.delete()
+                forget_cluster(platform.kind.name)
 
 
 @pytest.fixture(scope="session")
