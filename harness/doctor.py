@@ -130,3 +130,11 @@ def render(findings: list[Finding]) -> str:
         if f.fix and f.level != "ok":
             lines.append(f"       fix: {f.fix}")
     return "\n".join(lines)
+
+
+def preflight_e2e() -> list[Finding]:
+    """The checks whose failure makes the e2e tier pointless; run before any build or cluster work."""
+    docker = check_docker()
+    if docker.level == "fail":
+        return [docker]
+    return [f for f in (check_runtime(), check_disk(need_gb=RUN_FREE_GB)) if f.level == "fail"]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness import doctor, images
 from harness.cluster import forget_cluster
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.platform import REPO_ROOT, Platform, PlatformSettings, bring_up_cluster, deploy
+from harness.pytest_plugin import missing_prerequisite
 from harness.stack import Stack
 from harness.timing import Phases
 
@@ -52,12 +53,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--bundle-dir", default=os.environ.get("HARNESS_BUNDLE_DIR", str(REPO_ROOT / "build" / "e2e-bundles")),
                 help="where failure evidence bundles go, one directory per failed test")
     g.addoption("--job-timeout", type=float, default=900.0, help="seconds a CustomJob may take to finish")
+    g.addoption("--keep-cluster-on-failure", action="store_true",
+                default=_env_flag("HARNESS_KEEP_CLUSTER_ON_FAILURE"),
+                help="keep a cluster this session created if any test failed (to inspect it)")
 
 
 @dataclass(frozen=True)
 class E2ESettings:
     platform: PlatformSettings
     keep_cluster: bool
+    keep_cluster_on_failure: bool
     bundle_dir: Path
     job_timeout: float
 
@@ -76,14 +81,24 @@ def e2e_settings(pytestconfig: pytest.Config) -> E2ESettings:
             node_image_mode=opt("--node-image-mode"), kind_bin=opt("--kind-bin"), kubectl_bin=opt("--kubectl-bin"),
         ),
         keep_cluster=bool(keep),
+        keep_cluster_on_failure=bool(opt("--keep-cluster-on-failure")),
         bundle_dir=Path(opt("--bundle-dir")),
         job_timeout=float(opt("--job-timeout")),
     )
 
 
 @pytest.fixture(scope="session")
+def e2e_preflight(pytestconfig: pytest.Config, docker_ready: None) -> None:
+    """Docker, privileged containers and disk checked in a second, before any build or cluster work."""
+    failures = doctor.preflight_e2e()
+    if failures:
+        missing_prerequisite(pytestconfig, "preflight failed:\n" + doctor.render(failures))
+
+
+@pytest.fixture(scope="session")
 def e2e_platform(
-    e2e_settings: E2ESettings, base_image: str, trainer_image: images.BuiltImage, phases: Phases,
+    request: pytest.FixtureRequest, e2e_preflight: None, e2e_settings: E2ESettings, base_image: str,
+    trainer_image: images.BuiltImage, phases: Phases,
 ) -> Iterator[Platform]:
     """The cluster (created or reused), with the controller and server images built while it boots.
 
@@ -94,7 +109,9 @@ def e2e_platform(
     try:
         yield platform
     finally:
-        if platform.cluster.created and not e2e_settings.keep_cluster:
+        failed = request.session.testsfailed > 0
+        keep = e2e_settings.keep_cluster or (failed and e2e_settings.keep_cluster_on_failure)
+        if platform.cluster.created and not keep:
             with phases.phase("delete cluster"):
                 platform.kind.delete()
                 forget_cluster(platform.kind.name)
