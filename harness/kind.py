@@ -18,6 +18,7 @@ import yaml
 
 from harness import _exec
 from harness._errors import HarnessError
+from harness.cachedir import cache_dir
 
 __all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config"]
 
@@ -115,22 +116,35 @@ class KindCluster:
         self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
         self._restore_host_sysctls()
 
-    @property
-    def _sysctl_file(self) -> Path:
-        return self.state_dir / "host-sysctls.json"
+    @staticmethod
+    def _sysctl_file() -> Path:
+        # On the host, not per cluster: the values to restore are the host's own,
+        # recorded while no kind node was running to have changed them.
+        return cache_dir("host") / "sysctls-before-kind.json"
+
+    @staticmethod
+    def _kind_nodes_running() -> bool:
+        out = _exec.run(["docker", "ps", "-q", "--filter", "label=io.x-k8s.kind.cluster"],
+                        check=False, timeout=30).stdout or ""
+        return bool(out.strip())
 
     def _save_host_sysctls(self) -> None:
+        path = self._sysctl_file()
+        if path.exists() or self._kind_nodes_running():
+            return
         values = {}
         for key in KUBELET_HOST_SYSCTLS:
             try:
                 values[key] = (Path("/proc/sys") / key).read_text().strip()
             except OSError:
                 continue
-        self._sysctl_file.write_text(json.dumps(values))
+        path.write_text(json.dumps(values))
 
     def _restore_host_sysctls(self) -> None:
+        if self._kind_nodes_running():
+            return  # another cluster's kubelet still relies on them
         try:
-            saved = json.loads(self._sysctl_file.read_text())
+            saved = json.loads(self._sysctl_file().read_text())
         except (OSError, ValueError):
             return
         for key, value in saved.items():
@@ -141,7 +155,6 @@ class KindCluster:
                     self.log(f"kind: restored host sysctl {key.replace('/', '.')}={value}")
             except OSError as exc:  # not root, or a read-only /proc/sys: say so, do not fail the delete
                 self.log(f"kind: could not restore {key.replace('/', '.')}={value}: {exc}")
-        self._sysctl_file.unlink(missing_ok=True)
 
     def images_on_node(self, node: str) -> set[str]:
         """Image references containerd holds on ``node`` (what the kubelet can run)."""
