@@ -41,12 +41,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-name", default="bench-e2e")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest options after --, e.g. -- --kubectl-bin PATH")
     args = parser.parse_args()
     os.environ.pop("CI", None)
     if not args.skip_cold:
         _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", args.cluster_name], check=False)
-        cold = run("cold (new cluster)", [], args.cluster_name)
-    warm = run("warm (reused cluster)", [], args.cluster_name)
+        cold = run("cold (new cluster)", args.pytest_args, args.cluster_name)
+    warm = run("warm (reused cluster)", args.pytest_args, args.cluster_name)
     if not args.skip_cold:
         print(f"\ncold {cold:.0f} s, warm {warm:.0f} s")
     return 0

@@ -18,6 +18,7 @@ import hashlib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,14 @@ def deploy_stack(
 
     node = cluster.kind.control_plane
     on_node = cluster.kind.images_on_node(node)
-    for image in (images.controller, images.mlflow_server):
-        if {image, f"docker.io/library/{image}"} & on_node:
-            log(f"stack: {image} already on the node")
-        else:
-            cluster.kind.load_image(image)
+    missing = [i for i in (images.controller, images.mlflow_server)
+               if not {i, f"docker.io/library/{i}"} & on_node]
+    if missing:
+        # Loads are I/O bound (docker save | ctr import): run them side by side.
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            list(pool.map(cluster.kind.load_image, missing))
+    else:
+        log("stack: images already on the node")
 
     if up_to_date:
         log(f"stack: manifests unchanged (digest {digest}); not re-applying")
