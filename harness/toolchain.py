@@ -67,25 +67,23 @@ def resolve_node_image(
     return NodeChoice(nodeimage.ensure_node_image(log=log), "local", "built from Debian packages + Go modules")
 
 
-def resolve_kind(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
-    """``--kind-bin``, else ``kind`` on PATH, else the pinned kind compiled into the cache."""
+def _resolve_tool(name: str, override: str | None, build: Callable[[], Path]) -> Path:
+    """``override``, else ``name`` on PATH, else ``build()`` (compiled into the cache)."""
     if override:
         return Path(override)
-    found = shutil.which("kind")
-    if found:
-        return Path(found)
+    found = shutil.which(name)
+    return Path(found) if found else build()
+
+
+def resolve_kind(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
+    """``--kind-bin``, else ``kind`` on PATH, else the pinned kind compiled into the cache."""
     from harness import nodeimage
 
-    return nodeimage.ensure_kind_binary(log=log)
+    return _resolve_tool("kind", override, lambda: nodeimage.ensure_kind_binary(log=log))
 
 
 def resolve_kubectl(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
-    """``--kubectl-bin``, else the kubectl built with the node binaries if cached, else PATH, else build."""
-    if override:
-        return Path(override)
-    found = shutil.which("kubectl")
-    if found:
-        return Path(found)
+    """``--kubectl-bin``, else ``kubectl`` on PATH, else the kubectl built with the node binaries."""
     from harness import nodeimage
 
-    return nodeimage.ensure_kubectl_binary(log=log)
+    return _resolve_tool("kubectl", override, lambda: nodeimage.ensure_kubectl_binary(log=log))

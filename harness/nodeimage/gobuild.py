@@ -260,62 +260,41 @@ def _origin_commit(info: Mapping[str, object]) -> str:
     return "0" * 40
 
 
+def _build_wrapped(
+    go: GoToolchain, cache_dir: Path, *, name: str, module: str, version: str, main_source: str, log: Log,
+) -> Path:
+    """Build ``name`` from a wrapper main module requiring ``module@version``; cached by inputs.
+
+    Both etcd (whose own go.mod uses local replaces) and our trimmed CoreDNS are
+    built this way: a throwaway module with our ``main.go``, ``go get`` of the
+    pinned upstream module, then a static, stripped build.
+    """
+    key = cache.input_key({"what": name, "version": version, "go": go.version, "main": main_source})
+    final = cache_dir / "bin" / f"{name}-{version}-{key}"
+    if (final / name).is_file():
+        log(f"{name} {version}: cached")
+        return final / name
+    work = cache_dir / "work" / f"{name}-{version}"
+    _wrapper_module(go, work, f"offline-{name}-build", {"main.go": main_source})
+    go.run("get", f"{module}@{version}", cwd=work)
+    go.run("mod", "tidy", cwd=work)
+    log(f"{name} {version}: compiling")
+    with cache.publish_dir(final) as tmp:
+        go.run("build", "-p", str(versions.GO_BUILD_PARALLELISM), "-trimpath", "-ldflags", "-s -w",
+               "-o", str(tmp / name), ".", cwd=work)
+    return final / name
+
+
 def build_etcd(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
     """Build ``etcd`` at ``version`` (e.g. ``v3.6.5``); return the binary."""
-    key = cache.input_key({"what": "etcd", "version": version, "go": go.version, "main": _ETCD_MAIN})
-    final = cache_dir / "bin" / f"etcd-{version}-{key}"
-    if (final / "etcd").is_file():
-        log(f"etcd {version}: cached")
-        return final / "etcd"
-    work = cache_dir / "work" / f"etcd-{version}"
-    _wrapper_module(go, work, "offline-etcd-build", {"main.go": _ETCD_MAIN})
-    go.run("get", f"go.etcd.io/etcd/server/v3@{version}", cwd=work)
-    go.run("mod", "tidy", cwd=work)
-    log(f"etcd {version}: compiling")
-    with cache.publish_dir(final) as tmp:
-        go.run(
-            "build",
-            "-p",
-            str(versions.GO_BUILD_PARALLELISM),
-            "-trimpath",
-            "-ldflags",
-            "-s -w",
-            "-o",
-            str(tmp / "etcd"),
-            ".",
-            cwd=work,
-        )
-    return final / "etcd"
+    return _build_wrapped(go, cache_dir, name="etcd", module="go.etcd.io/etcd/server/v3", version=version,
+                          main_source=_ETCD_MAIN, log=log)
 
 
 def build_coredns(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
     """Build a trimmed CoreDNS at ``version`` (e.g. ``v1.12.1``); return the binary."""
-    source = coredns_main_source()
-    key = cache.input_key({"what": "coredns", "version": version, "go": go.version, "main": source})
-    final = cache_dir / "bin" / f"coredns-{version}-{key}"
-    if (final / "coredns").is_file():
-        log(f"coredns {version}: cached")
-        return final / "coredns"
-    work = cache_dir / "work" / f"coredns-{version}"
-    _wrapper_module(go, work, "offline-coredns-build", {"main.go": source})
-    go.run("get", f"github.com/coredns/coredns@{version}", cwd=work)
-    go.run("mod", "tidy", cwd=work)
-    log(f"coredns {version}: compiling")
-    with cache.publish_dir(final) as tmp:
-        go.run(
-            "build",
-            "-p",
-            str(versions.GO_BUILD_PARALLELISM),
-            "-trimpath",
-            "-ldflags",
-            "-s -w",
-            "-o",
-            str(tmp / "coredns"),
-            ".",
-            cwd=work,
-        )
-    return final / "coredns"
-
+    return _build_wrapped(go, cache_dir, name="coredns", module="github.com/coredns/coredns", version=version,
+                          main_source=coredns_main_source(), log=log)
 
 def build_pause(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
     """Build our pause program (sleep, reap children, exit on SIGINT/SIGTERM)."""
