@@ -1,6 +1,6 @@
 """kopf wiring for the CustomJob controller: ``kopf run -m customjob_controller.handlers``.
 
-Design constraints (see /work/shared/docs/libs.md section 2 for the evidence):
+Design constraints (kopf 1.45 behaviour, checked in its source):
 
 * **No finalizers.** No ``kopf.daemon``/``kopf.timer``/non-optional
   ``on.delete``: each adds kopf's finalizer, and then deleting a CustomJob (or
