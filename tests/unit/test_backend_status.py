@@ -17,6 +17,7 @@ from harness._errors import WaitTimeout
 from harness.backend import status
 from harness.backend.errors import ClusterUnreachable
 from harness.backend.submitted_run import CustomJobSubmittedRun, mark_terminal
+from tests.unit.fakes import FakeClock
 
 
 def cj(phase: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -133,16 +134,6 @@ class FakeRuns:
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         self.tags[key] = str(value)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def submitted(jobs: FakeJobs, runs: FakeRuns, timeout: float = 60.0) -> tuple[CustomJobSubmittedRun, FakeClock]:

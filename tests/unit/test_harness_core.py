@@ -18,19 +18,10 @@ from harness.images import context_digest
 from harness.kind import MLFLOW_NODE_PORT, kind_config
 from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_controller
 from harness.timing import Phases
+from tests.unit.fakes import FakeClock
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_wait_reports_every_distinct_state_on_timeout() -> None:
