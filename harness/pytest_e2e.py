@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from harness import doctor, images
 from harness.cluster import forget_cluster
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.platform import REPO_ROOT, Platform, PlatformSettings, bring_up_cluster, deploy
+from harness.project_runner import ProjectRunner
 from harness.pytest_plugin import missing_prerequisite
 from harness.stack import Stack
 from harness.timing import Phases
@@ -150,3 +152,16 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_settings
         if e2e_settings.keep_cluster:
             return
     kube.delete_namespace(name)
+
+
+@pytest.fixture
+def project_runner(e2e_stack: Stack, e2e_namespace: str, e2e_settings: E2ESettings,
+                   tmp_path: Path) -> ProjectRunner:
+    """Runs the MLflow project through a CustomJob in this test's namespace (see ProjectRunner)."""
+    return ProjectRunner(e2e_stack, e2e_namespace, tmp_path, job_timeout=e2e_settings.job_timeout)
+
+
+@pytest.fixture
+def e2e_mlflow_client(e2e_stack: Stack) -> MlflowClient:
+    """A client of the in-cluster tracking server."""
+    return MlflowClient(tracking_uri=e2e_stack.tracking_uri)

@@ -15,15 +15,15 @@ from kubernetes.client.exceptions import ApiException
 from harness import customjob_api as api
 from harness.evidence import collect_bundle
 from harness.jobs import customjob_for_run, wait_customjob, wait_run_terminal
+from harness.project_runner import ProjectRunner
 from harness.pytest_plugin import TRAINER_DIR
 from harness.run_checks import check_trained_run, load_wine_rows
-from tests.e2e.launcher import Launcher
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
 PARAMS = {"alpha": "0.5", "l1_ratio": "0.1"}
 
 
-def _job_for(launcher: Launcher, run_id: str, timeout: float = 120) -> dict[str, Any]:
+def _job_for(launcher: ProjectRunner, run_id: str, timeout: float = 120) -> dict[str, Any]:
     from harness._waiting import Probe, wait_for
 
     def probe() -> Probe[dict[str, Any]]:
@@ -35,14 +35,14 @@ def _job_for(launcher: Launcher, run_id: str, timeout: float = 120) -> dict[str,
     return found
 
 
-def test_trainer_runs_through_customjob(launcher: Launcher, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     experiment, _ = launcher.mlflow_run("alpha=0.5")
     run_id = launcher.only_run_id(experiment)
     kube = launcher.stack.cluster.kube
 
     cj = _job_for(launcher, run_id)
     name = cj["metadata"]["name"]
-    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
     status = done["status"]
     assert status["phase"] == api.PHASE_SUCCEEDED, status
     assert status["mlflowRunId"] == run_id
@@ -67,7 +67,7 @@ def test_trainer_runs_through_customjob(launcher: Launcher, monkeypatch: pytest.
     assert local.data.metrics == trained.metrics
 
 
-def test_invalid_spec_is_rejected_by_the_api_server(launcher: Launcher) -> None:
+def test_invalid_spec_is_rejected_by_the_api_server(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     good = {
         "apiVersion": api.API_VERSION, "kind": api.KIND,
@@ -87,7 +87,7 @@ def test_invalid_spec_is_rejected_by_the_api_server(launcher: Launcher) -> None:
     assert "spec.backoffLimit" in body, body
 
 
-def test_spec_is_immutable_once_created(launcher: Launcher) -> None:
+def test_spec_is_immutable_once_created(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     body = {
         "apiVersion": api.API_VERSION, "kind": api.KIND,
@@ -102,7 +102,7 @@ def test_spec_is_immutable_once_created(launcher: Launcher) -> None:
     assert "immutable" in str(info.value.body).lower(), info.value.body
 
 
-def test_unloadable_image_fails_fast_with_the_pull_error(launcher: Launcher) -> None:
+def test_unloadable_image_fails_fast_with_the_pull_error(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     body = {
         "apiVersion": api.API_VERSION, "kind": api.KIND,
@@ -120,13 +120,13 @@ def test_unloadable_image_fails_fast_with_the_pull_error(launcher: Launcher) -> 
 
 
 def test_training_error_fails_the_run_with_the_pod_log(
-    launcher: Launcher, tmp_path_factory: pytest.TempPathFactory
+    launcher: ProjectRunner, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     experiment, _ = launcher.mlflow_run("alpha=-1")  # a float MLflow accepts; train.py rejects it
     run_id = launcher.only_run_id(experiment)
     kube = launcher.stack.cluster.kube
     name = _job_for(launcher, run_id)["metadata"]["name"]
-    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
     assert done["status"]["phase"] == api.PHASE_FAILED
     assert "alpha must be in" in done["status"].get("message", ""), done["status"]
     assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FAILED"
@@ -140,7 +140,7 @@ def test_training_error_fails_the_run_with_the_pod_log(
     assert "system" in {p.name for p in bundle.iterdir()}
 
 
-def test_bad_params_fail_before_any_cluster_work(launcher: Launcher) -> None:
+def test_bad_params_fail_before_any_cluster_work(launcher: ProjectRunner) -> None:
     _experiment, proc = launcher.mlflow_run("alpha=not-a-number", check=False)
     assert proc.returncode != 0
     assert "alpha" in proc.stdout + proc.stderr
@@ -149,7 +149,7 @@ def test_bad_params_fail_before_any_cluster_work(launcher: Launcher) -> None:
     assert items == []
 
 
-def test_controller_restart_mid_run_still_completes(launcher: Launcher) -> None:
+def test_controller_restart_mid_run_still_completes(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     experiment, _ = launcher.mlflow_run("alpha=0.5")
     run_id = launcher.only_run_id(experiment)
@@ -160,7 +160,7 @@ def test_controller_restart_mid_run_still_completes(launcher: Launcher) -> None:
     for pod in kube.core.list_namespaced_pod(ns).items:
         kube.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
     kube.wait_deployment_available(ns, "customjob-controller", timeout=180)
-    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.settings.job_timeout)
+    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
     assert done["status"]["phase"] == api.PHASE_SUCCEEDED, done["status"]
     jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"training.example.com/customjob={name}")
     assert len(jobs.items) == 1, "a controller restart must never create a second Job"

@@ -1,4 +1,11 @@
-"""The user's path into the e2e cluster: `mlflow run --backend customjob`, via MLflow's CLI."""
+"""Run an MLflow project on the e2e cluster the way a user does: ``mlflow run --backend customjob``.
+
+:class:`ProjectRunner` writes the backend config for one namespace, calls
+MLflow's own CLI in a child process (its own environment, never the test
+process's), and finds the run it created. The ``project_runner`` fixture of
+:mod:`harness.pytest_e2e` hands one to each test, bound to that test's
+namespace; it also works from scripts.
+"""
 
 from __future__ import annotations
 
@@ -11,36 +18,40 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from harness import _exec
-from harness.platform import Platform
-from harness.pytest_e2e import E2ESettings
-from harness.pytest_plugin import TRAINER_DIR
+from harness.platform import TRAINER_DIR
 from harness.stack import Stack
+
+__all__ = ["ProjectRunner"]
 
 
 @dataclass
-class Launcher:
-    """Submits the trainer through the customjob backend into one test namespace."""
+class ProjectRunner:
+    """Submits ``project_dir`` through the customjob backend into ``namespace``."""
 
     stack: Stack
-    platform: Platform
-    settings: E2ESettings
     namespace: str
     workdir: Path
+    job_timeout: float = 900.0
+    project_dir: Path = TRAINER_DIR
+    template: Path = TRAINER_DIR / "customjob_template.yaml"
 
     @property
     def client(self) -> MlflowClient:
+        """A client of the in-cluster tracking server, through the kind port mapping."""
         return MlflowClient(tracking_uri=self.stack.tracking_uri)
 
     def backend_config(self) -> Path:
+        """The ``--backend-config`` file for this namespace and cluster."""
+        kind = self.stack.cluster.kind
         cfg = {
             "kubeconfig": str(self.stack.cluster.kube.kubeconfig),
             "namespace": self.namespace,
-            "template-path": str(TRAINER_DIR / "customjob_template.yaml"),
+            "template-path": str(self.template),
             "image-delivery": "kind",
-            "kind-cluster": self.platform.kind.name,
-            "kind-binary": str(self.platform.kind.kind_bin),
+            "kind-cluster": kind.name,
+            "kind-binary": str(kind.kind_bin),
             "tracking-uri": self.stack.pod_tracking_uri,
-            "timeout-seconds": int(self.settings.job_timeout),
+            "timeout-seconds": int(self.job_timeout),
         }
         path = self.workdir / "backend-config.json"
         path.write_text(json.dumps(cfg, indent=2))
@@ -48,9 +59,13 @@ class Launcher:
 
     def mlflow_run(self, *params: str, backend: str = "customjob", extra: tuple[str, ...] = (),
                    check: bool = True) -> tuple[str, _exec.CompletedProcess[str]]:
-        """`mlflow run trainer ...` via MLflow's CLI; returns (experiment name, process)."""
+        """``mlflow run <project> -P k=v ...`` in a fresh experiment; returns (experiment name, process).
+
+        ``backend="local"`` runs the same project with MLflow's local (docker) backend
+        against the same tracking server, for comparisons.
+        """
         experiment = f"e2e-{uuid.uuid4().hex[:8]}"
-        argv = [sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), "--experiment-name", experiment]
+        argv = [sys.executable, "-m", "mlflow", "run", str(self.project_dir), "--experiment-name", experiment]
         if backend == "customjob":
             argv += ["--backend", "customjob", "--backend-config", str(self.backend_config())]
         for p in params:
@@ -60,6 +75,7 @@ class Launcher:
         return experiment, proc
 
     def only_run_id(self, experiment: str) -> str:
+        """The id of the single run in ``experiment`` (fails loudly on none or several)."""
         exp = self.client.get_experiment_by_name(experiment)
         assert exp is not None, f"experiment {experiment} missing"
         runs = self.client.search_runs([exp.experiment_id])
