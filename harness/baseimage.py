@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness import _exec, debian
+from harness import _exec, debian, dockercli
 from harness._errors import HarnessError
 from harness.cachedir import cache_dir
 
@@ -82,15 +82,6 @@ def local_base_tag(ca_bundle: Path | None = None) -> str:
     return f"local/python-base:3.11-{SUITE}-{h.hexdigest()[:10]}"
 
 
-def _image_present(image: str) -> bool:
-    return _exec.run(["docker", "image", "inspect", image], check=False).returncode == 0
-
-
-def _try_pull(image: str, timeout: float) -> tuple[bool, str]:
-    proc = _exec.run(["docker", "pull", "--quiet", image], check=False, timeout=timeout)
-    return proc.returncode == 0, (proc.stderr or proc.stdout).strip()
-
-
 def resolve_base_image(
     *,
     mode: Mode | None = None,
@@ -106,17 +97,15 @@ def resolve_base_image(
     if chosen not in ("auto", "public", "local"):
         raise HarnessError(f"base image mode must be auto, public or local, not {chosen!r}")
     if chosen in ("auto", "public"):
-        if _image_present(PUBLIC_PYTHON_BASE):
-            return BaseChoice(PUBLIC_PYTHON_BASE, "public", "present in the local Docker")
-        ok, why = _try_pull(PUBLIC_PYTHON_BASE, pull_timeout)
-        if ok:
-            return BaseChoice(PUBLIC_PYTHON_BASE, "public", "pulled")
+        how, why = dockercli.obtain(PUBLIC_PYTHON_BASE, pull_timeout=pull_timeout)
+        if how is not None:
+            return BaseChoice(PUBLIC_PYTHON_BASE, "public", how)
         if chosen == "public":
             raise HarnessError(
                 f"cannot pull {PUBLIC_PYTHON_BASE}: {why}\n"
                 "fix: use --base-mode local (build from the Debian mirror) or --base-image IMAGE"
             )
-        log(f"base image: {PUBLIC_PYTHON_BASE} cannot be pulled ({why.splitlines()[-1] if why else 'no answer'}); "
+        log(f"base image: {PUBLIC_PYTHON_BASE} cannot be pulled ({why}); "
             "using the registry-less local base")
     tag = build_local_python_base(log=log)
     return BaseChoice(tag, "local", "built from the Debian mirror (registry-less)")
@@ -129,7 +118,7 @@ def build_local_python_base(*, force: bool = False, log: Callable[[str], None] =
     reused whenever its tag (a hash of its inputs) is already in Docker.
     """
     tag = local_base_tag()
-    if not force and _image_present(tag):
+    if not force and dockercli.image_exists(tag):
         return tag
     if shutil.which("debootstrap") is None:
         raise HarnessError(

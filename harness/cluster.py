@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness._errors import HarnessError
 from harness.cachedir import cache_dir
 from harness.kind import KindCluster, kind_config
@@ -58,10 +58,6 @@ def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str,
             mapping["hostPort"] = 0
     text = "\n".join([kind_version, node_image_id, yaml.safe_dump(neutral, sort_keys=True)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _image_id(image: str) -> str:
-    return _exec.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=30).stdout.strip()
 
 
 def host_marker_path(name: str) -> Path:
@@ -111,7 +107,7 @@ def provision_cluster(
     """Return a ready cluster named ``kind.name``: reused when allowed and matching, else created."""
     kind_version = kind.version()
     probe_config = kind_config(host_port=0, extra=config_extra)
-    fingerprint = cluster_fingerprint(kind_version, _image_id(node_image), probe_config)
+    fingerprint = cluster_fingerprint(kind_version, dockercli.image_id(node_image), probe_config)
 
     if kind.exists():
         host_marker = read_host_marker(kind.name)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness import _exec
+from harness import dockercli
 from harness._errors import HarnessError
 
 __all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "resolve_kind", "resolve_kubectl",
@@ -36,32 +36,24 @@ class NodeChoice:
     reason: str
 
 
-def _present(image: str) -> bool:
-    return _exec.run(["docker", "image", "inspect", image], check=False, timeout=30).returncode == 0
-
-
 def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,
     log: Callable[[str], None] = print,
 ) -> NodeChoice:
     """Pick the kind node image; build the registry-less one when the public one is out of reach."""
     if override:
-        if not _present(override):
-            ok = _exec.run(["docker", "pull", override], check=False, timeout=pull_timeout).returncode == 0
-            if not ok:
-                raise HarnessError(f"node image {override} is neither local nor pullable")
+        how, why = dockercli.obtain(override, pull_timeout=pull_timeout)
+        if how is None:
+            raise HarnessError(f"node image {override} is neither local nor pullable: {why}")
         return NodeChoice(override, "override", "--node-image given")
     if mode in ("auto", "public"):
-        if _present(PUBLIC_NODE_IMAGE):
-            return NodeChoice(PUBLIC_NODE_IMAGE, "public", "present in the local Docker")
-        proc = _exec.run(["docker", "pull", PUBLIC_NODE_IMAGE], check=False, timeout=pull_timeout)
-        if proc.returncode == 0:
-            return NodeChoice(PUBLIC_NODE_IMAGE, "public", "pulled")
-        why = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no answer"]
+        how, why = dockercli.obtain(PUBLIC_NODE_IMAGE, pull_timeout=pull_timeout)
+        if how is not None:
+            return NodeChoice(PUBLIC_NODE_IMAGE, "public", how)
         if mode == "public":
-            raise HarnessError(f"cannot pull {PUBLIC_NODE_IMAGE}: {why[0]}\n"
+            raise HarnessError(f"cannot pull {PUBLIC_NODE_IMAGE}: {why}\n"
                                "fix: --node-image-mode local builds a registry-less node image")
-        log(f"node image: {PUBLIC_NODE_IMAGE} cannot be pulled ({why[0]}); using the registry-less build")
+        log(f"node image: {PUBLIC_NODE_IMAGE} cannot be pulled ({why}); using the registry-less build")
     from harness import nodeimage
 
     return NodeChoice(nodeimage.ensure_node_image(log=log), "local", "built from Debian packages + Go modules")

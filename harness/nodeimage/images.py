@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness._errors import HarnessError
 from harness.nodeimage import cache, versions
 
@@ -127,10 +127,7 @@ def scratch_dockerfile(binary: str, dest: str, *, base: str = "scratch") -> str:
     )
 
 
-def docker_image_exists(ref: str) -> bool:
-    """True if the local Docker engine has ``ref``."""
-    return _exec.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], check=False).returncode == 0
-
+docker_image_exists = dockercli.image_exists
 
 def import_rootfs_image(tarball: Path, ref: str, log: Log) -> str:
     """``docker import`` a rootfs tarball as ``ref`` unless it is already there."""
