@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import _exec, baseimage, images
-from harness.platform import TRAINER_DIR, TRAINER_IMAGE
+from harness import _exec, baseimage
+from harness.platform import TRAINER_DIR, build_trainer_image
 from harness.tracking_server import LocalTrackingServer
 
 
@@ -27,7 +27,7 @@ def main() -> int:
 
     base = baseimage.resolve_base_image().image
     t0 = time.monotonic()
-    built = images.build_image(TRAINER_DIR, TRAINER_IMAGE, base_image=base, also_tag=(f"{TRAINER_IMAGE}:latest",))
+    built = build_trainer_image(base)
     print(f"trainer image {built.tag}: {built.size_bytes / 1e6:.0f} MB "
           f"({'reused' if built.reused else f'built in {time.monotonic() - t0:.0f} s'}); base {base}")
 

@@ -16,11 +16,11 @@ import json
 import sys
 import uuid
 
-from harness import _exec, baseimage, doctor, images, toolchain
+from harness import _exec, baseimage, doctor, toolchain
 from harness._errors import HarnessError
 from harness.cluster import MARKER_NAME, MARKER_NAMESPACE, forget_cluster, read_host_marker
 from harness.kube import Kube
-from harness.platform import TRAINER_DIR, TRAINER_IMAGE, PlatformSettings, bring_up_cluster, deploy, kind_for
+from harness.platform import TRAINER_DIR, PlatformSettings, bring_up_cluster, build_trainer_image, deploy, kind_for
 from harness.stack import Stack
 from harness.timing import Phases
 
@@ -44,7 +44,7 @@ def _settings(ns: argparse.Namespace, reuse: bool = True) -> PlatformSettings:
 def _up(ns: argparse.Namespace, phases: Phases) -> Stack:
     base = baseimage.resolve_base_image(mode=ns.base_mode, override=ns.base_image).image
     with phases.phase("build trainer image"):
-        images.build_image(TRAINER_DIR, TRAINER_IMAGE, base_image=base, also_tag=(f"{TRAINER_IMAGE}:latest",))
+        build_trainer_image(base)
     platform = bring_up_cluster(_settings(ns), base_image=base, phases=phases)
     return deploy(platform, phases=phases)
 

@@ -18,7 +18,10 @@ from harness.kind import KindCluster
 from harness.stack import Stack, StackImages, deploy_stack
 from harness.timing import Phases
 
-__all__ = ["REPO_ROOT", "Platform", "PlatformSettings", "bring_up_cluster", "deploy", "kind_for", "state_dir_for"]
+__all__ = [
+    "REPO_ROOT", "Platform", "PlatformSettings", "bring_up_cluster", "build_trainer_image", "deploy", "kind_for",
+    "state_dir_for",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINER_DIR = REPO_ROOT / "trainer"
@@ -26,6 +29,15 @@ CONTROLLER_DIR = REPO_ROOT / "crds" / "controller"
 CRDS_DIR = REPO_ROOT / "crds"
 MLFLOW_SERVER_DIR = REPO_ROOT / "deploy" / "mlflow-server"
 TRAINER_IMAGE = "mlflow-crd-example"  # the MLproject's docker_env.image
+
+
+def build_trainer_image(base_image: str, *, log: Callable[[str], None] = print) -> images.BuiltImage:
+    """The trainer image (content-hash tag), also tagged as the MLproject's ``docker_env.image``.
+
+    ``mlflow run --build-image`` and the customjob backend build FROM that name.
+    """
+    return images.build_image(TRAINER_DIR, TRAINER_IMAGE, base_image=base_image,
+                              also_tag=(f"{TRAINER_IMAGE}:latest",), log=log)
 
 
 def state_dir_for(cluster_name: str) -> Path:

@@ -24,15 +24,11 @@ from harness.cluster import forget_cluster
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.platform import REPO_ROOT, Platform, PlatformSettings, bring_up_cluster, deploy
 from harness.project_runner import ProjectRunner
-from harness.pytest_plugin import missing_prerequisite
+from harness.pytest_plugin import env_flag, missing_prerequisite
 from harness.stack import Stack
 from harness.timing import Phases
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="keep the cluster after the session (default: keep locally, delete under CI)")
     g.addoption("--delete-cluster", action="store_true", default=False,
                 help="delete the cluster after the session if this session created it")
-    g.addoption("--no-reuse", action="store_true", default=_env_flag("CI"),
+    g.addoption("--no-reuse", action="store_true", default=env_flag("CI"),
                 help="always create a fresh cluster (default under CI)")
     g.addoption("--node-image", default=os.environ.get("HARNESS_NODE_IMAGE"),
                 help="kind node image to use as is (env HARNESS_NODE_IMAGE)")
@@ -56,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where failure evidence bundles go, one directory per failed test")
     g.addoption("--job-timeout", type=float, default=900.0, help="seconds a CustomJob may take to finish")
     g.addoption("--keep-cluster-on-failure", action="store_true",
-                default=_env_flag("HARNESS_KEEP_CLUSTER_ON_FAILURE"),
+                default=env_flag("HARNESS_KEEP_CLUSTER_ON_FAILURE"),
                 help="keep a cluster this session created if any test failed (to inspect it)")
 
 
@@ -74,7 +70,7 @@ def e2e_settings(pytestconfig: pytest.Config) -> E2ESettings:
     opt = pytestconfig.getoption
     keep = opt("--keep-cluster")
     if keep is None:
-        keep = not _env_flag("CI")
+        keep = not env_flag("CI")
     if opt("--delete-cluster"):
         keep = False
     return E2ESettings(

@@ -19,17 +19,22 @@ from typing import NoReturn
 import pytest
 
 from harness import baseimage, images
-from harness.platform import TRAINER_DIR, TRAINER_IMAGE
+from harness.platform import build_trainer_image
 from harness.timing import Phases
 from harness.tracking_server import LocalTrackingServer
 
 _PHASES = pytest.StashKey[Phases]()
 
 
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: unset, empty, ``0`` and ``false`` mean off."""
+    return os.environ.get(name, "").lower() not in ("", "0", "false")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "mlflow-crd-harness")
     group.addoption("--no-skip", action="store_true",
-                    default=os.environ.get("HARNESS_NO_SKIP", "") not in ("", "0"),
+                    default=env_flag("HARNESS_NO_SKIP"),
                     help="fail instead of skipping when a tier's prerequisites are missing (CI; env HARNESS_NO_SKIP=1)")
     group.addoption("--base-image", default=None,
                     help="image to build FROM (env HARNESS_BASE_IMAGE); default: chosen automatically")
@@ -81,8 +86,7 @@ def base_image(pytestconfig: pytest.Config, docker_ready: None, phases: Phases) 
 def trainer_image(base_image: str, phases: Phases) -> images.BuiltImage:
     """The trainer image, also tagged as the MLproject's ``docker_env.image``."""
     with phases.phase("build trainer image") as note:
-        built = images.build_image(TRAINER_DIR, TRAINER_IMAGE, base_image=base_image,
-                                   also_tag=(f"{TRAINER_IMAGE}:latest",))
+        built = build_trainer_image(base_image)
         note["note"] = f"{built.tag} {built.size_bytes / 1e6:.0f} MB{' (reused)' if built.reused else ''}"
     return built
 

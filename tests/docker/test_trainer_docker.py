@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import _exec
 from harness.images import BuiltImage
-from harness.pytest_plugin import TRAINER_DIR
+from harness.platform import TRAINER_DIR
 from harness.run_checks import check_trained_run, load_wine_rows
 from harness.tracking_server import LocalTrackingServer
 

@@ -15,8 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from harness import customjob_api as api
 from harness.evidence import collect_bundle
 from harness.jobs import customjob_for_run, wait_customjob, wait_run_terminal
+from harness.platform import TRAINER_DIR
 from harness.project_runner import ProjectRunner
-from harness.pytest_plugin import TRAINER_DIR
 from harness.run_checks import check_trained_run, load_wine_rows
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
