@@ -9,14 +9,13 @@ says what failed without a re-run.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness._errors import CommandError
 
-__all__ = ["CompletedProcess", "Popen", "pretty", "run", "spawn", "stop", "which"]
+__all__ = ["CompletedProcess", "Popen", "run", "spawn", "stop", "which"]
 
 CompletedProcess = subprocess.CompletedProcess
 Popen = subprocess.Popen
@@ -80,11 +79,6 @@ def which(name: str, *extra_dirs: str | os.PathLike[str]) -> Path | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def pretty(argv: Sequence[str | os.PathLike[str]]) -> str:
-    """The command as one pasteable shell line."""
-    return shlex.join(os.fspath(a) for a in argv)
 
 
 def spawn(

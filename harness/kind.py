@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -64,7 +64,6 @@ class KindCluster:
     kind_bin: Path
     state_dir: Path
     log: Callable[[str], None] = print
-    _env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -173,7 +172,3 @@ class KindCluster:
     def export_logs(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         self._kind("export", "logs", str(dest), "--name", self.name, timeout=300, check=False)
-
-    def node_image_id(self) -> str:
-        out = _exec.run(["docker", "inspect", "--format", "{{json .Image}}", self.control_plane], timeout=30).stdout
-        return str(json.loads(out))

@@ -147,7 +147,6 @@ def deploy_stack(
     *,
     crds_dir: Path,
     timeout: float = 300,
-    phase: Callable[[str], Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> Stack:
     """Load images, install CRD + controller and the MLflow server; wait until all are ready."""

@@ -42,7 +42,7 @@ class LocalTrackingServer:
     host: str = "127.0.0.1"
     port: int = 0
     startup_timeout: float = 90.0
-    _proc: object = field(default=None, init=False, repr=False)
+    _proc: _exec.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def uri(self) -> str:
@@ -74,8 +74,7 @@ class LocalTrackingServer:
             "--workers", "1",
             "--allowed-hosts", self.allowed_hosts(),
         ]
-        proc = _exec.spawn(argv, log_path=self.log_path, cwd=self.workdir)
-        self._proc = proc
+        self._proc = _exec.spawn(argv, log_path=self.log_path, cwd=self.workdir)
         try:
             wait_for(
                 self._probe,
@@ -91,7 +90,7 @@ class LocalTrackingServer:
 
     def _probe(self) -> Probe[None]:
         proc = self._proc
-        assert isinstance(proc, _exec.Popen)
+        assert proc is not None, "probe runs only after start()"
         if proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
@@ -102,9 +101,8 @@ class LocalTrackingServer:
             return Probe(False, f"not answering ({type(exc).__name__})")
 
     def stop(self) -> None:
-        proc = self._proc
-        if isinstance(proc, _exec.Popen):
-            _exec.stop(proc)
+        if self._proc is not None:
+            _exec.stop(self._proc)
         self._proc = None
 
     def __enter__(self) -> Self:
