@@ -1,3 +1,5 @@
-"""Repository-wide pytest setup: the harness plugin provides options, fixtures and markers."""
+"""Repository-wide pytest setup.
 
-pytest_plugins = ["harness.pytest_plugin", "harness.pytest_e2e"]
+Nothing to register: the harness's plugin (options, markers, fixtures) is loaded
+from its ``pytest11`` entry point, as in any project that installs it.
+"""

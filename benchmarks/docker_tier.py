@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import _exec, baseimage
-from harness.platform import TRAINER_DIR, build_trainer_image
+from harness import baseimage, images
+from harness.runs import mlflow_run
+from harness.settings import load_settings
 from harness.tracking_server import LocalTrackingServer
 
 
@@ -25,9 +25,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
+    settings = load_settings(root=Path(__file__).resolve().parents[1])
+    trainer = settings.project("trainer")
     base = baseimage.resolve_base_image().image
     t0 = time.monotonic()
-    built = build_trainer_image(base)
+    built = images.build_spec(next(i for i in settings.images if i.name == "trainer"), base_image=base)
     print(f"trainer image {built.tag}: {built.size_bytes / 1e6:.0f} MB "
           f"({'reused' if built.reused else f'built in {time.monotonic() - t0:.0f} s'}); base {base}")
 
@@ -35,9 +37,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, LocalTrackingServer(Path(tmp)) as server:
         for i in range(args.runs):
             t = time.monotonic()
-            _exec.run([sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), "-P", "alpha=0.5", "--build-image",
-                       "-A", "network=host", "--experiment-name", f"bench-{i}"],
-                      extra_env={"MLFLOW_TRACKING_URI": server.uri}, timeout=900)
+            mlflow_run(trainer.path, "-P", "alpha=0.5", "--build-image", "-A", "network=host",
+                       "--experiment-name", f"bench-{i}", tracking_uri=server.uri, timeout=900)
             walls.append(time.monotonic() - t)
             print(f"run {i + 1}: {walls[-1]:.1f} s")
     print(f"mlflow run wall time: median {statistics.median(walls):.1f} s, min {min(walls):.1f} s, "

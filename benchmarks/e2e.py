@@ -24,7 +24,8 @@ def run(label: str, extra: list[str], cluster: str) -> float:
     t0 = time.monotonic()
     proc = _exec.run(
         [sys.executable, "-m", "pytest", "-m", "e2e", "tests/e2e", "-k", "trainer_runs_through_customjob",
-         "-p", "no:cacheprovider", "--cluster-name", cluster, "--keep-cluster", "--no-skip", *extra],
+         "-p", "no:cacheprovider", "--harness-cluster-name", cluster, "--harness-keep-cluster=always",
+         "--harness-no-skip", *extra],
         timeout=5400, check=False, extra_env={"CI": ""},
     )
     wall = time.monotonic() - t0
@@ -41,7 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-name", default="bench-e2e")
     parser.add_argument("--skip-cold", action="store_true")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest options after --, e.g. -- --kubectl-bin PATH")
+    parser.add_argument("pytest_args", nargs="*",
+                        help="extra pytest options after --, e.g. -- --harness-kubectl-bin PATH")
     args = parser.parse_args()
     os.environ.pop("CI", None)
     if not args.skip_cold:

@@ -20,9 +20,8 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from harness import customjob_api as api
-from harness.kind import KindCluster
-from harness.kube import Kube
+from harness import contract
+from harness.kubeapi import Kube
 
 __all__ = ["bundle_dir_for", "collect_bundle"]
 
@@ -47,7 +46,7 @@ def collect_bundle(
     kube: Kube,
     *,
     namespaces: list[str],
-    kind: KindCluster | None = None,
+    export_logs: Callable[[Path], None] | None = None,
     system_namespaces: tuple[str, ...] = ("customjob-system", "mlflow"),
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -71,8 +70,8 @@ def collect_bundle(
         out = dest / "system" / ns
         attempt(f"{ns} events", partial(_events_file, kube, ns, out))
         attempt(f"{ns} pods", partial(_pods_and_logs, kube, ns, out))
-    if kind is not None:
-        attempt("kind export logs", partial(kind.export_logs, dest / "kind-logs"))
+    if export_logs is not None:
+        attempt("node logs (kind export logs)", partial(export_logs, dest / "kind-logs"))
     if errors:
         _write(dest / "errors.txt", "\n".join(errors))
     log(f"evidence bundle: {dest}")
@@ -80,7 +79,7 @@ def collect_bundle(
 
 
 def _customjobs(kube: Kube, namespace: str, out: Path) -> None:
-    found = kube.custom.list_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL)
+    found = kube.custom.list_namespaced_custom_object(contract.GROUP, contract.VERSION, namespace, contract.PLURAL)
     _write(out / "customjobs.yaml", _yaml(found))
 
 

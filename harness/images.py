@@ -8,19 +8,22 @@ Builds go through the Docker SDK — the same client MLflow uses for projects.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
+from docker.utils.build import exclude_paths
 
 from harness._errors import HarnessError
+from harness.backend import delivery
+from harness.clusters import ImageRoute
+from harness.settings import ImageSpec
 
-__all__ = ["BuiltImage", "build_image", "context_digest", "image_present"]
+__all__ = ["BuiltImage", "build_image", "build_spec", "context_digest", "deliver", "image_present"]
 
 
 @dataclass(frozen=True)
@@ -34,32 +37,23 @@ class BuiltImage:
     reused: bool
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    # A minimal .dockerignore reading: later lines win, "!" re-includes.
-    ignored = False
-    for pat in patterns:
-        negate = pat.startswith("!")
-        pat = pat[1:] if negate else pat
-        if fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel.split("/")[0], pat):
-            ignored = not negate
-    return ignored
+def _context_files(context: Path, dockerfile: str = "Dockerfile") -> list[Path]:
+    """The files ``docker build`` sends, by Docker's own ``.dockerignore`` rules (the SDK's).
 
-
-def _context_files(context: Path) -> Iterator[Path]:
+    A hand-written matcher gets ``*`` vs ``/`` and ``**`` wrong, and a file it
+    wrongly ignores would let a stale image be reused after a change.
+    """
     ignore = context / ".dockerignore"
     patterns = [ln.strip() for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")] \
         if ignore.is_file() else []
-    for path in sorted(context.rglob("*")):
-        rel = path.relative_to(context).as_posix()
-        if path.is_file() and "__pycache__" not in rel and (rel in ("Dockerfile", ".dockerignore")
-                                                            or not _ignored(rel, patterns)):
-            yield path
+    rels = exclude_paths(str(context), patterns, dockerfile=dockerfile)
+    return sorted(p for p in (context / r for r in rels) if p.is_file() and "__pycache__" not in p.parts)
 
 
-def context_digest(context: Path, *extra: str) -> str:
+def context_digest(context: Path, *extra: str, dockerfile: str = "Dockerfile") -> str:
     """sha256 over the build context's files (names and bytes) and ``extra`` strings."""
     h = hashlib.sha256()
-    for path in _context_files(context):
+    for path in _context_files(context, dockerfile):
         h.update(path.relative_to(context).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     for item in extra:
@@ -81,7 +75,9 @@ def build_image(
     repository: str,
     *,
     base_image: str,
-    also_tag: tuple[str, ...] = (),
+    also_tag: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    dockerfile: str | None = None,
     log: Callable[[str], None] = print,
     client: docker.DockerClient | None = None,
 ) -> BuiltImage:
@@ -96,14 +92,16 @@ def build_image(
     except docker.errors.ImageNotFound as exc:
         raise HarnessError(f"base image {base_image} is not in the local Docker; resolve it first "
                            "(python -m harness base-image)") from exc
-    tag = f"{repository}:{context_digest(context, base_id)[:12]}"
+    args = {"BASE_IMAGE": base_image, **(build_args or {})}
+    extra = [base_id, *(f"{k}={v}" for k, v in sorted(args.items()))]
+    tag = f"{repository}:{context_digest(context, *extra, dockerfile=dockerfile or 'Dockerfile')[:12]}"
     started = time.monotonic()
     reused = image_present(tag, client)
     if not reused:
         log(f"image: building {tag} from {context} (FROM {base_image})")
         try:
             client.images.build(
-                path=str(context), tag=tag, buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True,
+                path=str(context), tag=tag, buildargs=args, rm=True, forcerm=True, dockerfile=dockerfile,
                 labels={"org.opencontainers.image.source": "mlflow-crd-harness", "harness.base": base_id},
             )
         except docker.errors.BuildError as exc:
@@ -111,9 +109,40 @@ def build_image(
             tail = "\n".join(ln for ln in lines if ln)[-4000:]
             raise HarnessError(f"docker build of {context} failed: {exc.msg}\n{tail}") from exc
     image = client.images.get(tag)
-    for extra in also_tag:
-        repo, _, t = extra.partition(":")
+    for name in also_tag:
+        repo, _, t = name.partition(":")
         image.tag(repo, t or "latest")
     seconds = 0.0 if reused else time.monotonic() - started
     return BuiltImage(tag=tag, id=str(image.id), size_bytes=int(image.attrs.get("Size", 0)),
                       seconds=seconds, reused=reused)
+
+
+def build_spec(spec: ImageSpec, *, base_image: str, log: Callable[[str], None] = print) -> BuiltImage:
+    """Build one configured image (settings ``images``)."""
+    return build_image(spec.context, spec.repository, base_image=base_image, also_tag=spec.also_tag,
+                       build_args=spec.build_args, dockerfile=spec.dockerfile, log=log)
+
+
+def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) -> str:
+    """Get local image ``ref`` onto the cluster's nodes; return the reference pods should use.
+
+    ``kind``: ``kind load`` unless every node already has it, then verified on
+    every node. ``registry``: pushed (only missing layers move), referenced by
+    digest. The same functions the ``customjob`` backend uses for projects.
+    """
+    if route.mode == "kind":
+        assert route.kind_bin is not None
+        assert route.kind_cluster is not None
+        nodes = delivery.kind_nodes(str(route.kind_bin), route.kind_cluster)
+        if delivery.missing_on_kind_nodes(nodes, ref):
+            log(f"image: kind load {ref} into {route.kind_cluster}")
+            delivery.kind_load(str(route.kind_bin), route.kind_cluster, ref)
+            delivery.verify_on_kind_nodes(nodes, ref)
+        return ref
+    assert route.registry is not None
+    repo, _, tag = ref.rpartition(":")
+    target = f"{route.registry}/{repo.rsplit('/', 1)[-1]}"
+    client = docker.from_env(timeout=1800)
+    client.images.get(ref).tag(target, tag=tag)
+    log(f"image: push {target}:{tag}")
+    return delivery.push_to_registry(client, target, tag).ref

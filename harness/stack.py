@@ -1,15 +1,21 @@
-"""Deploy what the e2e tier runs against: the CustomJob CRD + controller and an MLflow server.
+"""Deploy what the tests run against: the CustomJob stack(s) and an MLflow tracking server.
 
-Everything is applied from the repository's own manifests (``kubectl
-kustomize crds/``, as a user would ``kubectl apply -k crds/``) with the
-controller image swapped for the freshly built one. The tracking server is the
-setup the MLflow notes recommend: sqlite on a volume, proxied artifacts and an
-explicit ``--allowed-hosts`` list (Service DNS names and the mapped host port;
-never ``*``), reachable from pods by Service DNS and from the host through the
-kind port mapping.
+The stack is whatever the settings name: kustomize directories (the
+packaged stub, a platform team's ``config/default``, an overlay of the stub),
+rendered with ``kubectl kustomize`` exactly as ``kubectl apply -k`` would,
+with every container image whose repository matches a configured image
+replaced by the freshly built (and delivered) reference. CRDs are applied
+first and waited Established; then everything else, and every Deployment in
+the rendered manifests is waited for. The in-cluster tracking server is the
+setup the MLflow notes recommend: sqlite on a volume, proxied artifacts and
+an explicit ``--allowed-hosts`` list (never ``*``), reached by pods through
+Service DNS and by the host through the kind port mapping (kind) or a
+supervised ``kubectl port-forward`` (existing clusters).
 
-Re-deploying is skipped when a hash of the rendered manifests matches what the
-cluster already runs (a warm, reused cluster).
+Every Namespace the stack creates is labelled as the harness's own; on an
+existing cluster, applying into a namespace that exists without that label is
+refused. Re-applying is skipped when a hash of the rendered manifests matches
+what the cluster already runs (a warm, reused cluster).
 """
 
 from __future__ import annotations
@@ -17,44 +23,42 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness import _exec
+from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
-from harness.cluster import MARKER_NAMESPACE, ClusterHandle
-from harness.kind import MLFLOW_NODE_PORT
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
+from harness.clusters.kind import MARKER_NAMESPACE
+from harness.clusters.kind_cli import MLFLOW_NODE_PORT
+from harness.tracking_server import free_port
 
-__all__ = ["Stack", "StackImages", "deploy_stack", "mlflow_server_manifests", "render_controller"]
+__all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images"]
 
-CONTROLLER_NAMESPACE = "customjob-system"
-CONTROLLER_DEPLOYMENT = "customjob-controller"
-CONTROLLER_IMAGE_NAME = "customjob-controller"
 MLFLOW_NAMESPACE = "mlflow"
 MLFLOW_PORT = 5000
 STACK_MARKER = "mlflow-crd-harness-stack"
 
 
 @dataclass(frozen=True)
-class StackImages:
-    controller: str
-    mlflow_server: str
-
-
-@dataclass(frozen=True)
 class Stack:
     """A deployed stack: where MLflow answers for the host and for pods."""
 
-    cluster: ClusterHandle
-    tracking_uri: str          # from this host (kind port mapping)
-    pod_tracking_uri: str      # from pods (Service DNS)
-    controller_namespace: str = CONTROLLER_NAMESPACE
-    mlflow_namespace: str = MLFLOW_NAMESPACE
+    cluster: Cluster
+    tracking_uri: str          # from this host
+    pod_tracking_uri: str      # from pods
+    namespaces: tuple[str, ...] = ()
+    """Namespaces of the stack (controller, tracking server): collected into evidence bundles."""
+    deployments: tuple[str, ...] = ()
+    """``namespace/name`` of every Deployment waited for."""
     redeployed: bool = True
+    forward: _exec.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
 
 def mlflow_allowed_hosts(host_port: int, namespace: str = MLFLOW_NAMESPACE) -> list[str]:
@@ -121,20 +125,57 @@ def mlflow_server_manifests(image: str, host_port: int, namespace: str = MLFLOW_
     ]
 
 
-def render_controller(kustomized: str, image: str) -> list[dict[str, Any]]:
-    """The kustomize output with the controller image replaced by ``image``."""
-    docs = [d for d in yaml.safe_load_all(kustomized) if d]
+def replace_images(docs: list[dict[str, Any]], images: Mapping[str, str]) -> int:
+    """Point every container whose image repository is a key of ``images`` at its value; return the count."""
     swapped = 0
     for doc in docs:
-        if doc.get("kind") == "Deployment":
-            for c in doc["spec"]["template"]["spec"].get("containers", []):
-                if c["image"].split(":")[0] == CONTROLLER_IMAGE_NAME:
-                    c["image"] = image
-                    c["imagePullPolicy"] = "IfNotPresent"
-                    swapped += 1
-    if swapped != 1:
-        raise ValueError(f"expected one {CONTROLLER_IMAGE_NAME} container in crds/, found {swapped}")
+        spec = doc.get("spec", {}).get("template", {}).get("spec") if isinstance(doc.get("spec"), dict) else None
+        if not isinstance(spec, dict):
+            continue
+        for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+            repo = _repository(str(c.get("image", "")))
+            if repo in images:
+                c["image"] = images[repo]
+                c["imagePullPolicy"] = "IfNotPresent"
+                swapped += 1
+    return swapped
+
+
+def _repository(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def render_stack(kube_kustomize: Callable[[Path], str], dirs: Sequence[Path],
+                 images: Mapping[str, str]) -> list[dict[str, Any]]:
+    """All documents of ``dirs`` (kustomize), images replaced; each configured image must be used."""
+    docs: list[dict[str, Any]] = []
+    for d in dirs:
+        if not (d / "kustomization.yaml").is_file() and not (d / "kustomization.yml").is_file():
+            raise HarnessError(f"stack directory {d} has no kustomization.yaml (setting stack)")
+        docs += [doc for doc in yaml.safe_load_all(kube_kustomize(d)) if doc]
+    for repo, ref in images.items():
+        if replace_images(docs, {repo: ref}) == 0:
+            raise HarnessError(f"image {repo} was built for the stack, but no container in {[str(d) for d in dirs]} "
+                               f"uses it; fix the image's repository (setting images) or the manifests")
+    for doc in docs:
+        if doc.get("kind") == "Namespace":
+            doc.setdefault("metadata", {}).setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY
     return docs
+
+
+def _check_namespaces_are_ours(cluster: Cluster, docs: list[dict[str, Any]]) -> None:
+    """On a cluster we did not create, only namespaces we created (or labelled earlier) are touched."""
+    wanted = {d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"}
+    wanted |= {d["metadata"]["namespace"] for d in docs if d.get("metadata", {}).get("namespace")}
+    for ns in sorted(wanted):
+        labels = cluster.kube.namespace_labels(ns)
+        if labels is not None and labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+            raise HarnessError(f"namespace {ns} exists on {cluster.name} without the label "
+                               f"{MANAGED_BY_LABEL}={MANAGED_BY}: the harness does not install into namespaces it "
+                               "does not own. Use another namespace in your overlay, or label it if it is a leftover "
+                               "of the harness")
 
 
 def _dump(docs: list[dict[str, Any]]) -> str:
@@ -142,54 +183,97 @@ def _dump(docs: list[dict[str, Any]]) -> str:
 
 
 def deploy_stack(
-    cluster: ClusterHandle,
-    images: StackImages,
+    cluster: Cluster,
     *,
-    crds_dir: Path,
+    stack_dirs: Sequence[Path],
+    images: Mapping[str, str],
+    tracking: str = "in-cluster",
+    tracking_image: str | None = None,
+    tracking_pod_uri: str | None = None,
     timeout: float = 300,
     log: Callable[[str], None] = print,
 ) -> Stack:
-    """Load images, install CRD + controller and the MLflow server; wait until all are ready."""
-    kube = cluster.kube
-    controller_docs = render_controller(kube.kustomize(crds_dir), images.controller)
-    mlflow_docs = mlflow_server_manifests(images.mlflow_server, cluster.mlflow_host_port)
-    digest = hashlib.sha256((_dump(controller_docs) + _dump(mlflow_docs)).encode()).hexdigest()[:16]
-    marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) or {}
-    up_to_date = marker.get("digest") == digest
+    """Apply the stack and (unless external) the tracking server; wait until all are ready.
 
-    node = cluster.kind.control_plane
-    on_node = cluster.kind.images_on_node(node)
-    missing = [i for i in (images.controller, images.mlflow_server)
-               if not {i, f"docker.io/library/{i}"} & on_node]
-    if missing:
-        # Loads are I/O bound (docker save | ctr import): run them side by side.
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-            list(pool.map(cluster.kind.load_image, missing))
-    else:
-        log("stack: images already on the node")
+    ``images`` maps a repository used in the manifests to the reference pods
+    must run (already delivered to the cluster).
+    """
+    kube = cluster.kube
+    docs = render_stack(kube.kustomize, stack_dirs, images)
+    host_port = cluster.mlflow_host_port or free_port()
+    mlflow_docs: list[dict[str, Any]] = []
+    if tracking == "in-cluster":
+        if tracking_image is None:
+            raise HarnessError("the in-cluster tracking server needs its image (tracking_image)")
+        mlflow_docs = mlflow_server_manifests(tracking_image, host_port)
+        mlflow_docs[0]["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY
+    all_docs = docs + mlflow_docs
+    if cluster.provider == "existing":
+        _check_namespaces_are_ours(cluster, all_docs)
+    digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
+    marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if cluster.provider == "kind" else None
+    up_to_date = (marker or {}).get("digest") == digest
 
     if up_to_date:
         log(f"stack: manifests unchanged (digest {digest}); not re-applying")
     else:
-        crd_docs = [d for d in controller_docs if d["kind"] == "CustomResourceDefinition"]
-        rest = [d for d in controller_docs if d["kind"] != "CustomResourceDefinition"]
-        kube.apply(_dump(crd_docs))
-        for crd in crd_docs:
-            kube.wait_crd_established(crd["metadata"]["name"])
+        crd_docs = [d for d in all_docs if d["kind"] == "CustomResourceDefinition"]
+        rest = [d for d in all_docs if d["kind"] != "CustomResourceDefinition"]
+        if crd_docs:
+            kube.apply(_dump(crd_docs))
+            for crd in crd_docs:
+                kube.wait_crd_established(crd["metadata"]["name"])
         kube.apply(_dump(rest))
-        kube.apply(_dump(mlflow_docs))
-    kube.wait_deployment_available(CONTROLLER_NAMESPACE, CONTROLLER_DEPLOYMENT, timeout=timeout)
-    kube.wait_deployment_available(MLFLOW_NAMESPACE, "mlflow", timeout=timeout)
-    tracking_uri = f"http://127.0.0.1:{cluster.mlflow_host_port}"
-    _wait_tracking_api(tracking_uri, timeout=timeout)
-    if not up_to_date:
+    deployments = [f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
+                   for d in all_docs if d.get("kind") == "Deployment"]
+    for ref in deployments:
+        ns, name = ref.split("/", 1)
+        kube.wait_deployment_available(ns, name, timeout=timeout)
+    namespaces = tuple(sorted({ref.split("/", 1)[0] for ref in deployments}))
+
+    forward = None
+    if tracking == "in-cluster":
+        if cluster.mlflow_host_port is None:
+            forward = _port_forward(cluster, host_port, log)
+        tracking_uri = f"http://127.0.0.1:{host_port}"
+        pod_uri = f"http://mlflow.{MLFLOW_NAMESPACE}.svc.cluster.local:{MLFLOW_PORT}"
+        try:
+            _wait_tracking_api(tracking_uri, timeout=timeout)
+        except BaseException:
+            if forward is not None:
+                _exec.stop(forward)
+            raise
+    else:
+        tracking_uri, pod_uri = tracking, tracking_pod_uri or tracking
+        _wait_tracking_api(tracking_uri, timeout=timeout)
+    if not up_to_date and cluster.provider == "kind":
         kube.write_config_map(MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
-    return Stack(
-        cluster=cluster,
-        tracking_uri=tracking_uri,
-        pod_tracking_uri=f"http://mlflow.{MLFLOW_NAMESPACE}.svc.cluster.local:{MLFLOW_PORT}",
-        redeployed=not up_to_date,
-    )
+    return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
+                 deployments=tuple(deployments), redeployed=not up_to_date, forward=forward)
+
+
+def _port_forward(cluster: Cluster, port: int, log: Callable[[str], None]) -> _exec.Popen[bytes]:
+    """``kubectl port-forward svc/mlflow`` on loopback, for clusters without a port mapping."""
+    kube = cluster.kube
+    ctx = ["--context", kube.context] if kube.context else []
+    log_path = kube.kubeconfig.parent / f"port-forward-{port}.log" if kube.kubeconfig.parent.is_dir() else None
+    argv: list[str | Path] = [kube.kubectl_bin, "--kubeconfig", str(kube.kubeconfig), *ctx, "-n", MLFLOW_NAMESPACE,
+                              "port-forward", "--address", "127.0.0.1", "svc/mlflow", f"{port}:{MLFLOW_PORT}"]
+    from harness.cachedir import cache_dir
+
+    log(f"stack: port-forward svc/mlflow to 127.0.0.1:{port}")
+    return _exec.spawn(argv, log_path=log_path or cache_dir("logs") / f"port-forward-{port}.log")
+
+
+@contextmanager
+def deployed(cluster: Cluster, **kwargs: Any) -> Iterator[Stack]:
+    """:func:`deploy_stack` as a context manager that stops the port-forward it may have started."""
+    stack = deploy_stack(cluster, **kwargs)
+    try:
+        yield stack
+    finally:
+        if stack.forward is not None:
+            _exec.stop(stack.forward)
 
 
 def _wait_tracking_api(uri: str, *, timeout: float) -> None:

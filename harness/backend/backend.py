@@ -41,7 +41,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PROJECT_ENV,
 )
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend import delivery, kube, naming, template
 from harness.backend.argv import entry_point_argv
 from harness.backend.config import BackendConfig
@@ -129,7 +129,7 @@ class CustomJobBackend(AbstractBackend):
                 run_id=run_id,
                 experiment_id=run_experiment,
                 tracking_uri=pod_uri,
-                labels={api.RUN_ID_LABEL: run_id},
+                labels={contract.LABEL_RUN_ID: run_id},
             )
             created = jobs.create(body)
         except BaseException as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "image_on_node",
     "kind_load",
     "kind_nodes",
+    "missing_on_kind_nodes",
     "normalize_ref",
     "push_to_registry",
     "verify_on_kind_nodes",
@@ -102,8 +103,8 @@ def kind_nodes(kind_binary: str, cluster: str) -> list[str]:
     return nodes
 
 
-def verify_on_kind_nodes(nodes: Sequence[str], ref: str) -> None:
-    """Raise unless every node's containerd (namespace k8s.io) lists ``ref``."""
+def missing_on_kind_nodes(nodes: Sequence[str], ref: str) -> list[str]:
+    """The nodes whose containerd (namespace k8s.io) does not list ``ref``."""
     missing: list[str] = []
     for node in nodes:
         try:
@@ -115,6 +116,12 @@ def verify_on_kind_nodes(nodes: Sequence[str], ref: str) -> None:
             raise ImageDeliveryError(f"listing images on kind node {node!r} failed: {exc}") from exc
         if not image_on_node(out.stdout, ref):
             missing.append(node)
+    return missing
+
+
+def verify_on_kind_nodes(nodes: Sequence[str], ref: str) -> None:
+    """Raise unless every node's containerd (namespace k8s.io) lists ``ref``."""
+    missing = missing_on_kind_nodes(nodes, ref)
     if missing:
         raise ImageDeliveryError(
             f"image {normalize_ref(ref)!r} is not on kind node(s) {', '.join(missing)} after "

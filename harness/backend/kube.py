@@ -20,7 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend.config import BackendConfig
 from harness.backend.errors import (
     ApiRejected,
@@ -103,7 +103,7 @@ def translate_error(
                     f"{where}: namespace {cfg.namespace!r} does not exist "
                     f"(`kubectl create namespace {cfg.namespace}`, or set 'namespace')"
                 )
-            if missing == api.PLURAL:
+            if missing == contract.PLURAL:
                 return ApiRejected(f"{where}: not found: {message}", status)
             return CrdNotInstalled(f"{CRD_HINT} ({where}: {message})")
         if status == 401:
@@ -137,10 +137,10 @@ class CustomJobs:
         """Prove the cluster answers and serves the CRD, before an expensive image build."""
         try:
             self._objects.list_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
+                contract.GROUP,
+                contract.VERSION,
                 self._cfg.namespace,
-                api.PLURAL,
+                contract.PLURAL,
                 limit=1,
                 _request_timeout=REQUEST_TIMEOUT,
             )
@@ -151,10 +151,10 @@ class CustomJobs:
         name = str(body.get("metadata", {}).get("name"))
         try:
             created = self._objects.create_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
+                contract.GROUP,
+                contract.VERSION,
                 self._cfg.namespace,
-                api.PLURAL,
+                contract.PLURAL,
                 dict(body),
                 _request_timeout=REQUEST_TIMEOUT,
             )
@@ -166,15 +166,15 @@ class CustomJobs:
         """The object, or None if it does not exist (any other error raises)."""
         try:
             obj = self._objects.get_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
+                contract.GROUP,
+                contract.VERSION,
                 self._cfg.namespace,
-                api.PLURAL,
+                contract.PLURAL,
                 name,
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
-            if exc.status == 404 and _not_found_kind(exc) == api.PLURAL:
+            if exc.status == 404 and _not_found_kind(exc) == contract.PLURAL:
                 return None
             raise self._translated(exc, "read", name) from exc
         except Exception as exc:
@@ -185,16 +185,16 @@ class CustomJobs:
         """Delete with background propagation (the Job and pods go too); False if absent."""
         try:
             self._objects.delete_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
+                contract.GROUP,
+                contract.VERSION,
                 self._cfg.namespace,
-                api.PLURAL,
+                contract.PLURAL,
                 name,
                 propagation_policy="Background",
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
-            if exc.status == 404 and _not_found_kind(exc) == api.PLURAL:
+            if exc.status == 404 and _not_found_kind(exc) == contract.PLURAL:
                 return False
             raise self._translated(exc, "delete", name) from exc
         except Exception as exc:

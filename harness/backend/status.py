@@ -28,20 +28,20 @@ from typing import Any
 
 from mlflow.entities import RunStatus
 
-from harness import customjob_api as api
+from harness import contract
 
 __all__ = ["describe", "failure_message", "phase_of", "run_status"]
 
 _PHASE_TO_STATUS: dict[str, int] = {
-    api.PHASE_PENDING: RunStatus.SCHEDULED,
-    api.PHASE_RUNNING: RunStatus.RUNNING,
-    api.PHASE_SUCCEEDED: RunStatus.FINISHED,
-    api.PHASE_FAILED: RunStatus.FAILED,
+    contract.PENDING: RunStatus.SCHEDULED,
+    contract.RUNNING: RunStatus.RUNNING,
+    contract.SUCCEEDED: RunStatus.FINISHED,
+    contract.FAILED: RunStatus.FAILED,
 }
 _CONDITION_TO_PHASE = {
-    "Succeeded": api.PHASE_SUCCEEDED,
-    "Complete": api.PHASE_SUCCEEDED,
-    "Failed": api.PHASE_FAILED,
+    "Succeeded": contract.SUCCEEDED,
+    "Complete": contract.SUCCEEDED,
+    "Failed": contract.FAILED,
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from mlflow.entities import RunStatus
 from mlflow.projects.submitted_run import SubmittedRun
 
-from harness import customjob_api as api
+from harness import contract
 from harness._errors import WaitTimeout
 from harness.backend import status as cj_status
 from harness.backend.errors import CustomJobBackendError
@@ -74,8 +74,8 @@ def mark_terminal(runs: RunStore, run_id: str, status: int, reason: str | None =
     already = RunStatus.is_terminated(RunStatus.from_string(run.info.status))
     if reason is not None and status in (RunStatus.FAILED, RunStatus.KILLED):
         tags = getattr(run.data, "tags", {}) or {}
-        if api.FAILURE_REASON_TAG not in tags:
-            runs.set_tag(run_id, api.FAILURE_REASON_TAG, reason[:_MAX_TAG])
+        if contract.TAG_FAILURE_REASON not in tags:
+            runs.set_tag(run_id, contract.TAG_FAILURE_REASON, reason[:_MAX_TAG])
     if already:
         return False
     runs.set_terminated(run_id, RunStatus.to_string(status))
@@ -164,7 +164,7 @@ class CustomJobSubmittedRun(SubmittedRun):
             self._timeout,
             history,
             hint="raise 'timeout-seconds' in the backend config, or check "
-            f"`kubectl describe {api.SINGULAR} -n {self.namespace} {self.job_name}`",
+            f"`kubectl describe {contract.SINGULAR} -n {self.namespace} {self.job_name}`",
         )
         _log.error("%s", timeout)
         try:

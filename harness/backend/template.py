@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend import naming
 from harness.backend.errors import TemplateError
 
@@ -70,9 +70,9 @@ def load_template(path: str | Path) -> dict[str, Any]:
 
 def check_template(template: Mapping[str, Any], known: Sequence[str]) -> None:
     """Fail early on a template that can never render into a valid CustomJob."""
-    if template.get("apiVersion") != api.API_VERSION or template.get("kind") != api.KIND:
+    if template.get("apiVersion") != contract.API_VERSION or template.get("kind") != contract.KIND:
         raise TemplateError(
-            f"template must have apiVersion: {api.API_VERSION} and kind: {api.KIND}; got "
+            f"template must have apiVersion: {contract.API_VERSION} and kind: {contract.KIND}; got "
             f"apiVersion: {template.get('apiVersion')!r}, kind: {template.get('kind')!r}"
         )
     metadata = template.get("metadata")

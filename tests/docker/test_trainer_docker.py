@@ -6,7 +6,6 @@ Real Docker, a real tracking server, MLflow's own CLI. No cluster.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from harness import _exec
 from harness.images import BuiltImage
-from harness.platform import TRAINER_DIR
-from harness.run_checks import check_trained_run, load_wine_rows
+from harness.runs import mlflow_run as harness_mlflow_run
 from harness.tracking_server import LocalTrackingServer
+from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
 
@@ -25,14 +24,8 @@ SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
 def mlflow_run(
     *args: str, tracking_uri: str, cwd: Path | None = None, check: bool = True
 ) -> _exec.CompletedProcess[str]:
-    """`mlflow run` through MLflow's CLI, in a child process with its own env."""
-    return _exec.run(
-        [sys.executable, "-m", "mlflow", "run", str(TRAINER_DIR), *args],
-        extra_env={"MLFLOW_TRACKING_URI": tracking_uri},
-        cwd=cwd,
-        timeout=900,
-        check=check,
-    )
+    """`mlflow run trainer` through MLflow's CLI (the harness's one driver), in a child process."""
+    return harness_mlflow_run(TRAINER_DIR, *args, tracking_uri=tracking_uri, cwd=cwd, timeout=900, check=check)
 
 
 def only_run(client: MlflowClient, experiment: str) -> str:
@@ -118,3 +111,9 @@ def test_same_params_give_bit_identical_metrics(
                    "--experiment-name", experiment, tracking_uri=local_tracking_server.uri)
         metrics.append(client.get_run(only_run(client, experiment)).data.metrics)
     assert metrics[0] == metrics[1]  # exact float equality on purpose
+
+
+@pytest.fixture(scope="module")
+def trainer_image(harness_images: dict[str, BuiltImage]) -> BuiltImage:
+    """The trainer image (configured in pyproject as images 'trainer'), also tagged mlflow-crd-example."""
+    return harness_images["trainer"]

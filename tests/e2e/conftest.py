@@ -1,4 +1,4 @@
-"""Fixtures of the e2e tests (the cluster-level ones and ``project_runner`` come from harness.pytest_e2e)."""
+"""Fixtures of our e2e tests (the cluster-level ones and ``project_runner`` come from the harness plugin)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.project_runner import ProjectRunner
+from harness.runs import ProjectRunner
 from harness.timing import Phases
 
 

@@ -7,32 +7,42 @@ a real MLflow server in-cluster, MLflow's own CLI with the customjob backend.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from harness import customjob_api as api
+from harness import assert_customjob, assert_run, contract
 from harness.evidence import collect_bundle
-from harness.jobs import customjob_for_run, wait_customjob, wait_run_terminal
-from harness.platform import TRAINER_DIR
-from harness.project_runner import ProjectRunner
-from harness.run_checks import check_trained_run, load_wine_rows
+from harness.kubeapi import Kube
+from harness.runs import ProjectRun, ProjectRunner
+from harness.waits import wait_customjob, wait_for_customjob, wait_run_terminal
+from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
 PARAMS = {"alpha": "0.5", "l1_ratio": "0.1"}
 
 
+def _cj(launcher: ProjectRunner) -> tuple[str, str, str, str]:
+    """(group, version, namespace, plural) of CustomJobs in this test's namespace."""
+    return contract.GROUP, contract.VERSION, launcher.namespace, contract.PLURAL
+
+
 def _job_for(launcher: ProjectRunner, run_id: str, timeout: float = 120) -> dict[str, Any]:
-    from harness._waiting import Probe, wait_for
+    return wait_for_customjob(launcher.stack.cluster.kube, launcher.namespace, run_id, timeout=timeout)
 
-    def probe() -> Probe[dict[str, Any]]:
-        obj = customjob_for_run(launcher.stack.cluster.kube, launcher.namespace, run_id)
-        return Probe(obj is not None, "present" if obj else "absent", obj)
 
-    found = wait_for(probe, what=f"a CustomJob for run {run_id}", timeout=timeout)
-    assert found is not None
-    return found
+def test_project_run_and_public_assertions(project_run: Callable[..., ProjectRun], e2e_kube: Kube) -> None:
+    """What a user writes: run the configured project, assert on the run and its CustomJob."""
+    run = project_run("trainer", alpha=0.25)
+    facts = assert_run(run, params={"alpha": "0.25", "l1_ratio": "0.1"},
+                       metrics={"rmse": (0.3, 1.5), "r2": (-0.5, 1.0)}, model_predicts=SAMPLE)
+    assert len(facts.predictions) == len(SAMPLE)
+    assert facts.model_id is not None
+    assert_customjob(e2e_kube, run.namespace, run.customjob["metadata"]["name"], run_id=run.run_id)
+    with pytest.raises(AssertionError, match=r"metric rmse=.* is outside \[0.0, 0.01\]"):
+        assert_run(run, metrics={"rmse": (0.0, 0.01)})
 
 
 def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,10 +54,10 @@ def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: py
     name = cj["metadata"]["name"]
     done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
     status = done["status"]
-    assert status["phase"] == api.PHASE_SUCCEEDED, status
+    assert status["phase"] == contract.SUCCEEDED, status
     assert status["mlflowRunId"] == run_id
     assert done["spec"]["mlflow"]["runId"] == run_id
-    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"training.example.com/customjob={name}")
+    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}")
     assert [j.metadata.name for j in jobs.items] == [status["jobName"]]
     owner = jobs.items[0].metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("CustomJob", name, True)
@@ -70,16 +80,16 @@ def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: py
 def test_invalid_spec_is_rejected_by_the_api_server(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     good = {
-        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "apiVersion": contract.API_VERSION, "kind": contract.KIND,
         "metadata": {"name": "probe", "namespace": launcher.namespace},
         "spec": {"image": "busybox:1", "command": ["true"]},
     }
-    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL,
+    kube.custom.create_namespaced_custom_object(*_cj(launcher),
                                                 good, dry_run="All")  # the valid twin is accepted
     bad = copy.deepcopy(good)
     bad["spec"] = {"image": "busybox:1", "backoffLimit": 99}
     with pytest.raises(ApiException) as info:
-        kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, bad)
+        kube.custom.create_namespaced_custom_object(*_cj(launcher), bad)
     assert info.value.status == 422
     body = str(info.value.body)
     assert "spec.command" in body, body
@@ -90,13 +100,13 @@ def test_invalid_spec_is_rejected_by_the_api_server(launcher: ProjectRunner) -> 
 def test_spec_is_immutable_once_created(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     body = {
-        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "apiVersion": contract.API_VERSION, "kind": contract.KIND,
         "metadata": {"name": "immutable", "namespace": launcher.namespace},
         "spec": {"image": "does-not-matter.invalid/x:1", "command": ["true"], "imagePullPolicy": "Never"},
     }
-    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, body)
+    kube.custom.create_namespaced_custom_object(*_cj(launcher), body)
     with pytest.raises(ApiException) as info:
-        kube.custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL,
+        kube.custom.patch_namespaced_custom_object(*_cj(launcher),
                                                    "immutable", {"spec": {"image": "other.invalid/y:2"}})
     assert info.value.status == 422
     assert "immutable" in str(info.value.body).lower(), info.value.body
@@ -105,15 +115,15 @@ def test_spec_is_immutable_once_created(launcher: ProjectRunner) -> None:
 def test_unloadable_image_fails_fast_with_the_pull_error(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     body = {
-        "apiVersion": api.API_VERSION, "kind": api.KIND,
+        "apiVersion": contract.API_VERSION, "kind": contract.KIND,
         "metadata": {"name": "no-such-image", "namespace": launcher.namespace},
         "spec": {"image": "registry.invalid/mlflow/no-such-image:1", "command": ["python", "train.py"],
                  "imagePullPolicy": "IfNotPresent"},
     }
-    kube.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, launcher.namespace, api.PLURAL, body)
+    kube.custom.create_namespaced_custom_object(*_cj(launcher), body)
     done = wait_customjob(kube, launcher.namespace, "no-such-image", timeout=120)
     status = done["status"]
-    assert status["phase"] == api.PHASE_FAILED
+    assert status["phase"] == contract.FAILED
     text = f"{status.get('reason')} {status.get('message')}"
     assert "ImagePull" in text or "ErrImage" in text, status
     assert "registry.invalid/mlflow/no-such-image:1" in text, status
@@ -127,11 +137,11 @@ def test_training_error_fails_the_run_with_the_pod_log(
     kube = launcher.stack.cluster.kube
     name = _job_for(launcher, run_id)["metadata"]["name"]
     done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
-    assert done["status"]["phase"] == api.PHASE_FAILED
+    assert done["status"]["phase"] == contract.FAILED
     assert "alpha must be in" in done["status"].get("message", ""), done["status"]
     assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FAILED"
     run = launcher.client.get_run(run_id)
-    assert "alpha must be in" in run.data.tags.get(api.FAILURE_REASON_TAG, ""), run.data.tags
+    assert "alpha must be in" in run.data.tags.get(contract.TAG_FAILURE_REASON, ""), run.data.tags
 
     bundle = collect_bundle(tmp_path_factory.mktemp("bundle"), kube, namespaces=[launcher.namespace])
     logs = "".join(p.read_text() for p in (bundle / launcher.namespace / "logs").glob("*.log"))
@@ -145,7 +155,7 @@ def test_bad_params_fail_before_any_cluster_work(launcher: ProjectRunner) -> Non
     assert proc.returncode != 0
     assert "alpha" in proc.stdout + proc.stderr
     items = launcher.stack.cluster.kube.custom.list_namespaced_custom_object(
-        api.GROUP, api.VERSION, launcher.namespace, api.PLURAL)["items"]
+        *_cj(launcher))["items"]
     assert items == []
 
 
@@ -155,13 +165,13 @@ def test_controller_restart_mid_run_still_completes(launcher: ProjectRunner) -> 
     run_id = launcher.only_run_id(experiment)
     name = _job_for(launcher, run_id)["metadata"]["name"]
     wait_customjob(kube, launcher.namespace, name, timeout=300,
-                   phases=frozenset({api.PHASE_RUNNING, *api.TERMINAL_PHASES}))
-    ns = launcher.stack.controller_namespace
+                   phases=frozenset({contract.RUNNING, *contract.TERMINAL_PHASES}))
+    ns = "customjob-system"
     for pod in kube.core.list_namespaced_pod(ns).items:
         kube.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
     kube.wait_deployment_available(ns, "customjob-controller", timeout=180)
     done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
-    assert done["status"]["phase"] == api.PHASE_SUCCEEDED, done["status"]
-    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"training.example.com/customjob={name}")
+    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
+    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}")
     assert len(jobs.items) == 1, "a controller restart must never create a second Job"
     assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"

@@ -17,12 +17,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend.config import BackendConfig
 from harness.backend.errors import ApiRejected, NamespaceNotFound
 from harness.backend.kube import CustomJobs, custom_objects_api
 
-BASE = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/team/{api.PLURAL}"
+BASE = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/team/{contract.PLURAL}"
 
 
 class FakeApiServer(ThreadingHTTPServer):
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith(BASE + "/"):
             name = path.rsplit("/", 1)[1]
             obj = self.server.objects.get(name)
-            self._reply(200, obj) if obj else self._missing(api.PLURAL, name)
+            self._reply(200, obj) if obj else self._missing(contract.PLURAL, name)
 
     def do_POST(self) -> None:
         path, _, body = self._record()
@@ -97,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, _ = self._record()
         name = path.rsplit("/", 1)[1]
         if self.server.objects.pop(name, None) is None:
-            self._missing(api.PLURAL, name)
+            self._missing(contract.PLURAL, name)
         else:
             self._reply(200, {"kind": "Status", "status": "Success"})
 
@@ -139,8 +139,8 @@ def jobs(server: FakeApiServer, tmp_path: Path) -> CustomJobs:
 
 def body(name: str = "j", command: list[str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.KIND,
         "metadata": {"name": name, "namespace": "team"},
         "spec": {"image": "x:1", "command": command if command is not None else ["python", "a b"]},
     }

@@ -21,7 +21,7 @@ from mlflow.projects import docker as mlflow_docker
 from mlflow.projects.backend import loader
 from mlflow.tracking import MlflowClient
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend import CustomJobBackend, kube
 from harness.backend.errors import (
     ApiRejected,
@@ -62,7 +62,7 @@ class FakeObjects:
     def create_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any], **kw: Any
     ) -> dict[str, Any]:
-        assert (group, version, plural) == (api.GROUP, api.VERSION, api.PLURAL)
+        assert (group, version, plural) == (contract.GROUP, contract.VERSION, contract.PLURAL)
         assert "pretty" not in kw
         self.created.append(body)
         return body
@@ -148,7 +148,7 @@ def test_submit_renders_the_expected_customjob(tracking: MlflowClient, project: 
     (body,) = objects.created
     run_id = submitted.run_id
     assert body["metadata"]["name"] == f"pipeline-probe-{run_id[:8]}" == submitted.job_name
-    assert body["metadata"]["labels"][api.RUN_ID_LABEL] == run_id
+    assert body["metadata"]["labels"][contract.LABEL_RUN_ID] == run_id
     assert body["spec"]["command"] == ["python", "train.py", "--msg", hostile, "--alpha", "0.5"]
     assert body["spec"]["image"] == "pipeline-probe:abababababab"
     env = {e["name"]: e["value"] for e in body["spec"]["env"]}
@@ -206,7 +206,7 @@ def test_cluster_errors_mark_the_run_failed_with_reason(
         CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
     (run,) = runs_in(tracking)
     assert run.info.status == "FAILED"
-    assert text in run.data.tags[api.FAILURE_REASON_TAG]
+    assert text in run.data.tags[contract.TAG_FAILURE_REASON]
 
 
 def test_api_rejection_marks_the_run_failed_with_server_message(
@@ -223,7 +223,7 @@ def test_api_rejection_marks_the_run_failed_with_server_message(
         CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
     (run,) = runs_in(tracking)
     assert run.info.status == "FAILED"
-    assert msg in run.data.tags[api.FAILURE_REASON_TAG]
+    assert msg in run.data.tags[contract.TAG_FAILURE_REASON]
 
 
 def test_unreachable_kubeconfig_context_is_named(
@@ -307,4 +307,4 @@ def test_mlflow_projects_run_synchronous_ends_the_run(
     assert run.info.status == final
     assert run.data.tags["mlflow.project.backend"] == "customjob"
     if final == "FAILED":
-        assert "exit code 3" in run.data.tags[api.FAILURE_REASON_TAG]
+        assert "exit code 3" in run.data.tags[contract.TAG_FAILURE_REASON]

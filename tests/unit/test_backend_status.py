@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 from mlflow.entities import RunStatus
 
-from harness import customjob_api as api
+from harness import contract
 from harness._errors import WaitTimeout
 from harness.backend import status
 from harness.backend.errors import ClusterUnreachable
@@ -48,9 +48,9 @@ def test_phase_mapping(obj: dict[str, Any], expected: int) -> None:
 
 
 def test_every_declared_phase_is_mapped_and_terminal_ones_are_terminal() -> None:
-    for phase in api.PHASES:
+    for phase in contract.PHASES:
         mapped = status.run_status(cj(phase))
-        assert RunStatus.is_terminated(mapped) is (phase in api.TERMINAL_PHASES)
+        assert RunStatus.is_terminated(mapped) is (phase in contract.TERMINAL_PHASES)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_wait_success_marks_finished() -> None:
     run, clock = submitted(jobs, runs)
     assert run.wait() is True
     assert runs.terminated == ["FINISHED"]
-    assert api.FAILURE_REASON_TAG not in runs.tags
+    assert contract.TAG_FAILURE_REASON not in runs.tags
     assert clock.now == 10.0
 
 
@@ -166,8 +166,8 @@ def test_wait_failure_marks_failed_with_reason() -> None:
     run, _ = submitted(jobs, runs)
     assert run.wait() is False
     assert runs.terminated == ["FAILED"]
-    assert "BackoffLimitExceeded: exit 1" in runs.tags[api.FAILURE_REASON_TAG]
-    assert "ns/j" in runs.tags[api.FAILURE_REASON_TAG]
+    assert "BackoffLimitExceeded: exit 1" in runs.tags[contract.TAG_FAILURE_REASON]
+    assert "ns/j" in runs.tags[contract.TAG_FAILURE_REASON]
 
 
 def test_wait_does_not_overwrite_a_run_the_controller_already_ended() -> None:
@@ -179,10 +179,10 @@ def test_wait_does_not_overwrite_a_run_the_controller_already_ended() -> None:
 
 def test_wait_keeps_an_existing_failure_reason() -> None:
     jobs = FakeJobs([cj("Failed", message="from status")])
-    runs = FakeRuns(run_status="FAILED", tags={api.FAILURE_REASON_TAG: "from controller"})
+    runs = FakeRuns(run_status="FAILED", tags={contract.TAG_FAILURE_REASON: "from controller"})
     run, _ = submitted(jobs, runs)
     assert run.wait() is False
-    assert runs.tags[api.FAILURE_REASON_TAG] == "from controller"
+    assert runs.tags[contract.TAG_FAILURE_REASON] == "from controller"
     assert runs.terminated == []
 
 
@@ -191,7 +191,7 @@ def test_job_deleted_behind_our_back_is_a_failure() -> None:
     run, _ = submitted(jobs, runs)
     assert run.wait() is False
     assert runs.terminated == ["FAILED"]
-    assert "deleted before it finished" in runs.tags[api.FAILURE_REASON_TAG]
+    assert "deleted before it finished" in runs.tags[contract.TAG_FAILURE_REASON]
 
 
 def test_transient_api_errors_are_retried() -> None:
@@ -207,7 +207,7 @@ def test_wait_timeout_deletes_the_job_and_fails_the_run_with_history() -> None:
     assert run.wait() is False
     assert jobs.deleted == ["j"]
     assert runs.terminated == ["FAILED"]
-    reason = runs.tags[api.FAILURE_REASON_TAG]
+    reason = runs.tags[contract.TAG_FAILURE_REASON]
     assert "timed out after 30 s" in reason
     assert "phase=Pending" in reason
     assert "phase=Running" in reason
@@ -254,4 +254,4 @@ def test_mark_terminal_reports_whether_it_ended_the_run() -> None:
     assert mark_terminal(runs, "r", RunStatus.FAILED, "why") is True
     assert mark_terminal(runs, "r", RunStatus.FINISHED) is False
     assert runs.terminated == ["FAILED"]
-    assert runs.tags[api.FAILURE_REASON_TAG] == "why"
+    assert runs.tags[contract.TAG_FAILURE_REASON] == "why"

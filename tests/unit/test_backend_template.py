@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import customjob_api as api
+from harness import contract
 from harness.backend import template
 from harness.backend.errors import TemplateError
 
@@ -54,7 +54,7 @@ def _manifest(tmpl: dict[str, Any], values: dict[str, str], argv: list[str] | No
         run_id=values["run_id"],
         experiment_id=values["experiment_id"],
         tracking_uri=values["tracking_uri"],
-        labels={api.RUN_ID_LABEL: values["run_id"]},
+        labels={contract.LABEL_RUN_ID: values["run_id"]},
     )
 
 
@@ -115,11 +115,11 @@ def test_types_are_preserved(example: dict[str, Any]) -> None:
 def test_manifest_injects_command_env_mlflow_and_labels(example: dict[str, Any]) -> None:
     argv = ["python", "train.py", "--msg", "a b", "--alpha", "0.5"]
     body = _manifest(example, _values(), argv)
-    assert body["apiVersion"] == api.API_VERSION
-    assert body["kind"] == api.KIND
+    assert body["apiVersion"] == contract.API_VERSION
+    assert body["kind"] == contract.KIND
     assert body["metadata"]["name"] == "mlflow-crd-example-01234567"
     assert body["metadata"]["namespace"] == "default"
-    assert body["metadata"]["labels"][api.RUN_ID_LABEL] == RUN_ID
+    assert body["metadata"]["labels"][contract.LABEL_RUN_ID] == RUN_ID
     assert body["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlflow-crd-example"
     assert body["spec"]["command"] == argv
     assert body["spec"]["image"] == "mlflow-crd-example-project:0123456789ab"
@@ -216,7 +216,7 @@ def test_rendered_example_matches_the_crd_schema(example: dict[str, Any]) -> Non
     if not CRD.is_file():
         pytest.skip(f"{CRD} not present")
     crd = yaml.safe_load(CRD.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == api.VERSION)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == contract.VERSION)
     schema = version["schema"]["openAPIV3Schema"]
     body = _manifest(example, _values(), ["python", "train.py", "--alpha", "0.5"])
     jsonschema.validate(body, schema)

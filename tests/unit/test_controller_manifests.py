@@ -13,12 +13,13 @@ import json
 from typing import Any
 
 import pytest
-from customjob_controller import manifests, names
-from customjob_testing import crd_validation as crdv
-from customjob_testing import strategies
+from customjob_controller import contract, manifests
 from hypothesis import HealthCheck, given, settings
 from kubernetes.client import V1Job
 from pydantic import ValidationError
+
+from tests.support import crd_strategies as strategies
+from tests.support import crd_validation as crdv
 
 UID = "6f1c1d7e-2b5a-4a55-9d0e-1d2f3a4b5c6d"
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -66,17 +67,17 @@ def test_labels_link_job_and_pods_back_to_customjob_and_run() -> None:
     }
     job = manifests.build_job(_cj(spec))
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
-        assert labels[names.LABEL_CUSTOMJOB] == "train-1"
-        assert labels[names.LABEL_RUN_ID] == RUN_ID
-        assert labels[names.LABEL_EXPERIMENT_ID] == "7"
-    assert job["metadata"]["annotations"] == {names.ANNOTATION_RUN_NAME: "r"}
+        assert labels[contract.LABEL_CUSTOMJOB] == "train-1"
+        assert labels[contract.LABEL_RUN_ID] == RUN_ID
+        assert labels[contract.LABEL_EXPERIMENT_ID] == "7"
+    assert job["metadata"]["annotations"] == {contract.ANNOTATION_RUN_NAME: "r"}
 
 
 def test_pod_labels_cannot_override_controller_labels() -> None:
-    spec = {**BASE, "podLabels": {"team": "ml", names.LABEL_CUSTOMJOB: "spoofed"}}
+    spec = {**BASE, "podLabels": {"team": "ml", contract.LABEL_CUSTOMJOB: "spoofed"}}
     labels = manifests.build_job(_cj(spec))["spec"]["template"]["metadata"]["labels"]
     assert labels["team"] == "ml"
-    assert labels[names.LABEL_CUSTOMJOB] == "train-1"
+    assert labels[contract.LABEL_CUSTOMJOB] == "train-1"
 
 
 def test_defaults_and_hardening() -> None:

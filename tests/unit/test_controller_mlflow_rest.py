@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from customjob_controller import mlflow_rest, names
+from customjob_controller import contract, mlflow_rest
 
 URI = "http://mlflow.example:5000/"
 RUN = "0123456789abcdef0123456789abcdef"
@@ -24,7 +24,7 @@ def test_request_builders_match_the_mlflow_rest_api() -> None:
         "http://mlflow.example:5000/api/2.0/mlflow/runs/update",
         {"run_id": RUN, "status": "FAILED", "end_time": 1700000000123},
     )
-    tag = mlflow_rest.set_tag("http://h/prefix", RUN, names.TAG_FAILURE_REASON, "x" * 9000)
+    tag = mlflow_rest.set_tag("http://h/prefix", RUN, contract.TAG_FAILURE_REASON, "x" * 9000)
     assert tag.url == "http://h/prefix/api/2.0/mlflow/runs/set-tag"
     assert tag.body is not None
     assert tag.body["key"] == "training.example.com/failure-reason"
@@ -157,7 +157,7 @@ def test_urllib_sender_speaks_json_and_http_errors_are_not_fatal(server: str, mo
     assert update[2]["Content-Type"] == "application/json"
     assert update[2]["Authorization"] == "Bearer s3cret"
     assert update[3] == {"run_id": RUN, "status": "FAILED", "end_time": 7}
-    assert tag[3] == {"run_id": RUN, "key": names.TAG_FAILURE_REASON, "value": "DeadlineExceeded: too slow"}
+    assert tag[3] == {"run_id": RUN, "key": contract.TAG_FAILURE_REASON, "value": "DeadlineExceeded: too slow"}
 
 
 def test_closed_port_fails_fast_and_softly() -> None:

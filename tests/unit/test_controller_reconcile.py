@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from customjob_controller import manifests, mlflow_rest, names, reconcile
+from customjob_controller import contract, manifests, mlflow_rest, reconcile
 
 NS = "team-a"
 RUN = "0123456789abcdef0123456789abcdef"
@@ -308,7 +308,7 @@ def test_handlers_register_no_finalizer_timer_or_daemon() -> None:
     watching = registry._watching.get_all_handlers()
     assert sorted(h.id for h in watching) == ["owned_changed", "owned_changed"]  # jobs + pods
     assert handlers.owned_changed is not None
-    assert names.PREFIX == "training.example.com"
+    assert contract.PREFIX == "training.example.com"
 
 
 def test_rejected_job_fails_the_customjob_permanently(

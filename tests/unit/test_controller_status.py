@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from customjob_controller import names, status
-from customjob_testing import crd_validation as crdv
+from customjob_controller import contract, status
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.support import crd_validation as crdv
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -79,7 +80,7 @@ def classify(j: dict[str, Any] | None, *pods: dict[str, Any], **kw: Any) -> stat
 def test_unrecoverable_waiting_reasons_fail_at_once_with_kubelet_message(reason: str) -> None:
     kubelet = f'Back-off pulling image "trainer:nope": {reason}'
     verdict = classify(job(), pod(state=waiting(reason, kubelet)))
-    assert verdict.phase == names.FAILED
+    assert verdict.phase == contract.FAILED
     assert verdict.reason == reason
     assert kubelet in verdict.message
     assert "train-1-abcde" in verdict.message
@@ -88,7 +89,7 @@ def test_unrecoverable_waiting_reasons_fail_at_once_with_kubelet_message(reason:
 
 def test_transient_waiting_reasons_stay_pending_with_detail() -> None:
     verdict = classify(job(), pod(state=waiting("ContainerCreating")))
-    assert (verdict.phase, verdict.reason) == (names.PENDING, "ContainerCreating")
+    assert (verdict.phase, verdict.reason) == (contract.PENDING, "ContainerCreating")
 
 
 def test_unschedulable_pod_is_pending_with_scheduler_message() -> None:
@@ -99,7 +100,7 @@ def test_unschedulable_pod_is_pending_with_scheduler_message() -> None:
         "message": "0/1 nodes: Insufficient memory",
     }
     verdict = classify(job(), pod(conditions=[cond]))
-    assert (verdict.phase, verdict.reason) == (names.PENDING, "Unschedulable")
+    assert (verdict.phase, verdict.reason) == (contract.PENDING, "Unschedulable")
     assert "Insufficient memory" in verdict.message
 
 
@@ -109,7 +110,7 @@ def test_unschedulable_pod_is_pending_with_scheduler_message() -> None:
 def test_oom_killed_names_the_memory_limit() -> None:
     failed = pod(phase="Failed", state=terminated(137, "OOMKilled"), memory_limit="64Mi")
     verdict = classify(job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")), failed)
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "OOMKilled")
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "OOMKilled")
     assert "64Mi" in verdict.message
     assert "BackoffLimitExceeded" in verdict.message
 
@@ -117,7 +118,7 @@ def test_oom_killed_names_the_memory_limit() -> None:
 def test_non_zero_exit_carries_the_termination_message_log_lines() -> None:
     failed = pod(phase="Failed", state=terminated(3, message="Traceback...\nValueError: alpha must be > 0"))
     verdict = classify(job(), failed)  # before the Job's own Failed condition
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "NonZeroExitCode")
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "NonZeroExitCode")
     assert "exited with code 3" in verdict.message
     assert "alpha must be > 0" in verdict.message
     assert not verdict.preempts_job
@@ -145,20 +146,20 @@ def test_deadline_exceeded_comes_from_the_job() -> None:
         job(("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")),
         pod(phase="Failed", state=terminated(143)),
     )
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "DeadlineExceeded")
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "DeadlineExceeded")
     assert "longer than specified deadline" in verdict.message
 
 
 def test_backoff_limit_exceeded_without_pods_uses_the_job_reason() -> None:
     verdict = classify(job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")))
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "BackoffLimitExceeded")
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "BackoffLimitExceeded")
 
 
 def test_failure_target_counts_as_failed() -> None:
     verdict = classify(
         job(("FailureTarget", "BackoffLimitExceeded", "limit")), pod(phase="Failed", state=terminated(2))
     )
-    assert verdict.phase == names.FAILED
+    assert verdict.phase == contract.FAILED
     assert verdict.reason == "NonZeroExitCode"
 
 
@@ -166,14 +167,14 @@ def test_failed_attempt_with_retries_left_is_not_final() -> None:
     first = pod("train-1-aaaaa", "Failed", "2026-01-02T03:04:05Z", state=terminated(1, message="flaky"))
     second = pod("train-1-bbbbb", "Running", "2026-01-02T03:05:05Z", state={"running": {}})
     verdict = classify(job(backoff_limit=2), first, second)
-    assert verdict.phase == names.RUNNING
+    assert verdict.phase == contract.RUNNING
     assert "attempt 1 of 3 failed: NonZeroExitCode" in verdict.message
 
 
 def test_evicted_pod_without_container_status() -> None:
     evicted = pod(phase="Failed", reason="Evicted", message="The node was low on resource: memory.")
     verdict = classify(job(), evicted)
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "Evicted")
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "Evicted")
 
 
 # --- the happy path --------------------------------------------------------------------------
@@ -232,8 +233,8 @@ def test_terminal_status_is_never_rewritten() -> None:
 
 def test_job_that_vanished_after_creation_is_a_failure_not_a_new_run() -> None:
     verdict = classify(None, job_expected=True)
-    assert (verdict.phase, verdict.reason) == (names.FAILED, "JobNotFound")
-    assert classify(None).phase == names.PENDING
+    assert (verdict.phase, verdict.reason) == (contract.FAILED, "JobNotFound")
+    assert classify(None).phase == contract.PENDING
 
 
 def test_foreign_conditions_are_preserved() -> None:
@@ -318,7 +319,7 @@ def test_any_observation_yields_a_schema_valid_status(
     assert verdict is not None
     obj = {**crdv.customjob({"image": "t:1", "command": ["x"]}), "status": new}
     assert crdv.schema_errors(obj) == []
-    assert new["phase"] in (names.PENDING, names.RUNNING, names.SUCCEEDED, names.FAILED)
-    if new["phase"] in names.TERMINAL_PHASES:
+    assert new["phase"] in (contract.PENDING, contract.RUNNING, contract.SUCCEEDED, contract.FAILED)
+    if new["phase"] in contract.TERMINAL_PHASES:
         assert new["completionTime"]
-    assert verdict.preempts_job <= (new["phase"] == names.FAILED)
+    assert verdict.preempts_job <= (new["phase"] == contract.FAILED)

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from customjob_controller import names
-from customjob_testing import crd_validation as crdv
-from customjob_testing import strategies
+from customjob_controller import contract
 from hypothesis import HealthCheck, given, settings
 
 from harness.cachedir import cache_dir
+from tests.support import crd_strategies as strategies
+from tests.support import crd_validation as crdv
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 GOOD_SPEC: dict[str, Any] = {
@@ -53,8 +53,8 @@ def _spec_schema() -> dict[str, Any]:
 
 def test_crd_identity_matches_the_fixed_names() -> None:
     crd = crdv.load_crd()
-    assert crd["metadata"]["name"] == f"{names.PLURAL}.{names.GROUP}"
-    assert crd["spec"]["group"] == names.GROUP
+    assert crd["metadata"]["name"] == f"{contract.PLURAL}.{contract.GROUP}"
+    assert crd["spec"]["group"] == contract.GROUP
     assert crd["spec"]["scope"] == "Namespaced"
     assert crd["spec"]["names"] == {
         "kind": "CustomJob",
@@ -65,7 +65,7 @@ def test_crd_identity_matches_the_fixed_names() -> None:
         "categories": ["training"],
     }
     (version,) = crd["spec"]["versions"]
-    assert (version["name"], version["served"], version["storage"]) == (names.VERSION, True, True)
+    assert (version["name"], version["served"], version["storage"]) == (contract.VERSION, True, True)
     assert version["subresources"] == {"status": {}}
 
 
@@ -80,9 +80,9 @@ def test_printer_columns_show_phase_run_id_and_age() -> None:
 
 def test_controller_defaults_equal_crd_defaults() -> None:
     props = _spec_schema()["properties"]
-    assert props["imagePullPolicy"]["default"] == names.DEFAULT_IMAGE_PULL_POLICY
-    assert props["backoffLimit"]["default"] == names.DEFAULT_BACKOFF_LIMIT
-    assert props["ttlSecondsAfterFinished"]["default"] == names.DEFAULT_TTL_SECONDS_AFTER_FINISHED
+    assert props["imagePullPolicy"]["default"] == contract.DEFAULT_IMAGE_PULL_POLICY
+    assert props["backoffLimit"]["default"] == contract.DEFAULT_BACKOFF_LIMIT
+    assert props["ttlSecondsAfterFinished"]["default"] == contract.DEFAULT_TTL_SECONDS_AFTER_FINISHED
 
 
 def test_defaults_are_applied_to_a_minimal_spec() -> None:
@@ -94,7 +94,7 @@ def test_defaults_are_applied_to_a_minimal_spec() -> None:
 
 def test_status_phase_enum_matches_controller_phases() -> None:
     phase = crdv.version_schema()["properties"]["status"]["properties"]["phase"]
-    assert set(phase["enum"]) == {names.PENDING, names.RUNNING, names.SUCCEEDED, names.FAILED}
+    assert set(phase["enum"]) == {contract.PENDING, contract.RUNNING, contract.SUCCEEDED, contract.FAILED}
 
 
 # --- admission of known objects -----------------------------------------------

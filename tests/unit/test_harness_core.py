@@ -9,14 +9,14 @@ import pytest
 import yaml
 
 from harness import debian
-from harness._errors import CommandError, WaitTimeout
+from harness._errors import CommandError, HarnessError, WaitTimeout
 from harness._exec import run
 from harness._waiting import Probe, wait_for
-from harness.cluster import cluster_fingerprint
+from harness.clusters.kind import cluster_fingerprint, merge_kind_config
+from harness.clusters.kind_cli import MLFLOW_NODE_PORT, kind_config
 from harness.evidence import bundle_dir_for
 from harness.images import context_digest
-from harness.kind import MLFLOW_NODE_PORT, kind_config
-from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_controller
+from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_stack, replace_images
 from harness.timing import Phases
 from tests.unit.fakes import FakeClock
 
@@ -117,18 +117,47 @@ def test_mlflow_server_allows_explicit_hosts_only() -> None:
     assert service["spec"]["ports"][0]["nodePort"] == MLFLOW_NODE_PORT
 
 
-def test_render_controller_swaps_exactly_the_controller_image() -> None:
+def test_replace_images_swaps_exactly_the_configured_repository() -> None:
     docs = [
         {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
             {"name": "c", "image": "customjob-controller:dev"}, {"name": "side", "image": "other:1"}]}}}},
         {"kind": "ServiceAccount"},
     ]
-    out = render_controller(yaml.safe_dump_all(docs), "customjob-controller:0123abcd")
-    containers = out[0]["spec"]["template"]["spec"]["containers"]
-    assert containers[0]["image"] == "customjob-controller:0123abcd"
+    assert replace_images(docs, {"customjob-controller": "localhost:5001/customjob-controller@sha256:ab"}) == 1
+    containers = docs[0]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "localhost:5001/customjob-controller@sha256:ab"
+    assert containers[0]["imagePullPolicy"] == "IfNotPresent"
     assert containers[1]["image"] == "other:1"
-    with pytest.raises(ValueError, match="expected one"):
-        render_controller(yaml.safe_dump_all(docs[1:]), "x:1")
+    assert replace_images(docs, {"registry.example:5000/other": "x:2"}) == 0  # repository, not a suffix
+
+
+def test_render_stack_refuses_an_image_no_manifest_uses(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    docs = [{"kind": "Namespace", "metadata": {"name": "team-a"}},
+            {"kind": "Deployment", "metadata": {"name": "c", "namespace": "team-a"},
+             "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "ctrl:dev"}]}}}}]
+    out = render_stack(lambda _d: yaml.safe_dump_all(docs), [tmp_path], {"ctrl": "ctrl:abc"})
+    assert out[0]["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "mlflow-crd-harness"}
+    assert out[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "ctrl:abc"
+    with pytest.raises(HarnessError, match=r"no container .* uses it"):
+        render_stack(lambda _d: yaml.safe_dump_all(docs), [tmp_path], {"nope": "nope:1"})
+    with pytest.raises(HarnessError, match=r"has no kustomization\.yaml"):
+        render_stack(lambda _d: "", [tmp_path / "missing"], {})
+
+
+def test_kind_config_extras_add_workers_and_keep_the_port_mapping() -> None:
+    ours = kind_config(host_port=40000)
+    extra = {"kind": "Cluster", "nodes": [{"role": "control-plane", "labels": {"a": "b"}}, {"role": "worker"}],
+             "featureGates": {"X": True}, "containerdConfigPatches": ["theirs"]}
+    merged = merge_kind_config({**ours, "containerdConfigPatches": ["ours"]}, extra)
+    assert [n["role"] for n in merged["nodes"]] == ["control-plane", "worker"]
+    assert merged["nodes"][0]["extraPortMappings"][0]["hostPort"] == 40000
+    assert merged["nodes"][0]["labels"] == {"a": "b"}
+    assert merged["featureGates"] == {"X": True}
+    assert merged["containerdConfigPatches"] == ["ours", "theirs"]
+    assert merge_kind_config(ours, None) == ours
+    with pytest.raises(HarnessError, match="control-plane"):
+        merge_kind_config(ours, {"nodes": [{"role": "worker"}]})
 
 
 def test_bundle_dirs_are_predictable_and_safe(tmp_path: Path) -> None:
@@ -149,6 +178,20 @@ def test_context_digest_follows_the_dockerignore(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("print(2)\n")
     assert context_digest(tmp_path, "base1") != before
     assert context_digest(tmp_path, "base2") != context_digest(tmp_path, "base1")
+
+
+def test_context_digest_uses_dockers_own_ignore_rules(tmp_path: Path) -> None:
+    """``*`` does not cross ``/`` in Docker's rules: ``src/*.py`` ignores src/a.py, not src/deep/b.py."""
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / ".dockerignore").write_text("src/*.py\n")
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    (tmp_path / "src" / "a.py").write_text("1\n")
+    (tmp_path / "src" / "deep" / "b.py").write_text("1\n")
+    before = context_digest(tmp_path)
+    (tmp_path / "src" / "a.py").write_text("2\n")
+    assert context_digest(tmp_path) == before, "src/a.py is ignored"
+    (tmp_path / "src" / "deep" / "b.py").write_text("2\n")
+    assert context_digest(tmp_path) != before, "src/deep/b.py is sent to docker build, so it must count"
 
 
 @pytest.mark.parametrize(("text", "mirror"), [
@@ -172,14 +215,13 @@ def test_customjob_backend_is_registered_with_mlflow() -> None:
 
 
 def test_crd_group_is_defined_in_one_place() -> None:
-    from harness import customjob_api as api
+    from harness import contract
 
     crd = yaml.safe_load((REPO / "crds" / "bases" / "customjob.yaml").read_text())
-    assert crd["spec"]["group"] == api.GROUP
-    assert crd["spec"]["names"]["plural"] == api.PLURAL
-    assert crd["spec"]["names"]["kind"] == api.KIND
-    assert api.VERSION in [v["name"] for v in crd["spec"]["versions"]]
-    import customjob_controller.names as names  # the controller's own copy must agree
-
-    assert names.GROUP == api.GROUP
-    assert names.VERSION == api.VERSION
+    assert crd["spec"]["group"] == contract.GROUP
+    assert crd["spec"]["names"]["plural"] == contract.PLURAL
+    assert crd["spec"]["names"]["kind"] == contract.KIND
+    assert contract.VERSION in [v["name"] for v in crd["spec"]["versions"]]
+    controller_copy = REPO / "crds" / "controller" / "customjob_controller" / "contract.py"
+    assert controller_copy.read_bytes() == (REPO / "harness" / "contract.py").read_bytes(), (
+        "the controller image's contract.py must be a byte-identical copy of harness/contract.py")

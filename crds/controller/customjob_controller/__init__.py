@@ -6,7 +6,7 @@ belongs to is closed if the workload died without closing it.
 
 Module roles (imports point downwards only):
 
-* :mod:`.names` -- constants shared with the CRD (group, labels, defaults).
+* :mod:`.contract` -- the CustomJob API names and defaults (a copy of ``harness/contract.py``).
 * :mod:`.manifests` -- pure: CustomJob -> Job manifest.
 * :mod:`.status` -- pure: Job + Pods -> CustomJob status.
 * :mod:`.mlflow_rest` -- MLflow REST requests (pure builders + one urllib sender).

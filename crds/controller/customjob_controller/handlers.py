@@ -28,7 +28,7 @@ from typing import Any, cast
 import kopf
 from kubernetes import config as kube_config
 
-from customjob_controller import kube, names, reconcile
+from customjob_controller import contract, kube, reconcile
 
 _reconciler: reconcile.Reconciler | None = None
 
@@ -51,18 +51,18 @@ def _get() -> reconcile.Reconciler:
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     """Pin kopf's bookkeeping, narrow the watches, and connect the API client."""
     global _reconciler
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=contract.PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.PREFIX, key="last-handled-configuration"
+        prefix=contract.PREFIX, key="last-handled-configuration"
     )
     # Server-side filters: only our Jobs/Pods ever reach the controller.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = names.LABEL_CUSTOMJOB
-    settings.watching.label_selectors["v1", "pods"] = names.LABEL_CUSTOMJOB
+    settings.watching.label_selectors["batch", "v1", "jobs"] = contract.LABEL_CUSTOMJOB
+    settings.watching.label_selectors["v1", "pods"] = contract.LABEL_CUSTOMJOB
     # Long-lived watches can die silently; bound them so kopf reconnects.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    settings.posting.reporting_component = names.MANAGED_BY
+    settings.posting.reporting_component = contract.MANAGED_BY
     # Bound to typed names: the kubernetes package's config loaders are untyped.
     load_incluster: Callable[[], None] = kube_config.load_incluster_config
     load_kubeconfig: Callable[[], None] = kube_config.load_kube_config
@@ -74,8 +74,8 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     _reconciler = reconcile.Reconciler(api=kube.KubeApi(), emit=_emit)
 
 
-@kopf.on.resume(names.GROUP, names.VERSION, names.PLURAL)
-@kopf.on.create(names.GROUP, names.VERSION, names.PLURAL, backoff=5)
+@kopf.on.resume(contract.GROUP, contract.VERSION, contract.PLURAL)
+@kopf.on.create(contract.GROUP, contract.VERSION, contract.PLURAL, backoff=5)
 def ensure_job(body: kopf.Body, **_: Any) -> None:
     """Create the Job if absent (idempotent) and publish the first status."""
     try:
@@ -84,7 +84,7 @@ def ensure_job(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(str(exc), delay=10) from exc
 
 
-@kopf.on.update(names.GROUP, names.VERSION, names.PLURAL, field="spec")
+@kopf.on.update(contract.GROUP, contract.VERSION, contract.PLURAL, field="spec")
 def spec_changed(body: kopf.Body, diff: kopf.Diff, **_: Any) -> None:
     """Spec edits cannot reach a running Job; say so instead of acting.
 
@@ -95,11 +95,11 @@ def spec_changed(body: kopf.Body, diff: kopf.Diff, **_: Any) -> None:
     _get().report_spec_update(_plain(body), changed)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_CUSTOMJOB: kopf.PRESENT})
-@kopf.on.event("v1", "pods", labels={names.LABEL_CUSTOMJOB: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={contract.LABEL_CUSTOMJOB: kopf.PRESENT})
+@kopf.on.event("v1", "pods", labels={contract.LABEL_CUSTOMJOB: kopf.PRESENT})
 def owned_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """A Job or Pod of some CustomJob changed: re-derive that CustomJob's status."""
-    owner = labels.get(names.LABEL_CUSTOMJOB)
+    owner = labels.get(contract.LABEL_CUSTOMJOB)
     if namespace and owner:
         _get().sync_status(namespace, owner)
 

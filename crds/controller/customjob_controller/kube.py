@@ -19,11 +19,11 @@ import pydantic
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from customjob_controller import names, reconcile
+from customjob_controller import contract, reconcile
 
 TIMEOUT = 30.0
 """Seconds per API request (connect + read)."""
-FIELD_MANAGER = names.MANAGED_BY
+FIELD_MANAGER = contract.MANAGED_BY
 
 
 def _json(resp: Any) -> dict[str, Any]:
@@ -52,10 +52,10 @@ class KubeApi:
         try:
             return _json(
                 self._custom.get_namespaced_custom_object(
-                    names.GROUP,
-                    names.VERSION,
+                    contract.GROUP,
+                    contract.VERSION,
                     namespace,
-                    names.PLURAL,
+                    contract.PLURAL,
                     name,
                     _preload_content=False,
                     _request_timeout=TIMEOUT,
@@ -140,10 +140,10 @@ class KubeApi:
         try:
             return _json(
                 self._custom.patch_namespaced_custom_object_status(
-                    names.GROUP,
-                    names.VERSION,
+                    contract.GROUP,
+                    contract.VERSION,
                     namespace,
-                    names.PLURAL,
+                    contract.PLURAL,
                     name,
                     body,
                     field_manager=FIELD_MANAGER,

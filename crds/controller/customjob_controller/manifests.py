@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from customjob_controller import names
+from customjob_controller import contract
 
 
 def job_name(customjob_name: str) -> str:
@@ -29,14 +29,14 @@ def job_name(customjob_name: str) -> str:
 def owner_labels(customjob_name: str, spec: Mapping[str, Any]) -> dict[str, str]:
     """Labels linking a Job/Pod back to its CustomJob and MLflow run."""
     labels = {
-        names.LABEL_CUSTOMJOB: customjob_name,
-        "app.kubernetes.io/managed-by": names.MANAGED_BY,
+        contract.LABEL_CUSTOMJOB: customjob_name,
+        "app.kubernetes.io/managed-by": contract.MANAGED_BY,
     }
     mlflow = spec.get("mlflow") or {}
     if mlflow.get("runId"):
-        labels[names.LABEL_RUN_ID] = mlflow["runId"]
+        labels[contract.LABEL_RUN_ID] = mlflow["runId"]
     if mlflow.get("experimentId"):
-        labels[names.LABEL_EXPERIMENT_ID] = mlflow["experimentId"]
+        labels[contract.LABEL_EXPERIMENT_ID] = mlflow["experimentId"]
     return labels
 
 
@@ -56,7 +56,7 @@ def container_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         env.append(item)
     taken = {item["name"] for item in env}
     mlflow = spec.get("mlflow") or {}
-    for field, var in names.MLFLOW_ENV.items():
+    for field, var in contract.MLFLOW_ENV.items():
         if mlflow.get(field) and var not in taken:
             env.append({"name": var, "value": str(mlflow[field])})
     return env
@@ -96,9 +96,9 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
     pod_labels = {**(spec.get("podLabels") or {}), **labels}
 
     container: dict[str, Any] = {
-        "name": names.CONTAINER_NAME,
+        "name": contract.CONTAINER_NAME,
         "image": spec["image"],
-        "imagePullPolicy": spec.get("imagePullPolicy", names.DEFAULT_IMAGE_PULL_POLICY),
+        "imagePullPolicy": spec.get("imagePullPolicy", contract.DEFAULT_IMAGE_PULL_POLICY),
         "command": list(spec["command"]),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -132,8 +132,10 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
         pod_spec["automountServiceAccountToken"] = False
 
     job_spec: dict[str, Any] = {
-        "backoffLimit": int(spec.get("backoffLimit", names.DEFAULT_BACKOFF_LIMIT)),
-        "ttlSecondsAfterFinished": int(spec.get("ttlSecondsAfterFinished", names.DEFAULT_TTL_SECONDS_AFTER_FINISHED)),
+        "backoffLimit": int(spec.get("backoffLimit", contract.DEFAULT_BACKOFF_LIMIT)),
+        "ttlSecondsAfterFinished": int(
+            spec.get("ttlSecondsAfterFinished", contract.DEFAULT_TTL_SECONDS_AFTER_FINISHED)
+        ),
         "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
     }
     if spec.get("activeDeadlineSeconds") is not None:
@@ -144,8 +146,8 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
         "labels": labels,
         "ownerReferences": [
             {
-                "apiVersion": names.API_VERSION,
-                "kind": names.KIND,
+                "apiVersion": contract.API_VERSION,
+                "kind": contract.KIND,
                 "name": name,
                 "uid": meta["uid"],
                 "controller": True,
@@ -157,6 +159,6 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
         job_meta["namespace"] = meta["namespace"]
     run_name = (spec.get("mlflow") or {}).get("runName")
     if run_name:
-        job_meta["annotations"] = {names.ANNOTATION_RUN_NAME: run_name}
+        job_meta["annotations"] = {contract.ANNOTATION_RUN_NAME: run_name}
 
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from customjob_controller import names
+from customjob_controller import contract
 
 LOG = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def finalize_run(
             sender(update_run(tracking_uri, run_id, target, end_time_ms), timeout)
             action = "closed"
         if not succeeded:
-            sender(set_tag(tracking_uri, run_id, names.TAG_FAILURE_REASON, f"{reason}: {message}"), timeout)
+            sender(set_tag(tracking_uri, run_id, contract.TAG_FAILURE_REASON, f"{reason}: {message}"), timeout)
         return Outcome(action, current)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         # URLError/HTTPError subclass OSError; ValueError covers bad JSON.

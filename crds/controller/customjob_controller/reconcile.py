@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from customjob_controller import manifests, mlflow_rest, names, status
+from customjob_controller import contract, manifests, mlflow_rest, status
 
 LOG = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Reconciler:
             except Conflict:
                 existing = self.api.get_job(namespace, job_name)
             except Rejected as exc:
-                verdict = status.Verdict(names.FAILED, "JobRejected", f"the Job was refused: {exc}")
+                verdict = status.Verdict(contract.FAILED, "JobRejected", f"the Job was refused: {exc}")
                 self._sync_with_retries(namespace, name, verdict)
                 return
         if existing is not None and not _owned_by(existing, meta.get("uid")):
@@ -138,13 +138,13 @@ class Reconciler:
             job_uid = (job.get("metadata") or {}).get("uid")
             pods = [
                 p
-                for p in self.api.list_pods(namespace, f"{names.LABEL_CUSTOMJOB}={name}")
+                for p in self.api.list_pods(namespace, f"{contract.LABEL_CUSTOMJOB}={name}")
                 if job_uid is None or _owned_by(p, job_uid)
             ]
         log_tail = None
         needing = status.pod_needing_log_tail(pods)
         if needing:
-            log_tail = self.api.read_log_tail(namespace, needing, names.CONTAINER_NAME, LOG_TAIL_LINES)
+            log_tail = self.api.read_log_tail(namespace, needing, contract.CONTAINER_NAME, LOG_TAIL_LINES)
         return status.Observation(job=job, pods=pods, log_tail=log_tail, job_expected=bool(previous.get("jobName")))
 
     def _sync_once(self, customjob: Mapping[str, Any], forced: status.Verdict | None = None) -> None:
@@ -184,11 +184,11 @@ class Reconciler:
     def _on_phase_change(self, customjob: Mapping[str, Any], verdict: status.Verdict) -> None:
         meta = customjob["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        if verdict.phase == names.PENDING:
+        if verdict.phase == contract.PENDING:
             return  # "JobCreated" was already announced by ensure_job
-        kind = "Warning" if verdict.phase == names.FAILED else "Normal"
+        kind = "Warning" if verdict.phase == contract.FAILED else "Normal"
         self.emit(customjob, kind, verdict.reason, verdict.message[-1000:])
-        if verdict.phase not in names.TERMINAL_PHASES:
+        if verdict.phase not in contract.TERMINAL_PHASES:
             return
         if verdict.preempts_job:
             # The Pod would retry the pull (or config) forever; stop it.
@@ -198,7 +198,7 @@ class Reconciler:
             outcome = self.finalize_run(
                 mlflow["trackingUri"],
                 mlflow["runId"],
-                succeeded=verdict.phase == names.SUCCEEDED,
+                succeeded=verdict.phase == contract.SUCCEEDED,
                 reason=verdict.reason,
                 message=verdict.message,
                 end_time_ms=int(self.clock().timestamp() * 1000),
@@ -209,7 +209,7 @@ class Reconciler:
                     kind,
                     "MLflowRunClosed",
                     f"MLflow run {mlflow['runId']} was {outcome.run_status}; marked it "
-                    f"{'FINISHED' if verdict.phase == names.SUCCEEDED else 'FAILED'}",
+                    f"{'FINISHED' if verdict.phase == contract.SUCCEEDED else 'FAILED'}",
                 )
             elif outcome.action == "error":
                 self.emit(customjob, "Warning", "MLflowUnreachable", f"could not close run: {outcome.detail}")

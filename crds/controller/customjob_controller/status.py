@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from customjob_controller import names
+from customjob_controller import contract
 
 FATAL_WAITING_REASONS = frozenset(
     {
@@ -72,12 +72,12 @@ class Observation:
 
 def is_terminal(status: Mapping[str, Any] | None) -> bool:
     """True once the CustomJob reached Succeeded or Failed."""
-    return bool(status) and (status or {}).get("phase") in names.TERMINAL_PHASES
+    return bool(status) and (status or {}).get("phase") in contract.TERMINAL_PHASES
 
 
 def _trainer(statuses: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
     for cs in statuses or ():
-        if cs.get("name") == names.CONTAINER_NAME:
+        if cs.get("name") == contract.CONTAINER_NAME:
             return cs
     return statuses[0] if statuses else None
 
@@ -136,7 +136,7 @@ def _tail(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def _memory_limit(pod: Mapping[str, Any]) -> str | None:
     for c in (pod.get("spec") or {}).get("containers") or ():
-        if c.get("name") == names.CONTAINER_NAME:
+        if c.get("name") == contract.CONTAINER_NAME:
             return ((c.get("resources") or {}).get("limits") or {}).get("memory")
     return None
 
@@ -149,28 +149,28 @@ def explain_failed_pod(pod: Mapping[str, Any], log_tail: str | None = None) -> V
     if term is None:
         reason = pstatus.get("reason") or "PodFailed"
         message = pstatus.get("message") or f"pod {name} failed without a container status"
-        return Verdict(names.FAILED, _safe_reason(reason, "PodFailed"), f"pod {name}: {message}")
+        return Verdict(contract.FAILED, _safe_reason(reason, "PodFailed"), f"pod {name}: {message}")
     code = term.get("exitCode")
     lines = (term.get("message") or "").strip() or (log_tail or "").strip()
     if term.get("reason") == "OOMKilled":
         limit = _memory_limit(pod)
-        message = f"container {names.CONTAINER_NAME} in pod {name} was OOM-killed (exit code {code})"
+        message = f"container {contract.CONTAINER_NAME} in pod {name} was OOM-killed (exit code {code})"
         if limit:
             message += f"; memory limit {limit}"
         if lines:
             message += f"; last log lines:\n{lines}"
-        return Verdict(names.FAILED, "OOMKilled", message)
+        return Verdict(contract.FAILED, "OOMKilled", message)
     if term.get("reason") in ("StartError", "ContainerCannotRun"):
         detail = term.get("message") or "the container could not be started"
         return Verdict(
-            names.FAILED,
+            contract.FAILED,
             "StartError",
-            f"container {names.CONTAINER_NAME} in pod {name} could not start: {detail}",
+            f"container {contract.CONTAINER_NAME} in pod {name} could not start: {detail}",
         )
-    message = f"container {names.CONTAINER_NAME} in pod {name} exited with code {code}"
+    message = f"container {contract.CONTAINER_NAME} in pod {name} exited with code {code}"
     if lines:
         message += f"; last log lines:\n{lines}"
-    return Verdict(names.FAILED, "NonZeroExitCode", message)
+    return Verdict(contract.FAILED, "NonZeroExitCode", message)
 
 
 def _safe_reason(reason: str, fallback: str) -> str:
@@ -205,18 +205,18 @@ def classify(obs: Observation) -> Verdict:
     if job is None:
         if obs.job_expected:
             return Verdict(
-                names.FAILED,
+                contract.FAILED,
                 "JobNotFound",
                 "the Job was deleted before its outcome was recorded "
                 "(deleted by hand, or collected by its TTL while the controller was down)",
             )
-        return Verdict(names.PENDING, "JobNotCreated", "waiting for the Job to be created")
+        return Verdict(contract.PENDING, "JobNotCreated", "waiting for the Job to be created")
 
     pods = _newest_first(obs.pods)
     true = _true_conditions(job)
     done = true.get("Complete") or true.get("SuccessCriteriaMet")
     if done is not None:
-        return Verdict(names.SUCCEEDED, "Completed", done.get("message") or "the training container exited 0")
+        return Verdict(contract.SUCCEEDED, "Completed", done.get("message") or "the training container exited 0")
 
     failed = true.get("Failed") or true.get("FailureTarget")
     failed_pods = _failed_pods(pods)
@@ -224,7 +224,7 @@ def classify(obs: Observation) -> Verdict:
         job_reason = _safe_reason(failed.get("reason") or "Failed", "Failed")
         job_message = failed.get("message") or "the Job failed"
         if job_reason == "DeadlineExceeded" or not failed_pods:
-            return Verdict(names.FAILED, job_reason, job_message)
+            return Verdict(contract.FAILED, job_reason, job_message)
         pod_verdict = explain_failed_pod(failed_pods[0], obs.log_tail)
         return dataclasses.replace(pod_verdict, message=f"{pod_verdict.message}\n({job_reason}: {job_message})")
 
@@ -232,14 +232,14 @@ def classify(obs: Observation) -> Verdict:
         waiting = _waiting(pod)
         if waiting and waiting["reason"] in FATAL_WAITING_REASONS:
             return Verdict(
-                names.FAILED,
+                contract.FAILED,
                 waiting["reason"],
                 f"container {waiting.get('container')} in pod {_pod_name(pod)}: "
                 f"{waiting.get('message') or waiting['reason']}",
                 preempts_job=True,
             )
 
-    backoff_limit = int((job.get("spec") or {}).get("backoffLimit", names.DEFAULT_BACKOFF_LIMIT))
+    backoff_limit = int((job.get("spec") or {}).get("backoffLimit", contract.DEFAULT_BACKOFF_LIMIT))
     if failed_pods and len(failed_pods) > backoff_limit:
         # Retries are used up; the Job's own Failed condition is only seconds away.
         return explain_failed_pod(failed_pods[0], obs.log_tail)
@@ -251,7 +251,7 @@ def classify(obs: Observation) -> Verdict:
 
     for pod in pods:
         if (pod.get("status") or {}).get("phase") == "Running":
-            return Verdict(names.RUNNING, "PodRunning", f"pod {_pod_name(pod)} is running{retry_note}")
+            return Verdict(contract.RUNNING, "PodRunning", f"pod {_pod_name(pod)} is running{retry_note}")
 
     for pod in pods:
         if (pod.get("status") or {}).get("phase") not in (None, "Pending"):
@@ -259,20 +259,20 @@ def classify(obs: Observation) -> Verdict:
         waiting = _waiting(pod)
         if waiting:
             return Verdict(
-                names.PENDING,
+                contract.PENDING,
                 _safe_reason(waiting["reason"], "PodPending"),
                 f"pod {_pod_name(pod)}: {waiting.get('message') or waiting['reason']}{retry_note}",
             )
         unsched = _unschedulable(pod)
         if unsched:
             return Verdict(
-                names.PENDING,
+                contract.PENDING,
                 _safe_reason(unsched.get("reason") or "Unschedulable", "Unschedulable"),
                 f"pod {_pod_name(pod)}: {unsched.get('message') or 'not scheduled yet'}{retry_note}",
             )
-        return Verdict(names.PENDING, "PodPending", f"pod {_pod_name(pod)} is pending{retry_note}")
+        return Verdict(contract.PENDING, "PodPending", f"pod {_pod_name(pod)} is pending{retry_note}")
 
-    return Verdict(names.PENDING, "JobCreated", f"job {_pod_name(job)} created, waiting for its pod{retry_note}")
+    return Verdict(contract.PENDING, "JobCreated", f"job {_pod_name(job)} created, waiting for its pod{retry_note}")
 
 
 def _condition(
@@ -334,9 +334,9 @@ def build_status(
             generation,
             stamp,
         ),
-        _condition("Running", verdict.phase == names.RUNNING, shown, old_conditions, generation, stamp),
-        _condition("Complete", verdict.phase == names.SUCCEEDED, shown, old_conditions, generation, stamp),
-        _condition("Failed", verdict.phase == names.FAILED, shown, old_conditions, generation, stamp),
+        _condition("Running", verdict.phase == contract.RUNNING, shown, old_conditions, generation, stamp),
+        _condition("Complete", verdict.phase == contract.SUCCEEDED, shown, old_conditions, generation, stamp),
+        _condition("Failed", verdict.phase == contract.FAILED, shown, old_conditions, generation, stamp),
     ]
     conditions += [dict(c) for t, c in old_conditions.items() if t not in MANAGED_CONDITIONS]
 
@@ -358,7 +358,7 @@ def build_status(
     start = previous.get("startTime") or job_status.get("startTime")
     if start:
         status["startTime"] = start
-    if verdict.phase in names.TERMINAL_PHASES:
+    if verdict.phase in contract.TERMINAL_PHASES:
         status["completionTime"] = previous.get("completionTime") or job_status.get("completionTime") or stamp
     return status
 

@@ -1,9 +1,9 @@
-"""What a finished training run must show, checked against the tracking server.
+"""What a finished run of *our trainer* must show (wine-quality ElasticNet), on top of ``harness.assertions``.
 
-Shared by the docker and e2e tiers, so "the run worked" means the same thing
-everywhere: FINISHED, the params as the user typed them, finite and sane
+Shared by the docker and e2e tiers, so "the trainer worked" means the same
+thing everywhere: FINISHED, the params as the user typed them, finite and sane
 metrics, exactly one READY logged model with its files, and a model that loads
-and predicts. Failures quote what the server actually holds.
+(as scikit-learn) and predicts plausible quality scores.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-__all__ = ["METRIC_BOUNDS", "TrainedRun", "check_trained_run", "load_wine_rows"]
+from harness.assertions import assert_run
+
+TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer"
 
 #: Sanity ranges for the wine-quality ElasticNet (quality is an integer score 3..9).
 METRIC_BOUNDS: Mapping[str, tuple[float, float]] = {
@@ -56,21 +58,11 @@ def check_trained_run(
     sample: pd.DataFrame,
 ) -> TrainedRun:
     """Assert everything a correct run of the trainer logged; return what was read."""
+    facts = assert_run(run_id, client=client, params=params, metrics=METRIC_BOUNDS, model_predicts=sample,
+                       model_files=MODEL_FILES)
+    assert facts.metrics["mae"] <= facts.metrics["rmse"], "mae cannot exceed rmse"
     run = client.get_run(run_id)
     info, data = run.info, run.data
-    reason = data.tags.get("training.example.com/failure-reason", "")
-    assert info.status == "FINISHED", f"run {run_id} is {info.status}, not FINISHED. {reason}".strip()
-
-    for key, value in params.items():
-        assert data.params.get(key) == value, f"param {key}: logged {data.params.get(key)!r}, expected {value!r}"
-        assert isinstance(data.params[key], str)
-
-    for key, (low, high) in METRIC_BOUNDS.items():
-        assert key in data.metrics, f"metric {key} missing; logged: {sorted(data.metrics)}"
-        metric = float(data.metrics[key])
-        assert math.isfinite(metric), f"metric {key} is not finite: {metric}"
-        assert low <= metric <= high, f"metric {key}={metric} outside the sane range [{low}, {high}]"
-    assert data.metrics["mae"] <= data.metrics["rmse"], "mae cannot exceed rmse"
 
     outputs = run.outputs.model_outputs if run.outputs else []
     assert len(outputs) == 1, f"expected exactly one logged model output, got {outputs}"

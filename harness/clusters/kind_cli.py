@@ -1,9 +1,9 @@
-"""kind, driven by argv: create, reuse, load images (verified), export logs, delete.
+"""kind, driven by argv: create, export kubeconfig and logs, delete.
 
 One :class:`KindCluster` per cluster name. Its kubeconfig is a private file
 (mode 0600) under the harness state directory, never ``~/.kube/config``; every
-kind call gets it explicitly. Image loads are verified on every node, because
-``kind load`` is known to report success while the image is missing.
+kind call gets it explicitly. Loading images (verified on every node) is
+:mod:`harness.backend.delivery`'s job, shared with the MLflow backend.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from harness import _exec
-from harness._errors import HarnessError
 from harness.cachedir import cache_dir
 
 __all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config"]
@@ -154,20 +153,6 @@ class KindCluster:
                     self.log(f"kind: restored host sysctl {key.replace('/', '.')}={value}")
             except OSError as exc:  # not root, or a read-only /proc/sys: say so, do not fail the delete
                 self.log(f"kind: could not restore {key.replace('/', '.')}={value}: {exc}")
-
-    def images_on_node(self, node: str) -> set[str]:
-        """Image references containerd holds on ``node`` (what the kubelet can run)."""
-        out = _exec.run(["docker", "exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"], timeout=60).stdout
-        return set(out.split())
-
-    def load_image(self, image: str) -> None:
-        """``kind load docker-image``, then prove every node has it (kind can report success falsely)."""
-        self._kind("load", "docker-image", image, "--name", self.name, timeout=900)
-        wanted = {image, f"docker.io/library/{image}", f"docker.io/{image}"}
-        missing = [n for n in self.nodes() if not (wanted & self.images_on_node(n))]
-        if missing:
-            raise HarnessError(f"image {image} is not on node(s) {missing} after kind load; "
-                               "try `docker image save IMAGE | kind load image-archive /dev/stdin`")
 
     def export_logs(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Follow CustomJobs and MLflow runs to a terminal state, with bounded, explained waits.
 
-Used by the e2e tests and the CLI. On timeout the error lists every
+Used by :mod:`harness.runs`, the e2e tests and the CLI. On timeout the error lists every
 phase/reason/message the CustomJob went through (and the pods' states), which
 is usually the whole diagnosis.
 """
@@ -12,11 +12,11 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from mlflow.tracking import MlflowClient
 
-from harness import customjob_api as api
+from harness import contract
 from harness._waiting import Probe, wait_for
-from harness.kube import Kube
+from harness.kubeapi import Kube
 
-__all__ = ["customjob_for_run", "describe_customjob", "wait_customjob", "wait_run_terminal"]
+__all__ = ["customjob_for_run", "describe_customjob", "wait_customjob", "wait_for_customjob", "wait_run_terminal"]
 
 TERMINAL_RUN_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
@@ -37,27 +37,39 @@ def describe_customjob(obj: dict[str, Any] | None) -> str:
 def customjob_for_run(kube: Kube, namespace: str, run_id: str) -> dict[str, Any] | None:
     """The CustomJob labelled with ``run_id`` in ``namespace`` (None if there is none yet)."""
     items = kube.custom.list_namespaced_custom_object(
-        api.GROUP, api.VERSION, namespace, api.PLURAL, label_selector=f"{api.RUN_ID_LABEL}={run_id}"
+        contract.GROUP, contract.VERSION, namespace, contract.PLURAL, label_selector=f"{contract.LABEL_RUN_ID}={run_id}"
     ).get("items", [])
     if len(items) > 1:
         raise AssertionError(f"{len(items)} CustomJobs carry run id {run_id}: {[i['metadata']['name'] for i in items]}")
     return items[0] if items else None
 
 
+def wait_for_customjob(kube: Kube, namespace: str, run_id: str, *, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the CustomJob labelled with ``run_id`` exists; return it."""
+
+    def probe() -> Probe[dict[str, Any]]:
+        obj = customjob_for_run(kube, namespace, run_id)
+        return Probe(obj is not None, "present" if obj else "absent", obj)
+
+    found = wait_for(probe, what=f"a CustomJob for run {run_id} in {namespace}", timeout=timeout)
+    assert found is not None
+    return found
+
+
 def wait_customjob(
-    kube: Kube, namespace: str, name: str, *, timeout: float, phases: frozenset[str] = api.TERMINAL_PHASES,
+    kube: Kube, namespace: str, name: str, *, timeout: float, phases: frozenset[str] = contract.TERMINAL_PHASES,
 ) -> dict[str, Any]:
     """Wait until the CustomJob's phase is in ``phases``; return the object."""
 
     def probe() -> Probe[dict[str, Any]]:
         try:
-            obj = kube.get_custom(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+            obj = kube.get_custom(contract.GROUP, contract.VERSION, namespace, contract.PLURAL, name)
         except ApiException as exc:
             if exc.status == 404:
                 return Probe(False, "absent")
             raise
         phase = (obj.get("status") or {}).get("phase")
-        pods = kube.pod_states(namespace, {"training.example.com/customjob": name})
+        pods = kube.pod_states(namespace, {contract.LABEL_CUSTOMJOB: name})
         return Probe(phase in phases, f"{describe_customjob(obj)} | pods: {pods}", obj)
 
     found = wait_for(probe, what=f"CustomJob {namespace}/{name} to reach {sorted(phases)}", timeout=timeout,

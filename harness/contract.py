@@ -1,11 +1,16 @@
-"""Names and defaults shared by the CRD, the controller and its tests.
+"""The CustomJob API's names: one contract for the CRD, the controller, the backend and the harness.
 
 These strings are part of the public contract (``kubectl get -l``, the MLflow
-backend, the e2e harness), so they live in one place. The defaults must equal
+backend, the e2e harness), so they live in one module. The defaults must equal
 the ``default:`` values in ``crds/bases/customjob.yaml``; a unit test checks
 that, because the controller also sees specs the API server never defaulted
 (unit tests, objects created before a CRD upgrade).
+
+Standard library only. The controller image cannot import the harness, so it
+carries a byte-identical copy (``crds/controller/customjob_controller/contract.py``);
+``tests/unit/test_contract.py`` keeps the two equal.
 """
+
 
 from __future__ import annotations
 
@@ -15,10 +20,14 @@ GROUP: Final = "training.example.com"
 VERSION: Final = "v1alpha1"
 KIND: Final = "CustomJob"
 PLURAL: Final = "customjobs"
+SINGULAR: Final = "customjob"
+SHORT_NAME: Final = "cj"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 PREFIX: Final = "training.example.com"
 """Label/annotation prefix; also kopf's progress and diff-base annotation prefix."""
+LABEL_PREFIX: Final = f"{PREFIX}/"
+"""Prefix of every label, annotation and MLflow tag this project owns."""
 
 LABEL_CUSTOMJOB: Final = f"{PREFIX}/customjob"
 """On the Job and its Pods: the owning CustomJob's name. The watch selector."""
@@ -39,6 +48,7 @@ PENDING: Final = "Pending"
 RUNNING: Final = "Running"
 SUCCEEDED: Final = "Succeeded"
 FAILED: Final = "Failed"
+PHASES: Final = (PENDING, RUNNING, SUCCEEDED, FAILED)
 TERMINAL_PHASES: Final = frozenset({SUCCEEDED, FAILED})
 
 MLFLOW_ENV: Final = {

@@ -33,7 +33,7 @@ import jsonschema
 import yaml
 from celpy import adapter, celtypes, evaluation
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "bases" / "customjob.yaml"
+CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "bases" / "customjob.yaml"
 """<repo>/crds/bases/customjob.yaml (this file is <repo>/crds/controller/customjob_testing/...)."""
 
 _MISSING: Any = object()

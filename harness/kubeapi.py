@@ -1,4 +1,4 @@
-"""Small, typed helpers over the Kubernetes API for one cluster (one kubeconfig).
+"""Small, typed helpers over the Kubernetes API of one cluster (one kubeconfig and context).
 
 Reads go through the official client; applies go through ``kubectl apply
 --server-side`` with the manifest on stdin (kustomize output included), which
@@ -27,9 +27,11 @@ class Kube:
 
     kubeconfig: Path
     kubectl_bin: Path
+    context: str | None = None
+    """kubeconfig context; None = the file's current context."""
 
     def __post_init__(self) -> None:
-        self.api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        self.api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
@@ -39,7 +41,8 @@ class Kube:
     # -- kubectl -------------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 300,
                 check: bool = True) -> _exec.CompletedProcess[str]:
-        return _exec.run([self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args],
+        ctx = ["--context", self.context] if self.context else []
+        return _exec.run([self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *ctx, *args],
                          input=input, timeout=timeout, check=check)
 
     def apply(self, manifest: str, *, field_manager: str = "mlflow-crd-harness") -> str:
@@ -107,6 +110,19 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of namespace ``name``; None if it does not exist."""
+        try:
+            ns = self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(ns.metadata.labels or {})
+
+    def list_namespaces(self, label_selector: str) -> list[str]:
+        return [n.metadata.name for n in self.core.list_namespace(label_selector=label_selector).items]
 
     def delete_namespace(self, name: str) -> None:
         try:

@@ -1,0 +1,59 @@
+"""The CustomJob API's names: one contract for the CRD, the controller, the backend and the harness.
+
+These strings are part of the public contract (``kubectl get -l``, the MLflow
+backend, the e2e harness), so they live in one module. The defaults must equal
+the ``default:`` values in ``crds/bases/customjob.yaml``; a unit test checks
+that, because the controller also sees specs the API server never defaulted
+(unit tests, objects created before a CRD upgrade).
+
+Standard library only. The controller image cannot import the harness, so it
+carries a byte-identical copy (``crds/controller/customjob_controller/contract.py``);
+``tests/unit/test_contract.py`` keeps the two equal.
+"""
+
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "training.example.com"
+VERSION: Final = "v1alpha1"
+KIND: Final = "CustomJob"
+PLURAL: Final = "customjobs"
+SINGULAR: Final = "customjob"
+SHORT_NAME: Final = "cj"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+PREFIX: Final = "training.example.com"
+"""Label/annotation prefix; also kopf's progress and diff-base annotation prefix."""
+LABEL_PREFIX: Final = f"{PREFIX}/"
+"""Prefix of every label, annotation and MLflow tag this project owns."""
+
+LABEL_CUSTOMJOB: Final = f"{PREFIX}/customjob"
+"""On the Job and its Pods: the owning CustomJob's name. The watch selector."""
+LABEL_RUN_ID: Final = f"{PREFIX}/mlflow-run-id"
+LABEL_EXPERIMENT_ID: Final = f"{PREFIX}/mlflow-experiment-id"
+ANNOTATION_RUN_NAME: Final = f"{PREFIX}/mlflow-run-name"
+TAG_FAILURE_REASON: Final = f"{PREFIX}/failure-reason"
+"""MLflow run tag set when the controller fails a run on the workload's behalf."""
+
+MANAGED_BY: Final = "customjob-controller"
+CONTAINER_NAME: Final = "trainer"
+
+DEFAULT_IMAGE_PULL_POLICY: Final = "IfNotPresent"
+DEFAULT_BACKOFF_LIMIT: Final = 0
+DEFAULT_TTL_SECONDS_AFTER_FINISHED: Final = 3600
+
+PENDING: Final = "Pending"
+RUNNING: Final = "Running"
+SUCCEEDED: Final = "Succeeded"
+FAILED: Final = "Failed"
+PHASES: Final = (PENDING, RUNNING, SUCCEEDED, FAILED)
+TERMINAL_PHASES: Final = frozenset({SUCCEEDED, FAILED})
+
+MLFLOW_ENV: Final = {
+    "runId": "MLFLOW_RUN_ID",
+    "trackingUri": "MLFLOW_TRACKING_URI",
+    "experimentId": "MLFLOW_EXPERIMENT_ID",
+}
+"""spec.mlflow field -> environment variable the controller injects."""

@@ -1,0 +1,201 @@
+"""``python -m harness`` (also ``mlflow-crd-harness``): the test bed by hand, with the plugin's settings.
+
+    python -m harness doctor           preflight checks with fixes
+    python -m harness config           every setting, its value and where it came from
+    python -m harness up               cluster + images + stack (reused when warm); prints how to reach them
+    python -m harness run [PROJECT] -P alpha=0.5
+                                       a configured project through `mlflow run --backend customjob`, waited for
+    python -m harness down             delete the kind cluster (only one this harness created)
+    python -m harness stub DIR         copy the stub CustomJob stack's manifests to DIR (to overlay them)
+    python -m harness base-image       resolve/build the Python base image, print its tag
+    python -m harness node-image ...   the registry-less node image builder (see its --help)
+
+Every flag below is also a key of [tool.mlflow-crd-harness] and an env var
+HARNESS_<KEY>, with the same defaults as the pytest options (--harness-<key>).
+Exit codes: 0 ok, 1 a run or job failed, 2 usage or setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import __version__, baseimage, doctor, toolchain
+from harness._errors import HarnessError
+from harness.settings import OPTIONS, Option, Settings, load_settings
+from harness.timing import Phases
+
+__all__ = ["main"]
+
+_EXIT_OK, _EXIT_FAILED, _EXIT_SETUP = 0, 1, 2
+
+
+def _add_setting(p: argparse.ArgumentParser | argparse._ArgumentGroup, opt: Option) -> None:
+    help_text = f"{opt.help} [env {opt.env}; default: {opt.describe_default()}]"
+    if opt.kind == "bool":
+        p.add_argument(opt.cli_flag, dest=opt.dest, default=None, action=argparse.BooleanOptionalAction,
+                       help=help_text)
+    elif opt.kind == "choice":
+        p.add_argument(opt.cli_flag, dest=opt.dest, default=None, choices=opt.choices, help=help_text)
+    else:
+        p.add_argument(opt.cli_flag, dest=opt.dest, default=None, metavar=opt.key.upper().replace("-", "_"),
+                       help=help_text)
+
+
+def _settings(ns: argparse.Namespace) -> Settings:
+    explicit = {o.key: getattr(ns, o.dest, None) for o in OPTIONS}
+    return load_settings(root=Path.cwd(), explicit=explicit)
+
+
+def _up(ns: argparse.Namespace) -> tuple[object, Phases]:
+    from harness.testbed import Testbed
+
+    phases = Phases()
+    bed = Testbed(_settings(ns), phases=phases)
+    bed.start()
+    return bed, phases
+
+
+def cmd_up(ns: argparse.Namespace) -> int:
+    from harness.testbed import Testbed
+
+    bed, phases = _up(ns)
+    assert isinstance(bed, Testbed)
+    assert bed.stack is not None
+    print(phases.table())
+    print(f"\nexport KUBECONFIG={bed.stack.cluster.kube.kubeconfig}")
+    print(f"MLflow UI (host): {bed.stack.tracking_uri}")
+    print(f"MLflow (pods):    {bed.stack.pod_tracking_uri}")
+    print(f"delete it:        python -m harness down --cluster-name {bed.stack.cluster.name}")
+    return _EXIT_OK
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
+    from harness.runs import ProjectRunner
+    from harness.testbed import Testbed
+    from harness.waits import describe_customjob
+
+    bed, phases = _up(ns)
+    assert isinstance(bed, Testbed)
+    assert bed.stack is not None
+    settings = bed.settings
+    spec = settings.project(ns.project) if ns.project else None
+    kube = bed.stack.cluster.kube
+    kube.ensure_namespace(ns.namespace, labels={MANAGED_BY_LABEL: MANAGED_BY})
+    workdir = settings.state_dir / "runs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    runner = ProjectRunner(bed.stack, ns.namespace, workdir, projects=settings.projects,
+                           job_timeout=settings["job-timeout"])
+    params = dict(p.split("=", 1) for p in ns.param)
+    with phases.phase("project run (mlflow run -> CustomJob -> MLflow run ended)"):
+        run = runner.run(spec, **params)
+    print(phases.table())
+    name = run.customjob["metadata"]["name"]
+    print(f"\nCustomJob {run.namespace}/{name}: {describe_customjob(dict(run.customjob))}")
+    print(f"MLflow run {run.run_id}: {run.status}  {bed.stack.tracking_uri}/#/experiments/"
+          f"{run.client.get_run(run.run_id).info.experiment_id}/runs/{run.run_id}")
+    return _EXIT_OK if run.status == "FINISHED" else _EXIT_FAILED
+
+
+def cmd_down(ns: argparse.Namespace) -> int:
+    from harness.clusters.kind import forget_cluster, is_ours
+    from harness.clusters.kind_cli import KindCluster
+
+    settings = _settings(ns)
+    if settings["cluster"] != "kind":
+        raise HarnessError("down deletes kind clusters only; an existing cluster is never deleted by the harness")
+    kind_bin = toolchain.resolve_kind(None if settings["kind-bin"] is None else str(settings["kind-bin"]))
+    kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
+    if not kind.exists():
+        print(f"no kind cluster named {settings.cluster_name}")
+        return _EXIT_OK
+    kubectl = toolchain.resolve_kubectl(None if settings["kubectl-bin"] is None else str(settings["kubectl-bin"]))
+    if not is_ours(kind, kubectl) and not ns.force:
+        raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
+                           "(--force to delete anyway)")
+    kind.delete()
+    forget_cluster(settings.cluster_name)
+    print(f"deleted {settings.cluster_name}")
+    return _EXIT_OK
+
+
+def cmd_config(ns: argparse.Namespace) -> int:
+    settings = _settings(ns)
+    print(f"project root: {settings.root}")
+    print(settings.describe())
+    for spec in settings.projects:
+        print(f"project {spec.name}: {spec.path} (template {spec.template}, params {dict(spec.params)})")
+    for image in settings.images:
+        print(f"image {image.name}: {image.repository} from {image.context} (deliver={image.deliver})")
+    return _EXIT_OK
+
+
+def cmd_stub(ns: argparse.Namespace) -> int:
+    from harness import assets
+
+    print(assets.materialise_stub(Path(ns.dest).resolve()))
+    return _EXIT_OK
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    findings = doctor.run_checks(public_node_image=toolchain.PUBLIC_NODE_IMAGE)
+    print(doctor.render(findings))
+    return _EXIT_FAILED if any(f.level == "fail" for f in findings) else _EXIT_OK
+
+
+def cmd_base_image(ns: argparse.Namespace) -> int:
+    settings = _settings(ns)
+    choice = baseimage.resolve_base_image(mode=settings["base-mode"], override=settings["base-image"],
+                                          log=lambda m: print(m, file=sys.stderr))
+    print(choice.image)
+    return _EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mlflow-crd-harness {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def command(name: str, fn: object, help_text: str, *, settings: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(fn=fn)
+        if settings:
+            g = p.add_argument_group("settings (also [tool.mlflow-crd-harness] keys and HARNESS_* env vars)")
+            for opt in OPTIONS:
+                _add_setting(g, opt)
+        return p
+
+    command("up", cmd_up, "create/reuse the cluster, build and deliver images, deploy the stack")
+    p = command("run", cmd_run, "run a project through a CustomJob on the cluster and wait for it")
+    p.add_argument("project", nargs="?", default=None, help="configured project name or a project directory "
+                   "(default: the only configured project)")
+    p.add_argument("-P", "--param", action="append", default=[], help="MLproject parameter NAME=VALUE")
+    p.add_argument("--namespace", default="default", help="namespace of the CustomJob")
+    p = command("down", cmd_down, "delete the kind cluster (only one the harness created)")
+    p.add_argument("--force", action="store_true", help="delete even a cluster without the harness's marker")
+    command("config", cmd_config, "print every setting, its value and its source")
+    p = command("stub", cmd_stub, "copy the stub CustomJob stack's manifests to DEST (to overlay them)",
+                settings=False)
+    p.add_argument("dest", help="directory to (re)write")
+    command("doctor", cmd_doctor, "preflight checks with fixes", settings=False)
+    command("base-image", cmd_base_image, "resolve or build the Python base image; print its tag")
+    sub.add_parser("node-image", help="the registry-less kind node image builder (python -m harness node-image -h)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["node-image"]:
+        from harness.nodeimage.__main__ import main as node_main
+
+        return int(node_main(args[1:]) or 0)
+    ns = build_parser().parse_args(args)
+    try:
+        return int(ns.fn(ns))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _EXIT_SETUP

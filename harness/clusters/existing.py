@@ -1,0 +1,57 @@
+"""The ``existing`` cluster provider: a cluster the harness did not make and never deletes.
+
+For the day one kind node is not enough (GPUs, real storage, quota, a shared
+staging cluster): the same tests run against a kubeconfig and context the
+user names. The harness never reads ``~/.kube/config`` for this, never
+creates or deletes the cluster, and confines itself to namespaces it labels
+as its own (:data:`~harness.clusters.MANAGED_BY_LABEL`); the stack refuses to
+apply into a namespace that exists without that label. Images go through a
+registry the cluster pulls from (setting ``registry``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from harness._errors import HarnessError
+from harness.clusters import Cluster, ImageRoute
+from harness.kubeapi import Kube
+
+__all__ = ["ExistingProvider"]
+
+
+@dataclass
+class ExistingProvider:
+    """Reach the cluster of ``kubeconfig``/``context``; finish leaves the cluster itself alone."""
+
+    kubeconfig: Path
+    kubectl_bin: Path
+    registry: str
+    context: str | None = None
+    log: Callable[[str], None] = print
+
+    def start(self) -> Cluster:
+        if not self.kubeconfig.is_file():
+            raise HarnessError(f"kubeconfig {self.kubeconfig} does not exist (setting kubeconfig)")
+        try:
+            kube = Kube(self.kubeconfig, self.kubectl_bin, context=self.context)
+            git = str(client.VersionApi(kube.api).get_code().git_version)
+        except (ApiException, OSError, ValueError, Exception) as exc:  # config errors come in many types
+            where = f"context {self.context!r}" if self.context else "the current context"
+            raise HarnessError(f"cannot reach the existing cluster ({where} of {self.kubeconfig}): "
+                               f"{type(exc).__name__}: {exc}") from exc
+        name = self.context or "existing"
+        self.log(f"cluster: using existing cluster {name} (Kubernetes {git}); it is never created or deleted here")
+        fingerprint = hashlib.sha256(f"{self.kubeconfig}|{self.context}|{git}".encode()).hexdigest()[:16]
+        return Cluster(name=name, provider="existing", kube=kube, created=False,
+                       images=ImageRoute("registry", registry=self.registry), fingerprint=fingerprint,
+                       mlflow_host_port=None)
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> None:
+        """Nothing to undo at cluster level: namespaces are the stack's and the tests' to remove."""

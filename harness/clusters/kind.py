@@ -1,0 +1,201 @@
+"""The ``kind`` cluster provider: create or reuse a kind cluster, and delete only what we created.
+
+A cluster is reused only when its *fingerprint* matches: a hash of the kind
+version, the node image id and the kind config (with the host port left out,
+since it is chosen per cluster). The fingerprint, who created the cluster and
+its MLflow host port live in a ConfigMap inside the cluster
+(``kube-system/mlflow-crd-harness``), so they travel with the cluster itself.
+
+A copy of that marker is also kept on the host (in the cache directory), so a
+cluster whose node was stopped (a Docker restart, a rebooted CI machine) is
+still known to be ours and is recreated rather than reported as foreign.
+
+A same-named cluster without either marker was not made by the harness: it is
+never adopted or deleted; the user is told to pick another name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import _exec, dockercli
+from harness._errors import HarnessError
+from harness.cachedir import cache_dir
+from harness.clusters import Cluster, ImageRoute
+from harness.clusters.kind_cli import KindCluster, kind_config
+from harness.kubeapi import Kube
+from harness.tracking_server import free_port
+
+__all__ = ["KindProvider", "cluster_fingerprint", "forget_cluster", "is_ours", "merge_kind_config"]
+
+MARKER_NAMESPACE = "kube-system"
+MARKER_NAME = "mlflow-crd-harness"
+
+
+def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str, object]) -> str:
+    """Hash of everything that makes two clusters interchangeable (host port excluded)."""
+    neutral = json.loads(json.dumps(config))
+    for node in neutral.get("nodes", []):
+        for mapping in node.get("extraPortMappings", []):
+            mapping["hostPort"] = 0
+    text = "\n".join([kind_version, node_image_id, yaml.safe_dump(neutral, sort_keys=True)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def host_marker_path(name: str) -> Path:
+    """The host-side copy of a cluster's marker (outside the clone, like the other caches)."""
+    return cache_dir("clusters") / f"{name}.json"
+
+
+def read_host_marker(name: str) -> dict[str, str] | None:
+    try:
+        data = json.loads(host_marker_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def forget_cluster(name: str) -> None:
+    """Drop the host marker once the harness deleted the cluster."""
+    host_marker_path(name).unlink(missing_ok=True)
+
+
+def _node_running(kind: KindCluster) -> bool:
+    proc = _exec.run(["docker", "inspect", "--format", "{{.State.Running}}", kind.control_plane],
+                     check=False, timeout=30)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def _read_cluster_marker(kind: KindCluster, kubectl_bin: Path) -> tuple[Kube | None, dict[str, str] | None]:
+    """(client, marker) of a running cluster; (None, None) if its API does not answer."""
+    try:
+        kind.export_kubeconfig()
+        kube = Kube(kind.kubeconfig, kubectl_bin)
+        return kube, kube.read_config_map(MARKER_NAMESPACE, MARKER_NAME)
+    except Exception:  # an unreachable API looks like many exception types; all mean "cannot tell"
+        return None, None
+
+
+def merge_kind_config(ours: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's kind config merged into ours: theirs wins, except where ours must stay.
+
+    ``nodes``: theirs (e.g. two workers) with our port mapping added to the
+    first control-plane node; ``containerdConfigPatches`` and
+    ``kubeadmConfigPatches``: ours then theirs; any other key: theirs.
+    """
+    if not extra:
+        return ours
+    merged = {**ours, **{k: v for k, v in extra.items() if k not in ("kind", "apiVersion")}}
+    our_cp = ours["nodes"][0]
+    nodes = [dict(n) for n in extra.get("nodes") or [{"role": "control-plane"}]]
+    control_planes = [n for n in nodes if n.get("role", "control-plane") == "control-plane"]
+    if not control_planes:
+        raise HarnessError("kind-config: nodes must include a control-plane node")
+    first = control_planes[0]
+    first["extraPortMappings"] = [*our_cp["extraPortMappings"], *first.get("extraPortMappings", [])]
+    merged["nodes"] = nodes
+    for key in ("containerdConfigPatches", "kubeadmConfigPatches"):
+        if key in ours or key in extra:
+            merged[key] = [*ours.get(key, []), *extra.get(key, [])]
+    return merged
+
+
+def is_ours(kind: KindCluster, kubectl_bin: Path) -> bool:
+    """True if the cluster carries our marker (in the cluster, or on the host while its node is down)."""
+    if read_host_marker(kind.name) is not None:
+        return True
+    _kube, marker = _read_cluster_marker(kind, kubectl_bin)
+    return marker is not None
+
+
+@dataclass
+class KindProvider:
+    """Create or reuse the kind cluster ``name``; on finish delete it if this provider created it."""
+
+    name: str
+    kind_bin: Path
+    kubectl_bin: Path
+    state_dir: Path
+    node_image: str
+    reuse: bool = True
+    config_extra: dict[str, Any] | None = None
+    wait_seconds: int = 300
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.kind = KindCluster(self.name, self.kind_bin, self.state_dir / "clusters" / self.name, log=self.log)
+
+    def _config(self, host_port: int) -> dict[str, Any]:
+        return merge_kind_config(kind_config(host_port=host_port), self.config_extra)
+
+    def start(self) -> Cluster:
+        """Return a ready cluster: reused when allowed and matching, else created."""
+        kind = self.kind
+        kind_version = kind.version()
+        fingerprint = cluster_fingerprint(kind_version, dockercli.image_id(self.node_image), self._config(0))
+
+        if kind.exists():
+            host_marker = read_host_marker(kind.name)
+            kube, marker = _read_cluster_marker(kind, self.kubectl_bin) if _node_running(kind) else (None, None)
+            if marker is None and host_marker is None:
+                raise HarnessError(
+                    f"a kind cluster named {kind.name!r} exists but was not created by this harness; "
+                    "it is left alone. Pick another name (cluster-name / --harness-cluster-name), or delete it "
+                    f"yourself (kind delete cluster --name {kind.name})."
+                )
+            if kube is not None and marker is not None and self.reuse and marker.get("fingerprint") == fingerprint:
+                self.log(f"cluster: reusing {kind.name} (fingerprint {fingerprint})")
+                return self._cluster(kube, False, int(marker["mlflow-host-port"]), fingerprint)
+            if kube is None:
+                why = "its node is stopped or its API does not answer"
+            elif not self.reuse:
+                why = "reuse disabled"
+            else:
+                why = f"fingerprint {(marker or {}).get('fingerprint')} != {fingerprint}"
+            self.log(f"cluster: recreating {kind.name} ({why})")
+            kind.delete()
+            forget_cluster(kind.name)
+
+        port = free_port()
+        self.log(f"cluster: creating {kind.name} from {self.node_image} (MLflow on 127.0.0.1:{port})")
+        try:
+            kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
+            marker_data = {
+                "fingerprint": fingerprint,
+                "created-by": "mlflow-crd-harness",
+                "created-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "mlflow-host-port": str(port),
+                "node-image": self.node_image,
+                "kind-version": kind_version,
+            }
+            host_marker_path(kind.name).write_text(json.dumps(marker_data, indent=2))
+            kube = Kube(kind.kubeconfig, self.kubectl_bin)
+            kube.write_config_map(MARKER_NAMESPACE, MARKER_NAME, marker_data)
+        except BaseException:
+            # A half-made cluster is ours to remove: the next run must not find a node without a marker.
+            self.log(f"cluster: creating {kind.name} failed; deleting what was made")
+            kind.delete()
+            forget_cluster(kind.name)
+            raise
+        return self._cluster(kube, True, port, fingerprint)
+
+    def _cluster(self, kube: Kube, created: bool, port: int, fingerprint: str) -> Cluster:
+        return Cluster(
+            name=self.name, provider="kind", kube=kube, created=created,
+            images=ImageRoute("kind", kind_cluster=self.name, kind_bin=self.kind_bin),
+            fingerprint=fingerprint, mlflow_host_port=port, node_image=self.node_image,
+        )
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> None:
+        if cluster.created and not keep:
+            self.log(f"cluster: deleting {self.name}")
+            self.kind.delete()
+            forget_cluster(self.name)

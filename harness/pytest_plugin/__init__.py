@@ -1,0 +1,167 @@
+"""The pytest plugin (entry point ``pytest11: mlflow-crd-harness``): options, markers, fixtures, reports.
+
+Installed with the package, it is active in every pytest run of that
+environment; it does nothing costly until a test asks for one of its
+fixtures. Options are generated from :data:`harness.settings.OPTIONS`
+(``--harness-<key>``, env ``HARNESS_<KEY>``, key ``<key>`` in
+``[tool.mlflow-crd-harness]``), and the settings are resolved once at startup,
+so a misspelt key or a bad value stops the run before any test with the key
+and the fix.
+
+Tiers: the markers ``unit``, ``docker``, ``e2e`` and ``fault`` are registered
+here (``--strict-markers`` works in a project that declares none). A test is
+marked by the fixtures it uses (any e2e fixture → ``e2e``; the docker tier's →
+``docker``) or by a directory of that name *below the rootdir*
+(``tests/e2e/...``), never by a directory above it such as ``/srv/docker``.
+
+A prerequisite that is missing (no Docker, say) skips the tier *with the
+reason printed*; ``--harness-no-skip`` (``HARNESS_NO_SKIP=1``, set by tox and
+CI) turns that skip into a failure, so a CI run can never go green by skipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.pytest_plugin.fixtures import (
+    base_image,
+    docker_ready,
+    e2e_kube,
+    e2e_mlflow_client,
+    e2e_namespace,
+    e2e_preflight,
+    e2e_stack,
+    harness_images,
+    harness_settings,
+    local_tracking_server,
+    phases,
+    project_run,
+    project_runner,
+    testbed,
+)
+from harness.pytest_plugin.state import PHASES, REPORTS, SETTINGS, ending_lines, missing_prerequisite
+from harness.settings import OPTIONS, ConfigError, Option, load_settings
+from harness.timing import Phases
+
+__all__ = [
+    "TIERS",
+    "base_image",
+    "docker_ready",
+    "e2e_kube",
+    "e2e_mlflow_client",
+    "e2e_namespace",
+    "e2e_preflight",
+    "e2e_stack",
+    "harness_images",
+    "harness_settings",
+    "local_tracking_server",
+    "missing_prerequisite",
+    "phases",
+    "project_run",
+    "project_runner",
+    "testbed",
+]
+
+TIERS = {
+    "unit": "fast, pure tests: no Docker, no cluster",
+    "docker": "needs a Docker engine; runs an MLflow project with `mlflow run` (no cluster)",
+    "e2e": "needs Docker and a cluster (kind or existing); runs projects through a CustomJob",
+    "fault": "e2e under faults: interrupts, restarts, concurrent sessions",
+}
+_E2E_FIXTURES = frozenset({"testbed", "e2e_stack", "e2e_namespace", "project_runner", "project_run", "e2e_kube",
+                           "e2e_mlflow_client"})
+_DOCKER_FIXTURES = frozenset({"docker_ready", "base_image", "harness_images", "local_tracking_server"})
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add(group: pytest.OptionGroup, opt: Option) -> None:
+    help_text = f"{opt.help} [env {opt.env}; default: {opt.describe_default()}]"
+    if opt.kind == "bool":
+        group.addoption(opt.pytest_flag, dest=opt.dest, default=None, nargs="?", const=True, type=_bool,
+                        metavar="BOOL", help=help_text)
+    elif opt.kind == "choice":
+        group.addoption(opt.pytest_flag, dest=opt.dest, default=None, choices=opt.choices, help=help_text)
+    else:
+        group.addoption(opt.pytest_flag, dest=opt.dest, default=None, help=help_text)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlflow-crd-harness", "mlflow-crd-harness (settings: [tool.mlflow-crd-harness])")
+    for opt in OPTIONS:
+        _add(group, opt)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.stash[PHASES] = Phases()
+    explicit = {o.key: config.getoption(o.dest) for o in OPTIONS}
+    try:
+        config.stash[SETTINGS] = load_settings(root=Path(config.rootpath), explicit=explicit)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"mlflow-crd-harness: {exc}") from exc
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier: by the fixtures it uses, else by a tier directory below the rootdir."""
+    root = Path(config.rootpath)
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        tier = "e2e" if names & _E2E_FIXTURES else "docker" if names & _DOCKER_FIXTURES else None
+        if tier is None:
+            try:
+                parts = Path(str(item.path)).resolve().relative_to(root.resolve()).parts[:-1]
+            except ValueError:
+                parts = ()
+            tier = next((p for p in parts if p in TIERS), None)
+        if tier and not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    found = config.stash.get(PHASES, None)
+    if found and found.items:
+        terminalreporter.write_sep("=", "harness phase timings")
+        terminalreporter.write_line(found.table())
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write("\n### Harness phase timings\n\n" + found.markdown() + "\n")
+    lines = ending_lines(config)
+    if lines:
+        terminalreporter.write_sep("=", "harness: what is left and where")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    found = session.config.stash.get(PHASES, None)
+    if not found or not found.items:
+        return
+    try:
+        from _pytest.junitxml import xml_key  # pytest's own JUnit writer, if --junitxml is on
+    except ImportError:  # pragma: no cover - pytest internals moved
+        return
+    xml = session.config.stash.get(xml_key, None)
+    if xml is not None:
+        for p in found.items:
+            xml.add_global_property(f"phase.{p.name}.seconds", f"{p.seconds:.1f}")

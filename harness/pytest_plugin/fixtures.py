@@ -1,0 +1,213 @@
+"""The plugin's fixtures: thin wrappers over package resources that also work from scripts and the CLI.
+
+Session scope: settings → images / tracking server (docker tier) or the
+:class:`~harness.testbed.Testbed` (cluster ∥ image builds, then the stack).
+Test scope: a namespace of its own (labelled as the harness's, evidence
+bundle on failure), a runner for ``mlflow run --backend customjob`` into it,
+and ``project_run`` to run a configured project and get its finished run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import baseimage, doctor, images
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL
+from harness.evidence import bundle_dir_for, collect_bundle
+from harness.kubeapi import Kube
+from harness.pytest_plugin.state import PHASES, SETTINGS, failed, missing_prerequisite, note_ending
+from harness.runs import ProjectRun, ProjectRunner
+from harness.settings import Settings
+from harness.stack import Stack
+from harness.testbed import Testbed
+from harness.timing import Phases
+from harness.tracking_server import LocalTrackingServer
+
+__all__ = [
+    "base_image",
+    "docker_ready",
+    "e2e_kube",
+    "e2e_mlflow_client",
+    "e2e_namespace",
+    "e2e_preflight",
+    "e2e_stack",
+    "harness_images",
+    "harness_settings",
+    "local_tracking_server",
+    "phases",
+    "project_run",
+    "project_runner",
+    "testbed",
+]
+
+SESSION_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def harness_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved settings ([tool.mlflow-crd-harness] < env HARNESS_* < --harness-* options)."""
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def phases(pytestconfig: pytest.Config) -> Phases:
+    """The session's phase timer (summarised at the end of the run, and in JUnit properties)."""
+    return pytestconfig.stash[PHASES]
+
+
+@pytest.fixture(scope="session")
+def docker_ready(pytestconfig: pytest.Config) -> None:
+    """Docker answers, or the tier is skipped (failed under no-skip) with the fix."""
+    import docker
+    import docker.errors
+
+    try:
+        docker.from_env(timeout=10).ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        missing_prerequisite(pytestconfig, f"Docker engine not reachable ({exc}); fix: start Docker "
+                                           "(on Debian as root: scripts/docker-up.sh)")
+
+
+@pytest.fixture(scope="session")
+def base_image(harness_settings: Settings, docker_ready: None, phases: Phases) -> str:
+    """The image the harness's Dockerfiles build FROM (public, or built registry-less)."""
+    with phases.phase("base image") as note:
+        choice = baseimage.resolve_base_image(mode=harness_settings["base-mode"],
+                                              override=harness_settings["base-image"])
+        note["note"] = f"{choice.source}: {choice.image}"
+    return choice.image
+
+
+@pytest.fixture(scope="session")
+def harness_images(harness_settings: Settings, base_image: str, phases: Phases) -> dict[str, images.BuiltImage]:
+    """Every configured image, built (content-hash tags; reused when unchanged), by name."""
+    built = {}
+    for spec in harness_settings.images:
+        with phases.phase(f"build {spec.name} image") as note:
+            built[spec.name] = images.build_spec(spec, base_image=base_image)
+            b = built[spec.name]
+            note["note"] = f"{b.tag} {b.size_bytes / 1e6:.0f} MB{' (reused)' if b.reused else ''}"
+    return built
+
+
+@pytest.fixture(scope="session")
+def local_tracking_server(tmp_path_factory: pytest.TempPathFactory, phases: Phases) -> Iterator[LocalTrackingServer]:
+    """A real ``mlflow server`` on loopback (sqlite, proxied artifacts, explicit allowed hosts)."""
+    with phases.phase("start local MLflow server"):
+        server = LocalTrackingServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_preflight(pytestconfig: pytest.Config, docker_ready: None) -> None:
+    """Docker, privileged containers and disk checked in a second, before any build or cluster work."""
+    failures = doctor.preflight_e2e()
+    if failures:
+        missing_prerequisite(pytestconfig, "preflight failed:\n" + doctor.render(failures))
+
+
+@pytest.fixture(scope="session")
+def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_settings: Settings,
+            phases: Phases) -> Iterator[Testbed]:
+    """The cluster (kind: created or reused; or existing), the configured images and the stack, ready.
+
+    Torn down at the end of the session by the keep-cluster policy; the last
+    lines of the session say what was kept and how to reach it.
+    """
+    bed = Testbed(harness_settings, phases=phases)
+    bed.start()
+    try:
+        yield bed
+    finally:
+        kept = bed.finish(failed=request.session.testsfailed > 0)
+        _note_ending(request.config, bed, kept)
+
+
+def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:
+    cluster, stack = bed.cluster, bed.stack
+    if cluster is None:
+        return
+    if cluster.provider == "existing":
+        note_ending(config, f"existing cluster {cluster.name}: untouched; harness namespaces "
+                            f"{'kept' if kept else 'removed'}")
+        return
+    if kept or not cluster.created:
+        note_ending(config, f"kind cluster {cluster.name}: kept (settings keep-cluster={bed.settings['keep-cluster']})")
+        note_ending(config, f"  export KUBECONFIG={cluster.kube.kubeconfig}")
+        if stack is not None:
+            note_ending(config, f"  MLflow UI: {stack.tracking_uri}")
+        note_ending(config, f"  delete it: python -m harness down --cluster-name {cluster.name}")
+    else:
+        note_ending(config, f"kind cluster {cluster.name}: deleted")
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(testbed: Testbed) -> Stack:
+    """The deployed stack: CRDs Established, controllers rolled out, the tracking server answering."""
+    assert testbed.stack is not None
+    return testbed.stack
+
+
+@pytest.fixture(scope="session")
+def e2e_kube(e2e_stack: Stack) -> Kube:
+    """Typed Kubernetes API clients of the test cluster (``.core``, ``.batch``, ``.custom``, ...)."""
+    return e2e_stack.cluster.kube
+
+
+@pytest.fixture
+def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_settings: Settings) -> Iterator[str]:
+    """A fresh namespace per test, labelled as the harness's; on failure its evidence bundle is written.
+
+    A failed test's namespace is kept when the cluster is kept, to inspect.
+    """
+    kube = e2e_stack.cluster.kube
+    name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
+    kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: SESSION_ID})
+    yield name
+    from harness.testbed import keep_cluster
+
+    if failed(request.node):
+        dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)
+        collect_bundle(dest, kube, namespaces=[name], export_logs=e2e_stack.cluster.export_logs,
+                       system_namespaces=e2e_stack.namespaces)
+        note_ending(request.config, f"evidence of {request.node.nodeid}: {dest}")
+        if keep_cluster(harness_settings, failed=True):
+            return
+    kube.delete_namespace(name)
+
+
+@pytest.fixture
+def project_runner(e2e_stack: Stack, e2e_namespace: str, harness_settings: Settings,
+                   tmp_path: Path) -> ProjectRunner:
+    """Runs configured MLflow projects with ``mlflow run --backend customjob`` into this test's namespace."""
+    return ProjectRunner(e2e_stack, e2e_namespace, tmp_path, projects=harness_settings.projects,
+                         job_timeout=harness_settings["job-timeout"])
+
+
+@pytest.fixture
+def project_run(project_runner: ProjectRunner, harness_settings: Settings) -> Callable[..., ProjectRun]:
+    """``project_run("name-or-path", param=value, ...)`` → the finished :class:`~harness.runs.ProjectRun`.
+
+    The project is a configured one (by name or path) or any directory with an
+    MLproject (it then gets the stub CustomJob template). Params override the
+    configured ones. Assert on the result with ``harness.assert_run``.
+    """
+    def run(project: str | None = None, /, **params: object) -> ProjectRun:
+        spec = harness_settings.project(project) if project is not None else None
+        return project_runner.run(spec, **params)
+
+    return run
+
+
+@pytest.fixture
+def e2e_mlflow_client(e2e_stack: Stack) -> MlflowClient:
+    """A client of the stack's tracking server."""
+    return MlflowClient(tracking_uri=e2e_stack.tracking_uri)

@@ -1,0 +1,476 @@
+"""One table of settings, read the same way by the pytest plugin and the CLI.
+
+Every setting has a key (``cluster-name``) that may be written in the
+``[tool.mlflow-crd-harness]`` section of the project's ``pyproject.toml`` (or a
+TOML file named by ``--harness-config``), given as an environment variable
+(``HARNESS_CLUSTER_NAME``), a pytest option (``--harness-cluster-name``) or a
+CLI flag (``python -m harness up --cluster-name``). The options, the env names
+and the defaults are all generated from :data:`OPTIONS`, so they cannot drift
+apart. Precedence: option > environment > file > default.
+
+Why prefixed pytest options: pytest-kind(-ng) owns ``--cluster-name``,
+``--keep-cluster``, ``--kind-bin`` and ``--kubeconfig``; two plugins that
+register the same option cannot load together.
+
+Paths in a file are relative to that file's directory (the project root);
+paths from options and the environment are relative to the current directory.
+A path may start with ``stub:`` to name a part of the stub CustomJob stack
+shipped in the package (``stub:controller`` is the controller's build context).
+Unknown keys and bad values stop the session at startup with the key, where it
+came from and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness._errors import HarnessError
+
+__all__ = [
+    "OPTIONS",
+    "SECTION",
+    "ConfigError",
+    "ImageSpec",
+    "Option",
+    "ProjectSpec",
+    "Settings",
+    "env_flag",
+    "find_project_file",
+    "load_settings",
+]
+
+SECTION = "mlflow-crd-harness"
+"""The ``[tool.<SECTION>]`` table of ``pyproject.toml``."""
+
+ENV_PREFIX = "HARNESS_"
+
+
+class ConfigError(HarnessError):
+    """A setting is unknown or has a bad value; the message names the key, its source and the fix."""
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """An on/off environment variable: unset, empty, ``0``, ``false`` and ``no`` mean off."""
+    env = os.environ if environ is None else environ
+    return env.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+Kind = Literal["str", "bool", "float", "path", "choice", "list", "table-list", "table"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its key, type, default and the help text shown everywhere."""
+
+    key: str
+    kind: Kind
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    group: str = "cluster"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.upper().replace("-", "_")
+
+    @property
+    def pytest_flag(self) -> str:
+        return f"--harness-{self.key}"
+
+    @property
+    def cli_flag(self) -> str:
+        return f"--{self.key}"
+
+    @property
+    def dest(self) -> str:
+        return "harness_" + self.key.replace("-", "_")
+
+    def describe_default(self) -> str:
+        if callable(self.default):
+            return str(getattr(self.default, "__doc__", "") or "computed").strip()
+        if self.default in (None, (), []):
+            return "unset"
+        return json.dumps(self.default) if self.kind in ("list", "table-list", "table") else str(self.default)
+
+
+def _not_ci() -> bool:
+    """on, except under CI (env CI set)"""
+    return not env_flag("CI")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("config", "path", None, "TOML file with a [tool.mlflow-crd-harness] table (default: the rootdir's "
+           "pyproject.toml)", group="general"),
+    Option("no-skip", "bool", False, "fail instead of skipping when a tier's prerequisites are missing (CI)",
+           group="general"),
+    Option("cluster", "choice", "kind", "cluster provider: kind (created or reused by fingerprint) or existing "
+           "(a cluster you give by kubeconfig/context; never created or deleted)", choices=("kind", "existing")),
+    Option("cluster-name", "str", None, "kind cluster to create or reuse (default: <project dir name>-e2e)"),
+    Option("kubeconfig", "path", None, "kubeconfig of an existing cluster (provider existing)"),
+    Option("context", "str", None, "kubeconfig context of an existing cluster (default: its current context)"),
+    Option("keep-cluster", "choice", "auto", "after the session: auto (keep locally, delete under CI), always, "
+           "never, on-failure", choices=("auto", "always", "never", "on-failure")),
+    Option("reuse", "bool", _not_ci, "reuse a kind cluster whose fingerprint matches (default: on, off under CI)"),
+    Option("kind-config", "path", None, "YAML merged into the harness's kind config (nodes, featureGates, "
+           "containerdConfigPatches, ...); part of the fingerprint"),
+    Option("node-image", "str", None, "kind node image to use as is"),
+    Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
+           "registry-less build; public; local", choices=("auto", "public", "local")),
+    Option("kind-bin", "path", None, "kind executable (default: on PATH, else built from Go modules)",
+           group="tools"),
+    Option("kubectl-bin", "path", None, "kubectl executable (default: on PATH, else built)", group="tools"),
+    Option("base-image", "str", None, "image the harness's Dockerfiles build FROM (BASE_IMAGE build arg)",
+           group="images"),
+    Option("base-mode", "choice", "auto", "auto: public python image if pullable, else built from the Debian "
+           "mirror; public; local", choices=("auto", "public", "local"), group="images"),
+    Option("stack", "list", ("stub",), "kustomize directories applied in order (CRDs first); 'stub' is the "
+           "CustomJob stack shipped with the package", group="stack"),
+    Option("images", "table-list", None, "images to build: [{name, context, repository, build-args, also-tag, "
+           "deliver}]; a delivered image replaces the same repository in the stack's manifests (default: the "
+           "stub controller when the stack uses the stub)", group="images"),
+    Option("tracking", "str", "in-cluster", "MLflow tracking server: in-cluster (deployed by the harness) or "
+           "the http(s) URI of an external one", group="stack"),
+    Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
+           "(external servers only)", group="stack"),
+    Option("registry", "str", None, "registry host[:port] images are pushed to and pods pull from (required "
+           "for provider existing; kind uses kind load unless set)", group="images"),
+    Option("projects", "table-list", (), "MLflow projects: [{name, path, template, entry-point, params, "
+           "backend-config}]", group="projects"),
+    Option("namespace-prefix", "str", "e2e", "prefix of the per-test namespaces the harness creates and labels",
+           group="stack"),
+    Option("state-dir", "path", ".harness", "where kubeconfigs (0600) and cluster state go (relative: to the "
+           "project root)", group="general"),
+    Option("bundle-dir", "path", "build/e2e-bundles", "where failed tests' evidence bundles go, one directory "
+           "per test", group="general"),
+    Option("job-timeout", "float", 900.0, "seconds a project run may take to end", group="projects"),
+    Option("deploy-timeout", "float", 300.0, "seconds the stack (CRDs, Deployments, tracking) may take to be "
+           "ready", group="stack"),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+_IMAGE_KEYS = ("name", "context", "repository", "dockerfile", "build-args", "also-tag", "deliver")
+_PROJECT_KEYS = ("name", "path", "template", "entry-point", "params", "backend-config")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image the harness builds (content-hash tag) before the stack is deployed."""
+
+    name: str
+    context: Path
+    repository: str
+    dockerfile: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    also_tag: tuple[str, ...] = ()
+    deliver: bool = True
+    """Load/push into the cluster (controllers); False for images only used to build FROM locally."""
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """An MLflow project the tests run through a CustomJob."""
+
+    name: str
+    path: Path
+    template: Path
+    entry_point: str = "main"
+    params: Mapping[str, str] = field(default_factory=dict)
+    backend_config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``values`` maps every key of :data:`OPTIONS` to its typed value."""
+
+    root: Path
+    """The project root: the config file's directory (pytest's rootdir without one)."""
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    images: tuple[ImageSpec, ...]
+    projects: tuple[ProjectSpec, ...]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _BY_KEY:
+            raise KeyError(key)
+        return self.values[key]
+
+    @property
+    def cluster_name(self) -> str:
+        return str(self.values["cluster-name"])
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.values["state-dir"])
+
+    @property
+    def bundle_dir(self) -> Path:
+        return Path(self.values["bundle-dir"])
+
+    def project(self, name_or_path: str) -> ProjectSpec:
+        """A configured project by name or path; an unconfigured path gets the stub template."""
+        for p in self.projects:
+            if name_or_path in (p.name, str(p.path)) or (self.root / name_or_path).resolve() == p.path:
+                return p
+        path = (self.root / name_or_path).resolve()
+        if (path / "MLproject").is_file():
+            from harness import assets
+
+            return ProjectSpec(name=path.name, path=path, template=assets.stub_template())
+        known = ", ".join(p.name for p in self.projects) or "none configured"
+        raise ConfigError(f"no project {name_or_path!r}: not a configured name ({known}) and no MLproject in {path}; "
+                          f"fix: add it to [[tool.{SECTION}.projects]] or pass a project directory")
+
+    def describe(self) -> str:
+        """Every setting with its value and source, for ``python -m harness config``."""
+        lines = []
+        for o in OPTIONS:
+            lines.append(f"{o.key:<18} = {self.values[o.key]!r}  ({self.sources[o.key]})")
+        return "\n".join(lines)
+
+
+def find_project_file(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` at or above ``start`` that has our section, else the nearest one."""
+    first: Path | None = None
+    for d in [start, *start.parents]:
+        candidate = d / "pyproject.toml"
+        if candidate.is_file():
+            first = first or candidate
+            try:
+                if SECTION in tomllib.loads(candidate.read_text()).get("tool", {}):
+                    return candidate
+            except tomllib.TOMLDecodeError:
+                continue
+    return first
+
+
+def read_section(path: Path) -> dict[str, Any]:
+    """The ``[tool.mlflow-crd-harness]`` table of ``path`` (``{}`` if absent)."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+    section = data.get("tool", {}).get(SECTION, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.{SECTION}] must be a table")
+    return section
+
+
+def load_settings(
+    *,
+    root: Path,
+    explicit: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Resolve every setting: ``explicit`` (options/flags, None = not given) > env > file > default.
+
+    ``root`` is where to look for ``pyproject.toml`` when no config file is
+    named (pytest's rootdir, or the CLI's current directory).
+    """
+    env = dict(os.environ if environ is None else environ)
+    given = {k: v for k, v in (explicit or {}).items() if v is not None}
+    for key in given:
+        if key not in _BY_KEY:
+            raise ConfigError(f"unknown setting {key!r}")
+    cfg_value = given.get("config") or env.get(_BY_KEY["config"].env) or config_file
+    if cfg_value:
+        path = Path(cfg_value).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist (from --harness-config / HARNESS_CONFIG)")
+        file_values = read_section(path)
+        project_root = path.parent
+    else:
+        found = find_project_file(root)
+        file_values = read_section(found) if found else {}
+        project_root = found.parent if found else root
+    where_file = path if cfg_value else found
+    file_where = f"[tool.{SECTION}] of {where_file}" if where_file else "file"
+
+    unknown = [k for k in file_values if k not in _BY_KEY or k == "config"]
+    if unknown:
+        bad = unknown[0]
+        near = difflib.get_close_matches(bad, list(_BY_KEY), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"unknown key {bad!r} in {file_where}{hint} Valid keys: {', '.join(_BY_KEY)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        if opt.key in given:
+            raw, where, base = given[opt.key], f"option {opt.pytest_flag}/{opt.cli_flag}", Path.cwd()
+        elif opt.env in env and env[opt.env] != "":
+            raw, where, base = env[opt.env], f"env {opt.env}", Path.cwd()
+        elif opt.key in file_values:
+            raw, where, base = file_values[opt.key], file_where, project_root
+        else:
+            raw, where, base = (opt.default() if callable(opt.default) else opt.default), "default", project_root
+        values[opt.key] = _coerce(opt, raw, where, base)
+        sources[opt.key] = where
+
+    if values["cluster-name"] is None:
+        values["cluster-name"] = _default_cluster_name(project_root)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?", values["cluster-name"]):
+        raise ConfigError(f"cluster-name {values['cluster-name']!r} ({sources['cluster-name']}) must be lower-case "
+                          "letters, digits and '-', at most 32 characters (kind names node containers after it)")
+    tracking = values["tracking"]
+    if tracking != "in-cluster" and not re.match(r"https?://", tracking):
+        raise ConfigError(f"tracking {tracking!r} ({sources['tracking']}) must be 'in-cluster' or an http(s) URI")
+    if values["cluster"] == "existing":
+        if values["kubeconfig"] is None:
+            raise ConfigError("cluster = existing needs a kubeconfig (kubeconfig key, --harness-kubeconfig or "
+                              "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
+        if values["registry"] is None:
+            raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
+                              "--harness-registry or HARNESS_REGISTRY), e.g. localhost:5001")
+    images = _images(values, sources)
+    projects = tuple(_project(item, i, sources["projects"], project_root)
+                     for i, item in enumerate(values["projects"]))
+    names = [p.name for p in projects]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"project names must be unique; got {names} ({sources['projects']})")
+    return Settings(root=project_root, values=values, sources=sources, images=images, projects=projects)
+
+
+def _default_cluster_name(root: Path) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", root.name.lower()).strip("-")[:24] or "harness"
+    return f"{slug}-e2e"
+
+
+def _resolve_path(raw: str, base: Path) -> Path:
+    if raw.startswith("stub:"):
+        from harness import assets
+
+        return assets.stub_path(raw.removeprefix("stub:"))
+    p = Path(raw).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _coerce(opt: Option, raw: Any, where: str, base: Path) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{opt.key} = {raw!r} ({where}): expected {expected}. {opt.help}")
+
+    if raw is None:
+        return None
+    if opt.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        raise bad("true or false")
+    if opt.kind == "float":
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise bad("a number of seconds") from None
+        if not value > 0 or isinstance(raw, bool):
+            raise bad("a positive number of seconds")
+        return value
+    if opt.kind == "choice":
+        if raw not in opt.choices:
+            raise bad(f"one of {', '.join(opt.choices)}")
+        return raw
+    if opt.kind == "str":
+        if not isinstance(raw, str) or not raw:
+            raise bad("a non-empty string")
+        return raw
+    if opt.kind == "path":
+        if not isinstance(raw, (str, os.PathLike)) or not str(raw):
+            raise bad("a path")
+        return _resolve_path(str(raw), base)
+    # Structured values: native from TOML, JSON text from options and the environment.
+    if isinstance(raw, str):
+        if opt.kind == "list" and not raw.lstrip().startswith("["):
+            raw = [s.strip() for s in raw.split(",") if s.strip()]
+        else:
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise bad("JSON (from an option or env var)") from None
+    if opt.kind == "list":
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(x, str) and x for x in raw):
+            raise bad("a list of strings")
+        return tuple("stub" if x == "stub" else str(_resolve_path(x, base)) for x in raw)
+    if opt.kind == "table-list":
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(x, dict) for x in raw):
+            raise bad("a list of tables ([[...]] in TOML, a JSON list of objects elsewhere)")
+        return tuple({**x, "_base": str(base)} for x in raw)
+    raise AssertionError(opt.kind)  # pragma: no cover
+
+
+def _table(item: Mapping[str, Any], allowed: tuple[str, ...], what: str, where: str) -> None:
+    unknown = [k for k in item if k not in allowed and k != "_base"]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {what} ({where}); valid keys: {', '.join(allowed)}")
+
+
+def _str_map(value: Any, what: str, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} ({where}) must be a table of name = value")
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+
+
+def _images(values: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[ImageSpec, ...]:
+    raw = values["images"]
+    if raw is None:
+        if "stub" not in values["stack"]:
+            return ()
+        raw = ({"name": "controller", "context": "stub:controller", "repository": "customjob-controller",
+                "_base": "."},)
+    out = []
+    where = sources["images"]
+    for i, item in enumerate(raw):
+        what = f"images[{i}]"
+        _table(item, _IMAGE_KEYS, what, where)
+        for req in ("context", "repository"):
+            if not isinstance(item.get(req), str) or not item[req]:
+                raise ConfigError(f"{what}.{req} is required ({where})")
+        context = _resolve_path(item["context"], Path(item["_base"]))
+        if not (context / (item.get("dockerfile") or "Dockerfile")).is_file():
+            raise ConfigError(f"{what}.context {context} has no {item.get('dockerfile') or 'Dockerfile'} ({where})")
+        repo = item["repository"]
+        if not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", repo):
+            raise ConfigError(f"{what}.repository {repo!r} must be a lower-case image name without a tag ({where})")
+        also = item.get("also-tag", [])
+        if not isinstance(also, list) or not all(isinstance(t, str) for t in also):
+            raise ConfigError(f"{what}.also-tag must be a list of image references ({where})")
+        out.append(ImageSpec(
+            name=str(item.get("name") or repo.rsplit("/", 1)[-1]), context=context, repository=repo,
+            dockerfile=item.get("dockerfile"), build_args=_str_map(item.get("build-args"), f"{what}.build-args", where),
+            also_tag=tuple(also), deliver=bool(item.get("deliver", True)),
+        ))
+    return tuple(out)
+
+
+def _project(item: Mapping[str, Any], i: int, where: str, root: Path) -> ProjectSpec:
+    from harness import assets
+
+    what = f"projects[{i}]"
+    _table(item, _PROJECT_KEYS, what, where)
+    if not isinstance(item.get("path"), str):
+        raise ConfigError(f"{what}.path is required: the directory holding the MLproject ({where})")
+    base = Path(item.get("_base") or root)
+    path = _resolve_path(item["path"], base)
+    if not (path / "MLproject").is_file() and not (path / "MLProject").is_file():
+        raise ConfigError(f"{what}.path {path} has no MLproject file ({where})")
+    template = _resolve_path(item["template"], base) if item.get("template") else assets.stub_template()
+    if not template.is_file():
+        raise ConfigError(f"{what}.template {template} does not exist ({where})")
+    backend = item.get("backend-config") or {}
+    if not isinstance(backend, dict):
+        raise ConfigError(f"{what}.backend-config must be a table ({where})")
+    return ProjectSpec(
+        name=str(item.get("name") or path.name), path=path, template=template,
+        entry_point=str(item.get("entry-point") or "main"),
+        params=_str_map(item.get("params"), f"{what}.params", where), backend_config=dict(backend),
+    )
+

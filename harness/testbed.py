@@ -1,0 +1,174 @@
+"""The test bed: a cluster, the configured images and the stack, brought up and torn down as one resource.
+
+``with Testbed(settings) as bed:`` gives ``bed.cluster`` and ``bed.stack``;
+the pytest fixtures and ``python -m harness up`` use the same class, so a
+cluster kept by a test session is the one the CLI works against. The cluster
+starts while the images build (they do not depend on each other); then the
+images are delivered and the stack deployed. If anything after the cluster's
+start fails, the cluster is finished like at the end of a session (deleted
+when this session created it, unless kept), so a failed build never leaves a
+cluster behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from harness import _exec, assets, baseimage, images, toolchain
+from harness._errors import HarnessError
+from harness.clusters import Cluster, ClusterProvider
+from harness.clusters.existing import ExistingProvider
+from harness.clusters.kind import KindProvider
+from harness.settings import ImageSpec, Settings, env_flag
+from harness.stack import Stack, deploy_stack
+from harness.timing import Phases
+
+__all__ = ["Testbed", "keep_cluster", "make_provider"]
+
+TRACKING_REPOSITORY = "mlflow-server"
+
+
+def keep_cluster(settings: Settings, *, failed: bool) -> bool:
+    """The ``keep-cluster`` policy: auto keeps locally and deletes under CI."""
+    policy = settings["keep-cluster"]
+    if policy == "auto":
+        return not env_flag("CI")
+    return policy == "always" or (policy == "on-failure" and failed)
+
+
+def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None] = print,
+                  phases: Phases | None = None) -> ClusterProvider:
+    """The cluster provider the settings name (``cluster``)."""
+    if settings["cluster"] == "existing":
+        return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
+                                registry=settings["registry"], context=settings["context"], log=log)
+    kind_bin = toolchain.resolve_kind(_opt_str(settings["kind-bin"]), log=log)
+    timer = phases or Phases()
+    with timer.phase("node image") as note:
+        choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
+                                              log=log)
+        note["note"] = f"{choice.source}: {choice.image}"
+    extra = None
+    if settings["kind-config"] is not None:
+        import yaml
+
+        extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
+        if not isinstance(extra, dict):
+            raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
+    return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
+                        state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
+                        config_extra=extra, log=log)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass
+class Testbed:
+    """Cluster ∥ image builds, then delivery and the stack; a context manager that cleans up after itself."""
+
+    settings: Settings
+    phases: Phases = field(default_factory=Phases)
+    log: Callable[[str], None] = print
+    cluster: Cluster | None = field(default=None, init=False)
+    stack: Stack | None = field(default=None, init=False)
+    built: dict[str, images.BuiltImage] = field(default_factory=dict, init=False)
+    kubectl_bin: Path | None = field(default=None, init=False)
+    _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.finish(failed=exc is not None)
+
+    def start(self) -> Self:
+        s = self.settings
+        assets.materialise_stub(s.state_dir / "stub")
+        with self.phases.phase("tools (kind, kubectl)"):
+            self.kubectl_bin = toolchain.resolve_kubectl(_opt_str(s["kubectl-bin"]), log=self.log)
+        with self.phases.phase("base image") as note:
+            base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
+            note["note"] = f"{base.source}: {base.image}"
+        specs = list(s.images)
+        if s["tracking"] == "in-cluster":
+            specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),
+                                   repository=TRACKING_REPOSITORY))
+
+        def build(spec: ImageSpec) -> images.BuiltImage:
+            with self.phases.phase(f"build {spec.name} image") as note:
+                built = images.build_spec(spec, base_image=base.image, log=self.log)
+                note["note"] = f"{built.tag} {built.size_bytes / 1e6:.0f} MB{' (reused)' if built.reused else ''}"
+                return built
+
+        def cluster() -> Cluster:
+            assert self.kubectl_bin is not None
+            provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases)
+            self._provider = provider
+            with self.phases.phase("cluster") as note:
+                found = provider.start()
+                note["note"] = f"{found.provider}: {'created' if found.created else 'reused'} {found.name}"
+                return found
+
+        with ThreadPoolExecutor(max_workers=1 + len(specs)) as pool:
+            f_cluster = pool.submit(cluster)
+            f_images = [(spec, pool.submit(build, spec)) for spec in specs]
+            errors: list[BaseException] = []
+            for _spec, fut in f_images:
+                try:
+                    self.built[_spec.name] = fut.result()
+                except BaseException as exc:
+                    errors.append(exc)
+            try:
+                self.cluster = f_cluster.result()
+            except BaseException as exc:
+                errors.append(exc)
+        try:
+            if errors:
+                raise errors[0]
+            self.stack = self._deploy(specs)
+        except BaseException:
+            self.finish(failed=True)
+            raise
+        return self
+
+    def _deploy(self, specs: list[ImageSpec]) -> Stack:
+        s, cluster = self.settings, self.cluster
+        assert cluster is not None
+        with self.phases.phase("deliver images") as note:
+            wanted = [sp for sp in specs if sp.deliver or sp.repository == TRACKING_REPOSITORY]
+            with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+                refs = dict(zip([sp.repository for sp in wanted], pool.map(
+                    lambda sp: images.deliver(self.built[sp.name].tag, cluster.images, log=self.log), wanted),
+                    strict=True))
+            note["note"] = ", ".join(refs.values())
+        stack_dirs = [assets.stub_root() if d == "stub" else Path(d) for d in s["stack"]]
+        tracking_image = refs.pop(TRACKING_REPOSITORY, None)
+        with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
+            stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s["tracking"],
+                                 tracking_image=tracking_image, tracking_pod_uri=s["tracking-pod-uri"],
+                                 timeout=s["deploy-timeout"], log=self.log)
+            note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
+        return stack
+
+    def finish(self, *, failed: bool = False) -> bool:
+        """Tear down what this test bed started; return True if the cluster was kept."""
+        keep = keep_cluster(self.settings, failed=failed)
+        if self.stack is not None and self.stack.forward is not None:
+            _exec.stop(self.stack.forward)
+        if self.cluster is not None and self._provider is not None:
+            if self.cluster.provider == "existing" and not keep and self.stack is not None:
+                for ns in self.stack.namespaces:
+                    self.cluster.kube.delete_namespace(ns)
+            with self.phases.phase("finish cluster") as note:
+                self._provider.finish(self.cluster, keep=keep)
+                note["note"] = "kept" if keep or not self.cluster.created else "deleted"
+        return keep

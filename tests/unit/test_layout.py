@@ -1,0 +1,104 @@
+"""Unit tier: the package's shape: public API pinned, imports point one way, the wheel holds what it needs."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import harness
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "harness"
+
+PUBLIC = [
+    "Cluster", "ClusterProvider", "CommandError", "ConfigError", "ExistingProvider", "HarnessError", "ImageSpec",
+    "KindProvider", "LocalTrackingServer", "ProjectRun", "ProjectRunner", "ProjectSpec", "RunFacts", "Settings",
+    "Stack", "Testbed", "WaitTimeout", "__version__", "assert_customjob", "assert_run", "load_settings",
+]
+
+
+def test_public_api_is_pinned_and_sorted() -> None:
+    assert harness.__all__ == sorted(harness.__all__)
+    assert harness.__all__ == PUBLIC, "a change to the public API must be deliberate: update PUBLIC too"
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules ``path`` imports (absolute names), TYPE_CHECKING blocks included."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _modules(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "files" not in p.parts)
+
+
+# Lower layers must never import higher ones (a test keeps the arrows pointing one way).
+RULES = {
+    "harness/backend": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.clusters",
+                        "harness.settings", "harness.runs", "harness.assertions", "harness.nodeimage", "pytest",
+                        "kopf", "hypothesis", "jsonschema", "celpy"),
+    "harness/nodeimage": ("harness.backend", "harness.pytest_plugin", "harness.testbed", "harness.stack",
+                          "harness.clusters", "harness.settings", "mlflow", "kubernetes", "docker", "pytest", "yaml"),
+    "harness/registry": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "pytest", "mlflow"),
+    "harness/clusters": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.runs", "pytest"),
+    "harness/contract.py": ("harness.",),
+    "harness/settings.py": ("harness.pytest_plugin", "harness.testbed", "pytest", "mlflow", "kubernetes"),
+    "harness/testbed.py": ("harness.pytest_plugin", "pytest"),
+    "harness/runs.py": ("harness.pytest_plugin", "pytest"),
+    "harness/assertions.py": ("harness.pytest_plugin", "pytest"),
+    "harness/cli.py": ("harness.pytest_plugin", "pytest"),
+    "crds/controller/customjob_controller": ("harness", "tests", "pytest"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(RULES))
+def test_imports_point_one_way(where: str) -> None:
+    target = REPO / where
+    files = [target] if target.is_file() else _modules(target)
+    assert files, f"nothing found at {where}"
+    bad = []
+    for f in files:
+        for name in _imports(f):
+            if any(name == b.rstrip(".") or name.startswith(b if b.endswith(".") else b + ".") or name == b
+                   for b in RULES[where]):
+                bad.append(f"{f.relative_to(REPO)} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert "harness.assets.stub" in listed
+
+
+def test_the_stub_stack_and_tracking_image_are_found() -> None:
+    from harness import assets
+
+    assert (assets.stub_root() / "kustomization.yaml").is_file()
+    assert (assets.stub_path("controller") / "Dockerfile").is_file()
+    assert assets.stub_template().is_file()
+    assert (assets.tracking_server_context() / "Dockerfile").is_file()
+
+
+def test_materialised_stub_is_a_kustomize_base(tmp_path: Path) -> None:
+    from harness import assets
+
+    out = assets.materialise_stub(tmp_path / "stub")
+    text = (out / "kustomization.yaml").read_text()
+    for rel in ("bases/customjob.yaml", "rbac/cluster_role.yaml", "manager/deployment.yaml"):
+        assert rel in text
+        assert (out / rel).is_file()
+    assert not (out / "controller").exists(), "the overlay base holds manifests only"

@@ -1,0 +1,114 @@
+"""Unit tier: one settings table for file, env, pytest options and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import assets
+from harness.cli import build_parser
+from harness.settings import OPTIONS, ConfigError, load_settings
+
+
+def _project(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "pyproject.toml").write_text("[tool.mlflow-crd-harness]\n" + body)
+    return tmp_path
+
+
+def test_precedence_is_option_then_env_then_file_then_default(tmp_path: Path) -> None:
+    root = _project(tmp_path, 'cluster-name = "from-file"\njob-timeout = 60\n')
+    s = load_settings(root=root, environ={})
+    assert (s.cluster_name, s["job-timeout"], s["deploy-timeout"]) == ("from-file", 60.0, 300.0)
+    assert s.sources["cluster-name"].startswith("[tool.mlflow-crd-harness] of ")
+    s = load_settings(root=root, environ={"HARNESS_CLUSTER_NAME": "from-env"})
+    assert (s.cluster_name, s.sources["cluster-name"]) == ("from-env", "env HARNESS_CLUSTER_NAME")
+    s = load_settings(root=root, environ={"HARNESS_CLUSTER_NAME": "from-env"}, explicit={"cluster-name": "from-opt"})
+    assert s.cluster_name == "from-opt"
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    (tmp_path / "My Project").mkdir()
+    s = load_settings(root=tmp_path / "My Project", environ={})
+    assert s.cluster_name == "my-project-e2e"
+    assert s["stack"] == ("stub",)
+    assert [i.repository for i in s.images] == ["customjob-controller"], "the stub's controller comes with the stub"
+    assert s.images[0].context == assets.stub_path("controller")
+    assert s["tracking"] == "in-cluster"
+    assert s.state_dir == (tmp_path / "My Project" / ".harness").resolve()
+
+
+def test_paths_in_the_file_are_relative_to_it_and_stub_names_package_data(tmp_path: Path) -> None:
+    (tmp_path / "ml" / "churn").mkdir(parents=True)
+    (tmp_path / "ml" / "churn" / "MLproject").write_text("name: churn\n")
+    root = _project(tmp_path, '''stack = ["deploy"]
+[[tool.mlflow-crd-harness.images]]
+context = "stub:controller"
+repository = "customjob-controller"
+[[tool.mlflow-crd-harness.projects]]
+path = "ml/churn"
+params = { model = "gbm", max_depth = 4 }
+''')
+    sub = tmp_path / "ml"
+    s = load_settings(root=sub, environ={})  # found by walking up
+    assert s.root == tmp_path
+    assert s["stack"] == (str(tmp_path / "deploy"),)
+    (project,) = s.projects
+    assert (project.name, project.path, dict(project.params)) == ("churn", tmp_path / "ml" / "churn",
+                                                                   {"model": "gbm", "max_depth": "4"})
+    assert project.template == assets.stub_template()
+    assert s.project("churn") is project
+    assert s.project("ml/churn") is project
+
+
+def test_structured_values_come_as_json_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # paths from the environment are relative to the current directory
+    env = {"HARNESS_STACK": "a,b", "HARNESS_PROJECTS": "[]", "HARNESS_REUSE": "false"}
+    s = load_settings(root=tmp_path, environ=env)
+    assert s["stack"] == (str(tmp_path / "a"), str(tmp_path / "b"))
+    assert s["reuse"] is False
+    with pytest.raises(ConfigError, match=r"projects = '\{' \(env HARNESS_PROJECTS\): expected JSON"):
+        load_settings(root=tmp_path, environ={"HARNESS_PROJECTS": "{"})
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('cluster-nme = "x"', r"unknown key 'cluster-nme' .*did you mean 'cluster-name'"),
+    ('keep-cluster = "sometimes"', r"keep-cluster = 'sometimes' .*expected one of auto, always, never, on-failure"),
+    ('cluster-name = "Bad_Name"', r"cluster-name 'Bad_Name' .*lower-case"),
+    ('tracking = "ftp://x"', r"tracking 'ftp://x' .*in-cluster' or an http\(s\) URI"),
+    ('cluster = "existing"', r"cluster = existing needs a kubeconfig"),
+    ('[[tool.mlflow-crd-harness.projects]]\npath = "nowhere"', r"projects\[0\].path .* has no MLproject"),
+    ('[[tool.mlflow-crd-harness.images]]\ncontext = "."\nrepository = "x"\ntag = "1"',
+     r"unknown key 'tag' in images\[0\]"),
+    ('job-timeout = -1', r"job-timeout = -1 .*positive number"),
+])
+def test_bad_settings_fail_with_the_key_and_the_fix(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(root=_project(tmp_path, body + "\n"), environ={})
+
+
+def test_cli_flags_pytest_options_and_env_names_come_from_one_table() -> None:
+    parser = build_parser()
+    up = parser._subparsers._group_actions[0].choices["up"]  # type: ignore[union-attr]
+    flags = {s for a in up._actions for s in a.option_strings}
+    for opt in OPTIONS:
+        assert opt.cli_flag in flags
+        assert opt.env == "HARNESS_" + opt.key.upper().replace("-", "_")
+        assert opt.pytest_flag == f"--harness-{opt.key}"
+        assert opt.help
+
+
+def test_cli_resolves_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    _project(tmp_path, 'cluster-name = "from-file"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARNESS_CLUSTER_NAME", raising=False)
+    assert main(["config", "--job-timeout", "42"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster-name       = 'from-file'" in out
+    assert "job-timeout        = 42.0  (option" in out
+    with pytest.raises(SystemExit) as info:
+        main(["config", "--keep-cluster", "sometimes"])
+    assert info.value.code == 2
