@@ -14,6 +14,7 @@ scikit-learn models: ``pip install mlflow-crd-harness[models]``).
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,7 @@ def assert_run(
 
 def _check_model(client: MlflowClient, run_id: str, experiment_id: str, rows: Any,
                  required: Sequence[str]) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     models = client.search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")
@@ -118,19 +120,16 @@ def _check_model(client: MlflowClient, run_id: str, experiment_id: str, rows: An
     for name in required:
         if name not in files:
             raise _fail(run_id, f"model {model.model_id} lacks {name}", files)
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client.tracking_uri)  # models:/ URIs resolve through the global tracking URI
-    try:
-        loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
-    finally:
-        mlflow.set_tracking_uri(previous)
     if isinstance(rows, list):
         import pandas as pd
 
         rows = pd.DataFrame(rows)
-    raw = loaded.predict(rows)
+    # Download through *this* client's server (a models:/ URI would resolve through the global tracking
+    # URI), then load from disk: no global state is touched.
+    with tempfile.TemporaryDirectory(prefix="harness-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=str(model.artifact_location), dst_path=tmp,
+                                                    tracking_uri=client.tracking_uri)
+        raw = mlflow.pyfunc.load_model(local).predict(rows)
     predicted = tuple(raw.tolist() if hasattr(raw, "tolist") else list(raw))
     if len(predicted) != len(rows):
         raise _fail(run_id, f"model predicted {len(predicted)} values for {len(rows)} rows", predicted)

@@ -7,6 +7,7 @@
                                        a configured project through `mlflow run --backend customjob`, waited for
     python -m harness down             delete the kind cluster (only one this harness created)
     python -m harness stub DIR         copy the stub CustomJob stack's manifests to DIR (to overlay them)
+    python -m harness registry up|attach|down   the local registry on 127.0.0.1:5001 (kind's pattern)
     python -m harness base-image       resolve/build the Python base image, print its tag
     python -m harness node-image ...   the registry-less node image builder (see its --help)
 
@@ -51,8 +52,8 @@ def _settings(ns: argparse.Namespace) -> Settings:
 def _up(ns: argparse.Namespace) -> tuple[object, Phases]:
     from harness.testbed import Testbed
 
-    phases = Phases()
-    bed = Testbed(_settings(ns), phases=phases)
+    phases = Phases(sink=lambda line: print(line, file=sys.stderr, flush=True))
+    bed = Testbed(_settings(ns), phases=phases, log=phases.log)
     bed.start()
     return bed, phases
 
@@ -139,6 +140,24 @@ def cmd_stub(ns: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
+def cmd_registry(ns: argparse.Namespace) -> int:
+    """The harness's local registry, for kind clusters the harness did not create (kind's documented pattern)."""
+    from harness.registry import LocalRegistry, ensure_registry_image
+
+    if ns.action == "down":
+        LocalRegistry(image="").remove()
+        print("local registry removed")
+        return _EXIT_OK
+    reg = LocalRegistry(ensure_registry_image())
+    reg.ensure_running()
+    if ns.action == "attach":
+        if not ns.cluster or not ns.kubeconfig:
+            raise HarnessError("registry attach needs --cluster NAME and --kubeconfig FILE of that kind cluster")
+        reg.attach_to_cluster(ns.cluster, toolchain.resolve_kind(None), Path(ns.kubeconfig))
+    print(reg.host)
+    return _EXIT_OK
+
+
 def cmd_doctor(ns: argparse.Namespace) -> int:
     findings = doctor.run_checks(public_node_image=toolchain.PUBLIC_NODE_IMAGE)
     print(doctor.render(findings))
@@ -181,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("stub", cmd_stub, "copy the stub CustomJob stack's manifests to DEST (to overlay them)",
                 settings=False)
     p.add_argument("dest", help="directory to (re)write")
+    p = command("registry", cmd_registry, "the local registry on 127.0.0.1:5001: up, attach (wire a kind cluster "
+                "to it: network, containerd hosts.toml, kube-public/local-registry-hosting), down", settings=False)
+    p.add_argument("action", choices=("up", "attach", "down"))
+    p.add_argument("--cluster", help="kind cluster to attach")
+    p.add_argument("--kubeconfig", help="that cluster's kubeconfig")
     command("doctor", cmd_doctor, "preflight checks with fixes", settings=False)
     command("base-image", cmd_base_image, "resolve or build the Python base image; print its tag")
     sub.add_parser("node-image", help="the registry-less kind node image builder (python -m harness node-image -h)")

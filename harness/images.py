@@ -23,6 +23,9 @@ from harness.backend import delivery
 from harness.clusters import ImageRoute
 from harness.settings import ImageSpec
 
+LOCAL_REGISTRY_HOST = "localhost:5001"
+"""The harness's own local registry (settings ``registry = "local"``), as host and nodes name it."""
+
 __all__ = ["BuiltImage", "build_image", "build_spec", "context_digest", "deliver", "image_present"]
 
 
@@ -140,6 +143,10 @@ def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) 
             delivery.verify_on_kind_nodes(nodes, ref)
         return ref
     assert route.registry is not None
+    if route.registry == LOCAL_REGISTRY_HOST:
+        from harness.registry import LocalRegistry
+
+        return LocalRegistry(image="", log=log).push_with_report(ref).digest_ref  # logs the bytes sent
     repo, _, tag = ref.rpartition(":")
     target = f"{route.registry}/{repo.rsplit('/', 1)[-1]}"
     client = docker.from_env(timeout=1800)

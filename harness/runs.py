@@ -20,12 +20,22 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from harness import _exec
+from harness import _exec, contract
 from harness.settings import ProjectSpec
 from harness.stack import Stack
 from harness.waits import customjob_for_run, wait_customjob, wait_for_customjob, wait_run_terminal
 
 __all__ = ["ProjectRun", "ProjectRunner", "mlflow_run"]
+
+PICKUP_TIMEOUT = 120.0
+"""Seconds a controller may take to give a new CustomJob its first status."""
+
+
+def controller_hint(stack: Stack) -> str:
+    """Where to look when no controller answers: the stack's Deployments and their logs."""
+    kube = stack.cluster.kube
+    return "; ".join(f"kubectl --kubeconfig {kube.kubeconfig} -n {ref.split('/')[0]} logs deploy/{ref.split('/')[1]}"
+                     for ref in stack.deployments if ref.split("/")[0] != "mlflow") or "no controller deployed"
 
 
 def mlflow_run(project_dir: Path, *args: str, tracking_uri: str, cwd: Path | None = None, timeout: float = 1200,
@@ -154,7 +164,14 @@ class ProjectRunner:
         run_id = self.only_run_id(experiment)
         kube = self.stack.cluster.kube
         found = wait_for_customjob(kube, self.namespace, run_id)
-        done = wait_customjob(kube, self.namespace, found["metadata"]["name"], timeout=self.job_timeout)
+        name = found["metadata"]["name"]
+        # A controller that never reconciles (no RBAC, crash loop, wrong watch) fails in two minutes, not at
+        # the job timeout: any phase at all means it picked the CustomJob up.
+        wait_customjob(kube, self.namespace, name, timeout=min(PICKUP_TIMEOUT, self.job_timeout),
+                       phases=frozenset(contract.PHASES),
+                       hint=f"no controller has reconciled it; check the controller's logs and RBAC: "
+                            f"{controller_hint(self.stack)}")
+        done = wait_customjob(kube, self.namespace, name, timeout=self.job_timeout)
         status = wait_run_terminal(self.client, run_id, timeout=120)
         return ProjectRun(project=spec.name, run_id=run_id, experiment=experiment, status=status, customjob=done,
                           namespace=self.namespace, tracking_uri=self.stack.tracking_uri,

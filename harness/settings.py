@@ -140,8 +140,9 @@ OPTIONS: tuple[Option, ...] = (
            "the http(s) URI of an external one", group="stack"),
     Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
            "(external servers only)", group="stack"),
-    Option("registry", "str", None, "registry host[:port] images are pushed to and pods pull from (required "
-           "for provider existing; kind uses kind load unless set)", group="images"),
+    Option("registry", "str", None, "where images go instead of kind load: 'local' (the harness's registry on "
+           "127.0.0.1:5001, wired into kind clusters and kept across them) or the host[:port] of a registry the "
+           "cluster pulls from; required for provider existing", group="images"),
     Option("projects", "table-list", (), "MLflow projects: [{name, path, template, entry-point, params, "
            "backend-config}]", group="projects"),
     Option("namespace-prefix", "str", "e2e", "prefix of the per-test namespaces the harness creates and labels",
@@ -329,7 +330,7 @@ def load_settings(
                               "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
         if values["registry"] is None:
             raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
-                              "--harness-registry or HARNESS_REGISTRY), e.g. localhost:5001")
+                              "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
     images = _images(values, sources)
     projects = tuple(_project(item, i, sources["projects"], project_root)
                      for i, item in enumerate(values["projects"]))

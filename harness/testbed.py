@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from harness import _exec, assets, baseimage, images, toolchain
 from harness._errors import HarnessError
-from harness.clusters import Cluster, ClusterProvider
+from harness.clusters import Cluster, ClusterProvider, ImageRoute
 from harness.clusters.existing import ExistingProvider
 from harness.clusters.kind import KindProvider
 from harness.settings import ImageSpec, Settings, env_flag
 from harness.stack import Stack, deploy_stack
 from harness.timing import Phases
+
+if TYPE_CHECKING:
+    from harness.registry import LocalRegistry
 
 __all__ = ["Testbed", "keep_cluster", "make_provider"]
 
@@ -37,7 +40,8 @@ def keep_cluster(settings: Settings, *, failed: bool) -> bool:
     """The ``keep-cluster`` policy: auto keeps locally and deletes under CI."""
     policy = settings["keep-cluster"]
     if policy == "auto":
-        return not env_flag("CI")
+        # An existing (shared) cluster is left as found; a local kind cluster is kept for the next run.
+        return settings["cluster"] == "kind" and not env_flag("CI")
     return policy == "always" or (policy == "on-failure" and failed)
 
 
@@ -60,9 +64,14 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
         extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
         if not isinstance(extra, dict):
             raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
+    from harness.nodeimage.versions import NODE_IMAGE_REPO
+    from harness.registry import kind_config_patches
+
+    # Registry-less node images lack containerd's certs.d config_path; patched in so a registry can be attached.
+    local_node = choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO)
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
-                        config_extra=extra, log=log)
+                        config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
 
 
 def _opt_str(value: object) -> str | None:
@@ -80,6 +89,8 @@ class Testbed:
     stack: Stack | None = field(default=None, init=False)
     built: dict[str, images.BuiltImage] = field(default_factory=dict, init=False)
     kubectl_bin: Path | None = field(default=None, init=False)
+    registry: LocalRegistry | None = field(default=None, init=False)
+    """The harness's local registry when settings registry = local (kept running after the session)."""
     _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> Self:
@@ -109,6 +120,17 @@ class Testbed:
                 note["note"] = f"{built.tag} {built.size_bytes / 1e6:.0f} MB{' (reused)' if built.reused else ''}"
                 return built
 
+        def registry() -> LocalRegistry | None:
+            if s["registry"] != "local":
+                return None
+            from harness.registry import LocalRegistry, ensure_registry_image
+
+            with self.phases.phase("local registry") as note:
+                reg = LocalRegistry(ensure_registry_image(log=self.log), log=self.log)
+                created = reg.ensure_running()
+                note["note"] = f"{reg.host} ({'started' if created else 'running'})"
+                return reg
+
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
             provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases)
@@ -118,8 +140,9 @@ class Testbed:
                 note["note"] = f"{found.provider}: {'created' if found.created else 'reused'} {found.name}"
                 return found
 
-        with ThreadPoolExecutor(max_workers=1 + len(specs)) as pool:
+        with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
             f_cluster = pool.submit(cluster)
+            f_registry = pool.submit(registry)
             f_images = [(spec, pool.submit(build, spec)) for spec in specs]
             errors: list[BaseException] = []
             for _spec, fut in f_images:
@@ -131,14 +154,31 @@ class Testbed:
                 self.cluster = f_cluster.result()
             except BaseException as exc:
                 errors.append(exc)
+            try:
+                self.registry = f_registry.result()
+            except BaseException as exc:
+                errors.append(exc)
         try:
             if errors:
                 raise errors[0]
+            if self.registry is not None:
+                self._attach_registry(self.registry)
             self.stack = self._deploy(specs)
         except BaseException:
             self.finish(failed=True)
             raise
         return self
+
+    def _attach_registry(self, reg: LocalRegistry) -> None:
+        """Route images through the local registry; wire it into a kind cluster the way kind documents."""
+        cluster = self.cluster
+        assert cluster is not None
+        if cluster.provider == "kind":
+            with self.phases.phase("attach local registry"):
+                assert cluster.images.kind_bin is not None
+                reg.attach_to_cluster(cluster.name, cluster.images.kind_bin, cluster.kube.kubeconfig)
+        self.cluster = replace(cluster, images=ImageRoute("registry", kind_cluster=cluster.images.kind_cluster,
+                                                          kind_bin=cluster.images.kind_bin, registry=reg.host))
 
     def _deploy(self, specs: list[ImageSpec]) -> Stack:
         s, cluster = self.settings, self.cluster
@@ -170,5 +210,6 @@ class Testbed:
                     self.cluster.kube.delete_namespace(ns)
             with self.phases.phase("finish cluster") as note:
                 self._provider.finish(self.cluster, keep=keep)
-                note["note"] = "kept" if keep or not self.cluster.created else "deleted"
+                note["note"] = ("left as found" if self.cluster.provider == "existing"
+                                else "kept" if keep or not self.cluster.created else "deleted")
         return keep

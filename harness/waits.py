@@ -58,6 +58,7 @@ def wait_for_customjob(kube: Kube, namespace: str, run_id: str, *, timeout: floa
 
 def wait_customjob(
     kube: Kube, namespace: str, name: str, *, timeout: float, phases: frozenset[str] = contract.TERMINAL_PHASES,
+    hint: str = "",
 ) -> dict[str, Any]:
     """Wait until the CustomJob's phase is in ``phases``; return the object."""
 
@@ -72,8 +73,9 @@ def wait_customjob(
         pods = kube.pod_states(namespace, {contract.LABEL_CUSTOMJOB: name})
         return Probe(phase in phases, f"{describe_customjob(obj)} | pods: {pods}", obj)
 
+    hint = hint or f"kubectl --kubeconfig {kube.kubeconfig} -n {namespace} describe cj/{name}"
     found = wait_for(probe, what=f"CustomJob {namespace}/{name} to reach {sorted(phases)}", timeout=timeout,
-                     interval=1.0, hint=f"kubectl --kubeconfig {kube.kubeconfig} -n {namespace} describe cj/{name}")
+                     interval=1.0, hint=hint)
     assert found is not None
     return found
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this machine for every tier: Docker engine (with the host fixes it
-# needs), tox. Idempotent; safe to run again. Needs root for the Docker part on
+# needs), tox (scripts/tox: a private venv, PEP 668-safe). Idempotent; safe to run again. Needs root for the Docker part on
 # Debian hosts; elsewhere install Docker yourself and this only checks it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,9 +12,5 @@ elif ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 
-py=${PYTHON:-python3}
-if ! "$py" -m tox --version >/dev/null 2>&1; then
-  echo "bootstrap: installing tox for $py" >&2
-  "$py" -m pip install --quiet "tox==4.67.15"
-fi
-echo "bootstrap: ready ($("$py" -m tox --version | head -n1))" >&2
+# tox + tox-uv in a private venv (scripts/tox): no pip install into a system Python.
+echo "bootstrap: ready ($("$here/tox" --version | head -n1))" >&2

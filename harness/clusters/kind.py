@@ -127,6 +127,8 @@ class KindProvider:
     node_image: str
     reuse: bool = True
     config_extra: dict[str, Any] | None = None
+    containerd_patches: tuple[str, ...] = ()
+    """Ours, always applied (e.g. the registry ``config_path`` a registry-less node image lacks)."""
     wait_seconds: int = 300
     log: Callable[[str], None] = print
 
@@ -134,7 +136,10 @@ class KindProvider:
         self.kind = KindCluster(self.name, self.kind_bin, self.state_dir / "clusters" / self.name, log=self.log)
 
     def _config(self, host_port: int) -> dict[str, Any]:
-        return merge_kind_config(kind_config(host_port=host_port), self.config_extra)
+        ours = kind_config(host_port=host_port)
+        if self.containerd_patches:
+            ours["containerdConfigPatches"] = list(self.containerd_patches)
+        return merge_kind_config(ours, self.config_extra)
 
     def start(self) -> Cluster:
         """Return a ready cluster: reused when allowed and matching, else created."""

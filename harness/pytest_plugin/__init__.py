@@ -27,44 +27,23 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin.fixtures import (
-    base_image,
-    docker_ready,
-    e2e_kube,
-    e2e_mlflow_client,
-    e2e_namespace,
-    e2e_preflight,
-    e2e_stack,
-    harness_images,
-    harness_settings,
-    local_tracking_server,
-    phases,
-    project_run,
-    project_runner,
-    testbed,
+from harness.pytest_plugin import fixtures
+
+# The fixtures become this plugin module's attributes, which is how pytest finds them.
+from harness.pytest_plugin.fixtures import *  # noqa: F403 - exactly fixtures.__all__
+from harness.pytest_plugin.state import (
+    PHASES,
+    REPORTS,
+    SETTINGS,
+    ending_lines,
+    missing_prerequisite,
+    note_ending,
+    terminal_sink,
 )
-from harness.pytest_plugin.state import PHASES, REPORTS, SETTINGS, ending_lines, missing_prerequisite
 from harness.settings import OPTIONS, ConfigError, Option, load_settings
 from harness.timing import Phases
 
-__all__ = [
-    "TIERS",
-    "base_image",
-    "docker_ready",
-    "e2e_kube",
-    "e2e_mlflow_client",
-    "e2e_namespace",
-    "e2e_preflight",
-    "e2e_stack",
-    "harness_images",
-    "harness_settings",
-    "local_tracking_server",
-    "missing_prerequisite",
-    "phases",
-    "project_run",
-    "project_runner",
-    "testbed",
-]
+__all__ = ["TIERS", "missing_prerequisite", *fixtures.__all__]
 
 TIERS = {
     "unit": "fast, pure tests: no Docker, no cluster",
@@ -106,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in TIERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.stash[PHASES] = Phases()
+    config.stash[PHASES] = Phases(sink=terminal_sink(config), verbose=config.get_verbosity() >= 0)
     explicit = {o.key: config.getoption(o.dest) for o in OPTIONS}
     try:
         config.stash[SETTINGS] = load_settings(root=Path(config.rootpath), explicit=explicit)
@@ -131,6 +110,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """Each e2e test's own wall time is a phase: live start/end lines and a row in the summary."""
+    if item.get_closest_marker("e2e") is None:
+        return (yield)
+    with item.config.stash[PHASES].phase(f"test {item.name}"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
@@ -140,13 +128,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     found = config.stash.get(PHASES, None)
     if found and found.items:
+        found.close()
         terminalreporter.write_sep("=", "harness phase timings")
         terminalreporter.write_line(found.table())
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
-                fh.write("\n### Harness phase timings\n\n" + found.markdown() + "\n")
-    lines = ending_lines(config)
+                fh.write("\n### Harness phase timings\n\n" + found.markdown() + "\n\n" + found.mermaid() + "\n")
+        xml_path = getattr(config.option, "xmlpath", None)
+        if xml_path:
+            timeline = Path(xml_path).with_suffix(".timeline.svg")
+            timeline.parent.mkdir(parents=True, exist_ok=True)
+            timeline.write_text(found.svg())
+            note_ending(config, f"phase timeline: {timeline}")
+    lines = ending_lines(config)  # after the timeline, so its path is among them
     if lines:
         terminalreporter.write_sep("=", "harness: what is left and where")
         for line in lines:

@@ -78,7 +78,7 @@ def base_image(harness_settings: Settings, docker_ready: None, phases: Phases) -
     """The image the harness's Dockerfiles build FROM (public, or built registry-less)."""
     with phases.phase("base image") as note:
         choice = baseimage.resolve_base_image(mode=harness_settings["base-mode"],
-                                              override=harness_settings["base-image"])
+                                              override=harness_settings["base-image"], log=phases.log)
         note["note"] = f"{choice.source}: {choice.image}"
     return choice.image
 
@@ -89,7 +89,7 @@ def harness_images(harness_settings: Settings, base_image: str, phases: Phases) 
     built = {}
     for spec in harness_settings.images:
         with phases.phase(f"build {spec.name} image") as note:
-            built[spec.name] = images.build_spec(spec, base_image=base_image)
+            built[spec.name] = images.build_spec(spec, base_image=base_image, log=phases.log)
             b = built[spec.name]
             note["note"] = f"{b.tag} {b.size_bytes / 1e6:.0f} MB{' (reused)' if b.reused else ''}"
     return built
@@ -122,7 +122,7 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     Torn down at the end of the session by the keep-cluster policy; the last
     lines of the session say what was kept and how to reach it.
     """
-    bed = Testbed(harness_settings, phases=phases)
+    bed = Testbed(harness_settings, phases=phases, log=phases.log)
     bed.start()
     try:
         yield bed
@@ -193,7 +193,8 @@ def project_runner(e2e_stack: Stack, e2e_namespace: str, harness_settings: Setti
 
 
 @pytest.fixture
-def project_run(project_runner: ProjectRunner, harness_settings: Settings) -> Callable[..., ProjectRun]:
+def project_run(project_runner: ProjectRunner, harness_settings: Settings,
+                phases: Phases) -> Callable[..., ProjectRun]:
     """``project_run("name-or-path", param=value, ...)`` → the finished :class:`~harness.runs.ProjectRun`.
 
     The project is a configured one (by name or path) or any directory with an
@@ -201,8 +202,12 @@ def project_run(project_runner: ProjectRunner, harness_settings: Settings) -> Ca
     configured ones. Assert on the result with ``harness.assert_run``.
     """
     def run(project: str | None = None, /, **params: object) -> ProjectRun:
-        spec = harness_settings.project(project) if project is not None else None
-        return project_runner.run(spec, **params)
+        spec = harness_settings.project(project) if project is not None else project_runner.spec(None)
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        with phases.phase(f"project {spec.name} {shown}".strip()) as note:
+            result = project_runner.run(spec, **params)
+            note["note"] = f"{result.status}, CustomJob {result.phase}, run {result.run_id}"
+        return result
 
     return run
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import pytest
@@ -9,13 +13,39 @@ import pytest
 from harness.settings import Settings
 from harness.timing import Phases
 
-__all__ = ["ENDING", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed", "missing_prerequisite", "note_ending"]
+__all__ = ["ENDING", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed", "missing_prerequisite", "note_ending",
+           "terminal_sink"]
 
 PHASES = pytest.StashKey[Phases]()
 SETTINGS = pytest.StashKey[Settings]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 ENDING = pytest.StashKey[list[str]]()
 """Lines for the end of the session: kept cluster, kubeconfig, MLflow UI, bundles."""
+
+
+def terminal_sink(config: pytest.Config) -> Callable[[str], None]:
+    """Write a line to the terminal *now*, outside output capture, from any thread.
+
+    The same mechanism pytest's live logging uses (suspend capture around the
+    write), under a lock so progress from build threads and the heartbeat do
+    not interleave. Before the terminal exists, lines go to stderr.
+    """
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        with lock:
+            if tr is None:
+                print(line, file=sys.stderr, flush=True)
+                return
+            ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+            with ctx:
+                tr.ensure_newline()
+                tr.write_line(line)
+                tr.flush()
+
+    return write
 
 
 def missing_prerequisite(config: pytest.Config, reason: str) -> NoReturn:

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from harness import _exec
 from harness.images import BuiltImage
 from harness.runs import mlflow_run as harness_mlflow_run
+from harness.runs import only_run_id
 from harness.tracking_server import LocalTrackingServer
 from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
@@ -28,14 +29,6 @@ def mlflow_run(
     return harness_mlflow_run(TRAINER_DIR, *args, tracking_uri=tracking_uri, cwd=cwd, timeout=900, check=check)
 
 
-def only_run(client: MlflowClient, experiment: str) -> str:
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None, f"experiment {experiment} was not created"
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1, f"expected one run in {experiment}, got {[r.info.run_id for r in runs]}"
-    return str(runs[0].info.run_id)
-
-
 def test_mlflow_run_against_tracking_server(
     trainer_image: BuiltImage, local_tracking_server: LocalTrackingServer
 ) -> None:
@@ -45,7 +38,7 @@ def test_mlflow_run_against_tracking_server(
         tracking_uri=local_tracking_server.uri,
     )
     client = MlflowClient(tracking_uri=local_tracking_server.uri)
-    run_id = only_run(client, experiment)
+    run_id = only_run_id(client, experiment)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", local_tracking_server.uri)  # models:/ URIs resolve via the env
         trained = check_trained_run(client, run_id, params={"alpha": "0.5", "l1_ratio": "0.1"}, sample=SAMPLE)
@@ -66,7 +59,7 @@ def test_float_params_are_kept_as_typed(
     mlflow_run("-P", f"alpha={alpha}", "--build-image", "-A", "network=host", "--experiment-name", experiment,
                tracking_uri=local_tracking_server.uri)
     client = MlflowClient(tracking_uri=local_tracking_server.uri)
-    run = client.get_run(only_run(client, experiment))
+    run = client.get_run(only_run_id(client, experiment))
     assert run.info.status == "FINISHED"
     assert run.data.params["alpha"] == alpha
 
@@ -92,7 +85,7 @@ def test_local_store_with_mounted_artifact_root_keeps_model(trainer_image: Built
     mlflow_run("-P", "alpha=0.5", "--build-image", "-A", f"volume={root}:{root}",
                "-A", f"user={os.getuid()}:{os.getgid()}", tracking_uri=uri, cwd=tmp_path)
     client = MlflowClient(tracking_uri=uri)
-    run_id = only_run(client, "Default")
+    run_id = only_run_id(client, "Default")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.chdir(tmp_path)
@@ -109,7 +102,7 @@ def test_same_params_give_bit_identical_metrics(
         experiment = f"docker-determinism-{uuid.uuid4().hex[:8]}"
         mlflow_run("-P", "alpha=0.3", "-P", "l1_ratio=0.7", "--build-image", "-A", "network=host",
                    "--experiment-name", experiment, tracking_uri=local_tracking_server.uri)
-        metrics.append(client.get_run(only_run(client, experiment)).data.metrics)
+        metrics.append(client.get_run(only_run_id(client, experiment)).data.metrics)
     assert metrics[0] == metrics[1]  # exact float equality on purpose
 
 

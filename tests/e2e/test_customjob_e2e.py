@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from harness import assert_customjob, assert_run, contract
+from harness import _exec, assert_customjob, assert_run, contract
 from harness.evidence import collect_bundle
 from harness.kubeapi import Kube
 from harness.runs import ProjectRun, ProjectRunner
@@ -174,4 +174,25 @@ def test_controller_restart_mid_run_still_completes(launcher: ProjectRunner) -> 
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
     jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}")
     assert len(jobs.items) == 1, "a controller restart must never create a second Job"
+    assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"
+
+
+def test_the_backend_alone_runs_the_project(launcher: ProjectRunner) -> None:
+    """A venv with only `pip install mlflow-crd-harness` (no extras) submits through a CustomJob end to end."""
+    from tests.support.venvs import FORBIDDEN, backend_only_venv, installed
+
+    bin_dir = backend_only_venv()
+    present = installed(bin_dir)
+    assert "mlflow-crd-harness" in present
+    assert "mlflow-skinny" in present
+    assert not present & set(FORBIDDEN), f"the backend install pulled {sorted(present & set(FORBIDDEN))}"
+    spec = launcher.spec("trainer")
+    experiment = f"{launcher.namespace}-alone"
+    _exec.run([bin_dir / "mlflow", "run", spec.path, "--backend", "customjob", "--backend-config",
+               launcher.backend_config(spec), "--experiment-name", experiment, "-P", "alpha=0.5"],
+              extra_env={"MLFLOW_TRACKING_URI": launcher.stack.tracking_uri}, cwd=launcher.workdir, timeout=1200)
+    run_id = launcher.only_run_id(experiment)
+    name = _job_for(launcher, run_id)["metadata"]["name"]
+    done = wait_customjob(launcher.stack.cluster.kube, launcher.namespace, name, timeout=launcher.job_timeout)
+    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
     assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"

@@ -41,7 +41,7 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
 def test_paths_in_the_file_are_relative_to_it_and_stub_names_package_data(tmp_path: Path) -> None:
     (tmp_path / "ml" / "churn").mkdir(parents=True)
     (tmp_path / "ml" / "churn" / "MLproject").write_text("name: churn\n")
-    root = _project(tmp_path, '''stack = ["deploy"]
+    _project(tmp_path, '''stack = ["deploy"]
 [[tool.mlflow-crd-harness.images]]
 context = "stub:controller"
 repository = "customjob-controller"

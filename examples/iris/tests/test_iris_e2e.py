@@ -15,7 +15,7 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("model", "c"), [("logistic", 0.5), ("tree", 3.0)])
+@pytest.mark.parametrize(("model", "c"), [("logistic", 0.5), ("svm", 3.0)])
 def test_iris_trains_and_predicts(project_run: Callable[..., ProjectRun], e2e_kube: Kube, model: str, c: float) -> None:
     run = project_run("iris", model=model, C=c)
     facts = assert_run(run, params={"model": model, "C": str(c)}, metrics={"accuracy": (0.85, 1.0)},
@@ -37,3 +37,19 @@ def test_unknown_model_fails_the_run_with_the_reason(project_run: Callable[..., 
     assert run.phase == "Failed"
     assert_run(run, status="FAILED")
     assert "model must be one of" in run.customjob["status"]["message"]
+
+
+@pytest.mark.parametrize(("verb", "resource"), [("list", "pods"), ("watch", "jobs"), ("create", "jobs"),
+                                                ("patch", "customjobs/status")])
+def test_the_overlays_controller_has_the_rbac_it_needs(e2e_kube: Kube, verb: str, resource: str) -> None:
+    """The overlay moved the ServiceAccount: its ClusterRoleBinding must have followed it."""
+    from kubernetes import client
+
+    group = {"jobs": "batch", "customjobs/status": "training.example.com"}.get(resource, "")
+    name, _, sub = resource.partition("/")
+    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+        user="system:serviceaccount:iris-platform:customjob-controller",
+        resource_attributes=client.V1ResourceAttributes(verb=verb, resource=name, subresource=sub or None,
+                                                       group=group)))
+    answer = client.AuthorizationV1Api(e2e_kube.api).create_subject_access_review(review)
+    assert answer.status.allowed, answer.status

@@ -1,0 +1,73 @@
+"""Unit tier: the test bed's policies and the existing provider's namespace rule (fakes, no cluster)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness._errors import HarnessError
+from harness.clusters import Cluster, ImageRoute
+from harness.settings import load_settings
+from harness.stack import _check_namespaces_are_ours
+from harness.testbed import keep_cluster
+
+
+def _settings(tmp_path: Path, **env: str) -> Any:
+    return load_settings(root=tmp_path, environ={f"HARNESS_{k.upper()}": v for k, v in env.items()})
+
+
+@pytest.mark.parametrize(("policy", "ci", "failed", "kept"), [
+    ("auto", False, False, True), ("auto", True, False, False), ("always", True, False, True),
+    ("never", False, True, False), ("on-failure", True, True, True), ("on-failure", False, False, False),
+])
+def test_keep_cluster_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, ci: bool,
+                             failed: bool, kept: bool) -> None:
+    monkeypatch.setenv("CI", "true") if ci else monkeypatch.delenv("CI", raising=False)
+    assert keep_cluster(_settings(tmp_path, keep_cluster=policy), failed=failed) is kept
+
+
+def test_an_existing_cluster_is_left_as_found_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    (tmp_path / "kubeconfig").write_text("")
+    settings = _settings(tmp_path, cluster="existing", kubeconfig=str(tmp_path / "kubeconfig"), registry="local")
+    assert keep_cluster(settings, failed=False) is False
+
+
+@dataclass
+class FakeKube:
+    labels: dict[str, dict[str, str] | None] = field(default_factory=dict)
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        return self.labels.get(name)
+
+
+def _cluster(kube: FakeKube) -> Cluster:
+    return Cluster(name="staging", provider="existing", kube=kube, created=False,  # type: ignore[arg-type]
+                   images=ImageRoute("registry", registry="r:5000"), fingerprint="f", mlflow_host_port=None)
+
+
+DOCS = [{"kind": "Namespace", "metadata": {"name": "team-a"}},
+        {"kind": "Deployment", "metadata": {"name": "c", "namespace": "team-a"}}]
+
+
+def test_existing_cluster_accepts_absent_or_labelled_namespaces() -> None:
+    _check_namespaces_are_ours(_cluster(FakeKube({"team-a": None})), DOCS)
+    ours = {"app.kubernetes.io/managed-by": "mlflow-crd-harness"}
+    _check_namespaces_are_ours(_cluster(FakeKube({"team-a": ours})), DOCS)
+
+
+def test_existing_cluster_refuses_a_namespace_it_does_not_own() -> None:
+    with pytest.raises(HarnessError, match="namespace team-a exists on staging without the label"):
+        _check_namespaces_are_ours(_cluster(FakeKube({"team-a": {"owner": "someone"}})), DOCS)
+
+
+def test_existing_needs_a_kubeconfig_and_a_registry(tmp_path: Path) -> None:
+    from harness.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a kubeconfig"):
+        _settings(tmp_path, cluster="existing")
+    with pytest.raises(ConfigError, match="needs a registry"):
+        _settings(tmp_path, cluster="existing", kubeconfig="/x")
