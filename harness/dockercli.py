@@ -6,11 +6,58 @@ node-image builder and ``.ci/run`` use it with a bare system Python.
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from harness import _exec
 
-__all__ = ["image_exists", "image_id", "obtain"]
+__all__ = ["docker_env", "docker_host", "image_exists", "image_id", "obtain", "sdk_client"]
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def context_host(inspect_output: str, returncode: int) -> str | None:
+    """The endpoint ``docker context inspect`` names, unless it is the default socket."""
+    host = inspect_output.strip()
+    return host if returncode == 0 and host and host != DEFAULT_SOCKET else None
+
+
+@functools.cache
+def _current_context_host() -> str | None:
+    proc = _exec.run(["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+                     check=False, timeout=30)
+    return context_host(proc.stdout or "", proc.returncode)
+
+
+def docker_host(environ: Mapping[str, str] | None = None) -> str | None:
+    """The engine every Docker client must talk to: ``DOCKER_HOST``, else the current docker context's.
+
+    The CLI honours ``docker context use`` (Docker Desktop, Colima, OrbStack);
+    the Python SDK does not, so without this the SDK and the CLI would talk to
+    two different engines (or the SDK to none).
+    """
+    env = os.environ if environ is None else environ
+    if env.get("DOCKER_HOST"):
+        return env["DOCKER_HOST"]
+    if env.get("DOCKER_CONTEXT") == "default":
+        return None
+    return _current_context_host()
+
+
+def docker_env() -> dict[str, str]:
+    """Extra env for child processes that use the SDK (``mlflow run``): the engine of the current context."""
+    host = docker_host()
+    return {"DOCKER_HOST": host} if host and "DOCKER_HOST" not in os.environ else {}
+
+
+def sdk_client(timeout: int = 600) -> Any:
+    """A Docker SDK client of the same engine the ``docker`` CLI uses."""
+    import docker
+
+    host = docker_host()
+    return docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
 
 
 def image_exists(ref: str) -> bool:

@@ -9,6 +9,7 @@ an instruction, not after a 30-minute build.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,16 +108,33 @@ def check_inotify() -> Finding:
     return Finding("inotify", "ok", f"max_user_instances={watches}")
 
 
-def run_checks(*, public_node_image: str) -> list[Finding]:
+def check_platform(system: str | None = None, machine: str | None = None) -> Finding:
+    """Which host checks apply: Linux runs kind nodes on this kernel; macOS runs them in Docker's VM."""
+    sysname, arch = (system or platform.system()), (machine or platform.machine())
+    if sysname == "Linux":
+        return Finding("platform", "ok", f"Linux {arch}: kind nodes run on this kernel (cgroups, inotify, caps)")
+    if sysname == "Darwin":
+        return Finding("platform", "ok", f"macOS {arch}: kind nodes run in the Docker VM (Docker Desktop, Colima, "
+                       "OrbStack); host kernel checks do not apply. The registry-less builders need Linux: the "
+                       "public base and node images are used (base-mode/node-image-mode public)")
+    return Finding("platform", "warn", f"{sysname} {arch}: untested", "use Linux or macOS with Docker")
+
+
+def run_checks(*, public_node_image: str, system: str | None = None) -> list[Finding]:
     docker = check_docker()
-    checks: list[Callable[[], Finding]] = [check_cgroups, check_disk, check_inotify,
+    linux = (system or platform.system()) == "Linux"
+    checks: list[Callable[[], Finding]] = [lambda: check_platform(system), check_disk,
                                            lambda: check_tool("go", ["version"], "needed only to build kind "
                                                               "or the registry-less node image: install Go >= 1.24")]
+    if linux:
+        checks += [check_cgroups, check_inotify]
     findings = [docker]
     if docker.level != "fail":
-        checks += [check_runtime, lambda: check_registry(public_node_image)]
+        if linux:
+            checks.append(check_runtime)
+        checks.append(lambda: check_registry(public_node_image))
     findings += [c() for c in checks]
-    if os.geteuid() != 0:
+    if linux and os.geteuid() != 0:
         findings.append(Finding("user", "warn", "not root",
                                 "building registry-less images needs root (debootstrap); the public path does not"))
     return findings
@@ -137,4 +155,7 @@ def preflight_e2e() -> list[Finding]:
     docker = check_docker()
     if docker.level == "fail":
         return [docker]
-    return [f for f in (check_runtime(), check_disk(need_gb=RUN_FREE_GB)) if f.level == "fail"]
+    checks = [check_disk(need_gb=RUN_FREE_GB)]
+    if platform.system() == "Linux":  # elsewhere the nodes run in Docker's own VM
+        checks.append(check_runtime())
+    return [f for f in checks if f.level == "fail"]

@@ -18,6 +18,7 @@ import docker
 import docker.errors
 from docker.utils.build import exclude_paths
 
+from harness import dockercli
 from harness._errors import HarnessError
 from harness.backend import delivery
 from harness.clusters import ImageRoute
@@ -65,7 +66,7 @@ def context_digest(context: Path, *extra: str, dockerfile: str = "Dockerfile") -
 
 
 def image_present(tag: str, client: docker.DockerClient | None = None) -> bool:
-    client = client or docker.from_env()
+    client = client or dockercli.sdk_client()
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
@@ -89,7 +90,7 @@ def build_image(
     ``also_tag`` adds names the image must also answer to (e.g. the
     ``docker_env.image`` an MLproject names).
     """
-    client = client or docker.from_env(timeout=1800)
+    client = client or dockercli.sdk_client(timeout=1800)
     try:
         base_id = client.images.get(base_image).id
     except docker.errors.ImageNotFound as exc:
@@ -139,8 +140,7 @@ def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) 
         nodes = delivery.kind_nodes(str(route.kind_bin), route.kind_cluster)
         if delivery.missing_on_kind_nodes(nodes, ref):
             log(f"image: kind load {ref} into {route.kind_cluster}")
-            delivery.kind_load(str(route.kind_bin), route.kind_cluster, ref)
-            delivery.verify_on_kind_nodes(nodes, ref)
+            delivery.load_verified(str(route.kind_bin), route.kind_cluster, ref, log=log)
         return ref
     assert route.registry is not None
     if route.registry == LOCAL_REGISTRY_HOST:
@@ -149,7 +149,7 @@ def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) 
         return LocalRegistry(image="", log=log).push_with_report(ref).digest_ref  # logs the bytes sent
     repo, _, tag = ref.rpartition(":")
     target = f"{route.registry}/{repo.rsplit('/', 1)[-1]}"
-    client = docker.from_env(timeout=1800)
+    client = dockercli.sdk_client(timeout=1800)
     client.images.get(ref).tag(target, tag=tag)
     log(f"image: push {target}:{tag}")
     return delivery.push_to_registry(client, target, tag).ref

@@ -20,7 +20,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from harness import _exec, contract
+from harness import _exec, contract, dockercli
 from harness.settings import ProjectSpec
 from harness.stack import Stack
 from harness.waits import customjob_for_run, wait_customjob, wait_for_customjob, wait_run_terminal
@@ -41,8 +41,9 @@ def controller_hint(stack: Stack) -> str:
 def mlflow_run(project_dir: Path, *args: str, tracking_uri: str, cwd: Path | None = None, timeout: float = 1200,
                check: bool = True) -> _exec.CompletedProcess[str]:
     """``python -m mlflow run <project_dir> <args>`` in a child process with ``MLFLOW_TRACKING_URI`` set."""
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, **dockercli.docker_env()}  # MLflow builds with the Docker SDK
     return _exec.run([sys.executable, "-m", "mlflow", "run", str(project_dir), *args],
-                     extra_env={"MLFLOW_TRACKING_URI": tracking_uri}, cwd=cwd, timeout=timeout, check=check)
+                     extra_env=env, cwd=cwd, timeout=timeout, check=check)
 
 
 def only_run_id(client: MlflowClient, experiment: str) -> str:

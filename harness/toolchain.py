@@ -10,17 +10,21 @@ as are kind and kubectl when they are not installed. One code path; the mode
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness import dockercli
+from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
 
-__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "resolve_kind", "resolve_kubectl",
-           "resolve_node_image"]
+__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "kubectl_skew_ok", "parse_version",
+           "resolve_kind", "resolve_kubectl", "resolve_node_image"]
+
+DOWNLOAD_TIMEOUT = 20.0
+"""Seconds per download request: a registry-less machine learns fast that the release site is out of reach."""
 
 #: kind release and its pre-built 1.34 node image, pinned by digest (kind v0.30.0 release notes).
 PUBLIC_KIND_VERSION = "v0.30.0"
@@ -59,23 +63,81 @@ def resolve_node_image(
     return NodeChoice(nodeimage.ensure_node_image(log=log), "local", "built from Debian packages + Go modules")
 
 
-def _resolve_tool(name: str, override: str | None, build: Callable[[], Path]) -> Path:
-    """``override``, else ``name`` on PATH, else ``build()`` (compiled into the cache)."""
-    if override:
-        return Path(override)
-    found = shutil.which(name)
-    return Path(found) if found else build()
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """The first ``vMAJOR.MINOR.PATCH`` in a tool's version output (``kind v0.30.0 go1.24``, kubectl JSON)."""
+    m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def kubectl_skew_ok(client: tuple[int, int, int] | None, server_minor: int) -> bool:
+    """kubectl is supported within one minor of the API server."""
+    return client is not None and client[0] == 1 and abs(client[1] - server_minor) <= 1
+
+
+def _show(version: tuple[int, int, int] | None) -> str:
+    return "v{}.{}.{}".format(*version) if version else "of unknown version"
+
+
+def _version_of(binary: Path, *args: str) -> str:
+    proc = _exec.run([binary, *args], check=False, timeout=30)
+    return (proc.stdout or "") + (proc.stderr or "") if proc.returncode == 0 else ""
+
+
+def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
+              log: Callable[[str], None]) -> Path | None:
+    """The pinned binary downloaded and checksum-verified, or None where the release site is out of reach."""
+    from harness.cachedir import cache_dir
+
+    try:
+        release = release_of(tooldownload.host_platform())
+        path = tooldownload.download_verified(release, cache_dir(), timeout=DOWNLOAD_TIMEOUT)
+    except tooldownload.DownloadError as exc:
+        log(f"tools: {exc}; building it from Go modules instead")
+        return None
+    log(f"tools: {release.name} {release.version} downloaded and sha256-verified: {path}")
+    return path
 
 
 def resolve_kind(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
-    """``--kind-bin``, else ``kind`` on PATH, else the pinned kind compiled into the cache."""
+    """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
     from harness import nodeimage
+    from harness.nodeimage.versions import KIND_VERSION
 
-    return _resolve_tool("kind", override, lambda: nodeimage.ensure_kind_binary(log=log))
+    if override:
+        found = parse_version(_version_of(Path(override), "version"))
+        if found is None or f"v{found[0]}.{found[1]}.{found[2]}" != KIND_VERSION:
+            log(f"tools: kind-bin {override} is {_show(found)}, not the pinned {KIND_VERSION}; "
+                "using it as asked (node images and kind versions must match)")
+        return Path(override)
+    on_path = shutil.which("kind")
+    if on_path:
+        found = parse_version(_version_of(Path(on_path), "version"))
+        if found is not None and f"v{found[0]}.{found[1]}.{found[2]}" == KIND_VERSION:
+            return Path(on_path)
+        log(f"tools: kind on PATH ({on_path}) is {_show(found)}, not the pinned {KIND_VERSION}; "
+            "using the pinned one")
+    downloaded = _download(lambda osa: tooldownload.kind_release(KIND_VERSION, osa), log)
+    return downloaded or nodeimage.ensure_kind_binary(log=log)
 
 
 def resolve_kubectl(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
-    """``--kubectl-bin``, else ``kubectl`` on PATH, else the kubectl built with the node binaries."""
+    """``kubectl-bin``, else ``kubectl`` on PATH within one minor of the cluster, else the pinned one."""
     from harness import nodeimage
+    from harness.nodeimage.versions import KUBERNETES_VERSION
 
-    return _resolve_tool("kubectl", override, lambda: nodeimage.ensure_kubectl_binary(log=log))
+    server_minor = int(KUBERNETES_VERSION.split(".")[1])
+    if override:
+        found = parse_version(_version_of(Path(override), "version", "--client", "-o", "json"))
+        if not kubectl_skew_ok(found, server_minor):
+            log(f"tools: kubectl-bin {override} is {_show(found)}, outside ±1 minor of the "
+                f"server (1.{server_minor}); using it as asked")
+        return Path(override)
+    on_path = shutil.which("kubectl")
+    if on_path:
+        found = parse_version(_version_of(Path(on_path), "version", "--client", "-o", "json"))
+        if kubectl_skew_ok(found, server_minor):
+            return Path(on_path)
+        log(f"tools: kubectl on PATH ({on_path}) is {_show(found)}, outside ±1 minor of the "
+            f"server (1.{server_minor}); using the pinned {KUBERNETES_VERSION}")
+    downloaded = _download(lambda osa: tooldownload.kubectl_release(KUBERNETES_VERSION, osa), log)
+    return downloaded or nodeimage.ensure_kubectl_binary(log=log)

@@ -176,9 +176,7 @@ class CustomJobBackend(AbstractBackend):
         image.tag(repository, tag=tag)
         if cfg.image_delivery == "kind":
             assert cfg.kind_cluster is not None  # enforced by BackendConfig.from_dict
-            delivery.kind_load(cfg.kind_binary, cfg.kind_cluster, ref)
-            nodes = delivery.kind_nodes(cfg.kind_binary, cfg.kind_cluster)
-            delivery.verify_on_kind_nodes(nodes, ref)
+            delivery.load_verified(cfg.kind_binary, cfg.kind_cluster, ref)
             delivered = delivery.DeliveredImage(ref=ref)
         elif cfg.image_delivery == "registry":
             delivered = delivery.push_to_registry(image.client, repository, tag, cfg.docker_auth())

@@ -19,7 +19,8 @@ pull instead of using the loaded copy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +33,16 @@ __all__ = [
     "content_tag",
     "image_on_node",
     "kind_load",
+    "kind_load_archive",
     "kind_nodes",
+    "load_verified",
     "missing_on_kind_nodes",
     "normalize_ref",
     "push_to_registry",
     "verify_on_kind_nodes",
 ]
+
+_log = logging.getLogger("mlflow.projects.customjob")
 
 KIND_LOAD_TIMEOUT = 900.0
 """Seconds for ``kind load``: a 1 GB image on a slow disk takes minutes."""
@@ -87,6 +92,44 @@ def kind_load(kind_binary: str, cluster: str, ref: str) -> None:
         )
     except CommandError as exc:
         raise ImageDeliveryError(f"loading image {ref!r} into kind cluster {cluster!r} failed: {exc}") from exc
+
+
+
+def kind_load_archive(kind_binary: str, cluster: str, ref: str) -> None:
+    """``docker save --platform <node platform> ref`` to a file, then ``kind load image-archive``.
+
+    The workaround for ``kind load docker-image`` under Docker's containerd
+    image store (kind #3795: "content digest ... not found"), where a
+    multi-platform image cannot be exported whole.
+    """
+    import tempfile
+
+    try:
+        plat = _exec.run(["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref],
+                         timeout=PROBE_TIMEOUT).stdout.strip()
+        with tempfile.TemporaryDirectory(prefix="kind-load-") as tmp:
+            archive = f"{tmp}/image.tar"
+            _exec.run(["docker", "image", "save", "--platform", plat, "-o", archive, ref], timeout=KIND_LOAD_TIMEOUT)
+            _exec.run([kind_binary, "load", "image-archive", archive, "--name", cluster], timeout=KIND_LOAD_TIMEOUT)
+    except CommandError as exc:
+        raise ImageDeliveryError(f"loading image {ref!r} into kind cluster {cluster!r} failed, also as an "
+                                 f"archive: {exc}") from exc
+
+
+def load_verified(kind_binary: str, cluster: str, ref: str, log: Callable[[str], None] | None = None) -> None:
+    """``kind load`` with the archive fallback, then proof that every node lists ``ref``."""
+    nodes = kind_nodes(kind_binary, cluster)
+    try:
+        kind_load(kind_binary, cluster, ref)
+        missing = missing_on_kind_nodes(nodes, ref)
+    except ImageDeliveryError as exc:
+        missing, why = nodes, " ".join(str(exc).split())[:400]
+    else:
+        why = f"not on node(s) {', '.join(missing)} after kind load docker-image"
+    if missing:
+        (log or _log.warning)(f"image {ref}: {why}; retrying as docker save --platform | kind load image-archive")
+        kind_load_archive(kind_binary, cluster, ref)
+    verify_on_kind_nodes(nodes, ref)
 
 
 def kind_nodes(kind_binary: str, cluster: str) -> list[str]:

@@ -112,9 +112,17 @@ def _cap_last_cap() -> int:
         return len(_CAP_NAMES) - 1
 
 
+def _proc_status(path: Path = Path("/proc/self/status")) -> str:
+    """This process's status text; empty where there is no /proc (macOS: Docker runs in a VM we cannot see)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def runtime_status() -> RuntimeStatus:
     """Inspect this host: missing capabilities and Docker's default runtime."""
-    missing = missing_capabilities(Path("/proc/self/status").read_text(), _cap_last_cap())
+    missing = missing_capabilities(_proc_status(), _cap_last_cap())
     proc = _exec.run(["docker", "info", "--format", "{{.DefaultRuntime}}"], check=False, timeout=30)
     default = proc.stdout.strip() or None if proc.returncode == 0 else None
     return RuntimeStatus(missing_caps=missing, default_runtime=default)
@@ -122,4 +130,4 @@ def runtime_status() -> RuntimeStatus:
 
 def host_needs_runtime_fix() -> bool:
     """True if this host's bounding set lacks capabilities Docker asks for under --privileged."""
-    return bool(missing_capabilities(Path("/proc/self/status").read_text(), _cap_last_cap()))
+    return bool(missing_capabilities(_proc_status(), _cap_last_cap()))

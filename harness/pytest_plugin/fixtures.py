@@ -63,11 +63,12 @@ def phases(pytestconfig: pytest.Config) -> Phases:
 @pytest.fixture(scope="session")
 def docker_ready(pytestconfig: pytest.Config) -> None:
     """Docker answers, or the tier is skipped (failed under no-skip) with the fix."""
-    import docker
     import docker.errors
 
+    from harness import dockercli
+
     try:
-        docker.from_env(timeout=10).ping()
+        dockercli.sdk_client(timeout=10).ping()
     except (docker.errors.DockerException, OSError) as exc:
         missing_prerequisite(pytestconfig, f"Docker engine not reachable ({exc}); fix: start Docker "
                                            "(on Debian as root: scripts/docker-up.sh)")

@@ -61,6 +61,27 @@ def test_kind_load_failure_carries_kinds_output(fake_tools: Path) -> None:
         delivery.kind_load("kind", "c", "broken:1")
 
 
+def test_a_failed_kind_load_falls_back_to_a_platform_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kind #3795: `kind load docker-image` breaks under the containerd image store; the archive path works."""
+    log = tmp_path / "calls.log"
+    state = tmp_path / "loaded"
+    _script(tmp_path / "kind", f'echo "kind $*" >> {log}\n'
+            'if [ "$1" = get ]; then echo c-control-plane; exit 0; fi\n'
+            'if [ "$2" = docker-image ]; then echo "ERROR: content digest sha256:1 not found" >&2; exit 1; fi\n'
+            f'touch {state}\n')
+    _script(tmp_path / "docker", f'echo "docker $*" >> {log}\n'
+            'if [ "$2" = inspect ]; then echo linux/arm64; exit 0; fi\n'
+            f'if [ "$1" = exec ] && [ -e {state} ]; then echo docker.io/library/{REF}; fi\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    said: list[str] = []
+    delivery.load_verified("kind", "c", REF, log=said.append)
+    calls = log.read_text().splitlines()
+    save = next(c for c in calls if c.startswith("docker image save"))
+    assert "--platform linux/arm64" in save
+    assert any(c.startswith("kind load image-archive ") and c.endswith("--name c") for c in calls)
+    assert "content digest" in said[0]
+
+
 def test_missing_kind_binary_is_a_delivery_error(tmp_path: Path) -> None:
     with pytest.raises(ImageDeliveryError, match="not found"):
         delivery.kind_load(str(tmp_path / "no-kind"), "c", REF)

@@ -1,0 +1,59 @@
+"""Unit tier: laptops and CI alike: OS/arch branches of the doctor, the docker-context rule (fakes only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import dockercli, doctor
+from harness.nodeimage import hostcheck
+
+
+@pytest.mark.parametrize(("system", "machine", "level", "says"), [
+    ("Linux", "x86_64", "ok", "kind nodes run on this kernel"),
+    ("Linux", "aarch64", "ok", "Linux aarch64"),
+    ("Darwin", "arm64", "ok", "Docker VM (Docker Desktop, Colima, OrbStack)"),
+    ("Windows", "AMD64", "warn", "untested"),
+])
+def test_platform_finding(system: str, machine: str, level: str, says: str) -> None:
+    found = doctor.check_platform(system, machine)
+    assert found.level == level
+    assert says in found.seen
+
+
+def test_macos_doctor_skips_linux_host_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc, no cgroups, no inotify on a Mac: those checks are not run there (they would crash or mislead)."""
+    ran: list[str] = []
+    monkeypatch.setattr(doctor, "check_docker", lambda: doctor.Finding("docker", "ok", "server 28"))
+    for name in ("check_cgroups", "check_inotify", "check_runtime"):
+        monkeypatch.setattr(doctor, name, lambda n=name: ran.append(n) or doctor.Finding(n, "ok", ""))
+    monkeypatch.setattr(doctor, "check_registry", lambda _i: doctor.Finding("registry", "ok", ""))
+    monkeypatch.setattr(doctor, "check_tool", lambda *_a: doctor.Finding("go", "ok", ""))
+    findings = doctor.run_checks(public_node_image="kindest/node:x", system="Darwin")
+    assert ran == []
+    assert "platform" in [f.name for f in findings]
+    doctor.run_checks(public_node_image="kindest/node:x", system="Linux")
+    assert sorted(ran) == ["check_cgroups", "check_inotify", "check_runtime"]
+
+
+def test_no_proc_means_no_missing_capabilities(tmp_path: Path) -> None:
+    assert hostcheck._proc_status(tmp_path / "no-such-proc" / "status") == ""
+    assert hostcheck.missing_capabilities("", 40) == ()
+
+
+@pytest.mark.parametrize(("output", "rc", "host"), [
+    ("unix:///Users/me/.colima/default/docker.sock\n", 0, "unix:///Users/me/.colima/default/docker.sock"),
+    ("unix:///Users/me/.docker/run/docker.sock", 0, "unix:///Users/me/.docker/run/docker.sock"),
+    ("unix:///var/run/docker.sock", 0, None),
+    ("", 1, None),
+])
+def test_current_context_endpoint(output: str, rc: int, host: str | None) -> None:
+    assert dockercli.context_host(output, rc) == host
+
+
+def test_docker_host_wins_over_the_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dockercli, "_current_context_host", lambda: "unix:///ctx.sock")
+    assert dockercli.docker_host({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) == "tcp://127.0.0.1:2375"
+    assert dockercli.docker_host({}) == "unix:///ctx.sock"
+    assert dockercli.docker_host({"DOCKER_CONTEXT": "default"}) is None

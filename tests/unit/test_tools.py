@@ -1,0 +1,134 @@
+"""Unit tier: pinned tools: version checks, and checksum-verified downloads against loopback servers."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import toolchain
+from harness.tooldownload import DownloadError, download_verified, host_platform, kind_release, kubectl_release
+
+BINARY = b"#!/bin/sh\necho kind v0.30.0\n"
+
+
+@pytest.fixture
+def release_server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A loopback HTTP server serving whatever the test puts in ``files`` (path -> bytes)."""
+    files: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"not found")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+
+
+def test_release_urls_follow_the_upstream_layout() -> None:
+    kind = kind_release("v0.30.0", ("linux", "arm64"), base="https://k/dl")
+    assert (kind.url, kind.checksum_url) == ("https://k/dl/v0.30.0/kind-linux-arm64",
+                                             "https://k/dl/v0.30.0/kind-linux-arm64.sha256sum")
+    kubectl = kubectl_release("v1.34.4", ("darwin", "amd64"), base="https://d/release")
+    assert kubectl.url == "https://d/release/v1.34.4/bin/darwin/amd64/kubectl"
+    assert kubectl.checksum_url.endswith("kubectl.sha256")
+
+
+@pytest.mark.parametrize(("system", "machine", "expected"), [
+    ("Linux", "x86_64", ("linux", "amd64")), ("Linux", "aarch64", ("linux", "arm64")),
+    ("Darwin", "arm64", ("darwin", "arm64")), ("Darwin", "x86_64", ("darwin", "amd64")),
+])
+def test_host_platform_names(system: str, machine: str, expected: tuple[str, str]) -> None:
+    assert host_platform(system, machine) == expected
+
+
+def test_unsupported_platform_says_what_to_do() -> None:
+    with pytest.raises(DownloadError, match="pass kind-bin / kubectl-bin"):
+        host_platform("Windows", "AMD64")
+
+
+def test_verified_download_lands_executable_in_the_cache(release_server: tuple[str, dict[str, bytes]],
+                                                         tmp_path: Path) -> None:
+    base, files = release_server
+    files["/v0.30.0/kind-linux-amd64"] = BINARY
+    files["/v0.30.0/kind-linux-amd64.sha256sum"] = f"{hashlib.sha256(BINARY).hexdigest()}  kind-linux-amd64\n".encode()
+    path = download_verified(kind_release("v0.30.0", ("linux", "amd64"), base=base), tmp_path, timeout=5)
+    assert path.read_bytes() == BINARY
+    assert path.stat().st_mode & 0o111
+    assert path.parent == tmp_path / "bin"
+    files.clear()  # cached: no second request
+    assert download_verified(kind_release("v0.30.0", ("linux", "amd64"), base=base), tmp_path, timeout=5) == path
+
+
+def test_checksum_mismatch_installs_nothing(release_server: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    base, files = release_server
+    files["/v0.30.0/kind-linux-amd64"] = BINARY + b"tampered"
+    files["/v0.30.0/kind-linux-amd64.sha256sum"] = f"{hashlib.sha256(BINARY).hexdigest()}  kind\n".encode()
+    with pytest.raises(DownloadError, match="does not match the published"):
+        download_verified(kind_release("v0.30.0", ("linux", "amd64"), base=base), tmp_path, timeout=5)
+    assert not list(tmp_path.rglob("kind*")), "a binary that failed its checksum must not be left in the cache"
+
+
+def test_missing_checksum_file_is_refused(release_server: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    base, files = release_server
+    files["/v0.30.0/kind-linux-amd64"] = BINARY
+    with pytest.raises(DownloadError, match="HTTP Error 404"):
+        download_verified(kind_release("v0.30.0", ("linux", "amd64"), base=base), tmp_path, timeout=5)
+
+
+def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections into the backlog, never replies
+    try:
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="cannot download"):
+            download_verified(kind_release("v0.30.0", ("linux", "amd64"), base=base), tmp_path, timeout=1)
+        assert time.monotonic() - started < 10
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("kind v0.30.0 go1.26.8 linux/amd64", (0, 30, 0)),
+    ('{"clientVersion": {"gitVersion": "v1.32.3", "major": "1"}}', (1, 32, 3)),
+    ("garbage", None),
+])
+def test_parse_version(text: str, version: tuple[int, int, int] | None) -> None:
+    assert toolchain.parse_version(text) == version
+
+
+@pytest.mark.parametrize(("client", "ok"), [((1, 33, 0), True), ((1, 34, 9), True), ((1, 35, 1), True),
+                                            ((1, 32, 3), False), ((1, 36, 0), False), (None, False)])
+def test_kubectl_skew_is_one_minor(client: tuple[int, int, int] | None, ok: bool) -> None:
+    assert toolchain.kubectl_skew_ok(client, 34) is ok
+
+
+def test_an_old_kubectl_on_path_is_passed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = tmp_path / "kubectl"
+    old.write_text('#!/bin/sh\necho \'{"clientVersion": {"gitVersion": "v1.32.3"}}\'\n')
+    old.chmod(0o755)
+    pinned = tmp_path / "pinned-kubectl"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(toolchain, "_download", lambda *_a: pinned)
+    said: list[str] = []
+    assert toolchain.resolve_kubectl(log=said.append) == pinned
+    assert "outside ±1 minor of the server" in said[0]
