@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from harness import _exec
+from harness import _exec, imagerefs
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
@@ -133,18 +133,12 @@ def replace_images(docs: list[dict[str, Any]], images: Mapping[str, str]) -> int
         if not isinstance(spec, dict):
             continue
         for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-            repo = _repository(str(c.get("image", "")))
+            repo = imagerefs.repository(str(c.get("image", "")))
             if repo in images:
                 c["image"] = images[repo]
                 c["imagePullPolicy"] = "IfNotPresent"
                 swapped += 1
     return swapped
-
-
-def _repository(ref: str) -> str:
-    name = ref.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return name.rsplit(":", 1)[0] if ":" in last else name
 
 
 def render_stack(kube_kustomize: Callable[[Path], str], dirs: Sequence[Path],

@@ -8,6 +8,8 @@ key                    default   meaning
 =====================  ========  ==========================================================
 ``template-path``      required  CustomJob YAML template; a relative path is looked up in
                                  the current directory, then in the project directory.
+                                 ``kube-job-template-path`` (MLflow's kubernetes backend's
+                                 name) is accepted for it.
 ``kube-context``       current   kubeconfig context to submit to.
 ``kubeconfig``         default   kubeconfig file; default is ``$KUBECONFIG`` or
                                  ``~/.kube/config`` (in-cluster config inside a pod).
@@ -43,7 +45,7 @@ from typing import Any, Literal, cast
 from harness.backend import naming
 from harness.backend.errors import BackendConfigError
 
-__all__ = ["DELIVERY_MODES", "MLFLOW_KEYS", "USER_KEYS", "BackendConfig", "ImageDelivery"]
+__all__ = ["ALIASES", "DELIVERY_MODES", "MLFLOW_KEYS", "USER_KEYS", "BackendConfig", "ImageDelivery"]
 
 ImageDelivery = Literal["kind", "registry", "none"]
 DELIVERY_MODES: tuple[ImageDelivery, ...] = ("kind", "registry", "none")
@@ -62,6 +64,10 @@ USER_KEYS: tuple[str, ...] = (
     "poll-seconds",
 )
 """Keys a user may write in ``--backend-config``."""
+
+ALIASES: Mapping[str, str] = {"kube-job-template-path": "template-path"}
+"""Keys of MLflow's own kubernetes backend that mean the same here (``kube-context`` and
+``repository-uri`` already share their names)."""
 
 MLFLOW_KEYS: tuple[str, ...] = (
     "ENV_MANAGER",
@@ -116,6 +122,11 @@ class BackendConfig:
             raise BackendConfigError(_missing("template-path"))
         if not isinstance(raw, Mapping):
             raise BackendConfigError(f"backend config must be a JSON object, got {type(raw).__name__}")
+        for alias, key in ALIASES.items():
+            if alias in raw:
+                if key in raw and raw[key] != raw[alias]:
+                    raise BackendConfigError(f"backend config keys {alias!r} and {key!r} mean the same; give one")
+                raw = {**{k: v for k, v in raw.items() if k != alias}, key: raw[alias]}
         unknown = sorted(str(k) for k in raw if k not in USER_KEYS and k not in MLFLOW_KEYS)
         if unknown:
             raise BackendConfigError(

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness import _exec
+from harness import _exec, imagerefs
 from harness._errors import CommandError
 from harness.backend.errors import ImageDeliveryError
 
@@ -67,14 +67,7 @@ def content_tag(repository: str, image_id: str) -> str:
 
 def normalize_ref(ref: str) -> str:
     """Spell ``ref`` the way containerd lists it (``docker.io/library/x:latest``)."""
-    name, _, digest = ref.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last and not digest:
-        name = f"{name}:latest"
-    first, sep, _rest = name.partition("/")
-    if not sep or ("." not in first and ":" not in first and first != "localhost"):
-        name = f"docker.io/{name}" if sep else f"docker.io/library/{name}"
-    return f"{name}@{digest}" if digest else name
+    return imagerefs.containerd_name(ref)
 
 
 def image_on_node(ctr_listing: str, ref: str) -> bool:

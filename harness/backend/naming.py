@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from harness import imagerefs
+
 __all__ = ["is_dns_label", "job_name", "repository_name", "repository_of", "sanitize_label"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -45,6 +47,4 @@ def repository_name(project_name: str | None) -> str:
 
 def repository_of(image_ref: str) -> str:
     """``localhost:5000/a/b:tag@sha256:...`` -> ``localhost:5000/a/b`` (no tag, no digest)."""
-    name = image_ref.split("@", 1)[0]
-    head, sep, last = name.rpartition("/")
-    return f"{head}{sep}{last.split(':', 1)[0]}"
+    return imagerefs.repository(image_ref)

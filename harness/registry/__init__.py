@@ -12,10 +12,10 @@ built from Go modules (:mod:`harness.registry.image`).
 
 from __future__ import annotations
 
+from harness.imagerefs import digest_ref, parse_ref, registry_ref
 from harness.registry.image import ensure_registry_image
 from harness.registry.local import LocalRegistry
 from harness.registry.pushlog import PushReport
-from harness.registry.refs import digest_ref, parse_ref, registry_ref
 from harness.registry.wiring import hosting_configmap, hosts_toml, kind_config_patches
 
 __all__ = [

@@ -27,9 +27,10 @@ from types import TracebackType
 from typing import Any
 
 from harness import _exec
+from harness import imagerefs as refs
 from harness._errors import CommandError, HarnessError
 from harness._waiting import Probe, wait_for
-from harness.registry import refs, wiring
+from harness.registry import wiring
 from harness.registry.image import CONTAINER_PORT
 from harness.registry.pushlog import PushReport, parse_push_output, summarise_push
 

@@ -122,3 +122,15 @@ def test_example_config_in_trainer_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "trainer" / "backend-config.example.json"
     cfg = BackendConfig.from_dict(json.loads(example.read_text()))
     assert cfg.resolve_template_path(example.parent).name == "customjob_template.yaml"
+
+
+def test_mlflow_kubernetes_backend_keys_mean_the_same() -> None:
+    """A config written for MLflow's kubernetes backend carries over: kube-job-template-path, kube-context,
+    repository-uri."""
+    cfg = BackendConfig.from_dict({"kube-job-template-path": "job.yaml", "kube-context": "kind-x",
+                                   "repository-uri": "localhost:5001/trainer", "image-delivery": "registry"})
+    assert (cfg.template_path, cfg.kube_context, cfg.repository_uri) == ("job.yaml", "kind-x",
+                                                                         "localhost:5001/trainer")
+    with pytest.raises(BackendConfigError, match="mean the same"):
+        BackendConfig.from_dict({"kube-job-template-path": "a.yaml", "template-path": "b.yaml",
+                                 "image-delivery": "none"})

@@ -54,6 +54,7 @@ RULES = {
     "harness/registry": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "pytest", "mlflow"),
     "harness/clusters": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.runs", "pytest"),
     "harness/contract.py": ("harness.",),
+    "harness/imagerefs.py": ("harness.", "mlflow", "kubernetes", "docker", "yaml", "pytest"),
     "harness/settings.py": ("harness.pytest_plugin", "harness.testbed", "pytest", "mlflow", "kubernetes"),
     "harness/testbed.py": ("harness.pytest_plugin", "pytest"),
     "harness/runs.py": ("harness.pytest_plugin", "pytest"),

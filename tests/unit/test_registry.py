@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import imagerefs as refs
 from harness.nodeimage.nodefiles import containerd_config
-from harness.registry import image, pushlog, refs, wiring
+from harness.registry import image, pushlog, wiring
 from harness.registry.local import LocalRegistry
 
 pytestmark = pytest.mark.unit

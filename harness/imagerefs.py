@@ -1,6 +1,9 @@
-"""Image references: parse them the way Docker does, and rewrite them onto the local registry.
+"""Image references, parsed once the way Docker does: the one place that knows their grammar.
 
-Pure functions only. A reference pushed to the local registry keeps its
+Used for containerd's spelling on kind nodes (``docker.io/library/x:tag``),
+for matching a stack's images by repository, and for rewriting references onto
+the local registry. Pure functions, standard library only (the backend and the
+registry-less builders use it). A reference pushed to the local registry keeps its
 repository path and tag and only changes its host, so ``wine-quality:1a2b3c4``
 becomes ``localhost:5001/wine-quality:1a2b3c4`` and a log line or a pod spec
 still says which project image it is.
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ImageRef", "digest_ref", "parse_ref", "registry_ref"]
+__all__ = ["ImageRef", "containerd_name", "digest_ref", "parse_ref", "registry_ref", "repository"]
 
 # Docker's grammar (distribution/reference), restated: lowercase path
 # components separated by "/", an optional tag, an optional digest.
@@ -101,3 +104,25 @@ def digest_ref(tagged_ref: str, digest: str) -> str:
     parsed = parse_ref(tagged_ref)
     base = f"{parsed.domain}/{parsed.path}" if parsed.domain else parsed.path
     return f"{base}@{digest}"
+
+
+def repository(ref: str) -> str:
+    """``localhost:5000/a/b:tag@sha256:...`` -> ``localhost:5000/a/b``: host and path, no tag or digest.
+
+    A string that is not a reference (a template placeholder in a manifest) is returned as it is.
+    """
+    try:
+        parsed = parse_ref(ref)
+    except ValueError:
+        return ref
+    return f"{parsed.domain}/{parsed.path}" if parsed.domain else parsed.path
+
+
+def containerd_name(ref: str) -> str:
+    """How containerd on a node lists ``ref``: Docker Hub spelled out, ``latest`` made explicit."""
+    parsed = parse_ref(ref)
+    domain, path = parsed.domain or "docker.io", parsed.path
+    if domain == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    tag = parsed.tag or (None if parsed.digest else "latest")
+    return str(ImageRef(domain, path, tag, parsed.digest))
