@@ -24,6 +24,7 @@ from harness._errors import HarnessError
 from harness.clusters import Cluster, ClusterProvider, ImageRoute
 from harness.clusters.existing import ExistingProvider
 from harness.clusters.kind import KindProvider
+from harness.sessionlock import SessionLock
 from harness.settings import ImageSpec, Settings, env_flag
 from harness.stack import Stack, deploy_stack
 from harness.timing import Phases
@@ -92,6 +93,7 @@ class Testbed:
     registry: LocalRegistry | None = field(default=None, init=False)
     """The harness's local registry when settings registry = local (kept running after the session)."""
     _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
+    _lock: SessionLock | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> Self:
         self.start()
@@ -103,6 +105,10 @@ class Testbed:
 
     def start(self) -> Self:
         s = self.settings
+        name = s.cluster_name if s["cluster"] == "kind" else f"existing-{s['context'] or 'current'}"
+        with self.phases.phase("session lock") as note:
+            self._lock = SessionLock(name, log=self.log).acquire()
+            note["note"] = f"cluster {name} is this session's until it ends"
         assets.materialise_stub(s.state_dir / "stub")
         with self.phases.phase("tools (kind, kubectl)"):
             self.kubectl_bin = toolchain.resolve_kubectl(_opt_str(s["kubectl-bin"]), log=self.log)
@@ -202,14 +208,19 @@ class Testbed:
     def finish(self, *, failed: bool = False) -> bool:
         """Tear down what this test bed started; return True if the cluster was kept."""
         keep = keep_cluster(self.settings, failed=failed)
-        if self.stack is not None and self.stack.forward is not None:
-            _exec.stop(self.stack.forward)
-        if self.cluster is not None and self._provider is not None:
-            if self.cluster.provider == "existing" and not keep and self.stack is not None:
-                for ns in self.stack.namespaces:
-                    self.cluster.kube.delete_namespace(ns)
-            with self.phases.phase("finish cluster") as note:
-                self._provider.finish(self.cluster, keep=keep)
-                note["note"] = ("left as found" if self.cluster.provider == "existing"
-                                else "kept" if keep or not self.cluster.created else "deleted")
+        try:
+            if self.stack is not None and self.stack.forward is not None:
+                _exec.stop(self.stack.forward)
+            if self.cluster is not None and self._provider is not None:
+                if self.cluster.provider == "existing" and not keep and self.stack is not None:
+                    for ns in self.stack.namespaces:
+                        self.cluster.kube.delete_namespace(ns)
+                with self.phases.phase("finish cluster") as note:
+                    self._provider.finish(self.cluster, keep=keep)
+                    note["note"] = ("left as found" if self.cluster.provider == "existing"
+                                    else "kept" if keep or not self.cluster.created else "deleted")
+        finally:
+            if self._lock is not None:  # only after the cluster is settled may another session have it
+                self._lock.release()
+                self._lock = None
         return keep

@@ -1,0 +1,68 @@
+"""Unit tier: one session per cluster (real flock between real processes; no cluster)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.sessionlock import ClusterBusy, SessionLock
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from harness.sessionlock import SessionLock
+lock = SessionLock("c1", directory=Path(sys.argv[1]), log=lambda m: None).acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(tmp_path: Path, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), str(seconds)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_session_waits_and_then_gets_the_cluster(tmp_path: Path) -> None:
+    other = _holder(tmp_path, 1.5)
+    said: list[str] = []
+    started = time.monotonic()
+    with SessionLock("c1", directory=tmp_path, timeout=30, log=said.append):
+        waited = time.monotonic() - started
+    other.wait(timeout=10)
+    assert waited >= 1.0
+    assert "in use by pid" in said[0]
+
+
+def test_a_second_session_refuses_clearly_after_its_timeout(tmp_path: Path) -> None:
+    other = _holder(tmp_path, 30)
+    try:
+        with pytest.raises(ClusterBusy, match=rf"in use by pid {other.pid}"):
+            SessionLock("c1", directory=tmp_path, timeout=1, log=lambda _m: None).acquire()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_killed_session_leaves_no_stale_lock(tmp_path: Path) -> None:
+    other = _holder(tmp_path, 30)
+    other.kill()  # SIGKILL: no finally, no cleanup; the kernel drops the flock
+    other.wait()
+    with SessionLock("c1", directory=tmp_path, timeout=1, log=lambda _m: None):
+        pass
+
+
+def test_other_cluster_names_do_not_wait(tmp_path: Path) -> None:
+    other = _holder(tmp_path, 30)
+    try:
+        with SessionLock("c2", directory=tmp_path, timeout=1, log=lambda _m: None):
+            pass
+    finally:
+        other.kill()
+        other.wait()
