@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness import cachedir as _cachedir
+
 __all__ = [
     "CACHE_ENV",
     "DEFAULT_CACHE_DIR",
@@ -29,9 +31,9 @@ __all__ = [
     "resolve_cache_dir",
 ]
 
-#: Default cache root: outside any clone, so ``git clean`` never costs a
-#: 30-minute rebuild, and shared by every checkout on the machine.
-DEFAULT_CACHE_DIR = Path("/var/cache/mlflow-crd-harness")
+#: Default cache root (one for the whole package, see :mod:`harness.cachedir`): outside any clone,
+#: so ``git clean`` never costs a 30-minute rebuild; ``~/.cache/...`` for non-root users.
+DEFAULT_CACHE_DIR = _cachedir.DEFAULT_CACHE_DIR
 
 #: Environment variable overriding :data:`DEFAULT_CACHE_DIR`.
 CACHE_ENV = "HARNESS_CACHE_DIR"
@@ -40,11 +42,10 @@ _KEY_LEN = 16  # hex chars: collisions are irrelevant at our scale, names stay r
 
 
 def resolve_cache_dir(explicit: Path | str | None = None) -> Path:
-    """Pick the cache root: the argument, else ``$HARNESS_CACHE_DIR``, else the default."""
+    """Pick the cache root: the argument, else the package's one cache root (:func:`harness.cachedir.cache_dir`)."""
     if explicit is not None:
         return Path(explicit)
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else DEFAULT_CACHE_DIR
+    return _cachedir.cache_dir()
 
 
 def input_key(inputs: Mapping[str, object]) -> str:
