@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -29,11 +30,14 @@ def main() -> int:
         parser.error("give the command after --")
     started = time.monotonic()
     stamped: list[tuple[float, str]] = [(0.0, "<start>")]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a pipe would otherwise batch Python children's lines
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          env=env) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             stamped.append((time.monotonic() - started, line.rstrip("\n")))
             sys.stdout.write(line)
+            sys.stdout.flush()
     stamped.append((time.monotonic() - started, "<end>"))
     gaps = sorted(((b[0] - a[0], a, b) for a, b in itertools.pairwise(stamped)), reverse=True)
     print(f"\n== {len(stamped) - 2} lines in {stamped[-1][0]:.0f} s; exit {proc.returncode}; longest gaps:")
