@@ -27,7 +27,11 @@ MLFLOW_NODE_PORT = 30500
 #: Host sysctls the kubelet in a privileged kind node rewrites (panic on oops,
 #: reboot after 10 s). Saved before create and restored after delete, so a test
 #: cluster does not leave the host set to reboot on the next kernel oops.
-KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops")
+KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
+                        "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+"""Every host-wide value the kubelet (protectKernelDefaults off) rewrites in a privileged kind node."""
+
+PROC_SYS = Path("/proc/sys")
 
 
 def kind_config(*, host_port: int, extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -133,7 +137,7 @@ class KindCluster:
         values = {}
         for key in KUBELET_HOST_SYSCTLS:
             try:
-                values[key] = (Path("/proc/sys") / key).read_text().strip()
+                values[key] = (PROC_SYS / key).read_text().strip()
             except OSError:
                 continue
         path.write_text(json.dumps(values))
@@ -145,14 +149,19 @@ class KindCluster:
             saved = json.loads(self._sysctl_file().read_text())
         except (OSError, ValueError):
             return
+        failed = False
         for key, value in saved.items():
-            path = Path("/proc/sys") / key
+            path = PROC_SYS / key
             try:
                 if path.read_text().strip() != value:
                     path.write_text(value)
                     self.log(f"kind: restored host sysctl {key.replace('/', '.')}={value}")
             except OSError as exc:  # not root, or a read-only /proc/sys: say so, do not fail the delete
+                failed = True
                 self.log(f"kind: could not restore {key.replace('/', '.')}={value}: {exc}")
+        if not failed:
+            # Restored: forget the values, so an admin's later change is never "restored" away months on.
+            self._sysctl_file().unlink(missing_ok=True)
 
     def export_logs(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
