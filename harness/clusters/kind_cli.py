@@ -97,7 +97,7 @@ class KindCluster:
     def create(self, *, node_image: str, config: dict[str, object], wait_seconds: int = 300) -> None:
         """``kind create cluster`` with our config and image; waits until the node is Ready."""
         self._private_kubeconfig()
-        self._save_host_sysctls()
+        self.save_host_sysctls()
         config_path = self.state_dir / "kind-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._kind(
@@ -116,7 +116,7 @@ class KindCluster:
 
     def delete(self) -> None:
         self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
-        self._restore_host_sysctls()
+        self.restore_host_sysctls()
 
     @staticmethod
     def _sysctl_file() -> Path:
@@ -130,7 +130,8 @@ class KindCluster:
                         check=False, timeout=30).stdout or ""
         return bool(out.strip())
 
-    def _save_host_sysctls(self) -> None:
+    def save_host_sysctls(self) -> None:
+        """Record the host values the kubelet will rewrite, unless a kind node already runs (then they are not ours)."""
         path = self._sysctl_file()
         if path.exists() or self._kind_nodes_running():
             return
@@ -142,7 +143,8 @@ class KindCluster:
                 continue
         path.write_text(json.dumps(values))
 
-    def _restore_host_sysctls(self) -> None:
+    def restore_host_sysctls(self) -> None:
+        """Put the recorded host values back once no kind node runs; forget the record when that worked."""
         if self._kind_nodes_running():
             return  # another cluster's kubelet still relies on them
         try:

@@ -34,27 +34,27 @@ def _read(proc: Path) -> dict[str, str]:
 def test_every_kubelet_touched_value_is_restored_and_the_record_removed(host: Path, tmp_path: Path) -> None:
     said: list[str] = []
     kind = KindCluster("c", Path("kind"), tmp_path / "state", log=said.append)
-    kind._save_host_sysctls()
+    kind.save_host_sysctls()
     record = KindCluster._sysctl_file()
     assert record.is_file()
     for key, value in KUBELET.items():  # what a running node's kubelet does to the host
         (host / key).write_text(value)
-    kind._restore_host_sysctls()
+    kind.restore_host_sysctls()
     assert _read(host) == ORIGINAL
     assert not record.exists(), "a restored record must be forgotten"
     assert any("vm.overcommit_memory=0" in s for s in said)
     (host / "vm/overcommit_memory").write_text("2")  # an admin's later choice
-    kind._restore_host_sysctls()
+    kind.restore_host_sysctls()
     assert (host / "vm/overcommit_memory").read_text() == "2", "nothing is restored without a fresh record"
 
 
 def test_a_failed_restore_keeps_the_record(host: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kind = KindCluster("c", Path("kind"), tmp_path / "state", log=lambda _m: None)
-    kind._save_host_sysctls()
+    kind.save_host_sysctls()
     (host / "kernel/panic").write_text("10")
     (host / "kernel/panic").chmod(0o444)
     monkeypatch.setattr(Path, "write_text", _refuse_writes(Path.write_text, host / "kernel/panic"))
-    kind._restore_host_sysctls()
+    kind.restore_host_sysctls()
     assert KindCluster._sysctl_file().is_file(), "keep it, so a later (root) run can still restore"
 
 
