@@ -40,6 +40,10 @@ class BuiltImage:
     seconds: float
     reused: bool
 
+    def summary(self) -> str:
+        """``repo:tag 472 MB (reused)``: what a phase line says about it."""
+        return f"{self.tag} {self.size_bytes / 1e6:.0f} MB{' (reused)' if self.reused else ''}"
+
 
 def _context_files(context: Path, dockerfile: str = "Dockerfile") -> list[Path]:
     """The files ``docker build`` sends, by Docker's own ``.dockerignore`` rules (the SDK's).
@@ -137,10 +141,7 @@ def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) 
     if route.mode == "kind":
         assert route.kind_bin is not None
         assert route.kind_cluster is not None
-        nodes = delivery.kind_nodes(str(route.kind_bin), route.kind_cluster)
-        if delivery.missing_on_kind_nodes(nodes, ref):
-            log(f"image: kind load {ref} into {route.kind_cluster}")
-            delivery.load_verified(str(route.kind_bin), route.kind_cluster, ref, log=log)
+        delivery.load_verified(str(route.kind_bin), route.kind_cluster, ref, log=log)
         return ref
     assert route.registry is not None
     if route.registry == LOCAL_REGISTRY_HOST:

@@ -110,8 +110,15 @@ def kind_load_archive(kind_binary: str, cluster: str, ref: str) -> None:
 
 
 def load_verified(kind_binary: str, cluster: str, ref: str, log: Callable[[str], None] | None = None) -> None:
-    """``kind load`` with the archive fallback, then proof that every node lists ``ref``."""
+    """``kind load`` with the archive fallback, then proof that every node lists ``ref``.
+
+    Nothing moves when every node already holds ``ref`` (content-addressed tags:
+    same tag, same bytes), which makes a warm re-run free.
+    """
     nodes = kind_nodes(kind_binary, cluster)
+    if not missing_on_kind_nodes(nodes, ref):
+        return
+    (log or _log.info)(f"image: kind load {ref} into {cluster}")
     try:
         kind_load(kind_binary, cluster, ref)
         missing = missing_on_kind_nodes(nodes, ref)

@@ -79,7 +79,21 @@ def test_a_failed_kind_load_falls_back_to_a_platform_archive(tmp_path: Path, mon
     save = next(c for c in calls if c.startswith("docker image save"))
     assert "--platform linux/arm64" in save
     assert any(c.startswith("kind load image-archive ") and c.endswith("--name c") for c in calls)
-    assert "content digest" in said[0]
+    assert said[0] == f"image: kind load {REF} into c"
+    assert "content digest" in said[1]
+    assert "retrying as docker save --platform" in said[1]
+
+
+def test_an_image_every_node_has_is_not_loaded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Content-addressed tags: the same tag on every node means the same bytes; a warm re-run moves nothing."""
+    log = tmp_path / "calls.log"
+    _script(tmp_path / "kind", f'echo "kind $*" >> {log}\nif [ "$1" = get ]; then echo c-control-plane; fi\n')
+    _script(tmp_path / "docker", f'echo "docker $*" >> {log}\necho docker.io/library/{REF}\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    said: list[str] = []
+    delivery.load_verified("kind", "c", REF, log=said.append)
+    assert said == []
+    assert not [c for c in log.read_text().splitlines() if c.startswith("kind load")]
 
 
 def test_missing_kind_binary_is_a_delivery_error(tmp_path: Path) -> None:
