@@ -13,11 +13,11 @@ cluster behind.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from harness import _exec, assets, baseimage, images, toolchain
 from harness._errors import HarnessError
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Testbed", "keep_cluster", "make_provider"]
 
 TRACKING_REPOSITORY = "mlflow-server"
+T = TypeVar("T")
 
 
 def keep_cluster(settings: Settings, *, failed: bool) -> bool:
@@ -52,7 +53,7 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     if settings["cluster"] == "existing":
         return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
                                 registry=settings["registry"], context=settings["context"], log=log)
-    kind_bin = toolchain.resolve_kind(_opt_str(settings["kind-bin"]), log=log)
+    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log)
     timer = phases or Phases()
     with timer.phase("node image") as note:
         choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
@@ -73,10 +74,6 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
                         config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 @dataclass
@@ -104,14 +101,24 @@ class Testbed:
         self.finish(failed=exc is not None)
 
     def start(self) -> Self:
+        """Bring everything up; whatever fails after the session lock is held is finished at once."""
         s = self.settings
         name = s.cluster_name if s["cluster"] == "kind" else f"existing-{s['context'] or 'current'}"
         with self.phases.phase("session lock") as note:
             self._lock = SessionLock(name, log=self.log).acquire()
             note["note"] = f"cluster {name} is this session's until it ends"
+        try:
+            self._start()
+        except BaseException:
+            self.finish(failed=True)
+            raise
+        return self
+
+    def _start(self) -> None:
+        s = self.settings
         assets.materialise_stub(s.state_dir / "stub")
         with self.phases.phase("tools (kind, kubectl)"):
-            self.kubectl_bin = toolchain.resolve_kubectl(_opt_str(s["kubectl-bin"]), log=self.log)
+            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log)
         with self.phases.phase("base image") as note:
             base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
             note["note"] = f"{base.source}: {base.image}"
@@ -123,7 +130,7 @@ class Testbed:
         def build(spec: ImageSpec) -> images.BuiltImage:
             with self.phases.phase(f"build {spec.name} image") as note:
                 built = images.build_spec(spec, base_image=base.image, log=self.log)
-                note["note"] = f"{built.tag} {built.size_bytes / 1e6:.0f} MB{' (reused)' if built.reused else ''}"
+                note["note"] = built.summary()
                 return built
 
         def registry() -> LocalRegistry | None:
@@ -146,34 +153,27 @@ class Testbed:
                 note["note"] = f"{found.provider}: {'created' if found.created else 'reused'} {found.name}"
                 return found
 
+        errors: list[BaseException] = []
+
+        def settle(fut: Future[T]) -> T | None:
+            """The result, or None with the error kept: every branch settles before any is acted on."""
+            try:
+                return fut.result()
+            except BaseException as exc:
+                errors.append(exc)
+                return None
+
         with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
-            f_cluster = pool.submit(cluster)
-            f_registry = pool.submit(registry)
-            f_images = [(spec, pool.submit(build, spec)) for spec in specs]
-            errors: list[BaseException] = []
-            for _spec, fut in f_images:
-                try:
-                    self.built[_spec.name] = fut.result()
-                except BaseException as exc:
-                    errors.append(exc)
-            try:
-                self.cluster = f_cluster.result()
-            except BaseException as exc:
-                errors.append(exc)
-            try:
-                self.registry = f_registry.result()
-            except BaseException as exc:
-                errors.append(exc)
-        try:
-            if errors:
-                raise errors[0]
-            if self.registry is not None:
-                self._attach_registry(self.registry)
-            self.stack = self._deploy(specs)
-        except BaseException:
-            self.finish(failed=True)
-            raise
-        return self
+            f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
+            f_images = {spec.name: pool.submit(build, spec) for spec in specs}
+            self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
+            self.cluster = settle(f_cluster)
+            self.registry = settle(f_registry)
+        if errors:
+            raise errors[0]
+        if self.registry is not None:
+            self._attach_registry(self.registry)
+        self.stack = self._deploy(specs)
 
     def _attach_registry(self, reg: LocalRegistry) -> None:
         """Route images through the local registry; wire it into a kind cluster the way kind documents."""
@@ -190,7 +190,7 @@ class Testbed:
         s, cluster = self.settings, self.cluster
         assert cluster is not None
         with self.phases.phase("deliver images") as note:
-            wanted = [sp for sp in specs if sp.deliver or sp.repository == TRACKING_REPOSITORY]
+            wanted = [sp for sp in specs if sp.deliver]
             with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
                 refs = dict(zip([sp.repository for sp in wanted], pool.map(
                     lambda sp: images.deliver(self.built[sp.name].tag, cluster.images, log=self.log), wanted),

@@ -24,7 +24,7 @@ from harness.pytest_plugin.state import PHASES, SETTINGS, failed, missing_prereq
 from harness.runs import ProjectRun, ProjectRunner
 from harness.settings import Settings
 from harness.stack import Stack
-from harness.testbed import Testbed
+from harness.testbed import Testbed, keep_cluster
 from harness.timing import Phases
 from harness.tracking_server import LocalTrackingServer
 
@@ -91,8 +91,7 @@ def harness_images(harness_settings: Settings, base_image: str, phases: Phases) 
     for spec in harness_settings.images:
         with phases.phase(f"build {spec.name} image") as note:
             built[spec.name] = images.build_spec(spec, base_image=base_image, log=phases.log)
-            b = built[spec.name]
-            note["note"] = f"{b.tag} {b.size_bytes / 1e6:.0f} MB{' (reused)' if b.reused else ''}"
+            note["note"] = built[spec.name].summary()
     return built
 
 
@@ -173,8 +172,6 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
     name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
     kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: SESSION_ID})
     yield name
-    from harness.testbed import keep_cluster
-
     if failed(request.node):
         dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)
         collect_bundle(dest, kube, namespaces=[name], export_logs=e2e_stack.cluster.export_logs,
