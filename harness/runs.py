@@ -21,7 +21,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from harness import _exec, contract, dockercli
-from harness.settings import ProjectSpec
+from harness.settings import ProjectSpec, find_project
 from harness.stack import Stack
 from harness.waits import customjob_for_run, wait_customjob, wait_for_customjob, wait_run_terminal
 
@@ -34,8 +34,8 @@ PICKUP_TIMEOUT = 120.0
 def controller_hint(stack: Stack) -> str:
     """Where to look when no controller answers: the stack's Deployments and their logs."""
     kube = stack.cluster.kube
-    return "; ".join(f"kubectl --kubeconfig {kube.kubeconfig} -n {ref.split('/')[0]} logs deploy/{ref.split('/')[1]}"
-                     for ref in stack.deployments if ref.split("/")[0] != "mlflow") or "no controller deployed"
+    return "; ".join(f"kubectl --kubeconfig {kube.kubeconfig} -n {ns} logs deploy/{name}"
+                     for ns, name in stack.controllers) or "no controller deployed"
 
 
 def mlflow_run(project_dir: Path, *args: str, tracking_uri: str, cwd: Path | None = None, timeout: float = 1200,
@@ -87,7 +87,6 @@ class ProjectRunner:
     workdir: Path
     projects: tuple[ProjectSpec, ...] = ()
     job_timeout: float = 900.0
-    default_project: ProjectSpec | None = None
 
     @property
     def client(self) -> MlflowClient:
@@ -98,15 +97,13 @@ class ProjectRunner:
         if isinstance(project, ProjectSpec):
             return project
         if project is None:
-            if self.default_project is not None:
-                return self.default_project
             if len(self.projects) == 1:
                 return self.projects[0]
             raise ValueError(f"name the project: {[p.name for p in self.projects]}")
-        for p in self.projects:
-            if project in (p.name, str(p.path)):
-                return p
-        raise ValueError(f"no configured project {project!r}; configured: {[p.name for p in self.projects]}")
+        found = find_project(self.projects, project)
+        if found is None:
+            raise ValueError(f"no configured project {project!r}; configured: {[p.name for p in self.projects]}")
+        return found
 
     def backend_config(self, project: ProjectSpec) -> Path:
         """The ``--backend-config`` file for this namespace and cluster."""

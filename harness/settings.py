@@ -43,6 +43,7 @@ __all__ = [
     "ProjectSpec",
     "Settings",
     "env_flag",
+    "find_project",
     "find_project_file",
     "load_settings",
 ]
@@ -217,9 +218,9 @@ class Settings:
 
     def project(self, name_or_path: str) -> ProjectSpec:
         """A configured project by name or path; an unconfigured path gets the stub template."""
-        for p in self.projects:
-            if name_or_path in (p.name, str(p.path)) or (self.root / name_or_path).resolve() == p.path:
-                return p
+        found = find_project(self.projects, name_or_path, root=self.root)
+        if found is not None:
+            return found
         path = (self.root / name_or_path).resolve()
         if (path / "MLproject").is_file():
             from harness import assets
@@ -235,6 +236,15 @@ class Settings:
         for o in OPTIONS:
             lines.append(f"{o.key:<18} = {self.values[o.key]!r}  ({self.sources[o.key]})")
         return "\n".join(lines)
+
+
+def find_project(projects: tuple[ProjectSpec, ...], name_or_path: str, *, root: Path | None = None,
+                 ) -> ProjectSpec | None:
+    """The project named ``name_or_path``, or at that path (relative to ``root``); None if none is."""
+    for p in projects:
+        if name_or_path in (p.name, str(p.path)) or (root is not None and (root / name_or_path).resolve() == p.path):
+            return p
+    return None
 
 
 def find_project_file(start: Path) -> Path | None:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import yaml
 from harness import _exec, imagerefs
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
+from harness.cachedir import cache_dir
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
 from harness.clusters.kind import MARKER_NAMESPACE
 from harness.clusters.kind_cli import MLFLOW_NODE_PORT
@@ -59,6 +59,12 @@ class Stack:
     """``namespace/name`` of every Deployment waited for."""
     redeployed: bool = True
     forward: _exec.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def controllers(self) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of the stack's Deployments other than the tracking server."""
+        pairs = (tuple(ref.split("/", 1)) for ref in self.deployments)
+        return tuple((ns, name) for ns, name in pairs if ns != MLFLOW_NAMESPACE)
 
 
 def mlflow_allowed_hosts(host_port: int, namespace: str = MLFLOW_NAMESPACE) -> list[str]:
@@ -250,24 +256,11 @@ def _port_forward(cluster: Cluster, port: int, log: Callable[[str], None]) -> _e
     """``kubectl port-forward svc/mlflow`` on loopback, for clusters without a port mapping."""
     kube = cluster.kube
     ctx = ["--context", kube.context] if kube.context else []
-    log_path = kube.kubeconfig.parent / f"port-forward-{port}.log" if kube.kubeconfig.parent.is_dir() else None
     argv: list[str | Path] = [kube.kubectl_bin, "--kubeconfig", str(kube.kubeconfig), *ctx, "-n", MLFLOW_NAMESPACE,
                               "port-forward", "--address", "127.0.0.1", "svc/mlflow", f"{port}:{MLFLOW_PORT}"]
-    from harness.cachedir import cache_dir
-
     log(f"stack: port-forward svc/mlflow to 127.0.0.1:{port}")
-    return _exec.spawn(argv, log_path=log_path or cache_dir("logs") / f"port-forward-{port}.log")
-
-
-@contextmanager
-def deployed(cluster: Cluster, **kwargs: Any) -> Iterator[Stack]:
-    """:func:`deploy_stack` as a context manager that stops the port-forward it may have started."""
-    stack = deploy_stack(cluster, **kwargs)
-    try:
-        yield stack
-    finally:
-        if stack.forward is not None:
-            _exec.stop(stack.forward)
+    # Its log goes to our cache, never next to a kubeconfig the user owns.
+    return _exec.spawn(argv, log_path=cache_dir("logs") / f"port-forward-{port}.log")
 
 
 def _wait_tracking_api(uri: str, *, timeout: float) -> None:
@@ -283,5 +276,5 @@ def _wait_tracking_api(uri: str, *, timeout: float) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             return Probe(False, f"{type(exc).__name__}: {exc}")
 
-    wait_for(probe, what=f"MLflow API at {uri} through the kind port mapping", timeout=timeout, interval=1.0)
+    wait_for(probe, what=f"MLflow API at {uri} from this host", timeout=timeout, interval=1.0)
 
