@@ -21,11 +21,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import __version__, baseimage, doctor, toolchain
 from harness._errors import HarnessError
 from harness.settings import OPTIONS, Option, Settings, load_settings
 from harness.timing import Phases
+
+if TYPE_CHECKING:
+    from harness.stack import Stack
+    from harness.testbed import Testbed
 
 __all__ = ["main"]
 
@@ -49,75 +54,76 @@ def _settings(ns: argparse.Namespace) -> Settings:
     return load_settings(root=Path.cwd(), explicit=explicit)
 
 
-def _up(ns: argparse.Namespace) -> tuple[object, Phases]:
+def _up(ns: argparse.Namespace) -> tuple[Testbed, Stack, Phases]:
+    """The test bed, brought up by hand: never finished here, so a kind cluster stays for the next command."""
     from harness.testbed import Testbed
 
     phases = Phases(sink=lambda line: print(line, file=sys.stderr, flush=True))
     bed = Testbed(_settings(ns), phases=phases, log=phases.log)
     bed.start()
-    return bed, phases
+    assert bed.stack is not None  # start() returns only with the stack deployed
+    return bed, bed.stack, phases
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
-    from harness.testbed import Testbed
-
-    bed, phases = _up(ns)
-    assert isinstance(bed, Testbed)
-    assert bed.stack is not None
+    _bed, stack, phases = _up(ns)
     print(phases.table())
-    print(f"\nexport KUBECONFIG={bed.stack.cluster.kube.kubeconfig}")
-    print(f"MLflow UI (host): {bed.stack.tracking_uri}")
-    print(f"MLflow (pods):    {bed.stack.pod_tracking_uri}")
-    print(f"delete it:        python -m harness down --cluster-name {bed.stack.cluster.name}")
+    print(f"\nexport KUBECONFIG={stack.cluster.kube.kubeconfig}")
+    print(f"MLflow UI (host): {stack.tracking_uri}")
+    print(f"MLflow (pods):    {stack.pod_tracking_uri}")
+    if stack.forward is not None:
+        print(f"port-forward:     pid {stack.forward.pid} keeps the UI reachable; stop it: kill {stack.forward.pid}")
+    if stack.cluster.provider == "kind":
+        print(f"delete it:        python -m harness down --cluster-name {stack.cluster.name}")
     return _EXIT_OK
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from harness import _exec
     from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
     from harness.runs import ProjectRunner
-    from harness.testbed import Testbed
     from harness.waits import describe_customjob
 
-    bed, phases = _up(ns)
-    assert isinstance(bed, Testbed)
-    assert bed.stack is not None
-    settings = bed.settings
-    spec = settings.project(ns.project) if ns.project else None
-    kube = bed.stack.cluster.kube
-    kube.ensure_namespace(ns.namespace, labels={MANAGED_BY_LABEL: MANAGED_BY})
-    workdir = settings.state_dir / "runs"
-    workdir.mkdir(parents=True, exist_ok=True)
-    runner = ProjectRunner(bed.stack, ns.namespace, workdir, projects=settings.projects,
-                           job_timeout=settings["job-timeout"])
-    params = dict(p.split("=", 1) for p in ns.param)
-    with phases.phase("project run (mlflow run -> CustomJob -> MLflow run ended)"):
-        run = runner.run(spec, **params)
-    print(phases.table())
-    name = run.customjob["metadata"]["name"]
-    print(f"\nCustomJob {run.namespace}/{name}: {describe_customjob(dict(run.customjob))}")
-    print(f"MLflow run {run.run_id}: {run.status}  {bed.stack.tracking_uri}/#/experiments/"
-          f"{run.client.get_run(run.run_id).info.experiment_id}/runs/{run.run_id}")
+    bed, stack, phases = _up(ns)
+    try:
+        settings = bed.settings
+        spec = settings.project(ns.project) if ns.project else None
+        stack.cluster.kube.ensure_namespace(ns.namespace, labels={MANAGED_BY_LABEL: MANAGED_BY})
+        workdir = settings.state_dir / "runs"
+        workdir.mkdir(parents=True, exist_ok=True)
+        runner = ProjectRunner(stack, ns.namespace, workdir, projects=settings.projects,
+                               job_timeout=settings["job-timeout"])
+        params = dict(p.split("=", 1) for p in ns.param)
+        with phases.phase("project run (mlflow run -> CustomJob -> MLflow run ended)"):
+            run = runner.run(spec, **params)
+        print(phases.table())
+        name = run.customjob["metadata"]["name"]
+        print(f"\nCustomJob {run.namespace}/{name}: {describe_customjob(dict(run.customjob))}")
+        print(f"MLflow run {run.run_id}: {run.status}  {stack.tracking_uri}/#/experiments/"
+              f"{run.client.get_run(run.run_id).info.experiment_id}/runs/{run.run_id}")
+    finally:
+        if stack.forward is not None:  # the run is over: nothing of ours keeps running
+            _exec.stop(stack.forward)
     return _EXIT_OK if run.status == "FINISHED" else _EXIT_FAILED
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
-    from harness.clusters.kind import forget_cluster, is_ours
+    from harness.clusters.kind import delete_cluster, is_ours
     from harness.clusters.kind_cli import KindCluster
 
     settings = _settings(ns)
     if settings["cluster"] != "kind":
         raise HarnessError("down deletes kind clusters only; an existing cluster is never deleted by the harness")
-    kind_bin = toolchain.resolve_kind(None if settings["kind-bin"] is None else str(settings["kind-bin"]))
+    kind_bin = toolchain.resolve_kind(settings["kind-bin"])
     kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
     if not kind.exists():
         print(f"no kind cluster named {settings.cluster_name}")
         return _EXIT_OK
-    kubectl = toolchain.resolve_kubectl(None if settings["kubectl-bin"] is None else str(settings["kubectl-bin"]))
+    kubectl = toolchain.resolve_kubectl(settings["kubectl-bin"])
     if not is_ours(kind, kubectl) and not ns.force:
         raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")
-    kind.delete()
-    forget_cluster(settings.cluster_name)
+    delete_cluster(kind)
     print(f"deleted {settings.cluster_name}")
     return _EXIT_OK
 

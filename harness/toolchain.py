@@ -98,7 +98,7 @@ def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
     return path
 
 
-def resolve_kind(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
+def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print) -> Path:
     """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
     from harness import nodeimage
     from harness.nodeimage.versions import KIND_VERSION
@@ -120,7 +120,7 @@ def resolve_kind(override: str | None = None, *, log: Callable[[str], None] = pr
     return downloaded or nodeimage.ensure_kind_binary(log=log)
 
 
-def resolve_kubectl(override: str | None = None, *, log: Callable[[str], None] = print) -> Path:
+def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], None] = print) -> Path:
     """``kubectl-bin``, else ``kubectl`` on PATH within one minor of the cluster, else the pinned one."""
     from harness import nodeimage
     from harness.nodeimage.versions import KUBERNETES_VERSION

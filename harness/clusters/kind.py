@@ -34,7 +34,8 @@ from harness.clusters.kind_cli import KindCluster, kind_config
 from harness.kubeapi import Kube
 from harness.tracking_server import free_port
 
-__all__ = ["KindProvider", "cluster_fingerprint", "forget_cluster", "is_ours", "merge_kind_config"]
+__all__ = ["KindProvider", "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours",
+           "merge_kind_config"]
 
 MARKER_NAMESPACE = "kube-system"
 MARKER_NAME = "mlflow-crd-harness"
@@ -66,6 +67,12 @@ def read_host_marker(name: str) -> dict[str, str] | None:
 def forget_cluster(name: str) -> None:
     """Drop the host marker once the harness deleted the cluster."""
     host_marker_path(name).unlink(missing_ok=True)
+
+
+def delete_cluster(kind: KindCluster) -> None:
+    """``kind delete`` and forget the host marker: how the harness removes a cluster of its own."""
+    kind.delete()
+    forget_cluster(kind.name)
 
 
 def _node_running(kind: KindCluster) -> bool:
@@ -166,8 +173,7 @@ class KindProvider:
             else:
                 why = f"fingerprint {(marker or {}).get('fingerprint')} != {fingerprint}"
             self.log(f"cluster: recreating {kind.name} ({why})")
-            kind.delete()
-            forget_cluster(kind.name)
+            delete_cluster(kind)
 
         port = free_port()
         self.log(f"cluster: creating {kind.name} from {self.node_image} (MLflow on 127.0.0.1:{port})")
@@ -187,8 +193,7 @@ class KindProvider:
         except BaseException:
             # A half-made cluster is ours to remove: the next run must not find a node without a marker.
             self.log(f"cluster: creating {kind.name} failed; deleting what was made")
-            kind.delete()
-            forget_cluster(kind.name)
+            delete_cluster(kind)
             raise
         return self._cluster(kube, True, port, fingerprint)
 
@@ -202,5 +207,4 @@ class KindProvider:
     def finish(self, cluster: Cluster, *, keep: bool) -> None:
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
-            self.kind.delete()
-            forget_cluster(self.name)
+            delete_cluster(self.kind)
