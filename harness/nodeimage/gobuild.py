@@ -39,6 +39,7 @@ __all__ = [
     "kubernetes_tools_source",
     "staging_replaces",
     "version_ldflags",
+    "wrapper_module",
 ]
 
 Log = Callable[[str], None]
@@ -197,7 +198,8 @@ def _module_info(go: GoToolchain, module_at_version: str, workdir: Path) -> dict
     return dict(json.loads(go.run("mod", "download", "-json", module_at_version, cwd=workdir)))
 
 
-def _wrapper_module(go: GoToolchain, workdir: Path, name: str, files: Mapping[str, str]) -> None:
+def wrapper_module(go: GoToolchain, workdir: Path, name: str, files: Mapping[str, str]) -> None:
+    """A throw-away main module ``name`` in ``workdir`` holding ``files``, rebuilt from nothing each time."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     go.run("mod", "init", name, cwd=workdir)
@@ -236,7 +238,7 @@ def build_kubernetes(go: GoToolchain, cache_dir: Path, version: str, log: Log) -
         log(f"kubernetes {version}: cached binaries in {final}")
         return final
     work = cache_dir / "work" / f"kubernetes-{version}"
-    _wrapper_module(go, work, "offline-kubernetes-build", {"tools.go": kubernetes_tools_source()})
+    wrapper_module(go, work, "offline-kubernetes-build", {"tools.go": kubernetes_tools_source()})
     info = _module_info(go, f"k8s.io/kubernetes@{version}", work)
     staging = staging_replaces(Path(info["GoMod"]).read_text())
     if not staging:
@@ -275,7 +277,7 @@ def _build_wrapped(
         log(f"{name} {version}: cached")
         return final / name
     work = cache_dir / "work" / f"{name}-{version}"
-    _wrapper_module(go, work, f"offline-{name}-build", {"main.go": main_source})
+    wrapper_module(go, work, f"offline-{name}-build", {"main.go": main_source})
     go.run("get", f"{module}@{version}", cwd=work)
     go.run("mod", "tidy", cwd=work)
     log(f"{name} {version}: compiling")
@@ -305,7 +307,7 @@ def build_pause(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
         log("pause: cached")
         return final / "pause"
     work = cache_dir / "work" / "pause"
-    _wrapper_module(go, work, "offline-pause", {"main.go": source})
+    wrapper_module(go, work, "offline-pause", {"main.go": source})
     with cache.publish_dir(final) as tmp:
         go.run("build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "pause"), ".", cwd=work)
     return final / "pause"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from harness import _exec, dockercli
 from harness._errors import HarnessError, PreflightError
 from harness.cachedir import cache_dir
 from harness.nodeimage import cache
-from harness.nodeimage.gobuild import GoToolchain
+from harness.nodeimage.gobuild import GoToolchain, wrapper_module
 
 __all__ = [
     "CONTAINER_PORT",
@@ -209,12 +208,8 @@ def _build_binary(go: GoToolchain, root: Path, source: str, log: Log) -> Path:
         log(f"registry binary: cached in {final}")
         return final / "registry"
     work = root / "work" / f"module-{GGCR_VERSION}"
-    # The module dir is scratch: rebuilt from nothing each time so no stale go.mod survives.
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     log(f"registry binary: compiling {GGCR_MODULE}@{GGCR_VERSION} with {go.version}")
-    go.run("mod", "init", "harness-registry", cwd=work)
-    (work / "main.go").write_text(source)
+    wrapper_module(go, work, "harness-registry", {"main.go": source})
     go.run("get", f"{GGCR_MODULE}@{GGCR_VERSION}", cwd=work)
     go.run("mod", "tidy", cwd=work)
     with cache.publish_dir(final) as tmp:
