@@ -34,10 +34,10 @@ def main() -> int:
           f"({'reused' if built.reused else f'built in {time.monotonic() - t0:.0f} s'}); base {base}")
 
     walls = []
-    with tempfile.TemporaryDirectory() as tmp, LocalTrackingServer(Path(tmp)) as server:
+    with tempfile.TemporaryDirectory() as tmp, LocalTrackingServer.for_containers(Path(tmp)) as server:
         for i in range(args.runs):
             t = time.monotonic()
-            mlflow_run(trainer.path, "-P", "alpha=0.5", "--build-image", "-A", "network=host",
+            mlflow_run(trainer.path, "-P", "alpha=0.5", "--build-image", *server.docker_args,
                        "--experiment-name", f"bench-{i}", tracking_uri=server.uri, timeout=900)
             walls.append(time.monotonic() - t)
             print(f"run {i + 1}: {walls[-1]:.1f} s")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness import _exec
 
-__all__ = ["docker_env", "docker_host", "image_exists", "image_id", "obtain", "sdk_client"]
+__all__ = ["HostReach", "choose_host_reach", "docker_env", "docker_host", "host_reach", "image_exists", "image_id",
+           "obtain", "sdk_client"]
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -80,3 +83,56 @@ def obtain(ref: str, *, pull_timeout: float) -> tuple[Literal["present", "pulled
         return "pulled", ""
     lines = (proc.stderr or proc.stdout or "").strip().splitlines()
     return None, lines[-1] if lines else "no answer"
+
+
+@dataclass(frozen=True)
+class HostReach:
+    """How a container that ``mlflow run`` starts reaches a server on this host.
+
+    ``bind`` is the address the server must listen on (its URI names it, so
+    the host-side MLflow client and the container use the same URI, as MLflow's
+    docker backend passes the host's tracking URI into the container);
+    ``docker_args`` are the ``mlflow run -A`` arguments that make it work.
+    """
+
+    bind: str
+    docker_args: tuple[str, ...]
+    why: str
+
+
+def _bindable(address: str) -> bool:
+    """True if ``address`` is one of this host's own interfaces (a bind to it succeeds)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def choose_host_reach(gateway: str | None, bindable: Callable[[str], bool] = _bindable) -> HostReach:
+    """The pure decision behind :func:`host_reach`, given the default bridge's gateway address.
+
+    A Linux engine on this host owns the bridge's gateway (``docker0``), so a
+    server bound there is reachable from the host and from every container on
+    the default bridge, without host networking and without listening on any
+    outside interface. An engine in a VM (Docker Desktop, Colima, OrbStack,
+    rootless Docker) has its bridge elsewhere: there the only address the host
+    and a container share is the host network, which Docker Desktop offers from
+    4.34 when "Enable host networking" is on.
+    """
+    if gateway and bindable(gateway):
+        return HostReach(gateway, (), f"containers on Docker's default bridge reach this host at its gateway {gateway}")
+    return HostReach("127.0.0.1", ("-A", "network=host"),
+                     f"the engine's bridge gateway ({gateway or 'none'}) is not an address of this host (an engine "
+                     "in a VM or rootless): the container uses host networking (Docker Desktop >= 4.34: Settings > "
+                     "Resources > Network > Enable host networking)")
+
+
+@functools.cache
+def host_reach() -> HostReach:
+    """How containers of the current engine reach this host (asked of ``docker network inspect bridge``)."""
+    proc = _exec.run(["docker", "network", "inspect", "bridge", "--format",
+                      "{{range .IPAM.Config}}{{.Gateway}} {{end}}"], check=False, timeout=30)
+    gateways = (proc.stdout or "").split() if proc.returncode == 0 else []
+    return choose_host_reach(next((g for g in gateways if ":" not in g), None))

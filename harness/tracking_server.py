@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness._waiting import Probe, wait_for
 
 __all__ = ["LocalTrackingServer", "free_port"]
@@ -42,7 +42,20 @@ class LocalTrackingServer:
     host: str = "127.0.0.1"
     port: int = 0
     startup_timeout: float = 90.0
+    #: ``mlflow run -A …`` arguments a docker-env project needs to reach this server (see :meth:`for_containers`).
+    docker_args: tuple[str, ...] = ()
     _proc: _exec.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def for_containers(cls, workdir: Path) -> Self:
+        """A server that ``mlflow run`` containers reach with the same URI as the host, without host networking.
+
+        It listens on the Docker bridge's gateway when the engine runs on this
+        host (reachable from the host and the bridge only), else on loopback
+        with host networking for the container (see :func:`dockercli.host_reach`).
+        """
+        reach = dockercli.host_reach()
+        return cls(workdir, host=reach.bind, docker_args=reach.docker_args)
 
     @property
     def uri(self) -> str:
@@ -95,7 +108,7 @@ class LocalTrackingServer:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
         try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:  # noqa: S310 - our own loopback URL
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:  # noqa: S310 - our own server's URL
                 return Probe(resp.status == 200, f"HTTP {resp.status}")
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             return Probe(False, f"not answering ({type(exc).__name__})")

@@ -97,9 +97,16 @@ def harness_images(harness_settings: Settings, base_image: str, phases: Phases) 
 
 @pytest.fixture(scope="session")
 def local_tracking_server(tmp_path_factory: pytest.TempPathFactory, phases: Phases) -> Iterator[LocalTrackingServer]:
-    """A real ``mlflow server`` on loopback (sqlite, proxied artifacts, explicit allowed hosts)."""
-    with phases.phase("start local MLflow server"):
-        server = LocalTrackingServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    """A real ``mlflow server`` on this host (sqlite, proxied artifacts, explicit allowed hosts).
+
+    It listens where ``mlflow run`` containers reach it under the host's own URI:
+    the Docker bridge's gateway on a Linux engine (no host networking), else
+    loopback. Pass ``*server.docker_args`` to ``mlflow run`` (empty on Linux).
+    """
+    with phases.phase("start local MLflow server") as note:
+        server = LocalTrackingServer.for_containers(tmp_path_factory.mktemp("mlflow-server")).start()
+        shown = f" (containers: {' '.join(server.docker_args)})" if server.docker_args else ""
+        note["note"] = f"{server.uri}{shown}"
     try:
         yield server
     finally:

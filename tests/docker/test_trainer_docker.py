@@ -34,7 +34,7 @@ def test_mlflow_run_against_tracking_server(
 ) -> None:
     experiment = f"docker-tier-{uuid.uuid4().hex[:8]}"
     mlflow_run(
-        "-P", "alpha=0.5", "--build-image", "-A", "network=host", "--experiment-name", experiment,
+        "-P", "alpha=0.5", "--build-image", *local_tracking_server.docker_args, "--experiment-name", experiment,
         tracking_uri=local_tracking_server.uri,
     )
     client = MlflowClient(tracking_uri=local_tracking_server.uri)
@@ -56,8 +56,8 @@ def test_float_params_are_kept_as_typed(
 ) -> None:
     """MLflow logs project params as typed; the trainer must not re-log them reformatted."""
     experiment = f"docker-params-{uuid.uuid4().hex[:8]}"
-    mlflow_run("-P", f"alpha={alpha}", "--build-image", "-A", "network=host", "--experiment-name", experiment,
-               tracking_uri=local_tracking_server.uri)
+    mlflow_run("-P", f"alpha={alpha}", "--build-image", *local_tracking_server.docker_args,
+               "--experiment-name", experiment, tracking_uri=local_tracking_server.uri)
     client = MlflowClient(tracking_uri=local_tracking_server.uri)
     run = client.get_run(only_run_id(client, experiment))
     assert run.info.status == "FINISHED"
@@ -100,7 +100,7 @@ def test_same_params_give_bit_identical_metrics(
     metrics = []
     for _ in range(2):
         experiment = f"docker-determinism-{uuid.uuid4().hex[:8]}"
-        mlflow_run("-P", "alpha=0.3", "-P", "l1_ratio=0.7", "--build-image", "-A", "network=host",
+        mlflow_run("-P", "alpha=0.3", "-P", "l1_ratio=0.7", "--build-image", *local_tracking_server.docker_args,
                    "--experiment-name", experiment, tracking_uri=local_tracking_server.uri)
         metrics.append(client.get_run(only_run_id(client, experiment)).data.metrics)
     assert metrics[0] == metrics[1]  # exact float equality on purpose

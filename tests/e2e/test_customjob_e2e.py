@@ -7,16 +7,19 @@ a real MLflow server in-cluster, MLflow's own CLI with the customjob backend.
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from mlflow.tracking import MlflowClient
 
 from harness import _exec, assert_customjob, assert_run, contract
 from harness.evidence import collect_bundle
 from harness.kubeapi import Kube
-from harness.runs import ProjectRun, ProjectRunner
+from harness.runs import ProjectRun, ProjectRunner, mlflow_run, only_run_id
+from harness.tracking_server import LocalTrackingServer
 from harness.waits import wait_customjob, wait_for_customjob, wait_run_terminal
 from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
@@ -45,7 +48,9 @@ def test_project_run_and_public_assertions(project_run: Callable[..., ProjectRun
         assert_run(run, metrics={"rmse": (0.0, 0.01)})
 
 
-def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trainer_runs_through_customjob(
+    launcher: ProjectRunner, local_tracking_server: LocalTrackingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     experiment, _ = launcher.mlflow_run("alpha=0.5")
     run_id = launcher.only_run_id(experiment)
     kube = launcher.stack.cluster.kube
@@ -70,9 +75,14 @@ def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: py
     assert trained.tags["mlflow.project.entryPoint"] == "main"
     assert trained.tags["mlflow.docker.image.uri"] == done["spec"]["image"]
 
-    # Deterministic training: a local docker run of the same params logs the very same metrics.
-    local_exp, _ = launcher.mlflow_run("alpha=0.5", backend="local", extra=("--build-image", "-A", "network=host"))
-    local = launcher.client.get_run(launcher.only_run_id(local_exp))
+    # Deterministic training: a local docker run of the same params logs the very same metrics
+    # (to a server on this host that the container reaches without host networking).
+    local_exp = f"local-twin-{uuid.uuid4().hex[:8]}"
+    mlflow_run(TRAINER_DIR, "-P", "alpha=0.5", "--build-image", *local_tracking_server.docker_args,
+               "--experiment-name", local_exp, tracking_uri=local_tracking_server.uri, cwd=launcher.workdir,
+               timeout=launcher.job_timeout)
+    local_client = MlflowClient(tracking_uri=local_tracking_server.uri)
+    local = local_client.get_run(only_run_id(local_client, local_exp))
     assert local.info.status == "FINISHED"
     assert local.data.metrics == trained.metrics
 

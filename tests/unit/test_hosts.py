@@ -57,3 +57,21 @@ def test_docker_host_wins_over_the_context(monkeypatch: pytest.MonkeyPatch) -> N
     assert dockercli.docker_host({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) == "tcp://127.0.0.1:2375"
     assert dockercli.docker_host({}) == "unix:///ctx.sock"
     assert dockercli.docker_host({"DOCKER_CONTEXT": "default"}) is None
+
+
+def test_a_local_bridge_gateway_needs_no_host_network() -> None:
+    reach = dockercli.choose_host_reach("172.17.0.1", bindable=lambda a: a == "172.17.0.1")
+    assert (reach.bind, reach.docker_args) == ("172.17.0.1", ())
+
+
+@pytest.mark.parametrize("gateway", ["192.168.65.1", None])
+def test_an_engine_in_a_vm_falls_back_to_host_network(gateway: str | None) -> None:
+    """Docker Desktop/Colima/OrbStack: the bridge is in the VM, the host cannot bind its gateway."""
+    reach = dockercli.choose_host_reach(gateway, bindable=lambda a: False)
+    assert (reach.bind, reach.docker_args) == ("127.0.0.1", ("-A", "network=host"))
+    assert "Enable host networking" in reach.why
+
+
+def test_this_hosts_loopback_is_bindable_and_a_foreign_address_is_not() -> None:
+    assert dockercli._bindable("127.0.0.1")
+    assert not dockercli._bindable("192.0.2.1")  # TEST-NET-1: never an address of this host
