@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness import imagerefs as refs
 from harness._errors import CommandError, HarnessError
 from harness._waiting import Probe, wait_for
@@ -326,6 +326,9 @@ class LocalRegistry:
         """:meth:`push`, plus how many layers and bytes were sent versus already there."""
         tag_ref = refs.registry_ref(local_ref, self.host)
         _exec.run(["docker", "tag", local_ref, tag_ref], timeout=60)
+        if (held := self.holding(tag_ref, dockercli.image_id(local_ref))) is not None:
+            self.log(f"registry: already holds {held.summary()}")
+            return held
         started = time.monotonic()
         out = _exec.run(["docker", "push", tag_ref], timeout=3600).stdout
         pushed = parse_push_output(out)
@@ -339,6 +342,27 @@ class LocalRegistry:
                                 layer_sizes=sizes)
         self.log(f"registry: pushed in {time.monotonic() - started:.1f} s: {report.summary()}")
         return report
+
+    def holding(self, tag_ref: str, image_id: str) -> PushReport | None:
+        """The registry's copy of ``tag_ref`` if it is exactly local image ``image_id``, else None.
+
+        Same config digest, same image: then nothing needs to move, not even
+        the per-layer HEAD requests ``docker push`` makes (a warm delivery costs
+        one manifest and one config read). A tag that moved to other content,
+        or a registry that lost it (re-created), answers None and is pushed.
+        """
+        parsed = refs.parse_ref(tag_ref)
+        try:
+            manifest, digest = self._get_manifest(parsed)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise HarnessError(f"registry {self.api_url} answered HTTP {exc.code} for {tag_ref}") from exc
+        if (manifest.get("config") or {}).get("digest") != image_id:
+            return None
+        _diff_ids, sizes = self._layer_table(parsed.path, manifest)
+        return PushReport(tag_ref=tag_ref, digest_ref=refs.digest_ref(tag_ref, digest), layers_pushed=0,
+                          layers_present=len(sizes), bytes_pushed=0, bytes_present=sum(sizes))
 
     def has(self, ref: str) -> bool:
         """True if the registry holds a manifest for ``ref`` (``[localhost:<port>/]repo[:tag|@digest]``)."""

@@ -6,10 +6,14 @@ here only what can be decided without them.
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import io
 import json
 import tarfile
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +263,49 @@ def test_rootfs_tar_holds_only_the_binary_and_its_user(tmp_path: Path) -> None:
         assert passwd is not None
         assert f":{image.RUN_UID}:{image.RUN_UID}:" in passwd.read().decode()
     assert image.rootfs_tar(binary) == image.rootfs_tar(binary)  # reproducible bytes
+
+
+class _Manifests(http.server.BaseHTTPRequestHandler):
+    """A loopback registry API with one image: ``app:1`` (two layers) and its config blob."""
+
+    config = json.dumps({"rootfs": {"diff_ids": ["sha256:" + "a" * 64, "sha256:" + "b" * 64]}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": config_digest, "size": len(config)},
+                           "layers": [{"digest": "sha256:" + "1" * 64, "size": 1000},
+                                      {"digest": "sha256:" + "2" * 64, "size": 234}]}).encode()
+
+    def do_GET(self) -> None:
+        body = {"/v2/app/manifests/1": self.manifest, f"/v2/app/blobs/{self.config_digest}": self.config}.get(self.path)
+        self.send_response(200 if body else 404)
+        if body is self.manifest:
+            self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(body).hexdigest())
+        self.end_headers()
+        self.wfile.write(body or b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def manifests() -> Iterator[LocalRegistry]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Manifests)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LocalRegistry(image="", host_port=server.server_address[1], log=lambda _line: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_registry_holding_the_same_image_needs_no_push(manifests: LocalRegistry) -> None:
+    held = manifests.holding(f"{manifests.host}/app:1", _Manifests.config_digest)
+    assert held is not None
+    assert (held.layers_pushed, held.layers_present, held.bytes_pushed, held.bytes_present) == (0, 2, 0, 1234)
+    assert held.digest_ref == f"{manifests.host}/app@sha256:{hashlib.sha256(_Manifests.manifest).hexdigest()}"
+
+
+def test_a_moved_tag_or_a_missing_image_is_pushed(manifests: LocalRegistry) -> None:
+    assert manifests.holding(f"{manifests.host}/app:1", "sha256:" + "9" * 64) is None  # other content
+    assert manifests.holding(f"{manifests.host}/app:2", _Manifests.config_digest) is None  # 404
