@@ -24,6 +24,7 @@ image delivery, API rejection) marks it FAILED with the tag
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -163,6 +164,7 @@ class CustomJobBackend(AbstractBackend):
             repository = f"{repository}-project"
         if not cfg.mlflow_keys.get("build_image"):
             _log.info("=== Building an image with the project code (always, for CustomJob) ===")
+        started = time.monotonic()
         image = mlflow_docker.build_docker_image(
             work_dir=work_dir,
             repository_uri=repository,
@@ -174,6 +176,8 @@ class CustomJobBackend(AbstractBackend):
         ref = delivery.content_tag(repository, image.id)
         tag = ref.rsplit(":", 1)[1]
         image.tag(repository, tag=tag)
+        built = time.monotonic()
+        _log.info("=== Built %s in %.1f s ===", ref, built - started)
         if cfg.image_delivery == "kind":
             assert cfg.kind_cluster is not None  # enforced by BackendConfig.from_dict
             delivery.load_verified(cfg.kind_binary, cfg.kind_cluster, ref)
@@ -184,6 +188,7 @@ class CustomJobBackend(AbstractBackend):
         else:
             delivered = delivery.DeliveredImage(ref=ref)
         runs.set_tag(run_id, MLFLOW_DOCKER_IMAGE_URI, delivered.ref)
+        _log.info("=== Delivered %s (%s) in %.1f s ===", delivered.ref, cfg.image_delivery, time.monotonic() - built)
         return delivered
 
 

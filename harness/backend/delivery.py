@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness import _exec, imagerefs
@@ -30,6 +30,7 @@ from harness.backend.errors import ImageDeliveryError
 
 __all__ = [
     "DeliveredImage",
+    "PushedLayers",
     "content_tag",
     "image_on_node",
     "kind_load",
@@ -182,10 +183,12 @@ def push_to_registry(
     auth_config = {k: auth[k] for k in ("username", "password") if k in auth} if auth else None
     digest: str | None = None
     log: list[str] = []
+    layers = PushedLayers()
     try:
         for line in docker_client.images.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
             if not isinstance(line, Mapping):
                 continue
+            layers.update(line)
             if line.get("error") or line.get("errorDetail"):
                 detail = line.get("error") or line.get("errorDetail")
                 raise ImageDeliveryError(f"docker push {repository}:{tag} failed: {detail}\n" + "\n".join(log[-20:]))
@@ -198,4 +201,41 @@ def push_to_registry(
             digest = str(docker_client.images.get_registry_data(f"{repository}:{tag}", auth_config=auth_config).id)
     except docker.errors.DockerException as exc:
         raise ImageDeliveryError(f"docker push {repository}:{tag} failed: {exc}") from exc
+    _log.info("image: pushed %s:%s: %s", repository, tag, layers.summary())
     return DeliveredImage(ref=f"{repository}@{digest}", digest=digest)
+
+
+@dataclass
+class PushedLayers:
+    """What a ``docker push`` stream says of each layer: sent (with its size) or already in the registry.
+
+    The proof that a one-line change moves one layer, not the image: the
+    summary is logged with every push.
+    """
+
+    status: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def update(self, line: Mapping[str, Any]) -> None:
+        layer, status = line.get("id"), str(line.get("status") or "")
+        if not layer or not status or status.startswith(("The push refers", "latest", "sha256")):
+            return
+        detail = line.get("progressDetail")
+        if isinstance(detail, Mapping) and isinstance(detail.get("total"), int):
+            self.sizes[str(layer)] = max(self.sizes.get(str(layer), 0), int(detail["total"]))
+        if status not in ("Preparing", "Waiting", "Pushing"):
+            self.status[str(layer)] = status
+
+    @property
+    def sent(self) -> list[str]:
+        return [layer for layer, st in self.status.items() if st == "Pushed"]
+
+    @property
+    def present(self) -> list[str]:
+        return [layer for layer, st in self.status.items()
+                if st == "Layer already exists" or st.startswith("Mounted from")]
+
+    def summary(self) -> str:
+        sent = sum(self.sizes.get(layer, 0) for layer in self.sent)
+        return (f"{len(self.sent)}/{len(self.status)} layers sent ({sent / 1e6:.1f} MB), "
+                f"{len(self.present)} already present")

@@ -17,6 +17,7 @@ from typing import Any, cast
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -180,6 +181,34 @@ class CustomJobs:
         except Exception as exc:
             raise self._translated(exc, "read", name) from exc
         return cast(dict[str, Any], obj)
+
+    def wait_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        """Block until ``name`` changes after ``resource_version``, or ``timeout`` seconds pass.
+
+        A watch instead of a sleep: the run's end is seen the moment the
+        controller writes it, not up to a poll interval later. False if the
+        watch could not be opened or broke (e.g. 410 Gone for an old version):
+        the caller then sleeps its interval, as without a watch.
+        """
+        watcher = k8s_watch.Watch()
+        try:
+            for _event in watcher.stream(
+                self._objects.list_namespaced_custom_object,
+                contract.GROUP,
+                contract.VERSION,
+                self._cfg.namespace,
+                contract.PLURAL,
+                field_selector=f"metadata.name={name}",
+                resource_version=resource_version,
+                timeout_seconds=max(1, int(timeout)),
+                _request_timeout=(REQUEST_TIMEOUT[0], timeout + REQUEST_TIMEOUT[1]),
+            ):
+                return True
+        except Exception:
+            return False
+        finally:
+            watcher.stop()
+        return True
 
     def delete(self, name: str) -> bool:
         """Delete with background propagation (the Job and pods go too); False if absent."""

@@ -3,7 +3,7 @@
 Who ends the MLflow run:
 
 * ``mlflow.projects.run(..., backend="customjob")`` is synchronous by default:
-  MLflow calls :meth:`CustomJobSubmittedRun.wait`, which polls the CustomJob
+  MLflow calls :meth:`CustomJobSubmittedRun.wait`, which watches the CustomJob
   until it is terminal (or ``timeout-seconds`` pass) and sets the run
   FINISHED/FAILED itself if nobody has yet.
 * ``mlflow run --backend customjob`` is asynchronous for plugins: MLflow never
@@ -51,6 +51,8 @@ class JobStore(Protocol):
     def get(self, name: str) -> dict[str, Any] | None: ...
 
     def delete(self, name: str) -> bool: ...
+
+    def wait_change(self, name: str, resource_version: str, timeout: float) -> bool: ...
 
 
 class RunStore(Protocol):
@@ -158,7 +160,7 @@ class CustomJobSubmittedRun(SubmittedRun):
                 return self._finish(state, obj)
             if self._clock() >= deadline:
                 break
-            self._sleep(self._poll)
+            self._pause(obj, min(self._poll, max(deadline - self._clock(), 0.0)))
         timeout = WaitTimeout(
             f"{self._where()} (MLflow run {self.run_id}) to finish",
             self._timeout,
@@ -173,6 +175,12 @@ class CustomJobSubmittedRun(SubmittedRun):
             _log.exception("could not delete %s after the wait timed out", self._where())
         mark_failed(self._runs, self.run_id, str(timeout))
         return False
+
+    def _pause(self, obj: dict[str, Any] | None, seconds: float) -> None:
+        """Until the CustomJob changes (a watch) or ``seconds`` pass; a plain sleep if it cannot watch."""
+        version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+        if version is None or not self._jobs.wait_change(self.job_name, str(version), seconds):
+            self._sleep(seconds)
 
     def _finish(self, state: int, obj: dict[str, Any] | None) -> bool:
         if state == RunStatus.FINISHED:

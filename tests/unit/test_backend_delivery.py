@@ -130,3 +130,28 @@ def test_push_error_line_fails_with_the_registry_message() -> None:
     client = _FakeDocker([{"status": "Preparing"}, {"error": "denied: requested access is denied"}])
     with pytest.raises(ImageDeliveryError, match="denied: requested access"):
         delivery.push_to_registry(client, "localhost:5001/wine", "t")
+
+
+def test_a_push_stream_says_which_layers_moved() -> None:
+    """The SDK's push stream, as docker sends it: one changed layer of three, the rest already there."""
+    from harness.backend.delivery import PushedLayers
+
+    layers = PushedLayers()
+    for line in [
+        {"status": "The push refers to repository [localhost:5001/wine-quality]"},
+        {"status": "Preparing", "progressDetail": {}, "id": "aaa"},
+        {"status": "Preparing", "progressDetail": {}, "id": "bbb"},
+        {"status": "Preparing", "progressDetail": {}, "id": "ccc"},
+        {"status": "Layer already exists", "progressDetail": {}, "id": "bbb"},
+        {"status": "Mounted from library/base", "progressDetail": {}, "id": "ccc"},
+        {"status": "Pushing", "progressDetail": {"current": 512, "total": 2048}, "id": "aaa"},
+        {"status": "Pushing", "progressDetail": {"current": 2048, "total": 2048}, "id": "aaa"},
+        {"status": "Pushed", "progressDetail": {}, "id": "aaa"},
+        {"status": "4f1c2d3: digest: sha256:" + "0" * 64 + " size: 1234"},
+        {"progressDetail": {}, "aux": {"Tag": "4f1c2d3", "Digest": "sha256:" + "0" * 64, "Size": 1234}},
+    ]:
+        layers.update(line)
+    assert layers.sent == ["aaa"]
+    assert sorted(layers.present) == ["bbb", "ccc"]
+    assert layers.summary() == "1/3 layers sent (0.0 MB), 2 already present"
+    assert layers.sizes == {"aaa": 2048}

@@ -100,6 +100,9 @@ class FakeJobs:
         self.reads = 0
         return True
 
+    def wait_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        return False  # no watch: the run sleeps its (fake) interval
+
 
 @dataclass
 class _Info:
