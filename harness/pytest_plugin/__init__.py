@@ -17,13 +17,21 @@ marked by the fixtures it uses (any e2e fixture â†’ ``e2e``; the docker tier's â
 A prerequisite that is missing (no Docker, say) skips the tier *with the
 reason printed*; ``--harness-no-skip`` (``HARNESS_NO_SKIP=1``, set by tox and
 CI) turns that skip into a failure, so a CI run can never go green by skipping.
+
+Parallel runs (``pytest -n N``, pytest-xdist): the workers share one test bed
+(:mod:`harness.pytest_plugin.shared`), print their progress prefixed with
+their id, and hand their phases and ending lines to the controller, which
+prints the one summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +39,7 @@ from harness.pytest_plugin import fixtures
 
 # The fixtures become this plugin module's attributes, which is how pytest finds them.
 from harness.pytest_plugin.fixtures import *  # noqa: F403 - exactly fixtures.__all__
+from harness.pytest_plugin.shared import XdistRun
 from harness.pytest_plugin.state import (
     PHASES,
     REPORTS,
@@ -125,7 +134,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+def _xdist_run(config: pytest.Config) -> XdistRun | None:
+    settings = config.stash.get(SETTINGS, None)
+    return XdistRun.current(settings.state_dir) if settings is not None and hasattr(config, "workerinput") else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if (run := _xdist_run(session.config)) is not None:
+        run.started()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: take a finished worker's phases and ending lines into this session's summary."""
+    data = (getattr(node, "workeroutput", None) or {}).get("harness")
+    found = node.config.stash.get(PHASES, None)
+    if not data or found is None:
+        return
+    offset = data["epoch_started"] - (time.time() - (found.clock() - found.started))
+    for item in data["phases"]:
+        found.add(f"[{data['worker']}] {item['name']}", item["seconds"], ok=item["ok"], note=item["note"],
+                  start=item["start"] + offset)
+    for line in data["ending"]:
+        note_ending(node.config, line)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller prints the summary (pytest_testnodedown)
+        return
     found = config.stash.get(PHASES, None)
     if found and found.items:
         found.close()
@@ -150,6 +186,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     found = session.config.stash.get(PHASES, None)
+    if (run := _xdist_run(session.config)) is not None:
+        run.finished(session.testsfailed)
+        if found is not None:
+            found.close()
+            session.config.workeroutput["harness"] = {  # type: ignore[attr-defined]
+                "worker": run.worker, "ending": ending_lines(session.config),
+                "epoch_started": time.time() - (found.clock() - found.started),
+                "phases": [dataclasses.asdict(p) for p in found.items],
+            }
+        return
     if not found or not found.items:
         return
     try:

@@ -17,9 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import baseimage, doctor, images
+from harness._errors import HarnessError
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.kubeapi import Kube
+from harness.pytest_plugin.shared import XdistRun, attach, bed_record
 from harness.pytest_plugin.state import PHASES, SETTINGS, failed, missing_prerequisite, note_ending
 from harness.runs import ProjectRun, ProjectRunner
 from harness.settings import Settings
@@ -127,15 +129,44 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     """The cluster (kind: created or reused; or existing), the configured images and the stack, ready.
 
     Torn down at the end of the session by the keep-cluster policy; the last
-    lines of the session say what was kept and how to reach it.
+    lines of the session say what was kept and how to reach it. Under
+    ``pytest -n N`` the workers share one test bed (:mod:`.shared`): the first
+    brings it up, the others attach, and it ends once, after all of them.
     """
-    bed = Testbed(harness_settings, phases=phases, log=phases.log)
-    bed.start()
+    run = XdistRun.current(harness_settings.state_dir)
+    if run is None:
+        bed = Testbed(harness_settings, phases=phases, log=phases.log)
+        bed.start()
+        try:
+            yield bed
+        finally:
+            kept = bed.finish(failed=request.session.testsfailed > 0)
+            _note_ending(request.config, bed, kept)
+        return
+    with run.bringup():
+        published = run.published()
+        owner = published is None
+        if published is None:
+            bed = Testbed(harness_settings, phases=phases, log=phases.log)
+            try:
+                bed.start()
+            except BaseException as exc:
+                run.publish(error=f"{type(exc).__name__}: {exc}")
+                raise
+            run.publish(bed=bed_record(bed))
+        elif "error" in published:
+            raise HarnessError(f"the shared test bed failed to start on another xdist worker: {published['error']}")
+        else:
+            bed = attach(harness_settings, published["bed"], phases=phases, log=phases.log)
+            phases.log(f"xdist {run.worker}: attached to the test bed on cluster {bed.cluster and bed.cluster.name}")
     try:
         yield bed
     finally:
-        kept = bed.finish(failed=request.session.testsfailed > 0)
-        _note_ending(request.config, bed, kept)
+        if owner:
+            bound = max(3600.0, 4 * harness_settings["job-timeout"])
+            failures = request.session.testsfailed + run.wait_for_others(bound, phases.log)
+            kept = bed.finish(failed=failures > 0)
+            _note_ending(request.config, bed, kept)
 
 
 def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:

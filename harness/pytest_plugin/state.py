@@ -28,14 +28,21 @@ def terminal_sink(config: pytest.Config) -> Callable[[str], None]:
 
     The same mechanism pytest's live logging uses (suspend capture around the
     write), under a lock so progress from build threads and the heartbeat do
-    not interleave. Before the terminal exists, lines go to stderr.
+    not interleave. Before the terminal exists, lines go to stderr; so do an
+    xdist worker's (prefixed with its id): its stdout is not the terminal.
     """
     lock = threading.Lock()
+    worker = getattr(config, "workerinput", {}).get("workerid")
 
     def write(line: str) -> None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
         capman = config.pluginmanager.get_plugin("capturemanager")
         with lock:
+            if worker is not None:  # an xdist worker: its stdout is the channel to the controller, stderr the tty
+                ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+                with ctx:
+                    print(f"[{worker}] {line}", file=sys.stderr, flush=True)
+                return
             if tr is None:
                 print(line, file=sys.stderr, flush=True)
                 return
