@@ -92,13 +92,17 @@ def spawn(
 
     Its own session (process group) lets :func:`stop` end it together with
     every child it forks (MLflow's server runs uvicorn workers and job runners).
+    It is recorded as this session's (:mod:`harness.leftovers`), so if the
+    session is killed before it can stop it, the next session does.
     """
+    from harness import leftovers
+
     env = dict(os.environ)
     if extra_env:
         env.update(extra_env)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [os.fspath(a) for a in argv],
             cwd=cwd,
             env=env,
@@ -107,19 +111,26 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    leftovers.record(proc, " ".join(os.fspath(a) for a in argv[:4]))
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     """Stop a process started by :func:`spawn` and its whole process group."""
     import signal
 
-    if proc.poll() is not None:
-        return
+    from harness import leftovers
+
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
-    except ProcessLookupError:
-        pass
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=grace)
+        except ProcessLookupError:
+            pass
+    finally:
+        leftovers.forget(proc)

@@ -224,8 +224,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(node_main(args[1:]) or 0)
     ns = build_parser().parse_args(args)
+    from harness import interrupts
+
+    installed = interrupts.install(lambda line: print(line, file=sys.stderr, flush=True))
     try:
         return int(ns.fn(ns))
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return _EXIT_SETUP
+    except KeyboardInterrupt:
+        print(f"interrupted ({installed.interrupted or 'SIGINT'})", file=sys.stderr)
+        return 130
+    finally:
+        installed.restore()

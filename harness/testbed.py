@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from harness import _exec, assets, baseimage, images, toolchain
+from harness import _exec, assets, baseimage, images, leftovers, toolchain
 from harness._errors import HarnessError
 from harness.clusters import Cluster, ClusterProvider, ImageRoute
 from harness.clusters.existing import ExistingProvider
@@ -104,6 +104,7 @@ class Testbed:
         """Bring everything up; whatever fails after the session lock is held is finished at once."""
         s = self.settings
         name = s.cluster_name if s["cluster"] == "kind" else f"existing-{s['context'] or 'current'}"
+        leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
         with self.phases.phase("session lock") as note:
             self._lock = SessionLock(name, log=self.log).acquire()
             note["note"] = f"cluster {name} is this session's until it ends"

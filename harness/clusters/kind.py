@@ -8,7 +8,11 @@ its MLflow host port live in a ConfigMap inside the cluster
 
 A copy of that marker is also kept on the host (in the cache directory), so a
 cluster whose node was stopped (a Docker restart, a rebooted CI machine) is
-still known to be ours and is recreated rather than reported as foreign.
+still known to be ours and is recreated rather than reported as foreign. The
+host copy names the node containers it was written for, so a stale copy never
+claims a same-named cluster someone made later; it is written (as
+``creating``, with the session's owner token) before ``kind create``, so a
+create killed mid-way leaves a node the next session may remove.
 
 A same-named cluster without either marker was not made by the harness: it is
 never adopted or deleted; the user is told to pick another name.
@@ -26,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from harness import _exec, dockercli
+from harness import _exec, dockercli, leftovers
 from harness._errors import HarnessError
 from harness.cachedir import cache_dir
 from harness.clusters import Cluster, ImageRoute
@@ -51,6 +55,10 @@ def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str,
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def host_marker_path(name: str) -> Path:
     """The host-side copy of a cluster's marker (outside the clone, like the other caches)."""
     return cache_dir("clusters") / f"{name}.json"
@@ -73,6 +81,30 @@ def delete_cluster(kind: KindCluster) -> None:
     """``kind delete`` and forget the host marker: how the harness removes a cluster of its own."""
     kind.delete()
     forget_cluster(kind.name)
+
+
+def node_container_ids(name: str) -> list[str]:
+    """Full ids of the node containers of kind cluster ``name`` (kind labels every node with it)."""
+    proc = _exec.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+                      "--format", "{{.ID}}"], check=False, timeout=30)
+    return sorted(proc.stdout.split()) if proc.returncode == 0 else []
+
+
+def host_marker_owns(marker: dict[str, Any] | None, node_ids: list[str]) -> bool:
+    """Whether the host marker proves that *these* node containers are the harness's.
+
+    A marker alone is not proof: a cluster the harness deleted by hand-off (or
+    lost track of) may since have been re-made under the same name by someone
+    else. A complete marker names the node containers it was written for; a
+    ``creating`` one (written before ``kind create``) counts only if the
+    session that wrote it is gone — a create that was killed mid-way, whose
+    half-made node has no in-cluster marker yet.
+    """
+    if not marker or not node_ids:
+        return False
+    if marker.get("state") == "creating":
+        return not leftovers.is_alive(str(marker.get("owner", "")))
+    return set(node_ids) <= set(marker.get("nodes") or [])
 
 
 def _node_running(kind: KindCluster) -> bool:
@@ -116,10 +148,10 @@ def merge_kind_config(ours: dict[str, Any], extra: dict[str, Any] | None) -> dic
 
 
 def is_ours(kind: KindCluster, kubectl_bin: Path) -> bool:
-    """True if the cluster carries our marker (in the cluster, or on the host while its node is down)."""
-    if read_host_marker(kind.name) is not None:
+    """True if the cluster carries our marker, or the host marker names its very node containers."""
+    if host_marker_owns(read_host_marker(kind.name), node_container_ids(kind.name)):
         return True
-    _kube, marker = _read_cluster_marker(kind, kubectl_bin)
+    _kube, marker = _read_cluster_marker(kind, kubectl_bin) if _node_running(kind) else (None, None)
     return marker is not None
 
 
@@ -157,7 +189,11 @@ class KindProvider:
         if kind.exists():
             host_marker = read_host_marker(kind.name)
             kube, marker = _read_cluster_marker(kind, self.kubectl_bin) if _node_running(kind) else (None, None)
-            if marker is None and host_marker is None:
+            if marker is None and not host_marker_owns(host_marker, node_container_ids(kind.name)):
+                if host_marker is not None:
+                    self.log(f"cluster: the host marker of {kind.name} names other node containers or a live "
+                             "session; dropping it (stale), not trusting it")
+                    forget_cluster(kind.name)
                 raise HarnessError(
                     f"a kind cluster named {kind.name!r} exists but was not created by this harness; "
                     "it is left alone. Pick another name (cluster-name / --harness-cluster-name), or delete it "
@@ -177,17 +213,22 @@ class KindProvider:
 
         port = free_port()
         self.log(f"cluster: creating {kind.name} from {self.node_image} (MLflow on 127.0.0.1:{port})")
+        # Before the first node exists: if this session is killed mid-create, the next one knows the half-made
+        # node is the harness's (and its session gone), removes it and starts over.
+        host_marker_path(kind.name).write_text(json.dumps({"state": "creating", "owner": leftovers.owner_token(),
+                                                           "created-at": _now()}))
         try:
             kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
             marker_data = {
                 "fingerprint": fingerprint,
                 "created-by": "mlflow-crd-harness",
-                "created-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "created-at": _now(),
                 "mlflow-host-port": str(port),
                 "node-image": self.node_image,
                 "kind-version": kind_version,
             }
-            host_marker_path(kind.name).write_text(json.dumps(marker_data, indent=2))
+            host_marker_path(kind.name).write_text(json.dumps(
+                {**marker_data, "state": "created", "nodes": node_container_ids(kind.name)}, indent=2))
             kube = Kube(kind.kubeconfig, self.kubectl_bin)
             kube.write_config_map(MARKER_NAMESPACE, MARKER_NAME, marker_data)
         except BaseException:

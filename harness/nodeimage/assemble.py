@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness import _exec
+from harness import _exec, leftovers
 from harness._errors import HarnessError
 
 __all__ = ["MissingImagesError", "assemble_node_image", "missing_images"]
@@ -61,7 +61,9 @@ def assemble_node_image(
     commit happens.
     """
     name = f"nodeimg-build-{os.getpid()}-{int(time.time())}"
-    _exec.run(["docker", "run", "-d", "--privileged", "--name", name, "--entrypoint", "sleep", base_ref, "infinity"])
+    # Labelled with its owner: if this process is killed before the finally below, the next session removes it.
+    _exec.run(["docker", "run", "-d", "--privileged", "--name", name, "--label",
+               f"{leftovers.OWNER_LABEL}={leftovers.owner_token()}", "--entrypoint", "sleep", base_ref, "infinity"])
     try:
         with tempfile.TemporaryDirectory(prefix="nodeimg-stage-") as stage_dir:
             stage = Path(stage_dir)

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from harness import interrupts
 from harness.pytest_plugin import fixtures
 
 # The fixtures become this plugin module's attributes, which is how pytest finds them.
@@ -53,6 +54,8 @@ from harness.settings import OPTIONS, ConfigError, Option, load_settings
 from harness.timing import Phases
 
 __all__ = ["TIERS", "missing_prerequisite", *fixtures.__all__]
+
+INTERRUPTS = pytest.StashKey[interrupts.Installed]()
 
 TIERS = {
     "unit": "fast, pure tests: no Docker, no cluster",
@@ -95,11 +98,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in TIERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[PHASES] = Phases(sink=terminal_sink(config), verbose=config.get_verbosity() >= 0)
+    config.stash[INTERRUPTS] = interrupts.install(config.stash[PHASES].log)
     explicit = {o.key: config.getoption(o.dest) for o in OPTIONS}
     try:
         config.stash[SETTINGS] = load_settings(root=Path(config.rootpath), explicit=explicit)
     except ConfigError as exc:
         raise pytest.UsageError(f"mlflow-crd-harness: {exc}") from exc
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (installed := config.stash.get(INTERRUPTS, None)) is not None:
+        installed.restore()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,145 @@
+"""What a session starts outside its own process, recorded as it is made and reaped if the session dies.
+
+A session that ends normally stops what it started (``finally`` blocks, and
+SIGTERM/SIGHUP turned into ``KeyboardInterrupt`` by the pytest plugin so
+those blocks run). One that is killed outright (SIGKILL, the OOM killer, a CI
+runner's hard timeout) cannot: the ``mlflow server`` and ``kubectl
+port-forward`` it spawned run in sessions of their own, and a node-image
+build leaves a privileged container. So each of them is recorded with its
+*owner* — the pid and kernel start time of the session's process, which no
+later process shares — and the next session reaps whatever belongs to an
+owner that is gone:
+
+* processes: a JSON record per spawned process group in the cache
+  (``sessions/proc-<pid>.json``), removed when the process is stopped;
+* containers: the Docker label ``mlflow-crd-harness/owner``.
+
+Stdlib only (the registry-less builders use it too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness import _exec
+from harness.cachedir import cache_dir
+
+__all__ = ["OWNER_LABEL", "forget", "is_alive", "owner_token", "reap", "record"]
+
+OWNER_LABEL = "mlflow-crd-harness/owner"
+"""Docker label on containers a session makes and removes itself (value: :func:`owner_token`)."""
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None where /proc has none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name may contain spaces
+
+
+@functools.cache
+def owner_token() -> str:
+    """``<pid>:<start time>`` of this process: names it uniquely, even after its pid is reused."""
+    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}"
+
+
+def is_alive(token: str) -> bool:
+    """True if the process ``token`` names still runs (the same process, not a reused pid)."""
+    pid_text, _, started = token.partition(":")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    now = _start_time(pid)
+    return now is None or started in ("", "?") or now == started
+
+
+def _records() -> Path:
+    return cache_dir("sessions")
+
+
+def record(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Remember a spawned process group of this session (see :func:`reap`)."""
+    data = {"pid": proc.pid, "token": f"{proc.pid}:{_start_time(proc.pid) or '?'}", "owner": owner_token(),
+            "what": what, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (_records() / f"proc-{proc.pid}.json").write_text(json.dumps(data))
+
+
+def forget(proc: subprocess.Popen[bytes]) -> None:
+    (_records() / f"proc-{proc.pid}.json").unlink(missing_ok=True)
+
+
+def _kill_group(pid: int, grace: float = 5.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def reap_processes(log: Callable[[str], None]) -> list[str]:
+    """Stop process groups whose recording session is gone; drop records of ended ones."""
+    reaped = []
+    for path in sorted(_records().glob("proc-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if is_alive(str(data.get("owner", ""))):
+            continue
+        if is_alive(str(data.get("token", ""))):
+            _kill_group(int(data["pid"]))
+            reaped.append(f"{data.get('what', 'process')} (pid {data['pid']}, since {data.get('since', '?')})")
+        path.unlink(missing_ok=True)
+    for line in reaped:
+        log(f"leftovers: stopped {line} of a session that is gone")
+    return reaped
+
+
+def dead_owner_containers(listing: str) -> list[str]:
+    """Names in ``docker ps -a --format '{{.Names}} {{.Label ...}}'`` output whose owner is gone."""
+    names = []
+    for line in listing.splitlines():
+        name, _, token = line.strip().partition(" ")
+        if name and token and not is_alive(token):
+            names.append(name)
+    return names
+
+
+def reap_containers(log: Callable[[str], None]) -> list[str]:
+    """Remove containers labelled with an owner that is gone (e.g. a killed node-image build's)."""
+    proc = _exec.run(["docker", "ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format",
+                      f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}'], check=False, timeout=60)
+    names = dead_owner_containers(proc.stdout or "") if proc.returncode == 0 else []
+    if names:
+        _exec.run(["docker", "rm", "-f", *names], check=False, timeout=120)
+        log(f"leftovers: removed container(s) {', '.join(names)} of a session that is gone")
+    return names
+
+
+def reap(log: Callable[[str], None] = print, *, containers: bool = True) -> Sequence[str]:
+    """Everything a dead session left that this machine still runs; what was reaped."""
+    found = reap_processes(log)
+    return [*found, *(reap_containers(log) if containers else [])]
