@@ -1,57 +1,211 @@
-"""Benchmark the e2e tier cold and warm: wall time and the phase breakdown.
+"""Benchmark the e2e path, every ratio of the speed issue side by side in one run.
 
-    python benchmarks/e2e.py [--cluster-name bench-e2e] [--skip-cold]
+    python benchmarks/e2e.py [--only session,runs,tier] [--rounds 3] [--workers 2]
+                             [--registry local] [--cluster-name bench-e2e]
 
-Cold: a fresh cluster (deleted first if this harness made it) with the stack
-deployed and one training run through a CustomJob. Warm: the same again,
-reusing the cluster whose fingerprint now matches. Each run is the real e2e
-test (`pytest -m e2e -k trainer_runs_through_customjob`), so what is measured
-is what CI does; the phase table comes from the harness's own timing.
+``session``  a cold session (the cluster deleted first; caches warm) and a warm
+             one (the cluster reused) of the trainer e2e test: wall times, their
+             ratio, and the cold session's image delivery and stack deploy.
+``runs``     on the warm cluster, rounds of the trainer run through a CustomJob
+             (``mlflow run --backend customjob`` until the MLflow run is FINISHED)
+             against the same project with MLflow's local docker backend and the
+             same tracking server: medians and ratio, and the breakdown of the
+             last CustomJob run (build, delivery, pod scheduled, container
+             started, first metric, MLflow run closed) from the objects' stamps.
+``tier``     the whole e2e tier on the warm cluster, serial and with ``-n N``.
+
+Everything runs the real thing (pytest and the harness as CI does); nothing is
+asserted: read the figures. Kubernetes stamps have one-second resolution.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
+import statistics
 import sys
+import tempfile
 import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
 
-from harness import _exec
+from harness import _exec, load_settings
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
+from harness.runs import ProjectRunner, mlflow_run, only_run_id
+from harness.testbed import Testbed
+from harness.timing import Phases
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS: list[tuple[str, str]] = []
 
 
-def run(label: str, extra: list[str], cluster: str) -> float:
-    t0 = time.monotonic()
-    proc = _exec.run(
-        [sys.executable, "-m", "pytest", "-m", "e2e", "tests/e2e", "-k", "trainer_runs_through_customjob",
-         "-p", "no:cacheprovider", "--harness-cluster-name", cluster, "--harness-keep-cluster=always",
-         "--harness-no-skip", *extra],
-        timeout=5400, check=False, extra_env={"CI": ""},
-    )
-    wall = time.monotonic() - t0
-    text = proc.stdout
-    table = text[text.find("harness phase timings"):] if "harness phase timings" in text else ""
-    print(f"== {label}: {wall:.0f} s wall, pytest exit {proc.returncode}")
-    print(re.sub(r"^=+.*$", "", table, flags=re.M).strip())
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def pytest_session(label: str, cluster: str, args: list[str]) -> tuple[float, dict[str, float]]:
+    """One pytest session of the e2e tests: wall seconds and its phase seconds (from the JUnit file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        t0 = time.monotonic()
+        proc = _exec.run(
+            [sys.executable, "-m", "pytest", "-m", "e2e", "tests/e2e", "-p", "no:cacheprovider", "-q",
+             "--harness-cluster-name", cluster, "--harness-keep-cluster=always", "--harness-no-skip",
+             f"--junitxml={junit}", *args],
+            timeout=5400, check=False, extra_env={"CI": ""}, cwd=ROOT,
+        )
+        wall = time.monotonic() - t0
+        tree = ET.parse(junit) if junit.exists() else None  # noqa: S314 - the file pytest just wrote
+        props = tree.iter("property") if tree is not None else iter(())
+        phases = {p.get("name", "").removeprefix("phase.").removesuffix(".seconds"): float(p.get("value", 0))
+                  for p in props if p.get("name", "").startswith("phase.")}
+    tail = (proc.stdout or "").strip().splitlines()[-1:] or ["?"]
+    say(f"== {label}: {wall:.0f} s wall, pytest exit {proc.returncode}: {tail[0]}")
     if proc.returncode != 0:
-        print(text[-4000:])
-    return wall
+        say((proc.stdout or "")[-4000:])
+        raise SystemExit(f"{label} failed")
+    return wall, phases
+
+
+def bench_session(cluster: str, extra: list[str]) -> None:
+    _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", cluster], check=False, cwd=ROOT)
+    only = ["-k", "trainer_runs_through_customjob", *extra]
+    cold, cold_phases = pytest_session("cold session (new cluster, warm caches)", cluster, only)
+    warm, _ = pytest_session("warm session (cluster reused)", cluster, only)
+    deploy = sum(v for k, v in cold_phases.items() if k.startswith(("deliver images", "deploy stack")))
+    RESULTS.append(("cold session", f"{cold:.0f} s"))
+    RESULTS.append(("warm session", f"{warm:.0f} s = {warm / cold:.0%} of cold (target <= 25 %)"))
+    RESULTS.append(("cold stack deploy (deliver + deploy)", f"{deploy:.0f} s = {deploy / 60:.0%} of the 60 s "
+                                                             "measured before (target <= 50 %)"))
+    for name in ("cluster", "deliver images", "deploy stack (CRDs, controllers, tracking)"):
+        if name in cold_phases:
+            RESULTS.append((f"  cold: {name}", f"{cold_phases[name]:.1f} s"))
+
+
+def _stamp(text: str | None) -> float | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def breakdown(runner: ProjectRunner, run: Any, started: float) -> list[tuple[str, float | None]]:
+    """Seconds after ``started`` (epoch) at which each step of one CustomJob run was done."""
+    kube = runner.stack.cluster.kube
+    cj = run.customjob
+    job_name = (cj.get("status") or {}).get("jobName")
+    pods = kube.core.list_namespaced_pod(runner.namespace, label_selector=f"job-name={job_name}").items
+    pod = pods[0] if pods else None
+    scheduled = container_started = container_done = None
+    if pod is not None:
+        cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
+        scheduled = cond.last_transition_time.timestamp() if cond and cond.last_transition_time else None
+        term = pod.status.container_statuses[0].state.terminated if pod.status.container_statuses else None
+        if term is not None:
+            container_started, container_done = term.started_at.timestamp(), term.finished_at.timestamp()
+    info = run.client.get_run(run.run_id).info
+    history = run.client.get_metric_history(run.run_id, "rmse")
+    first_metric = min((m.timestamp for m in history), default=None)
+    built = delivered = None
+    for line in run.output.splitlines():
+        if m := re.search(r"=== Built \S+ in ([\d.]+) s", line):
+            built = float(m.group(1))
+        elif m := re.search(r"=== Delivered \S+ \(\S+\) in ([\d.]+) s", line):
+            delivered = float(m.group(1))
+    rel = [
+        ("project image build (cached)", built),
+        ("delivery to the nodes", delivered),
+        ("CustomJob created", (_stamp(cj["metadata"]["creationTimestamp"]) or started) - started),
+        ("pod scheduled", scheduled - started if scheduled else None),
+        ("container started", container_started - started if container_started else None),
+        ("first metric logged", first_metric / 1000 - started if first_metric else None),
+        ("container finished", container_done - started if container_done else None),
+        ("MLflow run closed", info.end_time / 1000 - started if info.end_time else None),
+    ]
+    return rel
+
+
+def bench_runs(cluster: str, rounds: int, registry: str | None) -> None:
+    explicit: dict[str, Any] = {"cluster-name": cluster, "keep-cluster": "always", "no-skip": True}
+    if registry:
+        explicit["registry"] = registry
+    settings = load_settings(root=ROOT, explicit=explicit)
+    phases = Phases(sink=say)
+    bed = Testbed(settings, phases=phases, log=phases.log).start()
+    assert bed.stack is not None
+    stack = bed.stack
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    stack.cluster.kube.ensure_namespace(ns, labels={MANAGED_BY_LABEL: MANAGED_BY})
+    trainer = settings.project("trainer")
+    custom, local = [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = ProjectRunner(stack, ns, Path(tmp), projects=settings.projects,
+                                   job_timeout=settings["job-timeout"])
+            for i in range(rounds + 1):  # round 0 warms the project image and the node
+                t0, epoch = time.monotonic(), time.time()
+                run = runner.run(trainer, alpha=0.5)
+                took = time.monotonic() - t0
+                if run.status != "FINISHED":
+                    raise SystemExit(f"customjob run {run.run_id}: {run.status}\n{run.output[-3000:]}")
+                t1 = time.monotonic()
+                experiment = f"bench-local-{uuid.uuid4().hex[:6]}"
+                # The same tracking server: the in-cluster one, port-mapped to this host's loopback.
+                mlflow_run(trainer.path, "-P", "alpha=0.5", "--build-image", "-A", "network=host",
+                           "--experiment-name", experiment, tracking_uri=stack.tracking_uri, cwd=Path(tmp),
+                           timeout=900)
+                took_local = time.monotonic() - t1
+                status = runner.client.get_run(only_run_id(runner.client, experiment)).info.status
+                label = "warm-up" if i == 0 else f"round {i}"
+                say(f"{label}: customjob {took:.1f} s, local docker {took_local:.1f} s ({status})")
+                if i:
+                    custom.append(took)
+                    local.append(took_local)
+            steps = breakdown(runner, run, epoch)
+    finally:
+        stack.cluster.kube.delete_namespace(ns)
+        bed.finish()
+    c, lo = statistics.median(custom), statistics.median(local)
+    RESULTS.append(("warm customjob run, median", f"{c:.1f} s over {rounds} (min {min(custom):.1f})"))
+    RESULTS.append(("local docker run, median", f"{lo:.1f} s over {rounds} (min {min(local):.1f})"))
+    RESULTS.append(("customjob / local docker", f"{c / lo:.2f}x (target <= 1.5x)"))
+    for name, at in steps:
+        RESULTS.append((f"  last customjob run: {name}", "n/a" if at is None else
+                        (f"{at:.1f} s" if "build" in name or "delivery" in name else f"at +{at:.1f} s")))
+
+
+def bench_tier(cluster: str, workers: int, extra: list[str]) -> None:
+    pytest_session("warm-up session (cluster reused)", cluster, ["-k", "trainer_runs_through_customjob", *extra])
+    serial, _ = pytest_session("e2e tier, serial", cluster, extra)
+    parallel, _ = pytest_session(f"e2e tier, -n {workers}", cluster, ["-n", str(workers), *extra])
+    RESULTS.append(("e2e tier warm, serial", f"{serial:.0f} s"))
+    RESULTS.append((f"e2e tier warm, -n {workers}", f"{parallel:.0f} s = {parallel / serial:.0%} of serial "
+                                                     "(target <= 60 %)"))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="session,runs,tier")
     parser.add_argument("--cluster-name", default="bench-e2e")
-    parser.add_argument("--skip-cold", action="store_true")
-    parser.add_argument("pytest_args", nargs="*",
-                        help="extra pytest options after --, e.g. -- --harness-kubectl-bin PATH")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--registry", default=None, help="settings 'registry' for every part (e.g. local)")
     args = parser.parse_args()
     os.environ.pop("CI", None)
-    if not args.skip_cold:
-        _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", args.cluster_name], check=False)
-        cold = run("cold (new cluster)", args.pytest_args, args.cluster_name)
-    warm = run("warm (reused cluster)", args.pytest_args, args.cluster_name)
-    if not args.skip_cold:
-        print(f"\ncold {cold:.0f} s, warm {warm:.0f} s")
+    extra = [f"--harness-registry={args.registry}"] if args.registry else []
+    parts = args.only.split(",")
+    started = time.monotonic()
+    if "session" in parts:
+        bench_session(args.cluster_name, extra)
+    if "runs" in parts:
+        bench_runs(args.cluster_name, args.rounds, args.registry)
+    if "tier" in parts:
+        bench_tier(args.cluster_name, args.workers, extra)
+    say(f"\n== benchmark results ({time.monotonic() - started:.0f} s in all; registry: {args.registry or 'none'})")
+    width = max(len(k) for k, _ in RESULTS)
+    for key, value in RESULTS:
+        say(f"  {key:<{width}}  {value}")
     return 0
 
 
