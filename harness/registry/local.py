@@ -364,6 +364,11 @@ class LocalRegistry:
         return PushReport(tag_ref=tag_ref, digest_ref=refs.digest_ref(tag_ref, digest), layers_pushed=0,
                           layers_present=len(sizes), bytes_pushed=0, bytes_present=sum(sizes))
 
+    def layer_digests(self, ref: str) -> list[str]:
+        """The layer digests of the manifest ``ref`` names, in order (what a pull of it fetches)."""
+        manifest, _digest = self._get_manifest(refs.parse_ref(ref))
+        return [str(layer["digest"]) for layer in manifest.get("layers", [])]
+
     def has(self, ref: str) -> bool:
         """True if the registry holds a manifest for ``ref`` (``[localhost:<port>/]repo[:tag|@digest]``)."""
         parsed = refs.parse_ref(ref)

@@ -7,8 +7,10 @@ a real MLflow server in-cluster, MLflow's own CLI with the customjob backend.
 from __future__ import annotations
 
 import copy
+import shutil
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,10 @@ from mlflow.tracking import MlflowClient
 
 from harness import _exec, assert_customjob, assert_run, contract
 from harness.evidence import collect_bundle
+from harness.images import LOCAL_REGISTRY_HOST
 from harness.kubeapi import Kube
+from harness.pytest_plugin import missing_prerequisite
+from harness.registry import LocalRegistry
 from harness.runs import ProjectRun, ProjectRunner, mlflow_run, only_run_id
 from harness.tracking_server import LocalTrackingServer
 from harness.waits import wait_customjob, wait_for_customjob, wait_run_terminal
@@ -206,3 +211,27 @@ def test_the_backend_alone_runs_the_project(launcher: ProjectRunner) -> None:
     done = wait_customjob(launcher.stack.cluster.kube, launcher.namespace, name, timeout=launcher.job_timeout)
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
     assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"
+
+
+def test_a_one_line_change_to_train_py_moves_one_layer(launcher: ProjectRunner, tmp_path: Path,
+                                                        pytestconfig: pytest.Config) -> None:
+    """Registry delivery, digest-pinned: the re-run of a project changed by one line pushes only the code layer."""
+    route = launcher.stack.cluster.images
+    if route.mode != "registry" or route.registry != LOCAL_REGISTRY_HOST:
+        missing_prerequisite(pytestconfig, f"needs settings registry = 'local' (images go by {route.mode})")
+    registry = LocalRegistry(image="", log=lambda _line: None)
+    project = tmp_path / "wine-quality"
+    shutil.copytree(TRAINER_DIR, project)
+    refs = []
+    for change in ("", "\n# one more line: only the project layer differs\n"):
+        with (project / "train.py").open("a") as fh:
+            fh.write(change)
+        run = launcher.run(str(project), alpha=0.5)
+        assert run.status == "FINISHED", run.output[-3000:]
+        refs.append(run.customjob["spec"]["image"])
+    first, second = (registry.layer_digests(ref) for ref in refs)
+    assert all("@sha256:" in ref for ref in refs), refs  # pods run what was pushed, pinned by digest
+    assert refs[0] != refs[1]
+    assert len(first) == len(second)
+    changed = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]
+    assert changed == [len(first) - 1], f"layers that differ: {changed} of {len(first)}"
