@@ -62,6 +62,11 @@ class LocalTrackingServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process (its own process group), while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "mlflow-server.log"
 

@@ -35,7 +35,8 @@ from typing import Any
 
 import pytest
 
-from harness import interrupts
+from harness import interrupts, leftovers
+from harness._errors import HarnessError
 from harness.pytest_plugin import fixtures
 
 # The fixtures become this plugin module's attributes, which is how pytest finds them.
@@ -151,6 +152,11 @@ def _xdist_run(config: pytest.Config) -> XdistRun | None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if (run := _xdist_run(session.config)) is not None:
         run.started()
+        return
+    try:  # what a killed session left (its mlflow server, port-forwards, build containers); cheap if nothing
+        leftovers.reap(session.config.stash[PHASES].log)
+    except HarnessError as exc:  # no docker CLI at all: nothing of ours can be running there either
+        session.config.stash[PHASES].log(f"leftovers: not checked ({exc})")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -149,3 +149,89 @@ def test_both(pytestconfig):
 """)
     result = pytester.runpytest("--cluster-name", "theirs", "--harness-cluster-name", "ours")
     result.assert_outcomes(passed=1)
+
+
+XDIST_CONFTEST = '''
+import json, os
+from pathlib import Path
+import pytest
+from harness import testbed as tb
+from harness.clusters import Cluster, ImageRoute
+from harness.kubeapi import Kube
+from harness.stack import Stack
+
+LOG = Path(os.environ["XDIST_LOG"])
+
+def _log(event):
+    with LOG.open("a") as fh:
+        fh.write(json.dumps({"event": event, "worker": os.environ.get("PYTEST_XDIST_WORKER")}) + "\\n")
+
+def fake_start(self):
+    _log("start")
+    kubeconfig = Path(os.environ["XDIST_KUBECONFIG"])
+    cluster = Cluster(name="shared", provider="kind", kube=Kube(kubeconfig, Path("/bin/true")), created=True,
+                      images=ImageRoute("kind", kind_cluster="shared", kind_bin=Path("/bin/true")),
+                      fingerprint="f", mlflow_host_port=1)
+    self.cluster = cluster
+    self.stack = Stack(cluster=cluster, tracking_uri="http://127.0.0.1:1", pod_tracking_uri="http://m:5000")
+    self._provider = object()  # an owner: its finish() is the one that ends the bed
+    return self
+
+def fake_finish(self, *, failed=False):
+    _log(f"finish owner={self._provider is not None} failed={failed}")
+    return False
+
+tb.Testbed.start = fake_start
+tb.Testbed.finish = fake_finish
+
+@pytest.fixture(scope="session")
+def e2e_preflight():  # no Docker here: the bring-up is faked
+    pass
+'''
+
+XDIST_TESTS = '''
+import os, time, json
+from pathlib import Path
+
+def _seen(testbed):
+    with Path(os.environ["XDIST_LOG"]).open("a") as fh:
+        fh.write(json.dumps({"event": "test", "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                             "uri": testbed.stack.tracking_uri}) + "\\n")
+
+def test_a(testbed): _seen(testbed); time.sleep(0.5)
+def test_b(testbed): _seen(testbed); time.sleep(0.5)
+def test_c(testbed): _seen(testbed); time.sleep(0.5)
+def test_d(testbed): _seen(testbed); assert os.environ.get("FAIL_ONE") != "1"
+def test_docker_only(): time.sleep(2)
+'''
+
+
+def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers, one bring-up, one finish after both are done, with every worker's failures counted."""
+    import json
+
+    fail_one = True  # one failing test on either worker must reach the owner's keep-cluster decision
+    import xdist  # noqa: F401 - in the test extra; without it this test must fail, not skip
+    log = pytester.path / "events.jsonl"
+    kubeconfig = pytester.path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n"
+                          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                          "users: [{name: u, user: {token: t}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    monkeypatch.setenv("XDIST_LOG", str(log))
+    monkeypatch.setenv("XDIST_KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("FAIL_ONE", "1" if fail_one else "0")
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(pytester.path / "state"))
+    pytester.makeconftest(XDIST_CONFTEST)
+    pytester.makepyfile(XDIST_TESTS)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4 if fail_one else 5, failed=1 if fail_one else 0)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = [e for e in events if e["event"] == "start"]
+    finishes = [e for e in events if e["event"].startswith("finish")]
+    assert len(starts) == 1, events
+    assert [e["event"] for e in finishes] == [f"finish owner=True failed={fail_one}"], events
+    assert finishes[0]["worker"] == starts[0]["worker"]
+    assert events[-1]["event"].startswith("finish"), "the owner ends the bed after every test of every worker"
+    assert {e["worker"] for e in events if e["event"] == "test"} == {"gw0", "gw1"}
