@@ -130,8 +130,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
-    """Each e2e test's own wall time is a phase: live start/end lines and a row in the summary."""
-    if item.get_closest_marker("e2e") is None:
+    """Each docker/e2e/fault test's own wall time is a phase: live start/end lines, heartbeats, a summary row.
+
+    Those tests run for tens of seconds to minutes each; without their own
+    lines a terminal or CI log would show nothing while one runs.
+    """
+    if not any(item.get_closest_marker(tier) for tier in ("docker", "e2e", "fault")):
         return (yield)
     with item.config.stash[PHASES].phase(f"test {item.name}"):
         return (yield)

@@ -53,9 +53,7 @@ def test_project_run_and_public_assertions(project_run: Callable[..., ProjectRun
         assert_run(run, metrics={"rmse": (0.0, 0.01)})
 
 
-def test_trainer_runs_through_customjob(
-    launcher: ProjectRunner, local_tracking_server: LocalTrackingServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_trainer_runs_through_customjob(launcher: ProjectRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     experiment, _ = launcher.mlflow_run("alpha=0.5")
     run_id = launcher.only_run_id(experiment)
     kube = launcher.stack.cluster.kube
@@ -80,16 +78,24 @@ def test_trainer_runs_through_customjob(
     assert trained.tags["mlflow.project.entryPoint"] == "main"
     assert trained.tags["mlflow.docker.image.uri"] == done["spec"]["image"]
 
-    # Deterministic training: a local docker run of the same params logs the very same metrics
-    # (to a server on this host that the container reaches without host networking).
+
+def test_customjob_and_local_docker_log_identical_metrics(
+    project_run: Callable[..., ProjectRun], local_tracking_server: LocalTrackingServer, tmp_path: Path
+) -> None:
+    """Deterministic training: the same params through a CustomJob and MLflow's local docker backend.
+
+    The local run logs to a server on this host that its container reaches without host networking.
+    """
+    trained = project_run("trainer", alpha=0.5)
+    assert trained.status == "FINISHED", trained.output[-3000:]
     local_exp = f"local-twin-{uuid.uuid4().hex[:8]}"
     mlflow_run(TRAINER_DIR, "-P", "alpha=0.5", "--build-image", *local_tracking_server.docker_args,
-               "--experiment-name", local_exp, tracking_uri=local_tracking_server.uri, cwd=launcher.workdir,
-               timeout=launcher.job_timeout)
+               "--experiment-name", local_exp, tracking_uri=local_tracking_server.uri, cwd=tmp_path, timeout=900)
     local_client = MlflowClient(tracking_uri=local_tracking_server.uri)
     local = local_client.get_run(only_run_id(local_client, local_exp))
     assert local.info.status == "FINISHED"
-    assert local.data.metrics == trained.metrics
+    assert local.data.metrics == trained.client.get_run(trained.run_id).data.metrics
+    assert local.data.metrics.keys() >= {"rmse", "r2", "mae"}
 
 
 def test_invalid_spec_is_rejected_by_the_api_server(launcher: ProjectRunner) -> None:
