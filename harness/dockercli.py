@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from harness import _exec
 
-__all__ = ["HostReach", "choose_host_reach", "docker_env", "docker_host", "host_reach", "image_exists", "image_id",
-           "obtain", "sdk_client"]
+__all__ = ["HostReach", "bridge_gateway", "choose_host_reach", "docker_env", "docker_host", "host_reach",
+           "image_exists", "image_id", "obtain", "sdk_client"]
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -129,10 +129,32 @@ def choose_host_reach(gateway: str | None, bindable: Callable[[str], bool] = _bi
                      "Resources > Network > Enable host networking)")
 
 
+def bridge_gateway(ipam_configs: list[dict[str, str]]) -> str | None:
+    """The IPv4 gateway of Docker's default bridge from its IPAM config.
+
+    Docker 20.10 (Debian 12's) lists only the subnet for the default bridge;
+    its gateway is then the subnet's first address, as Docker assigns it.
+    """
+    import ipaddress
+
+    for cfg in ipam_configs:
+        if cfg.get("Gateway") and ":" not in cfg["Gateway"]:
+            return cfg["Gateway"]
+        subnet = cfg.get("Subnet") or ""
+        if subnet and ":" not in subnet:
+            return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
+    return None
+
+
 @functools.cache
 def host_reach() -> HostReach:
     """How containers of the current engine reach this host (asked of ``docker network inspect bridge``)."""
-    proc = _exec.run(["docker", "network", "inspect", "bridge", "--format",
-                      "{{range .IPAM.Config}}{{.Gateway}} {{end}}"], check=False, timeout=30)
-    gateways = (proc.stdout or "").split() if proc.returncode == 0 else []
-    return choose_host_reach(next((g for g in gateways if ":" not in g), None))
+    import json
+
+    proc = _exec.run(["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
+                     check=False, timeout=30)
+    try:
+        configs = json.loads(proc.stdout or "null") if proc.returncode == 0 else None
+    except ValueError:
+        configs = None
+    return choose_host_reach(bridge_gateway(configs or []))

@@ -75,3 +75,13 @@ def test_an_engine_in_a_vm_falls_back_to_host_network(gateway: str | None) -> No
 def test_this_hosts_loopback_is_bindable_and_a_foreign_address_is_not() -> None:
     assert dockercli._bindable("127.0.0.1")
     assert not dockercli._bindable("192.0.2.1")  # TEST-NET-1: never an address of this host
+
+
+@pytest.mark.parametrize(("ipam", "gateway"), [
+    ([{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}], "172.17.0.1"),
+    ([{"Subnet": "172.17.0.0/16"}], "172.17.0.1"),  # Docker 20.10 lists no gateway for the default bridge
+    ([{"Subnet": "fd00::/64"}, {"Subnet": "10.9.0.0/24"}], "10.9.0.1"),
+    ([], None),
+])
+def test_the_bridge_gateway_is_read_or_derived(ipam: list[dict[str, str]], gateway: str | None) -> None:
+    assert dockercli.bridge_gateway(ipam) == gateway
