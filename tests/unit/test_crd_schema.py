@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ _HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[He
 def _spec_schema() -> dict[str, Any]:
     spec: dict[str, Any] = crdv.version_schema()["properties"]["spec"]
     return spec
+
 
 
 # --- names and defaults ------------------------------------------------------
@@ -188,6 +190,82 @@ def test_local_validator_reports_cel_failures_and_schema_failures_separately() -
     assert not crdv.eval_rule("self.all(k, k in ['cpu'])", {"gpu": 1})
     assert crdv.eval_rule("self.all(k, k in ['cpu'])", {"cpu": 1})
     assert crdv.schema_errors(crdv.customjob({"image": "t:1"}))  # command missing
+
+
+# --- the Kubernetes quantity library the local validator adds to cel-python ----------
+
+_Q = Fraction
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0", _Q(0)),
+        ("1", _Q(1)),
+        ("500m", _Q(1, 2)),
+        ("1.5", _Q(3, 2)),
+        ("1.", _Q(1)),
+        (".5", _Q(1, 2)),
+        ("+1", _Q(1)),
+        ("-1.5Gi", -_Q(3, 2) * 2**30),
+        ("250n", _Q(250, 10**9)),
+        ("3u", _Q(3, 10**6)),
+        ("2k", _Q(2000)),
+        ("1M", _Q(10**6)),
+        ("1G", _Q(10**9)),
+        ("1T", _Q(10**12)),
+        ("1P", _Q(10**15)),
+        ("1E", _Q(10**18)),
+        ("1Ki", _Q(1024)),
+        ("512Mi", _Q(512 * 2**20)),
+        ("0.5Gi", _Q(2**29)),
+        ("1Ti", _Q(2**40)),
+        ("1Pi", _Q(2**50)),
+        ("7Ei", _Q(7 * 2**60)),
+        ("1e3", _Q(1000)),
+        ("1E-2", _Q(1, 100)),
+        ("12e+2", _Q(1200)),
+        ("0.1n", _Q(1, 10**9)),  # rounded *up* to the smallest unit, 1n
+        ("1e-10", _Q(1, 10**9)),
+        ("8Ei", _Q(2**63 - 1)),  # capped at int64 max, like Go
+        ("99999999999999999999", _Q(2**63 - 1)),
+        ("10E", _Q(10**19)),  # Go's int64 fast path keeps it exact (no cap)
+        ("1e100", _Q(10**100)),  # exponent forms are never capped
+        ("007", _Q(7)),
+        ("Mi", _Q(0)),  # Go's parser reads a missing number as 0 (the CRD pattern needs digits)
+    ],
+)
+def test_parse_quantity_matches_kubernetes(text: str, value: Fraction) -> None:
+    assert crdv.parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "1K", "1e", "1ee3", "1e1.5", "1.5.3", "1Mi5", "lots", "1 Gi", " 1", "Ei", "1mi"])
+def test_parse_quantity_refuses_what_kubernetes_refuses(text: str) -> None:
+    with pytest.raises(crdv.QuantityError):
+        crdv.parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "quantity('2Gi').isGreaterThan(quantity('1Gi'))",
+        "!quantity('1Gi').isGreaterThan(quantity('1024Mi'))",
+        "quantity('500m').isLessThan(quantity(string(1)))",
+        "quantity('1000m').compareTo(quantity('1')) == 0",
+        "quantity('-3').sign() == -1",
+        "quantity('2k').isInteger() && quantity('2k').asInteger() == 2000",
+        "!quantity('1.5').isInteger()",
+        "quantity('1.5').asApproximateFloat() == 1.5",
+        "isQuantity('1Gi') && !isQuantity('lots') && !isQuantity('1K')",
+    ],
+)
+def test_quantity_functions_in_cel(rule: str) -> None:
+    assert crdv.eval_rule(rule, {})
+
+
+def test_quantity_errors_are_rule_failures_not_crashes() -> None:
+    assert not crdv.eval_rule("quantity('lots').isGreaterThan(quantity('1'))", {})
+    assert not crdv.eval_rule("quantity('1.5').asInteger() == 1", {})
 
 
 # --- kustomize ---------------------------------------------------------------------------
