@@ -20,7 +20,8 @@ What the API server does on create/update, and how it is reproduced here:
    and the comparison methods), which cel-python lacks, is provided here on
    top of :func:`parse_quantity`, a port of the *rules* of
    ``resource.ParseQuantity`` (same accepted strings, same exact values,
-   rounding up to 1n and the int64 cap included).
+   rounding up to 1n, the int64 cap of binary values and the int32
+   truncation of exponents included).
 
 Known gaps, by design: Python's jsonschema regexes are not RE2 (Python's
 ``$`` also matches before a final newline; CEL ``matches`` does use RE2), and
@@ -197,7 +198,6 @@ _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _INT64_MAX = 2**63 - 1
 _INT64_MIN = -(2**63)
-_INT32 = range(-(2**31), 2**31)
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
 """Decimal arithmetic that never rounds: values keep the few digits they have, and an
 exponent like ``1e999999999`` stays an exponent (a Fraction would expand it)."""
@@ -212,8 +212,8 @@ def _suffix(suffix: str) -> tuple[int, int, str]:
         return 2, _BINARY_SUFFIXES[suffix], "BinarySI"
     if len(suffix) > 1 and suffix[0] in "eE" and re.fullmatch(r"[+-]?[0-9]+", suffix[1:]):
         exponent = int(suffix[1:])
-        if exponent in _INT32:
-            return 10, exponent, "DecimalExponent"
+        if _INT64_MIN <= exponent <= _INT64_MAX:  # strconv.ParseInt(s, 10, 64), then Go's int32(...) wraps
+            return 10, (exponent + 2**31) % 2**32 - 2**31, "DecimalExponent"
     raise QuantityError(f"unknown quantity suffix {suffix!r}")
 
 
@@ -222,12 +222,13 @@ def parse_quantity(text: str) -> Decimal:
 
     Accepted: an optional sign, a decimal number (``1``, ``1.``, ``.5``,
     ``1.5``), then nothing, a decimal SI suffix (``n u m k M G T P E``), a
-    binary one (``Ki Mi Gi Ti Pi Ei``) or an exponent (``e3``, ``E-2``; an
-    int32). Go's quirks are kept: values are rounded *up* to a multiple of
-    1n (``0.1n`` is ``1n``), values beyond int64 are capped at 2^63-1 when
-    the computation leaves the int64 fast path (more than 18 digits, or a
-    fraction with a binary suffix) except for exponent forms, and a number
-    without digits (``Mi``, ``.``) is 0 where the fast path takes it.
+    binary one (``Ki Mi Gi Ti Pi Ei``) or an exponent (``e3``, ``E-2``).
+    Go's quirks are kept: values are rounded *up* to a multiple of 1n
+    (``0.1n`` is ``1n``); binary-suffixed values beyond int64 are capped at
+    2^63-1 when the computation leaves the int64 fast path (``8Ei``, or a
+    fraction like ``1.5Ei``), decimal ones never are; an exponent is read as
+    an int64 and then truncated to int32 (``e4294967296`` is ``e0``); and a
+    number without digits (``Mi``, ``.``) is 0 where the fast path takes it.
     """
     if not text:
         raise QuantityError("quantity is empty")
@@ -260,7 +261,7 @@ def parse_quantity(text: str) -> Decimal:
     magnitude = unsigned.scaleb(exponent, _EXACT) if base == 10 else _EXACT.multiply(unsigned, Decimal(2**exponent))
     if magnitude and int(magnitude.as_tuple().exponent) < -9:
         magnitude = magnitude.quantize(_NANO, rounding=decimal.ROUND_CEILING, context=_EXACT)  # round up to 1n
-    if fmt != "DecimalExponent" and magnitude > _INT64_MAX:
+    if fmt == "BinarySI" and magnitude > _INT64_MAX:
         magnitude = Decimal(_INT64_MAX)
     return -magnitude if negative else magnitude
 

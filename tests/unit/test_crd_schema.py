@@ -227,10 +227,13 @@ _Q = Fraction
         ("12e+2", _Q(1200)),
         ("0.1n", _Q(1, 10**9)),  # rounded *up* to the smallest unit, 1n
         ("1e-10", _Q(1, 10**9)),
-        ("8Ei", _Q(2**63 - 1)),  # capped at int64 max, like Go
-        ("99999999999999999999", _Q(2**63 - 1)),
-        ("10E", _Q(10**19)),  # Go's int64 fast path keeps it exact (no cap)
-        ("1e100", _Q(10**100)),  # exponent forms are never capped
+        ("8Ei", _Q(2**63 - 1)),  # binary values beyond int64 are capped, like Go
+        ("1.5Ei", _Q(3 * 2**59)),
+        ("99999999999999999999", _Q(99999999999999999999)),  # decimal ones never are
+        ("10E", _Q(10**19)),
+        ("1e100", _Q(10**100)),
+        ("1e4294967296", _Q(1)),  # Go reads the exponent as int64, then truncates it to int32
+        ("1e4294967295", _Q(1, 10)),  # ... so this is 1e-1
         ("007", _Q(7)),
         ("Mi", _Q(0)),  # Go's parser reads a missing number as 0 (the CRD pattern needs digits)
     ],
