@@ -2,12 +2,13 @@
 
 Objects are validated the way the API server does it (defaults, OpenAPI
 schema with strict unknown fields, list-map keys, CEL rules) by
-``customjob_testing.crd_validation``; see its docstring for the gaps.
+``tests/support/crd_validation.py``; see its docstring for the gaps.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 from fractions import Fraction
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from customjob_controller import contract
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.cachedir import cache_dir
 from tests.support import crd_strategies as strategies
@@ -48,6 +50,14 @@ def _spec_schema() -> dict[str, Any]:
     spec: dict[str, Any] = crdv.version_schema()["properties"]["spec"]
     return spec
 
+
+def _quantity_pattern(kind: str) -> str:
+    pattern: str = _spec_schema()["properties"]["resources"]["properties"][kind]["additionalProperties"]["pattern"]
+    return pattern
+
+
+def _quantity_strings(kind: str) -> st.SearchStrategy[str]:
+    return st.from_regex(_quantity_pattern(kind), fullmatch=True)
 
 
 # --- names and defaults ------------------------------------------------------
@@ -119,17 +129,66 @@ def test_name_longer_than_63_is_refused_with_the_rule_message() -> None:
     assert crdv.validate(crdv.customjob(GOOD_SPEC, name="a" * 63)) == []
 
 
-def test_env_must_agree_with_mlflow_section_but_valuefrom_is_allowed() -> None:
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},  # even when it agrees with spec.mlflow
+        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "run"}}},
+        {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "token"}}},
+    ],
+    ids=["agreeing literal", "valueFrom run id", "any other MLFLOW_ name"],
+)
+def test_no_mlflow_env_next_to_spec_mlflow_but_fine_without(entry: dict[str, Any]) -> None:
     spec = copy.deepcopy(GOOD_SPEC)
-    spec["env"].append({"name": "MLFLOW_TRACKING_URI", "value": "http://other:5000"})
-    assert any("must equal spec.mlflow" in e for e in crdv.validate(crdv.customjob(spec)))
-    spec["env"][-1] = {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}
+    spec["env"].append(entry)
+    (error,) = crdv.validate(crdv.customjob(spec))
+    assert "env may not set MLFLOW_* variables" in error
+    del spec["mlflow"]
     assert crdv.validate(crdv.customjob(spec)) == []
-    spec["env"][-1] = {
-        "name": "MLFLOW_TRACKING_URI",
-        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "uri"}},
-    }
-    assert crdv.validate(crdv.customjob(spec)) == []
+
+
+# Each new rule, by case: the local validator's message, and the API server's.
+NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
+    "command empty element": (
+        "spec.command.0: '' should be non-empty",
+        "spec.command[0] in body should be at least 1 chars long",
+    ),
+    "memory milli suffix": ("may not use the milli suffix m (512m is 0.512 bytes): write 512Mi",) * 2,
+    "memory requests above limits": ("resources.requests may not exceed resources.limits",) * 2,
+    "podLabels key ends with dash": ("podLabels keys must be label keys",) * 2,
+    "env fieldRef unsupported path": ("fieldRef.fieldPath must be a field the downward API exposes to env",) * 2,
+    "trackingUri with user and password": ("mlflow.trackingUri may not contain credentials",) * 2,
+    "image host ends with dash": ("image: the registry host before the first '/' must be",) * 2,
+    "backoffLimit with mlflow.runId": ("backoffLimit must be 0 when mlflow.runId is set",) * 2,
+    "ttl zero": (
+        "spec.ttlSecondsAfterFinished: 0 is less than the minimum of 60",
+        "spec.ttlSecondsAfterFinished in body should be greater than or equal to 60",
+    ),
+    "env MLFLOW_RUN_ID valueFrom next to mlflow": ("env may not set MLFLOW_* variables (value or valueFrom)",) * 2,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEW_RULE_MESSAGES))
+def test_each_new_rule_refuses_its_case_with_one_clear_message(case: str) -> None:
+    errors = crdv.validate(crdv.customjob(strategies.ADMISSION_CASES[case]))
+    assert len(errors) == 1, errors
+    assert NEW_RULE_MESSAGES[case][0] in errors[0]
+
+
+@pytest.mark.parametrize("case", sorted(strategies.ADMISSION_CASES))
+def test_admission_case_is_refused(case: str) -> None:
+    assert crdv.validate(crdv.customjob(strategies.ADMISSION_CASES[case])), f"CRD admitted: {case}"
+
+
+@pytest.mark.parametrize("case", sorted(strategies.ADMISSION_VALID_CASES))
+def test_valid_neighbour_is_admitted(case: str) -> None:
+    assert crdv.validate(crdv.customjob(strategies.ADMISSION_VALID_CASES[case])) == []
+
+
+def test_admission_cases_are_plain_data_without_a_run_id_unless_needed() -> None:
+    assert "runId" not in strategies.ADMISSION_BASE_SPEC.get("mlflow", {})
+    assert json.loads(json.dumps(strategies.ADMISSION_CASES)) == strategies.ADMISSION_CASES
+    assert set(NEW_RULE_MESSAGES) <= set(strategies.ADMISSION_CASES)
 
 
 # --- immutability (transition rule) ----------------------------------------------
@@ -165,6 +224,13 @@ def test_update_that_only_spells_out_defaults_is_admitted() -> None:
 @given(strategies.valid_specs())
 def test_every_valid_spec_is_admitted(spec: dict[str, Any]) -> None:
     assert crdv.validate(crdv.customjob(spec)) == []
+
+
+@_HYPOTHESIS
+@given(strategies.valid_specs(), st.sampled_from(sorted(NEW_RULE_MESSAGES)))
+def test_every_spec_broken_by_a_new_rule_is_refused(spec: dict[str, Any], mutation: str) -> None:
+    strategies.INVALID_MUTATIONS[mutation](spec)
+    assert crdv.validate(crdv.customjob(spec)), f"CRD admitted a spec with: {mutation}"
 
 
 @_HYPOTHESIS
@@ -246,6 +312,12 @@ def test_parse_quantity_matches_kubernetes(text: str, value: Fraction) -> None:
 def test_parse_quantity_refuses_what_kubernetes_refuses(text: str) -> None:
     with pytest.raises(crdv.QuantityError):
         crdv.parse_quantity(text)
+
+
+@_HYPOTHESIS
+@given(st.sampled_from(["requests", "limits"]).flatmap(_quantity_strings))
+def test_every_quantity_the_crd_pattern_admits_parses(text: str) -> None:
+    crdv.parse_quantity(text)
 
 
 @pytest.mark.parametrize(
