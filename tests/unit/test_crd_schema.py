@@ -2,13 +2,19 @@
 
 Objects are validated the way the API server does it (defaults, OpenAPI
 schema with strict unknown fields, list-map keys, CEL rules) by
-``tests/support/crd_validation.py``; see its docstring for the gaps.
+``tests/support/crd_validation.py``; see its docstring for the gaps. The same
+cases also go through ``crds/hack/crdcheck``, the API server's own validation
+code (built here with Go, cached by source hash), which also checks the CRD
+itself and reports the estimated cost of its CEL rules.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 from fractions import Fraction
@@ -21,7 +27,10 @@ from customjob_controller import contract
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness._errors import CommandError, PreflightError
 from harness.cachedir import cache_dir
+from harness.nodeimage.gobuild import GoToolchain
+from harness.pytest_plugin import missing_prerequisite
 from tests.support import crd_strategies as strategies
 from tests.support import crd_validation as crdv
 
@@ -147,7 +156,7 @@ def test_no_mlflow_env_next_to_spec_mlflow_but_fine_without(entry: dict[str, Any
     assert crdv.validate(crdv.customjob(spec)) == []
 
 
-# Each new rule, by case: the local validator's message, and the API server's.
+# Each new rule, by case: the local validator's message, and the API server's (crdcheck).
 NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
     "command empty element": (
         "spec.command.0: '' should be non-empty",
@@ -341,6 +350,103 @@ def test_quantity_functions_in_cel(rule: str) -> None:
 def test_quantity_errors_are_rule_failures_not_crashes() -> None:
     assert not crdv.eval_rule("quantity('lots').isGreaterThan(quantity('1'))", {})
     assert not crdv.eval_rule("quantity('1.5').asInteger() == 1", {})
+
+
+# --- the API server's own validation code (crds/hack/crdcheck) ---------------------
+
+CRDCHECK = CRDS_DIR / "hack" / "crdcheck"
+_CRDCHECK_SOURCES = ("go.mod", "go.sum", "main.go")
+
+
+@pytest.fixture(scope="module")
+def crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crdcheck binary, built once per source hash into the harness cache (warm: no Go at all)."""
+    digest = hashlib.sha256()
+    for name in _CRDCHECK_SOURCES:
+        digest.update(name.encode() + b"\0" + (CRDCHECK / name).read_bytes() + b"\0")
+    binary = cache_dir("bin", "crdcheck") / f"crdcheck-{digest.hexdigest()[:16]}"
+    if binary.is_file():
+        return binary
+    try:
+        go = GoToolchain.discover(cache_dir())
+    except PreflightError as exc:
+        missing_prerequisite(request.config, f"cannot build crds/hack/crdcheck: {exc}")
+    work = tmp_path_factory.mktemp("crdcheck")  # a copy: -mod=mod may touch go.mod/go.sum
+    for name in _CRDCHECK_SOURCES:
+        shutil.copy(CRDCHECK / name, work / name)
+    try:  # resolving modules is the only step that needs the network (the Go module proxy)
+        go.run("list", "-deps", "-f", "{{if .Error}}{{.Error}}{{end}}", ".", cwd=work)
+    except CommandError as exc:
+        proxy = os.environ.get("GOPROXY") or "https://proxy.golang.org (default)"
+        missing_prerequisite(
+            request.config,
+            f"cannot fetch crdcheck's Go modules (k8s.io/apiextensions-apiserver v0.34) with GOPROXY={proxy}; "
+            f"fix: make the Go module proxy reachable (or point GOPROXY at a mirror)\n{exc}",
+        )
+    built = work / "crdcheck"
+    go.run("build", "-trimpath", "-o", built, ".", cwd=work)  # a compile error fails, never skips
+    staged = binary.with_name(f"{binary.name}.{os.getpid()}")
+    shutil.copy2(built, staged)
+    staged.replace(binary)  # atomic: parallel workers may race to the same name
+    return binary
+
+
+def _run_crdcheck(binary: Path, *args: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), str(crdv.CRD_PATH), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_crdcheck_finds_the_crd_valid_and_its_cel_cheap(crdcheck: Path) -> None:
+    proc = _run_crdcheck(crdcheck)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CRD valid" in proc.stderr
+    costs = {path: int(cost) for path, cost in re.findall(r"^cost (\S+) (\d+)$", proc.stderr, re.MULTILINE)}
+    summary = re.search(r"^cost total (\d+) \(limits: (\d+) per rule, (\d+)", proc.stderr, re.MULTILINE)
+    assert summary is not None, proc.stderr
+    total, per_rule, per_crd = map(int, summary.groups())
+    rules = sum(len(node.get("x-kubernetes-validations", ())) for node in _schema_nodes(crdv.version_schema()))
+    assert len(costs) == rules, proc.stderr
+    assert all(cost <= per_rule // 10 for cost in costs.values()), proc.stderr  # every rule far below its limit
+    assert total == sum(costs.values()) <= per_crd // 100, proc.stderr
+
+
+def _schema_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    children = [*(node.get("properties") or {}).values()]
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            children.append(node[key])
+    return [node, *(n for child in children for n in _schema_nodes(child))]
+
+
+@pytest.fixture(scope="module")
+def server_verdicts(crdcheck: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """crdcheck's answer for every admission case (invalid) and valid neighbour, by case id."""
+    cases = [{"name": n, "expect": "invalid", "spec": s} for n, s in strategies.ADMISSION_CASES.items()]
+    cases += [{"name": n, "expect": "valid", "spec": s} for n, s in strategies.ADMISSION_VALID_CASES.items()]
+    cases.append({"name": "GOOD_SPEC", "expect": "valid", "spec": GOOD_SPEC})
+    path = tmp_path_factory.mktemp("cases") / "cases.json"
+    path.write_text(json.dumps(cases))
+    proc = _run_crdcheck(crdcheck, path)
+    verdicts = {v["name"]: v for v in map(json.loads, proc.stdout.splitlines())}
+    assert set(verdicts) == {c["name"] for c in cases}, proc.stderr
+    return verdicts
+
+
+def test_the_api_server_code_agrees_with_the_local_validator_on_every_case(
+    server_verdicts: dict[str, dict[str, Any]],
+) -> None:
+    specs = {**strategies.ADMISSION_CASES, **strategies.ADMISSION_VALID_CASES, "GOOD_SPEC": GOOD_SPEC}
+    wrong = {n: v["errors"] for n, v in server_verdicts.items() if v["admitted"] != (v["expect"] == "valid")}
+    assert wrong == {}
+    local = {n: crdv.validate(crdv.customjob(spec)) == [] for n, spec in specs.items()}
+    assert [n for n, v in server_verdicts.items() if v["admitted"] != local[n]] == []
+
+
+@pytest.mark.parametrize("case", sorted(NEW_RULE_MESSAGES))
+def test_the_api_server_gives_each_new_rule_its_message(server_verdicts: dict[str, dict[str, Any]], case: str) -> None:
+    (error,) = server_verdicts[case]["errors"]
+    assert NEW_RULE_MESSAGES[case][1] in error
 
 
 # --- kustomize ---------------------------------------------------------------------------
