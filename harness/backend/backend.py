@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlflow.entities import RunStatus
-from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.projects import docker as mlflow_docker
 from mlflow.projects import utils as project_utils
@@ -82,6 +81,7 @@ class CustomJobBackend(AbstractBackend):
                 "CustomJob; the project code is baked into an image built from it"
             )
         mlflow_docker.validate_docker_env(project)
+        _refuse_mlflow_pairs(project.docker_env)
         argv = entry_point_argv(project, entry_point, str_params)
         param_values = _param_values(project.get_entry_point(entry_point), str_params)
         tmpl = template.load_template(cfg.resolve_template_path(work_dir))
@@ -103,11 +103,8 @@ class CustomJobBackend(AbstractBackend):
             pod_uri = cfg.pod_tracking_uri(tracking_uri)
             _warn_if_unreachable(pod_uri)
             run_experiment = str(active_run.info.experiment_id)
-            env = {
-                **_docker_env_pairs(project.docker_env),
-                **project_utils.get_run_env_vars(run_id, run_experiment),
-                MLFLOW_TRACKING_URI.name: pod_uri,
-            }
+            # No MLFLOW_* here: the controller injects them from spec.mlflow (see template.build_manifest).
+            env = _docker_env_pairs(project.docker_env)
             job_name = naming.job_name(project.name, run_id)
             values = {
                 "project_name": str(project.name),
@@ -210,6 +207,18 @@ def _docker_env_pairs(docker_env: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(item, list) and len(item) == 2:
             pairs[str(item[0])] = str(item[1])
     return pairs
+
+
+def _refuse_mlflow_pairs(docker_env: Mapping[str, Any]) -> None:
+    """An MLproject ``[MLFLOW_..., value]`` pair would land in spec.env, which the CRD refuses: say so now."""
+    for index, item in enumerate(docker_env.get("environment") or []):
+        if isinstance(item, list) and len(item) == 2 and str(item[0]).startswith(template.RESERVED_ENV_PREFIX):
+            raise ProjectError(
+                f"MLproject docker_env.environment[{index}] sets {item[0]}: the customjob backend passes the run "
+                "in the CustomJob's spec.mlflow, from which the controller injects MLFLOW_RUN_ID, "
+                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and the CRD refuses every other "
+                f"{template.RESERVED_ENV_PREFIX}* env entry next to it; remove the pair from docker_env.environment"
+            )
 
 
 def _warn_ignored(docker_env: Mapping[str, Any], cfg: BackendConfig) -> None:

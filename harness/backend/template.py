@@ -7,6 +7,13 @@ only inside string scalars of the parsed tree (never in keys, never re-scanned).
 The values that carry run-specific structure (the command, the environment, the
 MLflow ids) are then written into the tree as data, not text.
 
+The MLflow ids travel in ``spec.mlflow`` only. The controller turns them into
+MLFLOW_RUN_ID / MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID, and the CRD refuses
+any ``MLFLOW_*`` entry in ``spec.env`` next to ``spec.mlflow`` (a second source
+could make the trainer log to another run than the one the controller
+closes), so a template or MLproject that sets one is refused here, before any
+image is built, rather than by the API server after it.
+
 Placeholder syntax: ``{name}``; ``{{`` and ``}}`` are literal braces. Names:
 ``project_name``, ``entry_point``, ``image``, ``run_id``, ``experiment_id``,
 ``tracking_uri``, ``namespace``, ``job_name`` and ``params.<name>`` for every
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ from harness.backend.errors import TemplateError
 
 __all__ = [
     "BASE_PLACEHOLDERS",
+    "RESERVED_ENV_PREFIX",
     "build_manifest",
     "check_template",
     "load_template",
@@ -47,6 +55,9 @@ BASE_PLACEHOLDERS: tuple[str, ...] = (
     "job_name",
 )
 """Placeholders every template may use; ``params.<name>`` are added per run."""
+
+RESERVED_ENV_PREFIX = "MLFLOW_"
+"""Env names the backend never writes into ``spec.env``: the controller injects them from ``spec.mlflow``."""
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
@@ -86,6 +97,7 @@ def check_template(template: Mapping[str, Any], known: Sequence[str]) -> None:
     env = spec.get("env", [])
     if not isinstance(env, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env):
         raise TemplateError("template spec.env must be a list of {name: ..., value: ...} mappings")
+    _refuse_mlflow_env((e["name"] for e in env), "template spec.env")
     for key in ("command", "args"):
         if key in spec and not isinstance(spec[key], list):
             raise TemplateError(f"template spec.{key} must be a list when present")
@@ -99,6 +111,18 @@ def check_template(template: Mapping[str, Any], known: Sequence[str]) -> None:
             f"template uses unknown placeholder(s) {details}; known: "
             f"{', '.join('{' + k + '}' for k in known)} (write {{{{ and }}}} for literal braces)"
         )
+
+
+def _refuse_mlflow_env(names: Iterable[str], where: str) -> None:
+    """TemplateError naming the first ``MLFLOW_*`` name in ``names`` and what to do instead."""
+    for index, name in enumerate(names):
+        if name.startswith(RESERVED_ENV_PREFIX):
+            raise TemplateError(
+                f"{where}[{index}] sets {name}: the backend puts the run into spec.mlflow, from which the "
+                "controller injects MLFLOW_RUN_ID, MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and the CRD "
+                f"refuses every other {RESERVED_ENV_PREFIX}* env entry next to spec.mlflow (a second source could "
+                "log to another run than the one the controller closes); remove the entry"
+            )
 
 
 def placeholders_in(tree: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -160,8 +184,10 @@ def build_manifest(
     """Render ``template`` and inject the run's command, env, image and MLflow ids.
 
     ``spec.command`` becomes ``argv`` (whatever the template had). ``spec.env`` is
-    the template's entries minus any with the same names as ``env``, then
-    ``env`` in order, so the MLflow variables always win.
+    the template's entries minus any with the same names as ``env`` (the
+    MLproject's ``docker_env`` pairs), then ``env`` in order. The MLflow ids go
+    into ``spec.mlflow`` only, never into ``spec.env``: an ``MLFLOW_*`` name in
+    either source raises :class:`TemplateError` (the controller injects them).
     """
     body: dict[str, Any] = render(template, values)
     metadata = body["metadata"]
@@ -187,7 +213,9 @@ def build_manifest(
             f'({image!r}); use "{{image}}" so the pod runs the project code'
         )
     spec["command"] = list(argv)
+    _refuse_mlflow_env(env, "the run's environment (MLproject docker_env.environment)")
     kept = [e for e in spec.get("env", []) if e.get("name") not in env]
+    _refuse_mlflow_env((str(e.get("name")) for e in kept), "spec.env (rendered from the template)")
     spec["env"] = kept + [{"name": k, "value": v} for k, v in env.items()]
     mlflow_spec = dict(spec.get("mlflow") or {})
     mlflow_spec.update(runId=run_id, experimentId=experiment_id, trackingUri=tracking_uri)

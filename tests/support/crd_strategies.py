@@ -5,6 +5,11 @@ image reference, quantity or label looks like), not by feeding the CRD's own
 regexes back in, so "the CRD accepts every valid spec" is a real check.
 :func:`invalid_specs` breaks a valid spec in exactly one way and says which,
 so a failing example names the rule that let it through.
+
+:data:`ADMISSION_CASES` (invalid) and :data:`ADMISSION_VALID_CASES` (their
+valid neighbours) are the same breakages as complete specs, built from
+:data:`ADMISSION_BASE_SPEC`, for replaying against the real validation code
+(``crds/hack/crdcheck``) or a real API server.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.support.crd_validation import parse_quantity
+
 MLFLOW_VARS = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 
 _lower_alnum = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8)
 _dns_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
 _dns_subdomain = st.lists(_dns_label, min_size=1, max_size=3).map(".".join)
 _text = st.text(st.characters(codec="utf-8"), max_size=24)
+_argv_item = st.text(st.characters(codec="utf-8"), min_size=1, max_size=24)
 
 
 @st.composite
@@ -54,23 +62,38 @@ def image_refs(draw: st.DrawFn) -> str:
     return ref
 
 
-quantities = st.one_of(
-    st.integers(min_value=0, max_value=10**6),
-    st.builds(
-        lambda number, suffix: number + suffix,
-        st.from_regex(r"([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})", fullmatch=True),
-        st.sampled_from(["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"]),
-    ),
-)
+def _quantities(suffixes: list[str]) -> st.SearchStrategy[int | str]:
+    return st.one_of(
+        st.integers(min_value=0, max_value=10**6),
+        st.builds(
+            lambda number, suffix: number + suffix,
+            st.from_regex(r"([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})", fullmatch=True),
+            st.sampled_from(suffixes),
+        ),
+    )
 
 
-def _resources() -> st.SearchStrategy[dict[str, Any]]:
-    names = st.sampled_from(["cpu", "memory", "ephemeral-storage"])
-    qmap = st.dictionaries(names, quantities, max_size=3)
-    return st.fixed_dictionaries({}, optional={"requests": qmap, "limits": qmap})
+quantities = _quantities(["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"])
+"""cpu quantities: millicores (``500m``) included."""
+byte_quantities = _quantities(["", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"])
+"""memory / ephemeral-storage quantities: never the milli suffix (``512m`` is 0.512 bytes)."""
 
 
-_env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filter(lambda n: n not in MLFLOW_VARS)
+@st.composite
+def _resources(draw: st.DrawFn) -> dict[str, Any]:
+    """Requests and limits where no request exceeds the limit of the same resource."""
+    qmap = st.fixed_dictionaries(
+        {}, optional={"cpu": quantities, "memory": byte_quantities, "ephemeral-storage": byte_quantities}
+    )
+    out: dict[str, Any] = draw(st.fixed_dictionaries({}, optional={"requests": qmap, "limits": qmap}))
+    requests, limits = out.get("requests", {}), out.get("limits", {})
+    for name in requests.keys() & limits.keys():
+        if parse_quantity(str(requests[name])) > parse_quantity(str(limits[name])):
+            requests[name], limits[name] = limits[name], requests[name]
+    return out
+
+
+_env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filter(lambda n: not n.startswith("MLFLOW_"))
 
 
 def _key_ref() -> st.SearchStrategy[dict[str, Any]]:
@@ -85,7 +108,21 @@ _value_from = st.one_of(
     st.builds(lambda r: {"configMapKeyRef": r}, _key_ref()),
     st.builds(
         lambda p: {"fieldRef": {"fieldPath": p}},
-        st.sampled_from(["metadata.name", "metadata.namespace", "status.podIP", "spec.nodeName"]),
+        st.sampled_from(
+            [
+                "metadata.name",
+                "metadata.namespace",
+                "metadata.uid",
+                "metadata.labels['app']",
+                "metadata.annotations['example.com/owner']",
+                "spec.nodeName",
+                "spec.serviceAccountName",
+                "status.hostIP",
+                "status.hostIPs",
+                "status.podIP",
+                "status.podIPs",
+            ]
+        ),
     ),
 )
 
@@ -108,8 +145,11 @@ def env_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
 _label_value = st.from_regex(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?)?", fullmatch=True)
 _label_key = st.builds(
     lambda prefix, name: f"{prefix}/{name}" if prefix else name,
-    st.one_of(st.none(), st.sampled_from(["example.com", "team.example.org", "app.kubernetes.io"])),
-    st.from_regex(r"[a-z0-9]([-a-z0-9_.]{0,15}[a-z0-9])?", fullmatch=True),
+    st.one_of(st.none(), st.sampled_from(["example.com", "team.example.org", "app.kubernetes.io", "a" * 253])),
+    st.one_of(
+        st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,15}[A-Za-z0-9])?", fullmatch=True),
+        st.just("n" * 63),
+    ),
 ).filter(lambda k: k not in ("job-name", "controller-uid"))
 
 _mlflow = st.fixed_dictionaries(
@@ -145,7 +185,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     """Specs the CRD must admit (and the controller must turn into a valid Job)."""
     spec: dict[str, Any] = {
         "image": draw(image_refs()),
-        "command": draw(st.lists(_text, min_size=1, max_size=4)),
+        "command": draw(st.lists(_argv_item, min_size=1, max_size=4)),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
         "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent", "Never"]),
@@ -155,7 +195,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         "resources": _resources(),
         "backoffLimit": st.integers(0, 10),
         "activeDeadlineSeconds": st.integers(1, 604800),
-        "ttlSecondsAfterFinished": st.integers(0, 604800),
+        "ttlSecondsAfterFinished": st.integers(60, 604800),
         "serviceAccountName": _dns_subdomain,
         "mlflow": mlflow_sections(),
         "podLabels": st.dictionaries(_label_key, _label_value, max_size=4),
@@ -163,10 +203,20 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in optional.items():
         if draw(st.booleans()):
             spec[key] = draw(strategy)
-    mlflow = spec.get("mlflow") or {}
-    if "runId" in mlflow and draw(st.booleans()):
-        # An env entry that agrees with spec.mlflow is allowed (and wins).
-        spec.setdefault("env", []).append({"name": "MLFLOW_RUN_ID", "value": mlflow["runId"]})
+    if "runId" in spec.get("mlflow", {}):
+        spec["backoffLimit"] = 0  # a retry would log into the same run
+    if "mlflow" not in spec and draw(st.booleans()):
+        # Without spec.mlflow nothing is injected, so the user may set MLFLOW_* themselves.
+        spec.setdefault("env", []).append(
+            draw(
+                st.sampled_from(
+                    [
+                        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
+                        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}},
+                    ]
+                )
+            )
+        )
     return spec
 
 
@@ -204,6 +254,42 @@ def _mismatched_run_id(spec: dict[str, Any]) -> None:
     spec["env"].append({"name": "MLFLOW_RUN_ID", "value": "b" * 32})
 
 
+def _with_mlflow(*entries: dict[str, Any]) -> Mutation:
+    """spec.mlflow set (as it is, or empty) plus env ``entries``: MLFLOW_* next to spec.mlflow."""
+    append = _append_env(*entries)
+
+    def apply(spec: dict[str, Any]) -> None:
+        spec.setdefault("mlflow", {})
+        append(spec)
+
+    return apply
+
+
+def _without_mlflow(*entries: dict[str, Any]) -> Mutation:
+    """No spec.mlflow, so nothing is injected and the user's own MLFLOW_* entries are fine."""
+    append = _append_env(*entries)
+
+    def apply(spec: dict[str, Any]) -> None:
+        spec.pop("mlflow", None)
+        append(spec)
+
+    return apply
+
+
+def _requests_over_limits(name: str, request: int | str, limit: int | str) -> Mutation:
+    def apply(spec: dict[str, Any]) -> None:
+        resources = spec.setdefault("resources", {})
+        resources.setdefault("requests", {})[name] = request
+        resources.setdefault("limits", {})[name] = limit
+
+    return apply
+
+
+def _retrying_run(spec: dict[str, Any]) -> None:
+    spec["mlflow"] = {"runId": "c" * 32, "trackingUri": "http://mlflow.mlflow.svc:5000"}
+    spec["backoffLimit"] = 3
+
+
 def _duplicate_env(spec: dict[str, Any]) -> None:
     spec["env"] = [{"name": "DUP", "value": "1"}, {"name": "DUP", "value": "2"}]
 
@@ -214,9 +300,14 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "image with space": _set(("image",), "trainer :dev"),
     "image uppercase path": _set(("image",), "Trainer:dev"),
     "image bad digest": _set(("image",), "trainer@sha256:xyz"),
+    "image host ends with dash": _set(("image",), "host-/x:1"),
+    "image host label starts with dash": _set(("image",), "registry.-example.com:5000/trainer:1"),
+    "image host empty label": _set(("image",), "registry..example.com/trainer:1"),
     "pull policy unknown": _set(("imagePullPolicy",), "Sometimes"),
     "command missing": _delete("command"),
     "command empty": _set(("command",), []),
+    "command empty element": _set(("command",), [""]),
+    "command empty later element": _set(("command",), ["python3", ""]),
     "command not strings": _set(("command",), ["python3", 3]),
     "args not a list": _set(("args",), "train.py"),
     "workingDir relative": _set(("workingDir",), "work"),
@@ -237,17 +328,46 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     ),
     "env valueFrom empty": _append_env({"name": "NONE", "valueFrom": {}}),
     "env secretKeyRef without key": _append_env({"name": "S", "valueFrom": {"secretKeyRef": {"name": "s"}}}),
+    "env fieldRef unsupported path": _append_env(
+        {"name": "NOPE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}
+    ),
+    "env fieldRef labels without key": _append_env(
+        {"name": "LABELS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels"}}}
+    ),
+    "env fieldRef label key invalid": _append_env(
+        {"name": "LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['bad key']"}}}
+    ),
+    "env MLFLOW_RUN_ID valueFrom next to mlflow": _with_mlflow(
+        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}}
+    ),
+    "env MLFLOW_TRACKING_URI value next to mlflow": _with_mlflow(
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.mlflow.svc:5000"}
+    ),
+    "env other MLFLOW_ variable next to mlflow": _with_mlflow(
+        {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "password"}}}
+    ),
     "resources gpu": _set(("resources", "limits", "nvidia.com/gpu"), 1),
     "resources negative int": _set(("resources", "requests", "cpu"), -1),
     "resources negative string": _set(("resources", "requests", "memory"), "-1Gi"),
     "resources garbage": _set(("resources", "limits", "memory"), "lots"),
+    "resources fractional exponent": _set(("resources", "limits", "cpu"), "1e1.5"),
+    "resources huge exponent": _set(("resources", "limits", "cpu"), "1e3000000000"),
+    "memory milli suffix": _set(("resources", "requests", "memory"), "512m"),
+    "memory limit milli suffix": _set(("resources", "limits", "memory"), "1.5m"),
+    "ephemeral-storage milli suffix": _set(("resources", "requests", "ephemeral-storage"), "100m"),
+    "memory requests above limits": _requests_over_limits("memory", "2Gi", "1Gi"),
+    "cpu requests above limits": _requests_over_limits("cpu", "1500m", 1),
+    "ephemeral-storage requests above limits": _requests_over_limits("ephemeral-storage", 2000, "1k"),
     "resources unknown section": _set(("resources", "claims"), []),
     "backoffLimit too high": _set(("backoffLimit",), 11),
     "backoffLimit negative": _set(("backoffLimit",), -1),
     "backoffLimit string": _set(("backoffLimit",), "1"),
+    "backoffLimit with mlflow.runId": _retrying_run,
     "deadline zero": _set(("activeDeadlineSeconds",), 0),
     "deadline too long": _set(("activeDeadlineSeconds",), 604801),
     "ttl negative": _set(("ttlSecondsAfterFinished",), -1),
+    "ttl zero": _set(("ttlSecondsAfterFinished",), 0),
+    "ttl below a minute": _set(("ttlSecondsAfterFinished",), 59),
     "ttl too long": _set(("ttlSecondsAfterFinished",), 604801),
     "serviceAccountName invalid": _set(("serviceAccountName",), "Bad_SA"),
     "runId short": _set(("mlflow",), {"runId": "abc", "trackingUri": "http://m:5000"}),
@@ -256,15 +376,96 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "experimentId not digits": _set(("mlflow", "experimentId"), "exp-1"),
     "trackingUri not http": _set(("mlflow", "trackingUri"), "file:///mlruns"),
     "trackingUri no host": _set(("mlflow", "trackingUri"), "http:///x"),
+    "trackingUri with user and password": _set(("mlflow", "trackingUri"), "http://user:pass@mlflow.mlflow.svc:5000"),
+    "trackingUri with token as user": _set(("mlflow", "trackingUri"), "https://s3cr3t@tracking.example.com/"),
     "env disagrees with mlflow.runId": _mismatched_run_id,
     "mlflow unknown field": _set(("mlflow", "runID"), "a" * 32),
     "podLabels reserved prefix": _set(("podLabels", "training.example.com/customjob"), "x"),
     "podLabels job-name": _set(("podLabels", "job-name"), "x"),
     "podLabels value too long": _set(("podLabels", "team"), "x" * 64),
     "podLabels value invalid": _set(("podLabels", "team"), "a b"),
+    "podLabels key ends with dash": _set(("podLabels", "team-"), "x"),
+    "podLabels key with space": _set(("podLabels", "my team"), "x"),
+    "podLabels key name too long": _set(("podLabels", "n" * 64), "x"),
+    "podLabels key empty name": _set(("podLabels", "example.com/"), "x"),
+    "podLabels key uppercase prefix": _set(("podLabels", "Example.com/team"), "x"),
+    "podLabels key prefix too long": _set(("podLabels", "a" * 254 + "/team"), "x"),
+    "podLabels key two slashes": _set(("podLabels", "example.com/a/b"), "x"),
     "unknown spec field": _set(("replicas",), 2),
 }
 """name -> mutation; each must make any valid spec invalid."""
+
+
+VALID_MUTATIONS: dict[str, Mutation] = {
+    "cpu millicores": _set(("resources", "requests", "cpu"), "500m"),
+    "memory mebibytes": _set(("resources", "requests", "memory"), "512Mi"),
+    "memory megabytes": _set(("resources", "requests", "memory"), "512M"),
+    "memory plain bytes": _set(("resources", "requests", "memory"), 536870912),
+    "requests equal limits": _set(
+        ("resources",), {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}
+    ),
+    "requests without limits": _set(("resources",), {"requests": {"cpu": "4", "memory": "64Gi"}}),
+    "args empty string": _set(("args",), ["--suffix", ""]),
+    "image host with port": _set(("image",), "registry.example.com:5000/team/trainer:1"),
+    "image localhost registry": _set(("image",), "localhost:5001/trainer:dev"),
+    "image host with inner dash": _set(("image",), "my-registry.example.com/trainer@sha256:" + "0" * 64),
+    "image path-only first component": _set(("image",), "library/python:3.11"),
+    "podLabels prefixed key": _set(("podLabels", "example.com/team"), "ml"),
+    "podLabels key name of 63": _set(("podLabels", "n" * 63), "x"),
+    "podLabels key prefix of 253": _set(("podLabels", ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61]) + "/x"), "y"),
+    "podLabels key mixed case name": _set(("podLabels", "app.kubernetes.io/Component_A.1"), "trainer"),
+    "env fieldRef label key": _append_env(
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}
+    ),
+    "env fieldRef annotation key": _append_env(
+        {"name": "OWNER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['example.com/owner']"}}}
+    ),
+    "env fieldRef status.podIPs": _append_env(
+        {"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}
+    ),
+    "trackingUri cluster service": _set(("mlflow", "trackingUri"), "http://mlflow.mlflow.svc:5000"),
+    "trackingUri with @ in the path": _set(("mlflow", "trackingUri"), "http://mlflow:5000/u/a@b"),
+    "backoffLimit without mlflow.runId": _set(("backoffLimit",), 3),
+    "backoffLimit 0 with mlflow.runId": _set(
+        ("mlflow",), {"runId": "d" * 32, "trackingUri": "http://mlflow.mlflow.svc:5000"}
+    ),
+    "ttl one minute": _set(("ttlSecondsAfterFinished",), 60),
+    "MLFLOW_ env without spec.mlflow": _without_mlflow(
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
+        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}},
+    ),
+}
+"""name -> mutation of :data:`ADMISSION_BASE_SPEC` that must stay admitted: the neighbours of the new rules."""
+
+ADMISSION_BASE_SPEC: dict[str, Any] = {
+    "image": "registry.example.com:5000/trainer:0.1.0",
+    "command": ["python3", "train.py"],
+    "args": ["--alpha", "0.5"],
+    "env": [
+        {"name": "SEED", "value": "42"},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ],
+    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+    "ttlSecondsAfterFinished": 600,
+    "mlflow": {"experimentId": "1", "trackingUri": "http://mlflow.mlflow.svc:5000"},
+    "podLabels": {"team": "ml"},
+}
+"""A valid spec with spec.mlflow but no runId: the cases that need a runId add one."""
+
+
+def _applied(mutation: Mutation) -> dict[str, Any]:
+    spec = copy.deepcopy(ADMISSION_BASE_SPEC)
+    mutation(spec)
+    return spec
+
+
+ADMISSION_CASES: dict[str, dict[str, Any]] = {name: _applied(m) for name, m in INVALID_MUTATIONS.items()}
+"""case id -> a complete spec the API server must refuse (one breakage of :data:`ADMISSION_BASE_SPEC`)."""
+ADMISSION_VALID_CASES: dict[str, dict[str, Any]] = {
+    "base": copy.deepcopy(ADMISSION_BASE_SPEC),
+    **{name: _applied(m) for name, m in VALID_MUTATIONS.items()},
+}
+"""case id -> a complete spec the API server must admit."""
 
 
 @st.composite

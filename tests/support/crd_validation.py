@@ -11,20 +11,34 @@ What the API server does on create/update, and how it is reproduced here:
 3. **List semantics** -- ``x-kubernetes-list-type: map`` rejects duplicate keys.
 4. **CEL rules** -- every ``x-kubernetes-validations`` rule is evaluated with
    cel-python at its node; transition rules (those using ``oldSelf``) only on
-   updates and only where the old value exists, as in Kubernetes.
+   updates and only where the old value exists, as in Kubernetes. As in the
+   API server, CEL still runs after non-blocking schema errors (pattern,
+   minimum, minLength...) and is skipped after blocking ones (wrong type,
+   missing required field, too long, too many, not in the enum, unknown field),
+   so a refused object reports the same rule messages here and there.
+5. **The Kubernetes CEL quantity library** (``quantity()``, ``isQuantity()``
+   and the comparison methods), which cel-python lacks, is provided here on
+   top of :func:`parse_quantity`, a port of the *rules* of
+   ``resource.ParseQuantity`` (same accepted strings, same exact values,
+   rounding up to 1n, the int64 cap of binary values and the int32
+   truncation of exponents included).
 
-Known gaps, by design: the API server's regex engine is RE2 (Python's ``$``
-also matches before a final newline), and CEL cost limits are not estimated.
-The CRD was also cross-checked against the real apiextensions-apiserver
-validation code during development; this module is the fast, in-process proxy.
+Known gaps, by design: Python's jsonschema regexes are not RE2 (Python's
+``$`` also matches before a final newline; CEL ``matches`` does use RE2), and
+CEL cost limits are not estimated. ``crds/hack/crdcheck`` runs the real
+apiextensions-apiserver validation code (structural schema, CEL compilation
+and cost, the same objects); this module is the fast, in-process proxy.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import decimal
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +141,23 @@ def _default_in_place(schema: Mapping[str, Any], obj: Any) -> None:
             _default_in_place(schema["items"], item)
 
 
+_BLOCKING = frozenset({"type", "anyOf", "required", "maxLength", "maxItems", "maxProperties", "enum",
+                       "additionalProperties"})
+"""Schema keywords whose violation makes the API server skip CEL (its ``hasBlockingErr``:
+TypeInvalid, Required, TooLong, TooMany, NotSupported; unknown fields never get that far)."""
+
+
 def schema_errors(obj: Mapping[str, Any], version: str = "v1alpha1") -> list[str]:
     """OpenAPI schema + list-map violations of an (already defaulted) object."""
-    errors = [
-        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in _validator(version).iter_errors(obj)
-    ]
+    return _schema_errors(obj, version)[0]
+
+
+def _schema_errors(obj: Mapping[str, Any], version: str) -> tuple[list[str], bool]:
+    """The errors, and whether any of them blocks CEL evaluation."""
+    found = list(_validator(version).iter_errors(obj))
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in found]
     errors += list(_list_map_errors(version_schema(version), obj, "<root>"))
-    return errors
+    return errors, any(e.validator in _BLOCKING for e in found)
 
 
 def _list_map_errors(schema: Mapping[str, Any], obj: Any, path: str) -> Iterator[str]:
@@ -158,14 +181,164 @@ def _list_map_errors(schema: Mapping[str, Any], obj: Any, path: str) -> Iterator
                 yield from _list_map_errors(items, item, f"{path}[{i}]")
 
 
+# --- Kubernetes quantities (k8s.io/apimachinery/pkg/api/resource) ---------------
+
+
+class QuantityError(ValueError):
+    """The string is not a Kubernetes quantity."""
+
+
+_QUANTITY = re.compile(r"([+-]?)(0*)([0-9]*)(\.[0-9]*)?([eEinumkKMGTP]*[+-]?[0-9]*)")
+"""sign, leading zeros, integer digits, ``.fraction``, suffix: the scanner's fields.
+
+The suffix is scanned as ParseQuantity does it (letters from ``eEinumkKMGTP``,
+an optional sign, digits to the end) and only then interpreted, so ``1K``
+scans but is refused as an unknown suffix, like in Go."""
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
+"""Decimal arithmetic that never rounds: values keep the few digits they have, and an
+exponent like ``1e999999999`` stays an exponent (a Fraction would expand it)."""
+_NANO = Decimal("1e-9")
+
+
+def _suffix(suffix: str) -> tuple[int, int, str]:
+    """``(base, exponent, format)`` of a quantity suffix, or :class:`QuantityError`."""
+    if suffix in _DECIMAL_SUFFIXES:
+        return 10, _DECIMAL_SUFFIXES[suffix], "DecimalSI"
+    if suffix in _BINARY_SUFFIXES:
+        return 2, _BINARY_SUFFIXES[suffix], "BinarySI"
+    if len(suffix) > 1 and suffix[0] in "eE" and re.fullmatch(r"[+-]?[0-9]+", suffix[1:]):
+        exponent = int(suffix[1:])
+        if _INT64_MIN <= exponent <= _INT64_MAX:  # strconv.ParseInt(s, 10, 64), then Go's int32(...) wraps
+            return 10, (exponent + 2**31) % 2**32 - 2**31, "DecimalExponent"
+    raise QuantityError(f"unknown quantity suffix {suffix!r}")
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The exact value of a Kubernetes quantity string, as ``resource.ParseQuantity`` computes it.
+
+    Accepted: an optional sign, a decimal number (``1``, ``1.``, ``.5``,
+    ``1.5``), then nothing, a decimal SI suffix (``n u m k M G T P E``), a
+    binary one (``Ki Mi Gi Ti Pi Ei``) or an exponent (``e3``, ``E-2``).
+    Go's quirks are kept: values are rounded *up* to a multiple of 1n
+    (``0.1n`` is ``1n``); binary-suffixed values beyond int64 are capped at
+    2^63-1 when the computation leaves the int64 fast path (``8Ei``, or a
+    fraction like ``1.5Ei``), decimal ones never are; an exponent is read as
+    an int64 and then truncated to int32 (``e4294967296`` is ``e0``); and a
+    number without digits (``Mi``, ``.``) is 0 where the fast path takes it.
+    """
+    if not text:
+        raise QuantityError("quantity is empty")
+    if text == "0":
+        return Decimal(0)
+    match = _QUANTITY.fullmatch(text)
+    if match is None:
+        raise QuantityError(f"{text!r} is not a quantity (number, then an SI/binary suffix or an exponent)")
+    sign, _zeros, digits, fraction, suffix = match.groups()
+    negative = sign == "-"
+    if not digits and fraction is None and not suffix:  # only a sign and zeros: Go returns 0 early
+        return Decimal(0)
+    base, exponent, fmt = _suffix(suffix)
+    num = digits or "0"
+    denom = (fraction or ".")[1:]
+    # The int64 fast path: exact, never rounded, never capped.
+    if base == 10:
+        if 18 - (len(num) + len(denom)) >= 0 and exponent - len(denom) >= -9:
+            value = Decimal(int(num + denom)).scaleb(exponent - len(denom), _EXACT)
+            return -value if negative else value
+    elif not denom and 15 - len(num) - exponent * 3 // 10 - 1 >= 0:
+        scaled = int(num) << exponent
+        if scaled <= _INT64_MAX:
+            return Decimal(-scaled if negative else scaled)
+    # The arbitrary-precision path.
+    number = text[: match.start(5)]
+    if not any(c.isdigit() for c in number):
+        raise QuantityError(f"{text!r} has no digits")
+    unsigned = Decimal(number.lstrip("+-"))
+    magnitude = unsigned.scaleb(exponent, _EXACT) if base == 10 else _EXACT.multiply(unsigned, Decimal(2**exponent))
+    if magnitude and int(magnitude.as_tuple().exponent) < -9:
+        magnitude = magnitude.quantize(_NANO, rounding=decimal.ROUND_CEILING, context=_EXACT)  # round up to 1n
+    if fmt == "BinarySI" and magnitude > _INT64_MAX:
+        magnitude = Decimal(_INT64_MAX)
+    return -magnitude if negative else magnitude
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantity:
+    """A CEL ``Quantity`` value (the result of ``quantity(s)``)."""
+
+    value: Decimal
+
+
+def _quantity_functions() -> dict[str, Callable[..., Any]]:
+    """The Kubernetes CEL quantity library, as cel-python functions (methods take ``self`` first)."""
+
+    def error(message: str) -> evaluation.CELEvalError:
+        return evaluation.CELEvalError(message, QuantityError, (message,))
+
+    def quantity(text: Any) -> Any:
+        if not isinstance(text, str):
+            return error(f"quantity() takes a string, got {type(text).__name__}")
+        try:
+            return Quantity(parse_quantity(str(text)))
+        except QuantityError as exc:
+            return error(f"quantities must match the regular expression: {exc}")
+
+    def is_quantity(text: Any) -> Any:
+        if not isinstance(text, str):
+            return error(f"isQuantity() takes a string, got {type(text).__name__}")
+        try:
+            parse_quantity(str(text))
+        except QuantityError:
+            return celtypes.BoolType(False)
+        return celtypes.BoolType(True)
+
+    def method(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(receiver: Any, *args: Any) -> Any:
+            if not isinstance(receiver, Quantity) or not all(isinstance(a, Quantity) for a in args):
+                return error(f"{fn.__name__}() is a Quantity method taking Quantity arguments")
+            return fn(receiver.value, *(a.value for a in args))
+
+        return call
+
+    def compare(a: Decimal, b: Decimal) -> int:
+        return (a > b) - (a < b)
+
+    def is_integer(a: Decimal) -> bool:
+        return _INT64_MIN <= a <= _INT64_MAX and a == a.to_integral_value(context=_EXACT)
+
+    def as_integer(a: Decimal) -> Any:
+        if not is_integer(a):
+            return error("asInteger(): the quantity is not an int64")
+        return celtypes.IntType(int(a))
+
+    return {
+        "quantity": quantity,
+        "isQuantity": is_quantity,
+        "isGreaterThan": method(lambda a, b: celtypes.BoolType(a > b)),
+        "isLessThan": method(lambda a, b: celtypes.BoolType(a < b)),
+        "compareTo": method(lambda a, b: celtypes.IntType(compare(a, b))),
+        "sign": method(lambda a: celtypes.IntType(compare(a, Decimal(0)))),
+        "isInteger": method(lambda a: celtypes.BoolType(is_integer(a))),
+        "asInteger": method(as_integer),
+        "asApproximateFloat": method(lambda a: celtypes.DoubleType(float(a))),
+    }
+
+
+# --- CEL --------------------------------------------------------------------------
+
 _CEL = celpy.Environment()
 """One environment, created at import: celpy raises ``sys.setrecursionlimit``
 in every constructor, which hypothesis reports when it happens mid-test."""
+_FUNCTIONS = _quantity_functions()
 
 
 @functools.lru_cache(maxsize=256)
 def _program(expr: str) -> celpy.Runner:
-    return _CEL.program(_CEL.compile(expr))
+    return _CEL.program(_CEL.compile(expr), functions=_FUNCTIONS)
 
 
 def eval_rule(expr: str, value: Any, old: Any = _MISSING) -> bool:
@@ -220,11 +393,11 @@ def validate(obj: Mapping[str, Any], old: Mapping[str, Any] | None = None, versi
     """
     schema = version_schema(version)
     new = apply_defaults(schema, obj)
-    errors = schema_errors(new, version)
-    if errors:
-        return errors  # the API server stops before CEL on schema errors
+    errors, blocking = _schema_errors(new, version)
+    if blocking:
+        return errors  # CEL cannot run on an object of the wrong shape; the API server skips it too
     prior = _MISSING if old is None else apply_defaults(schema, old)
-    return cel_errors(schema, new, prior)
+    return errors + cel_errors(schema, new, prior)
 
 
 def customjob(spec: Mapping[str, Any], name: str = "demo", namespace: str = "default") -> dict[str, Any]:

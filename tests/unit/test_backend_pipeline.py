@@ -28,8 +28,10 @@ from harness.backend.errors import (
     ClusterUnreachable,
     CrdNotInstalled,
     ParameterError,
+    ProjectError,
     TemplateError,
 )
+from tests.support import crd_validation as crdv
 
 ROOT = Path(__file__).resolve().parents[2]
 MLPROJECT = """\
@@ -152,10 +154,9 @@ def test_submit_renders_the_expected_customjob(tracking: MlflowClient, project: 
     assert body["spec"]["command"] == ["python", "train.py", "--msg", hostile, "--alpha", "0.5"]
     assert body["spec"]["image"] == "pipeline-probe:abababababab"
     env = {e["name"]: e["value"] for e in body["spec"]["env"]}
-    assert env["MLFLOW_RUN_ID"] == run_id
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc:5000"
-    assert env["MLFLOW_EXPERIMENT_ID"] == "0"
     assert env["FROM_MLPROJECT"] == "yes"
+    assert not [name for name in env if name.startswith("MLFLOW_")]  # the controller injects them from spec.mlflow
+    assert crdv.validate(body) == []  # what the API server would answer, CEL rules included
     assert body["spec"]["mlflow"] == {
         "runId": run_id,
         "experimentId": "0",
@@ -176,6 +177,30 @@ def test_bad_float_fails_before_any_run_or_cluster_call(
         CustomJobBackend().run(
             str(project), "main", {"msg": "m", "alpha": "abc"}, None, config(), tracking.tracking_uri, "0"
         )
+    assert runs_in(tracking) == []
+    assert objects.created == []
+
+
+@pytest.mark.parametrize("where", ["template", "MLproject"])
+def test_mlflow_env_in_template_or_mlproject_fails_before_any_run_or_build(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    def no_build(**kwargs: Any) -> None:
+        raise AssertionError("an image was built for a submission that can never be admitted")
+
+    monkeypatch.setattr(mlflow_docker, "build_docker_image", no_build)
+    if where == "template":
+        tmpl = project / "customjob_template.yaml"
+        entry = "    - {name: MLFLOW_RUN_ID, value: '{run_id}'}\n"
+        tmpl.write_text(tmpl.read_text().replace("  env:\n", "  env:\n" + entry))
+        expected: type[Exception] = TemplateError
+        message = r"template spec\.env\[0\] sets MLFLOW_RUN_ID: .*remove the entry"
+    else:
+        mlproject = project / "MLproject"
+        mlproject.write_text(mlproject.read_text().replace('[["FROM_MLPROJECT", "yes"]]', '[["MLFLOW_RUN_ID", "x"]]'))
+        expected, message = ProjectError, r"docker_env\.environment\[0\] sets MLFLOW_RUN_ID: .*remove the pair"
+    with pytest.raises(expected, match=message):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
     assert runs_in(tracking) == []
     assert objects.created == []
 

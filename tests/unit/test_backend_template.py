@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from harness import contract
 from harness.backend import template
 from harness.backend.errors import TemplateError
+from tests.support import crd_validation as crdv
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "trainer" / "customjob_template.yaml"
-CRD = ROOT / "crds" / "bases" / "customjob.yaml"
+STUB = ROOT / "crds" / "templates" / "customjob.yaml"
 
 ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -39,16 +40,17 @@ def _values(**overrides: str) -> dict[str, str]:
     return values
 
 
-def _manifest(tmpl: dict[str, Any], values: dict[str, str], argv: list[str] | None = None) -> dict[str, Any]:
+def _manifest(
+    tmpl: dict[str, Any],
+    values: dict[str, str],
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return template.build_manifest(
         tmpl,
         values=values,
         argv=argv or ["python", "train.py", "--alpha", "0.5"],
-        env={
-            "MLFLOW_RUN_ID": values["run_id"],
-            "MLFLOW_TRACKING_URI": values["tracking_uri"],
-            "MLFLOW_EXPERIMENT_ID": values["experiment_id"],
-        },
+        env=env or {},
         image=values["image"],
         namespace=values["namespace"],
         run_id=values["run_id"],
@@ -123,12 +125,7 @@ def test_manifest_injects_command_env_mlflow_and_labels(example: dict[str, Any])
     assert body["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlflow-crd-example"
     assert body["spec"]["command"] == argv
     assert body["spec"]["image"] == "mlflow-crd-example-project:0123456789ab"
-    assert body["spec"]["env"] == [
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "MLFLOW_RUN_ID", "value": RUN_ID},
-        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.mlflow.svc.cluster.local:5000"},
-        {"name": "MLFLOW_EXPERIMENT_ID", "value": "1"},
-    ]
+    assert body["spec"]["env"] == [{"name": "PYTHONUNBUFFERED", "value": "1"}]  # MLFLOW_* come from spec.mlflow
     assert body["spec"]["mlflow"] == {
         "runId": RUN_ID,
         "experimentId": "1",
@@ -136,15 +133,40 @@ def test_manifest_injects_command_env_mlflow_and_labels(example: dict[str, Any])
     }
 
 
-def test_mlflow_env_overrides_template_entries_of_the_same_name(example: dict[str, Any]) -> None:
+def test_docker_env_overrides_template_entries_of_the_same_name(example: dict[str, Any]) -> None:
     tmpl = copy.deepcopy(example)
-    tmpl["spec"]["env"].append({"name": "MLFLOW_RUN_ID", "value": "stale"})
     tmpl["spec"]["command"] = ["echo", "replaced"]
-    body = _manifest(tmpl, _values())
-    names = [e["name"] for e in body["spec"]["env"]]
-    assert names.count("MLFLOW_RUN_ID") == 1
-    assert {"name": "MLFLOW_RUN_ID", "value": RUN_ID} in body["spec"]["env"]
+    body = _manifest(tmpl, _values(), env={"PYTHONUNBUFFERED": "0", "FROM_MLPROJECT": "yes"})
+    assert body["spec"]["env"] == [
+        {"name": "PYTHONUNBUFFERED", "value": "0"},
+        {"name": "FROM_MLPROJECT", "value": "yes"},
+    ]
     assert body["spec"]["command"][0] == "python"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "MLFLOW_RUN_ID", "value": "{run_id}"},
+        {"name": "MLFLOW_TRACKING_URI", "valueFrom": {"configMapKeyRef": {"name": "mlflow", "key": "uri"}}},
+        {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "token"}}},
+    ],
+    ids=["literal run id", "valueFrom tracking uri", "other MLFLOW_ variable"],
+)
+def test_template_mlflow_env_is_refused_before_anything_is_built(example: dict[str, Any], entry: Any) -> None:
+    tmpl = copy.deepcopy(example)
+    tmpl["spec"]["env"].append(entry)
+    with pytest.raises(TemplateError, match=rf"template spec\.env\[1\] sets {entry['name']}: .*spec\.mlflow.*remove"):
+        template.check_template(tmpl, [*template.BASE_PLACEHOLDERS])
+
+
+def test_build_manifest_never_writes_mlflow_env(example: dict[str, Any]) -> None:
+    with pytest.raises(TemplateError, match=r"docker_env\.environment\)\[0\] sets MLFLOW_RUN_ID"):
+        _manifest(example, _values(), env={"MLFLOW_RUN_ID": RUN_ID})
+    tmpl = copy.deepcopy(example)
+    tmpl["spec"]["env"].append({"name": "{params.alpha}", "value": "x"})  # a name only known once rendered
+    with pytest.raises(TemplateError, match=r"spec\.env \(rendered from the template\)\[1\] sets MLFLOW_X"):
+        _manifest(tmpl, _values(**{"params.alpha": "MLFLOW_X"}))
 
 
 def test_template_is_not_mutated(example: dict[str, Any]) -> None:
@@ -210,13 +232,10 @@ def test_hardcoded_image_is_refused(example: dict[str, Any]) -> None:
         _manifest(tmpl, _values())
 
 
-def test_rendered_example_matches_the_crd_schema(example: dict[str, Any]) -> None:
-    """Cross-check with the CRD (structural schema only; CEL rules are the e2e tier's job)."""
-    jsonschema = pytest.importorskip("jsonschema")
-    if not CRD.is_file():
-        pytest.skip(f"{CRD} not present")
-    crd = yaml.safe_load(CRD.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == contract.VERSION)
-    schema = version["schema"]["openAPIV3Schema"]
-    body = _manifest(example, _values(), ["python", "train.py", "--alpha", "0.5"])
-    jsonschema.validate(body, schema)
+@pytest.mark.parametrize("path", [EXAMPLE, STUB], ids=["trainer template", "stub template"])
+def test_rendered_templates_are_admitted_by_the_crd(path: Path) -> None:
+    """Cross-check with the CRD: schema, defaults and CEL rules (tests/support/crd_validation.py)."""
+    tmpl = template.load_template(path)
+    template.check_template(tmpl, [*template.BASE_PLACEHOLDERS])
+    body = _manifest(tmpl, _values(), ["python", "train.py", "--alpha", "0.5"], env={"FROM_MLPROJECT": "yes"})
+    assert crdv.validate(body) == []

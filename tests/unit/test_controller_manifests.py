@@ -138,25 +138,49 @@ def test_quantities_become_strings() -> None:
     }
 
 
-def test_mlflow_env_is_injected_unless_the_user_set_it() -> None:
+def test_mlflow_env_is_injected_from_spec_mlflow() -> None:
+    spec = {
+        **BASE,
+        "env": [{"name": "SEED", "value": "1"}],
+        "mlflow": {"runId": RUN_ID, "experimentId": "3", "trackingUri": "http://mlflow:5000"},
+    }
+    assert crdv.validate(_cj(spec)) == []
+    assert _container(manifests.build_job(_cj(spec)))["env"] == [
+        {"name": "SEED", "value": "1"},
+        {"name": "MLFLOW_RUN_ID", "value": RUN_ID},
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
+        {"name": "MLFLOW_EXPERIMENT_ID", "value": "3"},
+    ]
+
+
+def test_spec_mlflow_is_the_only_mlflow_source_even_for_objects_an_older_crd_admitted() -> None:
+    """The CRD now refuses these; one stored before that must still log to the run the controller closes."""
     spec = {
         **BASE,
         "env": [
             {"name": "SEED", "value": "1"},
-            {
-                "name": "MLFLOW_TRACKING_URI",
-                "valueFrom": {"configMapKeyRef": {"name": "mlflow", "key": "uri"}},
-            },
+            {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "run"}}},
+            {"name": "MLFLOW_TRACKING_URI", "value": "http://other:5000"},
+            {"name": "MLFLOW_TRACKING_INSECURE_TLS", "value": "true"},
         ],
-        "mlflow": {"runId": RUN_ID, "experimentId": "3", "trackingUri": "http://mlflow:5000"},
+        "mlflow": {"runId": RUN_ID, "trackingUri": "http://mlflow:5000"},
     }
-    env = _container(manifests.build_job(_cj(spec)))["env"]
-    assert env == [
+    assert crdv.validate(_cj(spec))  # refused today
+    assert _container(manifests.build_job(_cj(spec)))["env"] == [
         {"name": "SEED", "value": "1"},
-        {"name": "MLFLOW_TRACKING_URI", "valueFrom": {"configMapKeyRef": {"name": "mlflow", "key": "uri"}}},
         {"name": "MLFLOW_RUN_ID", "value": RUN_ID},
-        {"name": "MLFLOW_EXPERIMENT_ID", "value": "3"},
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
     ]
+
+
+def test_user_mlflow_env_passes_through_without_spec_mlflow() -> None:
+    entries = [
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
+        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}},
+    ]
+    spec = {**BASE, "env": entries}
+    assert crdv.validate(_cj(spec)) == []
+    assert _container(manifests.build_job(_cj(spec)))["env"] == entries
 
 
 def test_a_minimal_job_validates_and_a_typo_would_not() -> None:

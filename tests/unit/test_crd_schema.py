@@ -2,14 +2,22 @@
 
 Objects are validated the way the API server does it (defaults, OpenAPI
 schema with strict unknown fields, list-map keys, CEL rules) by
-``customjob_testing.crd_validation``; see its docstring for the gaps.
+``tests/support/crd_validation.py``; see its docstring for the gaps. The same
+cases also go through ``crds/hack/crdcheck``, the API server's own validation
+code (built here with Go, cached by source hash), which also checks the CRD
+itself and reports the estimated cost of its CEL rules.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import re
 import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +25,12 @@ import pytest
 import yaml
 from customjob_controller import contract
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from harness._errors import CommandError, PreflightError
 from harness.cachedir import cache_dir
+from harness.nodeimage.gobuild import GoToolchain
+from harness.pytest_plugin import missing_prerequisite
 from tests.support import crd_strategies as strategies
 from tests.support import crd_validation as crdv
 
@@ -46,6 +58,15 @@ _HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[He
 def _spec_schema() -> dict[str, Any]:
     spec: dict[str, Any] = crdv.version_schema()["properties"]["spec"]
     return spec
+
+
+def _quantity_pattern(kind: str) -> str:
+    pattern: str = _spec_schema()["properties"]["resources"]["properties"][kind]["additionalProperties"]["pattern"]
+    return pattern
+
+
+def _quantity_strings(kind: str) -> st.SearchStrategy[str]:
+    return st.from_regex(_quantity_pattern(kind), fullmatch=True)
 
 
 # --- names and defaults ------------------------------------------------------
@@ -117,17 +138,66 @@ def test_name_longer_than_63_is_refused_with_the_rule_message() -> None:
     assert crdv.validate(crdv.customjob(GOOD_SPEC, name="a" * 63)) == []
 
 
-def test_env_must_agree_with_mlflow_section_but_valuefrom_is_allowed() -> None:
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},  # even when it agrees with spec.mlflow
+        {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "run"}}},
+        {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "token"}}},
+    ],
+    ids=["agreeing literal", "valueFrom run id", "any other MLFLOW_ name"],
+)
+def test_no_mlflow_env_next_to_spec_mlflow_but_fine_without(entry: dict[str, Any]) -> None:
     spec = copy.deepcopy(GOOD_SPEC)
-    spec["env"].append({"name": "MLFLOW_TRACKING_URI", "value": "http://other:5000"})
-    assert any("must equal spec.mlflow" in e for e in crdv.validate(crdv.customjob(spec)))
-    spec["env"][-1] = {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}
+    spec["env"].append(entry)
+    (error,) = crdv.validate(crdv.customjob(spec))
+    assert "env may not set MLFLOW_* variables" in error
+    del spec["mlflow"]
     assert crdv.validate(crdv.customjob(spec)) == []
-    spec["env"][-1] = {
-        "name": "MLFLOW_TRACKING_URI",
-        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "uri"}},
-    }
-    assert crdv.validate(crdv.customjob(spec)) == []
+
+
+# Each new rule, by case: the local validator's message, and the API server's (crdcheck).
+NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
+    "command empty element": (
+        "spec.command.0: '' should be non-empty",
+        "spec.command[0] in body should be at least 1 chars long",
+    ),
+    "memory milli suffix": ("may not use the milli suffix m (512m is 0.512 bytes): write 512Mi",) * 2,
+    "memory requests above limits": ("resources.requests may not exceed resources.limits",) * 2,
+    "podLabels key ends with dash": ("podLabels keys must be label keys",) * 2,
+    "env fieldRef unsupported path": ("fieldRef.fieldPath must be a field the downward API exposes to env",) * 2,
+    "trackingUri with user and password": ("mlflow.trackingUri may not contain credentials",) * 2,
+    "image host ends with dash": ("image: the registry host before the first '/' must be",) * 2,
+    "backoffLimit with mlflow.runId": ("backoffLimit must be 0 when mlflow.runId is set",) * 2,
+    "ttl zero": (
+        "spec.ttlSecondsAfterFinished: 0 is less than the minimum of 60",
+        "spec.ttlSecondsAfterFinished in body should be greater than or equal to 60",
+    ),
+    "env MLFLOW_RUN_ID valueFrom next to mlflow": ("env may not set MLFLOW_* variables (value or valueFrom)",) * 2,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEW_RULE_MESSAGES))
+def test_each_new_rule_refuses_its_case_with_one_clear_message(case: str) -> None:
+    errors = crdv.validate(crdv.customjob(strategies.ADMISSION_CASES[case]))
+    assert len(errors) == 1, errors
+    assert NEW_RULE_MESSAGES[case][0] in errors[0]
+
+
+@pytest.mark.parametrize("case", sorted(strategies.ADMISSION_CASES))
+def test_admission_case_is_refused(case: str) -> None:
+    assert crdv.validate(crdv.customjob(strategies.ADMISSION_CASES[case])), f"CRD admitted: {case}"
+
+
+@pytest.mark.parametrize("case", sorted(strategies.ADMISSION_VALID_CASES))
+def test_valid_neighbour_is_admitted(case: str) -> None:
+    assert crdv.validate(crdv.customjob(strategies.ADMISSION_VALID_CASES[case])) == []
+
+
+def test_admission_cases_are_plain_data_without_a_run_id_unless_needed() -> None:
+    assert "runId" not in strategies.ADMISSION_BASE_SPEC.get("mlflow", {})
+    assert json.loads(json.dumps(strategies.ADMISSION_CASES)) == strategies.ADMISSION_CASES
+    assert set(NEW_RULE_MESSAGES) <= set(strategies.ADMISSION_CASES)
 
 
 # --- immutability (transition rule) ----------------------------------------------
@@ -166,6 +236,13 @@ def test_every_valid_spec_is_admitted(spec: dict[str, Any]) -> None:
 
 
 @_HYPOTHESIS
+@given(strategies.valid_specs(), st.sampled_from(sorted(NEW_RULE_MESSAGES)))
+def test_every_spec_broken_by_a_new_rule_is_refused(spec: dict[str, Any], mutation: str) -> None:
+    strategies.INVALID_MUTATIONS[mutation](spec)
+    assert crdv.validate(crdv.customjob(spec)), f"CRD admitted a spec with: {mutation}"
+
+
+@_HYPOTHESIS
 @given(strategies.invalid_specs())
 def test_every_invalid_spec_is_refused(case: tuple[str, dict[str, Any]]) -> None:
     mutation, spec = case
@@ -188,6 +265,188 @@ def test_local_validator_reports_cel_failures_and_schema_failures_separately() -
     assert not crdv.eval_rule("self.all(k, k in ['cpu'])", {"gpu": 1})
     assert crdv.eval_rule("self.all(k, k in ['cpu'])", {"cpu": 1})
     assert crdv.schema_errors(crdv.customjob({"image": "t:1"}))  # command missing
+
+
+# --- the Kubernetes quantity library the local validator adds to cel-python ----------
+
+_Q = Fraction
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0", _Q(0)),
+        ("1", _Q(1)),
+        ("500m", _Q(1, 2)),
+        ("1.5", _Q(3, 2)),
+        ("1.", _Q(1)),
+        (".5", _Q(1, 2)),
+        ("+1", _Q(1)),
+        ("-1.5Gi", -_Q(3, 2) * 2**30),
+        ("250n", _Q(250, 10**9)),
+        ("3u", _Q(3, 10**6)),
+        ("2k", _Q(2000)),
+        ("1M", _Q(10**6)),
+        ("1G", _Q(10**9)),
+        ("1T", _Q(10**12)),
+        ("1P", _Q(10**15)),
+        ("1E", _Q(10**18)),
+        ("1Ki", _Q(1024)),
+        ("512Mi", _Q(512 * 2**20)),
+        ("0.5Gi", _Q(2**29)),
+        ("1Ti", _Q(2**40)),
+        ("1Pi", _Q(2**50)),
+        ("7Ei", _Q(7 * 2**60)),
+        ("1e3", _Q(1000)),
+        ("1E-2", _Q(1, 100)),
+        ("12e+2", _Q(1200)),
+        ("0.1n", _Q(1, 10**9)),  # rounded *up* to the smallest unit, 1n
+        ("1e-10", _Q(1, 10**9)),
+        ("8Ei", _Q(2**63 - 1)),  # binary values beyond int64 are capped, like Go
+        ("1.5Ei", _Q(3 * 2**59)),
+        ("99999999999999999999", _Q(99999999999999999999)),  # decimal ones never are
+        ("10E", _Q(10**19)),
+        ("1e100", _Q(10**100)),
+        ("1e4294967296", _Q(1)),  # Go reads the exponent as int64, then truncates it to int32
+        ("1e4294967295", _Q(1, 10)),  # ... so this is 1e-1
+        ("007", _Q(7)),
+        ("Mi", _Q(0)),  # Go's parser reads a missing number as 0 (the CRD pattern needs digits)
+    ],
+)
+def test_parse_quantity_matches_kubernetes(text: str, value: Fraction) -> None:
+    assert crdv.parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "1K", "1e", "1ee3", "1e1.5", "1.5.3", "1Mi5", "lots", "1 Gi", " 1", "Ei", "1mi"])
+def test_parse_quantity_refuses_what_kubernetes_refuses(text: str) -> None:
+    with pytest.raises(crdv.QuantityError):
+        crdv.parse_quantity(text)
+
+
+@_HYPOTHESIS
+@given(st.sampled_from(["requests", "limits"]).flatmap(_quantity_strings))
+def test_every_quantity_the_crd_pattern_admits_parses(text: str) -> None:
+    crdv.parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "quantity('2Gi').isGreaterThan(quantity('1Gi'))",
+        "!quantity('1Gi').isGreaterThan(quantity('1024Mi'))",
+        "quantity('500m').isLessThan(quantity(string(1)))",
+        "quantity('1000m').compareTo(quantity('1')) == 0",
+        "quantity('-3').sign() == -1",
+        "quantity('2k').isInteger() && quantity('2k').asInteger() == 2000",
+        "!quantity('1.5').isInteger()",
+        "quantity('1.5').asApproximateFloat() == 1.5",
+        "isQuantity('1Gi') && !isQuantity('lots') && !isQuantity('1K')",
+    ],
+)
+def test_quantity_functions_in_cel(rule: str) -> None:
+    assert crdv.eval_rule(rule, {})
+
+
+def test_quantity_errors_are_rule_failures_not_crashes() -> None:
+    assert not crdv.eval_rule("quantity('lots').isGreaterThan(quantity('1'))", {})
+    assert not crdv.eval_rule("quantity('1.5').asInteger() == 1", {})
+
+
+# --- the API server's own validation code (crds/hack/crdcheck) ---------------------
+
+CRDCHECK = CRDS_DIR / "hack" / "crdcheck"
+_CRDCHECK_SOURCES = ("go.mod", "go.sum", "main.go")
+
+
+@pytest.fixture(scope="module")
+def crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crdcheck binary, built once per source hash into the harness cache (warm: no Go at all)."""
+    digest = hashlib.sha256()
+    for name in _CRDCHECK_SOURCES:
+        digest.update(name.encode() + b"\0" + (CRDCHECK / name).read_bytes() + b"\0")
+    binary = cache_dir("bin", "crdcheck") / f"crdcheck-{digest.hexdigest()[:16]}"
+    if binary.is_file():
+        return binary
+    try:
+        go = GoToolchain.discover(cache_dir())
+    except PreflightError as exc:
+        missing_prerequisite(request.config, f"cannot build crds/hack/crdcheck: {exc}")
+    work = tmp_path_factory.mktemp("crdcheck")  # a copy: -mod=mod may touch go.mod/go.sum
+    for name in _CRDCHECK_SOURCES:
+        shutil.copy(CRDCHECK / name, work / name)
+    try:  # resolving modules is the only step that needs the network (the Go module proxy)
+        go.run("list", "-deps", "-f", "{{if .Error}}{{.Error}}{{end}}", ".", cwd=work)
+    except CommandError as exc:
+        proxy = os.environ.get("GOPROXY") or "https://proxy.golang.org (default)"
+        missing_prerequisite(
+            request.config,
+            f"cannot fetch crdcheck's Go modules (k8s.io/apiextensions-apiserver v0.34) with GOPROXY={proxy}; "
+            f"fix: make the Go module proxy reachable (or point GOPROXY at a mirror)\n{exc}",
+        )
+    built = work / "crdcheck"
+    go.run("build", "-trimpath", "-o", built, ".", cwd=work)  # a compile error fails, never skips
+    staged = binary.with_name(f"{binary.name}.{os.getpid()}")
+    shutil.copy2(built, staged)
+    staged.replace(binary)  # atomic: parallel workers may race to the same name
+    return binary
+
+
+def _run_crdcheck(binary: Path, *args: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), str(crdv.CRD_PATH), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_crdcheck_finds_the_crd_valid_and_its_cel_cheap(crdcheck: Path) -> None:
+    proc = _run_crdcheck(crdcheck)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CRD valid" in proc.stderr
+    costs = {path: int(cost) for path, cost in re.findall(r"^cost (\S+) (\d+)$", proc.stderr, re.MULTILINE)}
+    summary = re.search(r"^cost total (\d+) \(limits: (\d+) per rule, (\d+)", proc.stderr, re.MULTILINE)
+    assert summary is not None, proc.stderr
+    total, per_rule, per_crd = map(int, summary.groups())
+    rules = sum(len(node.get("x-kubernetes-validations", ())) for node in _schema_nodes(crdv.version_schema()))
+    assert len(costs) == rules, proc.stderr
+    assert all(cost <= per_rule // 10 for cost in costs.values()), proc.stderr  # every rule far below its limit
+    assert total == sum(costs.values()) <= per_crd // 100, proc.stderr
+
+
+def _schema_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    children = [*(node.get("properties") or {}).values()]
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            children.append(node[key])
+    return [node, *(n for child in children for n in _schema_nodes(child))]
+
+
+@pytest.fixture(scope="module")
+def server_verdicts(crdcheck: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """crdcheck's answer for every admission case (invalid) and valid neighbour, by case id."""
+    cases = [{"name": n, "expect": "invalid", "spec": s} for n, s in strategies.ADMISSION_CASES.items()]
+    cases += [{"name": n, "expect": "valid", "spec": s} for n, s in strategies.ADMISSION_VALID_CASES.items()]
+    cases.append({"name": "GOOD_SPEC", "expect": "valid", "spec": GOOD_SPEC})
+    path = tmp_path_factory.mktemp("cases") / "cases.json"
+    path.write_text(json.dumps(cases))
+    proc = _run_crdcheck(crdcheck, path)
+    verdicts = {v["name"]: v for v in map(json.loads, proc.stdout.splitlines())}
+    assert set(verdicts) == {c["name"] for c in cases}, proc.stderr
+    return verdicts
+
+
+def test_the_api_server_code_agrees_with_the_local_validator_on_every_case(
+    server_verdicts: dict[str, dict[str, Any]],
+) -> None:
+    specs = {**strategies.ADMISSION_CASES, **strategies.ADMISSION_VALID_CASES, "GOOD_SPEC": GOOD_SPEC}
+    wrong = {n: v["errors"] for n, v in server_verdicts.items() if v["admitted"] != (v["expect"] == "valid")}
+    assert wrong == {}
+    local = {n: crdv.validate(crdv.customjob(spec)) == [] for n, spec in specs.items()}
+    assert [n for n, v in server_verdicts.items() if v["admitted"] != local[n]] == []
+
+
+@pytest.mark.parametrize("case", sorted(NEW_RULE_MESSAGES))
+def test_the_api_server_gives_each_new_rule_its_message(server_verdicts: dict[str, dict[str, Any]], case: str) -> None:
+    (error,) = server_verdicts[case]["errors"]
+    assert NEW_RULE_MESSAGES[case][1] in error
 
 
 # --- kustomize ---------------------------------------------------------------------------

@@ -20,6 +20,9 @@ from typing import Any
 
 from customjob_controller import contract
 
+MLFLOW_ENV_PREFIX = "MLFLOW_"
+"""User env names dropped when spec.mlflow is set (the CRD refuses them there)."""
+
 
 def job_name(customjob_name: str) -> str:
     """Return the one Job name a CustomJob may own (deterministic, idempotent)."""
@@ -41,24 +44,29 @@ def owner_labels(customjob_name: str, spec: Mapping[str, Any]) -> dict[str, str]
 
 
 def container_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """User env first, then MLFLOW_* from spec.mlflow unless the user set them.
+    """User env first, then MLFLOW_* from spec.mlflow.
 
-    The CRD already rejects literal values that disagree with spec.mlflow, so
-    "user wins" only matters for ``valueFrom`` entries.
+    When spec.mlflow is set it is the only source of MLFLOW_* variables: the
+    CRD refuses ``MLFLOW_*`` env entries next to it, and any that an older CRD
+    admitted are dropped here, so the trainer always logs to the run the
+    controller will close. Without spec.mlflow nothing is injected and the
+    user's own MLFLOW_* entries are passed through.
     """
+    mlflow = spec.get("mlflow")
     env: list[dict[str, Any]] = []
     for entry in spec.get("env") or []:
+        if mlflow is not None and entry["name"].startswith(MLFLOW_ENV_PREFIX):
+            continue
         item: dict[str, Any] = {"name": entry["name"]}
         if "value" in entry:
             item["value"] = entry["value"]
         if "valueFrom" in entry:
             item["valueFrom"] = _value_from(entry["valueFrom"])
         env.append(item)
-    taken = {item["name"] for item in env}
-    mlflow = spec.get("mlflow") or {}
     for field, var in contract.MLFLOW_ENV.items():
-        if mlflow.get(field) and var not in taken:
-            env.append({"name": var, "value": str(mlflow[field])})
+        value = (mlflow or {}).get(field)
+        if value:
+            env.append({"name": var, "value": str(value)})
     return env
 
 
