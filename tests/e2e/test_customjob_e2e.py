@@ -118,6 +118,30 @@ def test_invalid_spec_is_rejected_by_the_api_server(launcher: ProjectRunner) -> 
     assert "spec.backoffLimit" in body, body
 
 
+def test_the_api_server_agrees_with_the_local_validator_on_every_admission_case(launcher: ProjectRunner) -> None:
+    """The unit tier's admission cases, replayed against the real API server (server-side dry run)."""
+    from tests.support.crd_strategies import ADMISSION_CASES, ADMISSION_VALID_CASES
+
+    kube = launcher.stack.cluster.kube
+
+    def admitted(spec: dict[str, Any]) -> str | None:
+        body = {"apiVersion": contract.API_VERSION, "kind": contract.KIND,
+                "metadata": {"name": "probe", "namespace": launcher.namespace}, "spec": spec}
+        try:
+            kube.custom.create_namespaced_custom_object(*_cj(launcher), body, dry_run="All")
+        except ApiException as exc:
+            if exc.status != 422:  # anything but a validation refusal is a broken test bed, not an answer
+                raise
+            return str(exc.body)
+        return None
+
+    wrongly_admitted = [name for name, spec in ADMISSION_CASES.items() if admitted(spec) is None]
+    wrongly_refused = {name: why for name, spec in ADMISSION_VALID_CASES.items() if (why := admitted(spec))}
+    assert len(ADMISSION_CASES) > 50
+    assert wrongly_admitted == [], f"the API server admitted: {wrongly_admitted}"
+    assert wrongly_refused == {}, f"the API server refused valid specs: {wrongly_refused}"
+
+
 def test_spec_is_immutable_once_created(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
     body = {
