@@ -157,6 +157,7 @@ class CustomJobs:
                 self._cfg.namespace,
                 contract.PLURAL,
                 dict(body),
+                field_validation="Strict",  # a misspelt template field is refused, never silently pruned
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except Exception as exc:
