@@ -20,6 +20,7 @@ never adopted or deleted; the user is told to pick another name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -31,7 +32,8 @@ from typing import Any
 import yaml
 
 from harness import _exec, dockercli, leftovers
-from harness._errors import HarnessError
+from harness._errors import HarnessError, WaitTimeout
+from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 from harness.clusters import Cluster, ImageRoute
 from harness.clusters.kind_cli import KindCluster, kind_config
@@ -77,10 +79,32 @@ def forget_cluster(name: str) -> None:
     host_marker_path(name).unlink(missing_ok=True)
 
 
-def delete_cluster(kind: KindCluster) -> None:
-    """``kind delete`` and forget the host marker: how the harness removes a cluster of its own."""
+def delete_cluster(kind: KindCluster, *, settle: float = 0.0) -> None:
+    """``kind delete`` and forget the host marker: how the harness removes a cluster of its own.
+
+    ``settle`` > 0 after an interrupted ``kind create``: the Docker daemon may
+    still be finishing a ``docker run`` that kind issued before it died, so a
+    node container can appear *after* the first delete. Such late nodes are
+    deleted until none has appeared for ``settle`` seconds. The host marker is
+    dropped only once no node is left; otherwise it stays (``creating``, with
+    this session as owner) and the next session removes the rest.
+    """
     kind.delete()
-    forget_cluster(kind.name)
+    if settle > 0:
+        quiet_since = [time.monotonic()]
+
+        def probe() -> Probe[None]:
+            if node_container_ids(kind.name):
+                kind.delete()
+                quiet_since[0] = time.monotonic()
+                return Probe(False, "a late node container appeared; deleted it")
+            quiet = time.monotonic() - quiet_since[0]
+            return Probe(quiet >= settle, f"no node container for {quiet:.0f} s")
+
+        with contextlib.suppress(WaitTimeout):
+            wait_for(probe, what=f"no late node of {kind.name} to appear", timeout=settle * 6, interval=0.5)
+    if not node_container_ids(kind.name):
+        forget_cluster(kind.name)
 
 
 def node_container_ids(name: str) -> list[str]:
@@ -234,7 +258,7 @@ class KindProvider:
         except BaseException:
             # A half-made cluster is ours to remove: the next run must not find a node without a marker.
             self.log(f"cluster: creating {kind.name} failed; deleting what was made")
-            delete_cluster(kind)
+            delete_cluster(kind, settle=3.0)
             raise
         return self._cluster(kube, True, port, fingerprint)
 
