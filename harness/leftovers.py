@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import _exec
+from harness._errors import WaitTimeout
+from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 
 __all__ = ["OWNER_LABEL", "forget", "is_alive", "owner_token", "reap", "record"]
@@ -82,20 +84,26 @@ def forget(proc: subprocess.Popen[bytes]) -> None:
     (_records() / f"proc-{proc.pid}.json").unlink(missing_ok=True)
 
 
+def _group_gone(pid: int) -> Probe[None]:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return Probe(True, "gone")
+    return Probe(False, "still running")
+
+
 def _kill_group(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    try:
+        wait_for(lambda: _group_gone(pid), what=f"process group {pid} to exit after SIGTERM", timeout=grace,
+                 interval=0.1)
+    except WaitTimeout:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def reap_processes(log: Callable[[str], None]) -> list[str]:
