@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import leftovers
 from harness._waiting import Probe, wait_for
 from harness.clusters import Cluster, ImageRoute
 from harness.images import BuiltImage
@@ -68,7 +69,7 @@ class XdistRun:
     def started(self) -> None:
         """Say this worker exists (its pid tells the owner if it dies without finishing)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._file(f"{self.worker}.pid").write_text(str(os.getpid()))
+        self._file(f"{self.worker}.pid").write_text(leftovers.owner_token())
 
     def finished(self, failures: int) -> None:
         """Say this worker's session is over, with how many of its tests failed."""
@@ -109,13 +110,7 @@ class XdistRun:
         pid_file = self._file(f"{worker}.pid")
         if not pid_file.exists():
             return "not started"
-        try:
-            os.kill(int(pid_file.read_text()), 0)
-        except (ProcessLookupError, ValueError):
-            return "gone"
-        except PermissionError:
-            pass
-        return "running"
+        return "running" if leftovers.is_alive(pid_file.read_text().strip()) else "gone"
 
     def wait_for_others(self, timeout: float, log: Callable[[str], None]) -> int:
         """Block until every other worker is done or gone; return their failures (a gone one counts as one)."""
