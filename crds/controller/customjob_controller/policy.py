@@ -16,7 +16,7 @@ always and the second on request:
 * ``CUSTOMJOB_ALLOWED_SERVICE_ACCOUNTS`` / ``CUSTOMJOB_ALLOWED_SECRETS``:
   optional comma-separated names; unset means any (Kubernetes RBAC on Jobs
   is then the only bound, as for a plain Job).
-* ``CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS`` (default 60): how long image pull
+* ``CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS`` (default 45: the kubelet retries at about 10 and 30 s): how long image pull
   errors may last before they fail the job (a registry restarting is not a
   bad image). ``CUSTOMJOB_POD_CREATE_GRACE_SECONDS`` (default 30): how long
   the Job controller may be refused a Pod (ResourceQuota, LimitRange,
@@ -118,7 +118,7 @@ class Policy:
     any_tracking_uri: bool = False
     service_accounts: frozenset[str] | None = None
     secrets: frozenset[str] | None = None
-    image_pull_grace: float = 60.0
+    image_pull_grace: float = 45.0
     pod_create_grace: float = 30.0
 
     @classmethod
@@ -139,7 +139,7 @@ class Policy:
             any_tracking_uri=any_uri,
             service_accounts=_names(environ.get(ENV_SERVICE_ACCOUNTS)),
             secrets=_names(environ.get(ENV_SECRETS)),
-            image_pull_grace=_seconds(environ, ENV_PULL_GRACE, 60.0),
+            image_pull_grace=_seconds(environ, ENV_PULL_GRACE, 45.0),
             pod_create_grace=_seconds(environ, ENV_CREATE_GRACE, 30.0),
         )
 
