@@ -145,7 +145,9 @@ def test_a_live_sessions_processes_are_left_alone(tmp_path: Path, monkeypatch: p
 def test_containers_of_dead_owners_are_picked() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    listing = f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {leftovers.owner_token()}\n"
+    listing = (f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {leftovers.owner_token()}\n"
+               # a kind node run from a committed node image inherits its builder's label: never reaped
+               f"someones-cluster-control-plane {dead.pid}:1\nother-worker \n")
     assert leftovers.dead_owner_containers(listing) == ["nodeimg-build-1"]
 
 
