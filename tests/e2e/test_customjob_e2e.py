@@ -205,24 +205,6 @@ def test_bad_params_fail_before_any_cluster_work(launcher: ProjectRunner) -> Non
     assert items == []
 
 
-def test_controller_restart_mid_run_still_completes(launcher: ProjectRunner) -> None:
-    kube = launcher.stack.cluster.kube
-    experiment, _ = launcher.mlflow_run("alpha=0.5")
-    run_id = launcher.only_run_id(experiment)
-    name = _job_for(launcher, run_id)["metadata"]["name"]
-    wait_customjob(kube, launcher.namespace, name, timeout=300,
-                   phases=frozenset({contract.RUNNING, *contract.TERMINAL_PHASES}))
-    ns = "customjob-system"
-    for pod in kube.core.list_namespaced_pod(ns).items:
-        kube.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
-    kube.wait_deployment_available(ns, "customjob-controller", timeout=180)
-    done = wait_customjob(kube, launcher.namespace, name, timeout=launcher.job_timeout)
-    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
-    jobs = kube.batch.list_namespaced_job(launcher.namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}")
-    assert len(jobs.items) == 1, "a controller restart must never create a second Job"
-    assert wait_run_terminal(launcher.client, run_id, timeout=120) == "FINISHED"
-
-
 def test_the_backend_alone_runs_the_project(launcher: ProjectRunner) -> None:
     """A venv with only `pip install mlflow-crd-harness` (no extras) submits through a CustomJob end to end."""
     from tests.support.venvs import FORBIDDEN, backend_only_venv, installed
