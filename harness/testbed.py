@@ -7,7 +7,9 @@ starts while the images build (they do not depend on each other); then the
 images are delivered and the stack deployed. If anything after the cluster's
 start fails, the cluster is finished like at the end of a session (deleted
 when this session created it, unless kept), so a failed build never leaves a
-cluster behind.
+cluster behind. An interrupt while they run stops the image builds at once
+(:func:`harness.images.cancel_builds`); ``kind create`` gets the terminal's
+Ctrl-C itself, and a cluster it finishes anyway is deleted with the rest.
 """
 
 from __future__ import annotations
@@ -162,6 +164,12 @@ class Testbed:
             try:
                 return fut.result()
             except BaseException as exc:
+                if not fut.done():
+                    # Interrupted while waiting (Ctrl-C, SIGTERM reach the main thread only): stop the builds
+                    # now, or their threads would run them to the end before the teardown could start.
+                    stopped = images.cancel_builds()
+                    if stopped:
+                        self.log(f"images: {type(exc).__name__}: stopping {stopped} build(s) in flight")
                 errors.append(exc)
                 return None
 
