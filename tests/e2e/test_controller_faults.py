@@ -30,10 +30,10 @@ from harness import _exec, contract
 from harness._waiting import Probe, wait_for
 from harness.images import LOCAL_REGISTRY_HOST
 from harness.kubeapi import Kube
-from harness.registry import LocalRegistry, ensure_registry_image
 from harness.runs import ProjectRunner
 from harness.stack import MLFLOW_NAMESPACE
 from harness.waits import wait_customjob
+from tests.support.registry import attached_registry
 
 CONTROLLER_NS = "customjob-system"
 
@@ -233,13 +233,7 @@ def test_a_pod_refused_by_a_resource_quota_fails_with_the_quota_message(launcher
 
 
 def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: ProjectRunner) -> None:
-    route = launcher.stack.cluster.images
-    registry = LocalRegistry(ensure_registry_image(log=lambda _line: None), log=lambda _line: None)
-    if route.mode == "kind":
-        assert route.kind_cluster is not None
-        assert route.kind_bin is not None
-        registry.ensure_running()
-        registry.attach_to_cluster(route.kind_cluster, route.kind_bin, launcher.stack.cluster.kube.kubeconfig)
+    registry = attached_registry(launcher)
     kube = launcher.stack.cluster.kube
     local = f"fault-late-{uuid.uuid4().hex[:8]}:1"
     image = f"{LOCAL_REGISTRY_HOST}/{local}"

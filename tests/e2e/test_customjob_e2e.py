@@ -21,11 +21,11 @@ from harness import _exec, assert_customjob, assert_run, contract
 from harness.evidence import collect_bundle
 from harness.images import LOCAL_REGISTRY_HOST
 from harness.kubeapi import Kube
-from harness.registry import LocalRegistry, ensure_registry_image
 from harness.runs import ProjectRun, ProjectRunner, mlflow_run, only_run_id
 from harness.settings import ProjectSpec
 from harness.tracking_server import LocalTrackingServer
 from harness.waits import wait_customjob, wait_for_customjob, wait_run_terminal
+from tests.support.registry import attached_registry
 from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")
@@ -232,15 +232,7 @@ def test_a_one_line_change_to_train_py_moves_one_layer(launcher: ProjectRunner, 
     On a kind cluster the test wires the harness's local registry in itself (as
     ``registry = local`` would), so it runs whichever way the session delivers.
     """
-    route = launcher.stack.cluster.images
-    registry = LocalRegistry(ensure_registry_image(log=lambda _line: None), log=lambda _line: None)
-    if route.mode == "kind":
-        assert route.kind_cluster is not None
-        assert route.kind_bin is not None
-        registry.ensure_running()
-        registry.attach_to_cluster(route.kind_cluster, route.kind_bin, launcher.stack.cluster.kube.kubeconfig)
-    else:
-        assert route.registry == LOCAL_REGISTRY_HOST, f"this test reads the harness's own registry, not {route}"
+    registry = attached_registry(launcher)
     project = tmp_path / "wine-quality"
     shutil.copytree(TRAINER_DIR, project)
     spec = ProjectSpec(name="wine-quality-oneline", path=project, template=launcher.spec("trainer").template,

@@ -411,26 +411,40 @@ def _complete(api: FakeApi) -> None:
     api.jobs["train-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
 
 
+def _succeeded(api: FakeApi, r: reconcile.Reconciler) -> None:
+    """Job created, completed, and its Succeeded status written (the run not closed yet)."""
+    r.ensure_job(api.cj)
+    _complete(api)
+    r.sync_status(NS, "train-1")
+
+
+def _running(api: FakeApi, r: reconcile.Reconciler) -> None:
+    r.ensure_job(api.cj)
+    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
+    r.sync_status(NS, "train-1")
+
+
+def _run_closed(api: FakeApi) -> list[tuple[str, str]]:
+    return [(c["status"], c["reason"]) for c in api.cj["status"]["conditions"]
+            if c["type"] == contract.CONDITION_RUN_CLOSED]
+
+
 def test_an_mlflow_outage_when_the_job_ends_delays_the_close_and_never_loses_it(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.cj)
-    _complete(api)
-    r.sync_status(NS, "train-1")
+    _succeeded(api, r)
     rec.outages = 2
     delays = []
     for attempt in range(2):
         with pytest.raises(reconcile.RetryLater) as retry:
             r.finish(api.cj, attempt=attempt)
         delays.append(retry.value.delay)
-        closed = [c for c in api.cj["status"]["conditions"] if c["type"] == contract.CONDITION_RUN_CLOSED]
-        assert [(c["status"], c["reason"]) for c in closed] == [("False", "MLflowUnreachable")]
+        assert _run_closed(api) == [("False", "MLflowUnreachable")]
         assert api.jobs["train-1"]["metadata"]["finalizers"], "the Job is held while the run is open"
     assert delays == [5.0, 10.0]
     r.finish(api.cj, attempt=2)
-    closed = [c for c in api.cj["status"]["conditions"] if c["type"] == contract.CONDITION_RUN_CLOSED]
-    assert [(c["status"], c["reason"]) for c in closed] == [("True", "Closed")]
+    assert _run_closed(api) == [("True", "Closed")]
     assert [f["status"] for f in rec.finalized] == ["FINISHED"] * 3
     assert rec.reasons().count("MLflowUnreachable") == 1, "one warning per outage, not per retry"
     assert api.jobs["train-1"]["metadata"]["finalizers"] == []
@@ -442,13 +456,10 @@ def test_closing_gives_up_after_the_last_attempt_and_lets_the_job_go(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.cj)
-    _complete(api)
-    r.sync_status(NS, "train-1")
+    _succeeded(api, r)
     rec.outages = 1
     r.finish(api.cj, attempt=reconcile.FINISH_ATTEMPTS - 1)
-    closed = [c for c in api.cj["status"]["conditions"] if c["type"] == contract.CONDITION_RUN_CLOSED]
-    assert [(c["status"], c["reason"]) for c in closed] == [("False", "GaveUp")]
+    assert _run_closed(api) == [("False", "GaveUp")]
     assert "MLflowRunNotClosed" in rec.reasons()
     assert api.jobs["train-1"]["metadata"]["finalizers"] == []
 
@@ -457,9 +468,7 @@ def test_a_customjob_deleted_mid_run_ends_its_run_killed_after_the_pods_stop(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.cj)
-    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
-    r.sync_status(NS, "train-1")
+    _running(api, r)
     api.customjob = None  # deleted; the garbage collector now deletes the Job, which our finalizer holds
     api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
     api.gc_pods_on_foreground_delete = False
@@ -478,9 +487,7 @@ def test_a_job_collected_by_its_ttl_while_the_controller_was_down_still_succeeds
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.cj)
-    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
-    r.sync_status(NS, "train-1")
+    _running(api, r)
     # controller down: the Job completes, its TTL passes, the TTL controller deletes it (foreground)
     _complete(api)
     api.delete_job(NS, "train-1", foreground=True)
