@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return _EXIT_SETUP
     except KeyboardInterrupt:
+        installed.flush()  # what the handler saw ("SIGINT: stopping"), said first, from this thread
         print(f"interrupted ({installed.interrupted or 'SIGINT'})", file=sys.stderr)
         return 130
     finally:
