@@ -62,6 +62,42 @@ class BuildPlan:
     mirror: str
     files_hash: str
     kubernetes_version: str = versions.KUBERNETES_VERSION
+    #: ``None``: Debian's containerd 1.6; else containerd/runc compiled from Go modules.
+    runtime: versions.ContainerRuntime | None = None
+    #: Ship the kubelet drop-in ``failCgroupV1: false`` (Kubernetes >= 1.35).
+    fail_cgroup_v1_off: bool = False
+
+    @classmethod
+    def for_release(cls, release: versions.Release, *, cache_dir: Path, go_version: str, mirror: str,
+                    files_hash: str) -> BuildPlan:
+        """The plan of one row of the version table."""
+        return cls(cache_dir=cache_dir, go_version=go_version, mirror=mirror, files_hash=files_hash,
+                   kubernetes_version=release.kubernetes, runtime=release.runtime,
+                   fail_cgroup_v1_off=release.fail_cgroup_v1_off)
+
+    @property
+    def node_packages(self) -> tuple[str, ...]:
+        """Debian packages of the node root: without containerd/runc when those are compiled."""
+        return rootfs.NODE_PACKAGES if self.runtime is None else rootfs.NODE_PACKAGES_BUILT_RUNTIME
+
+    def containerd_config(self, sandbox_image: str) -> str:
+        """The node's containerd config: v2 syntax for Debian's 1.6, v3 for a compiled 2.x."""
+        if self.runtime is None:
+            return nodefiles.containerd_config(sandbox_image)
+        return nodefiles.containerd2_config(sandbox_image)
+
+    def base_extra_files(self) -> dict[str, str]:
+        """Files laid into the node base (units that ``systemctl enable`` must see)."""
+        return {} if self.runtime is None else {nodefiles.CONTAINERD_UNIT_PATH: nodefiles.containerd_unit()}
+
+    def kubelet_files(self) -> dict[str, str]:
+        """Kubelet drop-ins: ``failCgroupV1: false`` for the minors that need it."""
+        if not self.fail_cgroup_v1_off:
+            return {}
+        return {
+            nodefiles.KUBELET_CONFIG_DIR_DROPIN_PATH: nodefiles.kubelet_config_dir_unit_dropin(),
+            nodefiles.KUBELET_CGROUP_V1_DROPIN_PATH: nodefiles.kubelet_cgroup_v1_dropin(),
+        }
 
     @property
     def key(self) -> str:
@@ -73,24 +109,29 @@ class BuildPlan:
         so that editing a docstring does not invalidate the image.
         """
         cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
-        return cache.input_key(
-            {
-                "kubernetes": self.kubernetes_version,
-                "go": self.go_version,
-                "suite": versions.DEBIAN_SUITE,
-                "mirror": self.mirror,
-                "node_packages": sorted(rootfs.NODE_PACKAGES),
-                "net_packages": sorted(rootfs.NET_BASE_PACKAGES),
-                "files": self.files_hash,
-                "coredns_plugins": sorted(gobuild.COREDNS_PLUGINS),
-                "generated": [
-                    nodefiles.containerd_config("PAUSE"),
-                    nodefiles.cni_conflist(cidr),
-                    nodefiles.default_cni_manifest(cidr),
-                ],
-                "rev": versions.BUILDER_REVISION,
-            }
-        )
+        inputs: dict[str, object] = {
+            "kubernetes": self.kubernetes_version,
+            "go": self.go_version,
+            "suite": versions.DEBIAN_SUITE,
+            "mirror": self.mirror,
+            "node_packages": sorted(self.node_packages),
+            "net_packages": sorted(rootfs.NET_BASE_PACKAGES),
+            "files": self.files_hash,
+            "coredns_plugins": sorted(gobuild.COREDNS_PLUGINS),
+            "generated": [
+                self.containerd_config("PAUSE"),
+                nodefiles.cni_conflist(cidr),
+                nodefiles.default_cni_manifest(cidr),
+            ],
+            "rev": versions.BUILDER_REVISION,
+        }
+        # Added only when set, so the default (1.34, Debian runtime) keeps its key and tag.
+        if self.runtime is not None:
+            inputs["runtime"] = {"containerd": self.runtime.containerd, "runc": self.runtime.runc,
+                                 "runc_tags": list(self.runtime.runc_tags), "base": self.base_extra_files()}
+        if self.fail_cgroup_v1_off:
+            inputs["kubelet_files"] = self.kubelet_files()
+        return cache.input_key(inputs)
 
     @property
     def tag(self) -> str:
@@ -132,14 +173,24 @@ def build_node_image(
         coredns = gobuild.build_coredns(go, cache_dir, wanted.coredns_version, log)
     with timings.step("pause", log):
         pause = gobuild.build_pause(go, cache_dir, log)
+    runtime_files: dict[str, Path | str] = {}
+    if plan.runtime is not None:
+        with timings.step(f"containerd {plan.runtime.containerd}", log):
+            ctrd = gobuild.build_containerd(go, cache_dir, plan.runtime.containerd, log)
+        with timings.step(f"runc {plan.runtime.runc}", log):
+            runc = gobuild.build_runc(go, cache_dir, plan.runtime.runc, plan.runtime.runc_tags, log)
+        runtime_files = {f"/usr/local/bin/{b}": ctrd / b for b in gobuild.CONTAINERD_BINARIES}
+        runtime_files["/usr/local/sbin/runc"] = runc
+    rootfs_name = "node" if plan.runtime is None else "node-noruntime"
     with timings.step("debootstrap node rootfs", log):
-        node_tar = rootfs.build_rootfs_tarball(cache_dir, "node", rootfs.NODE_PACKAGES, log)
+        node_tar = rootfs.build_rootfs_tarball(cache_dir, rootfs_name, plan.node_packages, log)
     with timings.step("debootstrap net base", log):
         net_tar = rootfs.build_rootfs_tarball(cache_dir, "netbase", rootfs.NET_BASE_PACKAGES, log)
     with timings.step("component images", log):
         archives = _component_images(cache_dir, wanted, k8s_bin, etcd, coredns, pause, net_tar, log, force)
     with timings.step("node base image", log):
-        base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force)
+        base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force,
+                                        extra_files=plan.base_extra_files())
     with timings.step("assemble + commit", log):
         cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
         node_files: dict[str, Path | str] = {
@@ -147,9 +198,11 @@ def build_node_image(
             "/usr/bin/kubelet": k8s_bin / "kubelet",
             "/usr/bin/kubectl": k8s_bin / "kubectl",
             nodefiles.KIND_VERSION_PATH: nodefiles.kind_version_file(version),
-            nodefiles.CONTAINERD_CONFIG_PATH: nodefiles.containerd_config(wanted.pause),
+            nodefiles.CONTAINERD_CONFIG_PATH: plan.containerd_config(wanted.pause),
             nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
             nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+            **runtime_files,
+            **plan.kubelet_files(),
         }
         assemble.assemble_node_image(
             base_ref=base,
