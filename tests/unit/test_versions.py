@@ -141,3 +141,13 @@ def test_containerd_ldflags_stamp_the_version() -> None:
     flags = gobuild.containerd_ldflags("v2.4.2")
     assert "-X github.com/containerd/containerd/v2/version.Version=v2.4.2" in flags
     assert flags.startswith("-s -w")
+
+
+def test_doctor_names_what_each_minor_can_do_on_cgroup_v1() -> None:
+    from harness import doctor
+
+    seen = doctor.check_cgroups(v2=False).seen
+    assert "1.34 any node image" in seen
+    for minor in ("1.35", "1.36", "1.37"):
+        assert f"{minor} registry-less build only" in seen
+    assert doctor.check_cgroups(v2=True).seen == "cgroup v2"
