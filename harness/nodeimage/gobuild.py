@@ -36,6 +36,7 @@ __all__ = [
     "build_etcd",
     "build_kind",
     "build_kubernetes",
+    "build_netd",
     "build_pause",
     "build_runc",
     "containerd_ldflags",
@@ -79,6 +80,10 @@ COREDNS_PLUGINS: tuple[str, ...] = (
 
 _GO_FALLBACK_DIRS = ("/usr/local/go/bin", "/usr/lib/go/bin")
 _PAUSE_SOURCE = Path(__file__).parent / "files" / "go" / "pause.go"
+#: Our multi-node network daemon (outside ``files/``, whose hash keys the default node image).
+NETD_SOURCE = Path(__file__).parent / "netd" / "main.go"
+#: Its one dependency (route programming over netlink); also a dependency of the CNI plugins.
+NETD_NETLINK_VERSION = "v1.3.1"
 
 
 @dataclass(frozen=True)
@@ -406,3 +411,9 @@ def build_runc(go: GoToolchain, cache_dir: Path, version: str, tags: Sequence[st
     _go_install(go, final, [f"github.com/opencontainers/runc@{version}"], tags=all_tags, ldflags=ldflags,
                 extra={"CGO_ENABLED": "1"})
     return final / "runc"
+
+
+def build_netd(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
+    """Build ``harness-netd`` (our multi-node pod network daemon); return the binary."""
+    return _build_wrapped(go, cache_dir, name="harness-netd", module="github.com/vishvananda/netlink",
+                          version=NETD_NETLINK_VERSION, main_source=NETD_SOURCE.read_text(), log=log)

@@ -27,6 +27,7 @@ __all__ = [
     "kind_version_file",
     "kubelet_cgroup_v1_dropin",
     "kubelet_config_dir_unit_dropin",
+    "netd_manifest",
     "node_pod_cidr",
 ]
 
@@ -244,3 +245,101 @@ def kind_version_file(kubernetes_version: str) -> str:
     if "\n" in kubernetes_version.strip() or not kubernetes_version.startswith("v"):
         raise ValueError(f"bad version: {kubernetes_version!r}")
     return kubernetes_version.strip() + "\n"
+
+
+def netd_manifest(image: str) -> str:
+    """``default-cni.yaml`` for multi-node clusters: our ``harness-netd`` DaemonSet.
+
+    kind fills ``{{ .PodSubnet }}`` (the "template" marker) and appends
+    ``CONTROL_PLANE_ENDPOINT`` to the first container's env (the "patch"
+    marker), so the daemon reaches the API server before kube-proxy runs.
+    The daemon writes each node's bridge conflist and routes the other nodes'
+    pod CIDRs via their InternalIPs.
+    """
+    if not image or any(c in image for c in '"{} '):
+        raise ValueError(f"bad image reference: {image!r}")
+    return f"""# would you kindly template this file
+# would you kindly patch this file
+# Pod network of the registry-less node image (harness.nodeimage): harness-netd.
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: harness-netd
+  namespace: kube-system
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: harness-netd
+rules:
+  - apiGroups: [""]
+    resources: ["nodes"]
+    verbs: ["get", "list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: harness-netd
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: harness-netd
+subjects:
+  - kind: ServiceAccount
+    name: harness-netd
+    namespace: kube-system
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: harness-netd
+  namespace: kube-system
+  labels:
+    app: harness-netd
+    app.kubernetes.io/managed-by: harness-nodeimage
+spec:
+  selector:
+    matchLabels:
+      app: harness-netd
+  template:
+    metadata:
+      labels:
+        app: harness-netd
+    spec:
+      hostNetwork: true
+      serviceAccountName: harness-netd
+      priorityClassName: system-node-critical
+      tolerations:
+        - operator: Exists
+      containers:
+        - name: harness-netd
+          image: {image}
+          imagePullPolicy: Never
+          env:
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+            - name: POD_SUBNET
+              value: "{{{{ .PodSubnet }}}}"
+          securityContext:
+            privileged: true
+          resources:
+            requests:
+              cpu: 10m
+              memory: 20Mi
+          volumeMounts:
+            - name: cni-cfg
+              mountPath: /etc/cni/net.d
+            - name: xtables-lock
+              mountPath: /run/xtables.lock
+      volumes:
+        - name: cni-cfg
+          hostPath:
+            path: /etc/cni/net.d
+            type: DirectoryOrCreate
+        - name: xtables-lock
+          hostPath:
+            path: /run/xtables.lock
+            type: FileOrCreate
+"""

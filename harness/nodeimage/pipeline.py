@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from harness import _exec
 from harness.nodeimage import (
@@ -29,6 +30,9 @@ from harness.nodeimage import (
 __all__ = ["BuildPlan", "Timings", "build_node_image", "load_cached_archive"]
 
 Log = Callable[[str], None]
+
+#: Local repository of our multi-node network daemon's image (never pulled: ``imagePullPolicy: Never``).
+NETD_IMAGE_REPO = "local/harness-netd"
 
 
 @dataclass
@@ -66,6 +70,9 @@ class BuildPlan:
     runtime: versions.ContainerRuntime | None = None
     #: Ship the kubelet drop-in ``failCgroupV1: false`` (Kubernetes >= 1.35).
     fail_cgroup_v1_off: bool = False
+    #: Pod network: ``static`` = a baked ptp conflist (one node only); ``netd`` = our
+    #: harness-netd DaemonSet (bridge per node, routes between nodes: multi-node).
+    cni: Literal["static", "netd"] = "static"
 
     @classmethod
     def for_release(cls, release: versions.Release, *, cache_dir: Path, go_version: str, mirror: str,
@@ -131,6 +138,11 @@ class BuildPlan:
                                  "runc_tags": list(self.runtime.runc_tags), "base": self.base_extra_files()}
         if self.fail_cgroup_v1_off:
             inputs["kubelet_files"] = self.kubelet_files()
+        if self.cni != "static":
+            inputs["cni"] = {"kind": self.cni, "manifest": nodefiles.netd_manifest("IMAGE"),
+                             "source": cache.input_key({"netd": gobuild.NETD_SOURCE.read_text(),
+                                                        "netlink": gobuild.NETD_NETLINK_VERSION})}
+            inputs["generated"] = [self.containerd_config("PAUSE")]
         return cache.input_key(inputs)
 
     @property
@@ -188,19 +200,35 @@ def build_node_image(
         net_tar = rootfs.build_rootfs_tarball(cache_dir, "netbase", rootfs.NET_BASE_PACKAGES, log)
     with timings.step("component images", log):
         archives = _component_images(cache_dir, wanted, k8s_bin, etcd, coredns, pause, net_tar, log, force)
+    required = list(wanted.all)
+    cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
+    cni_files: dict[str, Path | str] = {
+        nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
+        nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+    }
+    if plan.cni == "netd":
+        with timings.step("harness-netd", log):
+            netd = gobuild.build_netd(go, cache_dir, log)
+            net_ref = images.import_rootfs_image(
+                net_tar, f"local/kind-netbase-offline:{rootfs.tarball_key(net_tar)[:12]}", log)
+            netd_ref = f"{NETD_IMAGE_REPO}:{cache.input_key({'binary': str(netd), 'base': net_ref})[:12]}"
+            archives.append(images.build_component_image(
+                cache_dir, netd_ref, {netd.name: netd},
+                images.scratch_dockerfile(netd.name, "/usr/local/bin/harness-netd", base=net_ref), log,
+                inputs={"binary": str(netd), "base": net_ref}, force=force))
+        required.append(f"docker.io/{netd_ref}")  # containerd lists Docker Hub short names in full
+        cni_files = {nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.netd_manifest(netd_ref)}
     with timings.step("node base image", log):
         base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force,
                                         extra_files=plan.base_extra_files())
     with timings.step("assemble + commit", log):
-        cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
         node_files: dict[str, Path | str] = {
             "/usr/bin/kubeadm": k8s_bin / "kubeadm",
             "/usr/bin/kubelet": k8s_bin / "kubelet",
             "/usr/bin/kubectl": k8s_bin / "kubectl",
             nodefiles.KIND_VERSION_PATH: nodefiles.kind_version_file(version),
             nodefiles.CONTAINERD_CONFIG_PATH: plan.containerd_config(wanted.pause),
-            nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
-            nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+            **cni_files,
             **runtime_files,
             **plan.kubelet_files(),
         }
@@ -209,7 +237,7 @@ def build_node_image(
             target_ref=plan.tag,
             node_files=node_files,
             image_archives=archives,
-            required_images=wanted.all,
+            required_images=required,
             log=log,
         )
     with timings.step("save archive (zstd)", log):

@@ -151,3 +151,25 @@ def test_doctor_names_what_each_minor_can_do_on_cgroup_v1() -> None:
     for minor in ("1.35", "1.36", "1.37"):
         assert f"{minor} registry-less build only" in seen
     assert doctor.check_cgroups(v2=True).seen == "cgroup v2"
+
+
+def test_netd_manifest_is_kind_templatable_and_never_pulls() -> None:
+    text = nodefiles.netd_manifest("local/harness-netd:abc")
+    assert text.startswith("# would you kindly template this file\n# would you kindly patch this file\n")
+    # kind renders it with Go's text/template: the pod subnet is the only action.
+    assert text.count("{{") == 1
+    assert "{{ .PodSubnet }}" in text
+    docs = list(yaml.safe_load_all(text.replace("{{ .PodSubnet }}", "10.244.0.0/16")))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
+    pod = docs[3]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["hostNetwork"] is True
+    assert container["imagePullPolicy"] == "Never"
+    assert isinstance(container["env"], list)  # kind appends CONTROL_PLANE_ENDPOINT with a JSON patch
+    assert {"name": "POD_SUBNET", "value": "10.244.0.0/16"} in container["env"]
+    with pytest.raises(ValueError):
+        nodefiles.netd_manifest("a{b")
+
+
+def test_netd_plan_keys_differ_and_drop_the_static_conflist() -> None:
+    assert _plan("1.35", cni="netd").tag != _plan("1.35").tag
