@@ -53,11 +53,11 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     if settings["cluster"] == "existing":
         return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
                                 registry=settings["registry"], context=settings["context"], log=log)
-    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log)
+    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=settings["kubernetes-version"])
     timer = phases or Phases()
     with timer.phase("node image") as note:
         choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
-                                              log=log)
+                                              log=log, kubernetes_version=settings["kubernetes-version"])
         note["note"] = f"{choice.source}: {choice.image}"
     extra = None
     if settings["kind-config"] is not None:
@@ -119,7 +119,8 @@ class Testbed:
         s = self.settings
         assets.materialise_stub(s.state_dir / "stub")
         with self.phases.phase("tools (kind, kubectl)"):
-            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log)
+            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log,
+                                                         kubernetes_version=s["kubernetes-version"])
         with self.phases.phase("base image") as note:
             base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
             note["note"] = f"{base.source}: {base.image}"

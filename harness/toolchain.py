@@ -19,9 +19,10 @@ from typing import Literal
 
 from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
-from harness.versions import DEFAULT_RELEASE, release_for
+from harness.versions import DEFAULT_RELEASE, cgroup_v1_verdict, release_for
 
-__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "kubectl_skew_ok", "parse_version",
+__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "host_is_cgroup_v1", "kubectl_skew_ok",
+           "parse_version",
            "resolve_kind", "resolve_kubectl", "resolve_node_image"]
 
 DOWNLOAD_TIMEOUT = 20.0
@@ -46,14 +47,25 @@ def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,
     log: Callable[[str], None] = print, kubernetes_version: str | None = None,
 ) -> NodeChoice:
-    """Pick the kind node image; build the registry-less one when the public one is out of reach."""
-    public_image = release_for(kubernetes_version).public_node_image
+    """Pick the kind node image; build the registry-less one when the public one is out of reach.
+
+    On a cgroup v1 host, a minor whose published image cannot run there (1.35+:
+    its kubelet exits) is never pulled: ``auto`` builds the registry-less one,
+    ``public`` fails saying why.
+    """
+    row = release_for(kubernetes_version)
+    public_image = row.public_node_image
     if override:
         how, why = dockercli.obtain(override, pull_timeout=pull_timeout)
         if how is None:
             raise HarnessError(f"node image {override} is neither local nor pullable: {why}")
         return NodeChoice(override, "override", "--node-image given")
-    if mode in ("auto", "public"):
+    runs, why_not = cgroup_v1_verdict(row, public=True) if host_is_cgroup_v1() else (True, "")
+    if mode == "public" and not runs:
+        raise HarnessError(f"node image {public_image} cannot run on this cgroup v1 host: {why_not}")
+    if mode == "auto" and not runs:
+        log(f"node image: not using {public_image} on this cgroup v1 host ({why_not})")
+    elif mode in ("auto", "public"):
         how, why = dockercli.obtain(public_image, pull_timeout=pull_timeout)
         if how is not None:
             return NodeChoice(public_image, "public", how)
@@ -65,6 +77,12 @@ def resolve_node_image(
 
     return NodeChoice(nodeimage.ensure_node_image(kubernetes_version=kubernetes_version, log=log), "local",
                       "built from Debian packages + Go modules")
+
+
+def host_is_cgroup_v1() -> bool:
+    """True on a Linux host with the legacy/hybrid cgroup hierarchy (no cgroup2 root)."""
+    root = Path("/sys/fs/cgroup")
+    return root.is_dir() and not (root / "cgroup.controllers").exists()
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:

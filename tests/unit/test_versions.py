@@ -173,3 +173,42 @@ def test_netd_manifest_is_kind_templatable_and_never_pulls() -> None:
 
 def test_netd_plan_keys_differ_and_drop_the_static_conflist() -> None:
     assert _plan("1.35", cni="netd").tag != _plan("1.35").tag
+
+
+def _fake_node_sources(monkeypatch: pytest.MonkeyPatch, *, cgroup_v1: bool) -> list[str]:
+    import harness.nodeimage
+
+    calls: list[str] = []
+    monkeypatch.setattr(toolchain, "host_is_cgroup_v1", lambda: cgroup_v1)
+
+    def obtain(ref: str, pull_timeout: float = 0) -> tuple[str | None, str]:
+        calls.append(f"pull {ref}")
+        return "pulled", ""
+
+    def ensure(kubernetes_version: str | None = None, log: object = None) -> str:
+        calls.append(f"build {kubernetes_version}")
+        return f"local/kind-node-offline:{kubernetes_version}"
+
+    monkeypatch.setattr(toolchain.dockercli, "obtain", obtain)
+    monkeypatch.setattr(harness.nodeimage, "ensure_node_image", ensure)
+    return calls
+
+
+def test_cgroup_v1_host_never_pulls_a_published_image_that_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_node_sources(monkeypatch, cgroup_v1=True)
+    logged: list[str] = []
+    choice = toolchain.resolve_node_image(mode="auto", kubernetes_version="1.35", log=logged.append)
+    assert choice.source == "local"
+    assert calls == ["build 1.35"]
+    assert "cgroup v1" in logged[0]
+    with pytest.raises(toolchain.HarnessError, match=r"cannot run on this cgroup v1 host.*failCgroupV1"):
+        toolchain.resolve_node_image(mode="public", kubernetes_version="1.36")
+    # 1.34's published image runs on cgroup v1: pulled as before.
+    assert toolchain.resolve_node_image(mode="auto", kubernetes_version="1.34").source == "public"
+
+
+def test_cgroup_v2_host_uses_the_published_image_of_any_minor(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_node_sources(monkeypatch, cgroup_v1=False)
+    choice = toolchain.resolve_node_image(mode="auto", kubernetes_version="1.37")
+    assert choice.image == RELEASES["1.37"].public_node_image
+    assert calls == [f"pull {RELEASES['1.37'].public_node_image}"]
