@@ -78,9 +78,11 @@ class BuildPlan:
     def for_release(cls, release: versions.Release, *, cache_dir: Path, go_version: str, mirror: str,
                     files_hash: str) -> BuildPlan:
         """The plan of one row of the version table."""
+        # The new path (compiled runtime, 1.35+) gets the multi-node network; the default keeps its static one.
         return cls(cache_dir=cache_dir, go_version=go_version, mirror=mirror, files_hash=files_hash,
                    kubernetes_version=release.kubernetes, runtime=release.runtime,
-                   fail_cgroup_v1_off=release.fail_cgroup_v1_off)
+                   fail_cgroup_v1_off=release.fail_cgroup_v1_off,
+                   cni="static" if release.runtime is None else "netd")
 
     @property
     def node_packages(self) -> tuple[str, ...]:

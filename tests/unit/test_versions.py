@@ -172,7 +172,9 @@ def test_netd_manifest_is_kind_templatable_and_never_pulls() -> None:
 
 
 def test_netd_plan_keys_differ_and_drop_the_static_conflist() -> None:
-    assert _plan("1.35", cni="netd").tag != _plan("1.35").tag
+    assert _plan("1.35").cni == "netd"
+    assert _plan("1.34").cni == "static"
+    assert _plan("1.35", cni="static").tag != _plan("1.35").tag
 
 
 def _fake_node_sources(monkeypatch: pytest.MonkeyPatch, *, cgroup_v1: bool) -> list[str]:
