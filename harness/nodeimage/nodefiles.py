@@ -109,6 +109,9 @@ version = 3
 [{images}.pinned_images]
   sandbox = "{sandbox_image}"
 
+[{images}.registry]
+  config_path = "/etc/containerd/certs.d"
+
 [{runtime}]
   restrict_oom_score_adj = true
   tolerate_missing_hugetlb_controller = true

@@ -214,3 +214,9 @@ def test_cgroup_v2_host_uses_the_published_image_of_any_minor(monkeypatch: pytes
     choice = toolchain.resolve_node_image(mode="auto", kubernetes_version="1.37")
     assert choice.image == RELEASES["1.37"].public_node_image
     assert calls == [f"pull {RELEASES['1.37'].public_node_image}"]
+
+
+def test_containerd2_config_reads_the_registry_hosts_dir() -> None:
+    from harness.registry.wiring import CERTS_DIR, containerd_config_paths
+
+    assert containerd_config_paths(_plan("1.35").containerd_config("p:1")) == [CERTS_DIR]
