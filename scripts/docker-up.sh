@@ -75,6 +75,9 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v jq >/dev/null || missing+=(jq)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v zstd >/dev/null || missing+=(zstd)
+# runc (compiled for the 1.35+ registry-less node images) needs cgo and libseccomp's static library.
+command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+dpkg -s libseccomp-dev >/dev/null 2>&1 || missing+=(libseccomp-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
