@@ -4,15 +4,26 @@ Tags are content hashes of the build context plus the base image id, so an
 unchanged image is never rebuilt, a changed one always is, and Kubernetes never
 sees ``:latest`` (which would make it try to pull a kind-loaded image).
 Builds go through the Docker SDK — the same client MLflow uses for projects.
+
+A build in flight can be stopped (:func:`cancel_builds`): the Docker daemon
+ends a build whose client hangs up, killing and removing the container of the
+step it runs. An interrupted session does that for the builds its threads run
+(a ``KeyboardInterrupt`` only reaches the main thread, and a build thread
+would otherwise go on until its build is done); a build interrupted in the
+calling thread hangs up by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -27,7 +38,56 @@ from harness.settings import ImageSpec
 LOCAL_REGISTRY_HOST = "localhost:5001"
 """The harness's own local registry (settings ``registry = "local"``), as host and nodes name it."""
 
-__all__ = ["BuiltImage", "build_image", "build_spec", "context_digest", "deliver", "image_present"]
+__all__ = ["BuildCancelled", "BuiltImage", "build_image", "build_spec", "cancel_builds", "context_digest", "deliver",
+           "image_present"]
+
+
+class BuildCancelled(HarnessError):
+    """The build was stopped by :func:`cancel_builds` (the session is being interrupted)."""
+
+
+@dataclass(eq=False)
+class _InFlight:
+    """One build's connection to the daemon, to hang up on cancel."""
+
+    cancelled: bool = False
+    sock: Any = field(default=None, repr=False)
+
+    def response_hook(self, response: Any, *_args: Any, **_kwargs: Any) -> Any:
+        """A requests response hook: the build's response arrives (headers read, body still streaming)."""
+        request = getattr(response, "request", None)
+        if request is not None and "/build" in str(getattr(request, "path_url", "")):
+            self.sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if self.cancelled:
+                self._hang_up()
+        return response
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        # shutdown(), not close(): it also wakes the thread blocked reading the build's output.
+        with contextlib.suppress(OSError, AttributeError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+_IN_FLIGHT: set[_InFlight] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def cancel_builds() -> int:
+    """Stop every build this process has in flight (any thread); return how many were asked to stop.
+
+    The daemon sees the client hang up, stops the build and removes the
+    container of the step it was running; each :func:`build_image` call
+    raises :class:`BuildCancelled`.
+    """
+    with _IN_FLIGHT_LOCK:
+        builds = list(_IN_FLIGHT)
+    for build in builds:
+        build.cancel()
+    return len(builds)
 
 
 @dataclass(frozen=True)
@@ -107,15 +167,34 @@ def build_image(
     reused = image_present(tag, client)
     if not reused:
         log(f"image: building {tag} from {context} (FROM {base_image})")
+        build = _InFlight()
+        hooks = client.api.hooks["response"]
+        hooks.append(build.response_hook)
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.add(build)
         try:
             client.images.build(
                 path=str(context), tag=tag, buildargs=args, rm=True, forcerm=True, dockerfile=dockerfile,
                 labels={"org.opencontainers.image.source": "mlflow-crd-harness", "harness.base": base_id},
             )
         except docker.errors.BuildError as exc:
+            if build.cancelled:
+                raise BuildCancelled(f"docker build of {context} stopped (the session is interrupted)") from exc
             lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in exc.build_log]
             tail = "\n".join(ln for ln in lines if ln)[-4000:]
             raise HarnessError(f"docker build of {context} failed: {exc.msg}\n{tail}") from exc
+        except Exception as exc:
+            if build.cancelled:  # the hang-up surfaces as a broken stream
+                raise BuildCancelled(f"docker build of {context} stopped (the session is interrupted)") from exc
+            raise
+        except BaseException:
+            build.cancel()  # interrupted in this thread: hang up now, not when the process exits
+            raise
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(build)
+            with contextlib.suppress(ValueError):
+                hooks.remove(build.response_hook)
     image = client.images.get(tag)
     for name in also_tag:
         repo, _, t = name.partition(":")

@@ -126,12 +126,22 @@ def reap_processes(log: Callable[[str], None]) -> list[str]:
     return reaped
 
 
+REAPABLE_CONTAINER_PREFIXES = ("nodeimg-build-",)
+"""Names of the containers the harness labels with their owner (and only those may be reaped).
+
+The label alone is not enough: ``docker commit`` copies a container's labels
+into the image, so every container *run from* an image the harness committed
+(a kind node of the registry-less node image) would carry its builder's dead
+owner token. Matching the name as well keeps other sessions' clusters safe.
+"""
+
+
 def dead_owner_containers(listing: str) -> list[str]:
     """Names in ``docker ps -a --format '{{.Names}} {{.Label ...}}'`` output whose owner is gone."""
     names = []
     for line in listing.splitlines():
         name, _, token = line.strip().partition(" ")
-        if name and token and not is_alive(token):
+        if name.startswith(REAPABLE_CONTAINER_PREFIXES) and token and not is_alive(token):
             names.append(name)
     return names
 

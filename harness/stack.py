@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from harness.clusters.kind import MARKER_NAMESPACE
 from harness.clusters.kind_cli import MLFLOW_NODE_PORT
 from harness.tracking_server import free_port
 
-__all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images"]
+__all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images", "trust_tracking_uri"]
 
 MLFLOW_NAMESPACE = "mlflow"
 MLFLOW_PORT = 5000
@@ -147,6 +148,36 @@ def replace_images(docs: list[dict[str, Any]], images: Mapping[str, str]) -> int
     return swapped
 
 
+ALLOWED_TRACKING_URIS_ENV = "CUSTOMJOB_ALLOWED_TRACKING_URIS"
+"""The controller's tracking-server allowlist (crds/manager/deployment.yaml)."""
+
+
+def trust_tracking_uri(docs: list[dict[str, Any]], uri: str) -> list[str]:
+    """Add the session's tracking server to every controller allowlist in ``docs``; return what was changed.
+
+    The controller calls only listed servers (it closes runs there, with its
+    token). The stack's own default lists the in-cluster server; an external
+    or port-mapped server of this session is added here, in the rendered
+    manifests, never in the user's files. ``*`` (any) is left alone.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    origin = f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    changed = []
+    for doc in docs:
+        if doc.get("kind") != "Deployment":
+            continue
+        for container in ((doc.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or ():
+            for env in container.get("env") or ():
+                if env.get("name") != ALLOWED_TRACKING_URIS_ENV or "value" not in env:
+                    continue
+                entries = [e.strip() for e in str(env["value"]).split(",") if e.strip()]
+                if "*" in entries or origin in entries or uri.rstrip("/") in entries:
+                    continue
+                env["value"] = ",".join([*entries, origin])
+                changed.append(f"{doc['metadata'].get('namespace', 'default')}/{doc['metadata']['name']}")
+    return changed
+
+
 def render_stack(kube_kustomize: Callable[[Path], str], dirs: Sequence[Path],
                  images: Mapping[str, str]) -> list[dict[str, Any]]:
     """All documents of ``dirs`` (kustomize), images replaced; each configured image must be used."""
@@ -200,6 +231,10 @@ def deploy_stack(
     """
     kube = cluster.kube
     docs = render_stack(kube.kustomize, stack_dirs, images)
+    in_cluster_pod_uri = f"http://mlflow.{MLFLOW_NAMESPACE}.svc.cluster.local:{MLFLOW_PORT}"
+    session_pod_uri = in_cluster_pod_uri if tracking == "in-cluster" else (tracking_pod_uri or tracking)
+    for ref in trust_tracking_uri(docs, session_pod_uri):
+        log(f"stack: {ref} may call this session's tracking server {session_pod_uri}")
     host_port = cluster.mlflow_host_port or free_port()
     mlflow_docs: list[dict[str, Any]] = []
     if tracking == "in-cluster":
@@ -236,7 +271,7 @@ def deploy_stack(
         if cluster.mlflow_host_port is None:
             forward = _port_forward(cluster, host_port, log)
         tracking_uri = f"http://127.0.0.1:{host_port}"
-        pod_uri = f"http://mlflow.{MLFLOW_NAMESPACE}.svc.cluster.local:{MLFLOW_PORT}"
+        pod_uri = in_cluster_pod_uri
         try:
             _wait_tracking_api(tracking_uri, timeout=timeout)
         except BaseException:

@@ -7,7 +7,9 @@ starts while the images build (they do not depend on each other); then the
 images are delivered and the stack deployed. If anything after the cluster's
 start fails, the cluster is finished like at the end of a session (deleted
 when this session created it, unless kept), so a failed build never leaves a
-cluster behind.
+cluster behind. An interrupt while they run stops the image builds at once
+(:func:`harness.images.cancel_builds`); ``kind create`` gets the terminal's
+Ctrl-C itself, and a cluster it finishes anyway is deleted with the rest.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from harness import _exec, assets, baseimage, images, leftovers, toolchain
+from harness import _exec, assets, baseimage, contract, images, leftovers, toolchain
 from harness._errors import HarnessError
+from harness._waiting import Probe, wait_for
 from harness.clusters import Cluster, ClusterProvider, ImageRoute
 from harness.clusters.existing import ExistingProvider
 from harness.clusters.kind import KindProvider
@@ -164,6 +167,12 @@ class Testbed:
             try:
                 return fut.result()
             except BaseException as exc:
+                if not fut.done():
+                    # Interrupted while waiting (Ctrl-C, SIGTERM reach the main thread only): stop the builds
+                    # now, or their threads would run them to the end before the teardown could start.
+                    stopped = images.cancel_builds()
+                    if stopped:
+                        self.log(f"images: {type(exc).__name__}: stopping {stopped} build(s) in flight")
                 errors.append(exc)
                 return None
 
@@ -209,6 +218,26 @@ class Testbed:
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
 
+    def _let_the_controller_release_its_jobs(self, timeout: float = 180) -> None:
+        """Before the controller goes: wait until no Job being deleted still holds its finalizer.
+
+        Test namespaces are deleted in the background; a Job there keeps the
+        controller's finalizer until the controller has recorded its outcome
+        (and closed its run). Removing the controller first would leave those
+        namespaces Terminating on a cluster that is not ours.
+        """
+        assert self.cluster is not None
+        batch = self.cluster.kube.batch
+
+        def probe() -> Probe[None]:
+            jobs = batch.list_job_for_all_namespaces(label_selector=contract.LABEL_CUSTOMJOB).items
+            held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
+                    if j.metadata.deletion_timestamp and contract.FINALIZER_OUTCOME in (j.metadata.finalizers or ())]
+            return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
+
+        wait_for(probe, what="the controller to release the Jobs of deleted namespaces", timeout=timeout,
+                 interval=2.0, hint="the customjob controller must be running; its log says why it holds them")
+
     def finish(self, *, failed: bool = False) -> bool:
         """Tear down what this test bed started; return True if the cluster was kept."""
         keep = keep_cluster(self.settings, failed=failed)
@@ -217,6 +246,7 @@ class Testbed:
                 _exec.stop(self.stack.forward)
             if self.cluster is not None and self._provider is not None:
                 if self.cluster.provider == "existing" and not keep and self.stack is not None:
+                    self._let_the_controller_release_its_jobs()
                     for ns in self.stack.namespaces:
                         self.cluster.kube.delete_namespace(ns)
                 with self.phases.phase("finish cluster") as note:

@@ -91,6 +91,10 @@ def assemble_node_image(
                 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
                 "--change",
                 "CMD []",
+                # docker commit would copy the build container's owner label into the image, and so onto
+                # every kind node run from it; blank it (leftovers also reaps only nodeimg-build-* names).
+                "--change",
+                f'LABEL {leftovers.OWNER_LABEL}=""',
                 name,
                 target_ref,
             ],

@@ -99,12 +99,33 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in TIERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[PHASES] = Phases(sink=terminal_sink(config), verbose=config.get_verbosity() >= 0)
+    # What the signal handlers recorded is said by _SayInterrupt, from the main thread (see harness.interrupts).
     config.stash[INTERRUPTS] = interrupts.install(config.stash[PHASES].log)
+    config.pluginmanager.register(_SayInterrupt(config), "mlflow-crd-harness-interrupts")
     explicit = {o.key: config.getoption(o.dest) for o in OPTIONS}
     try:
         config.stash[SETTINGS] = load_settings(root=Path(config.rootpath), explicit=explicit)
     except ConfigError as exc:
         raise pytest.UsageError(f"mlflow-crd-harness: {exc}") from exc
+
+
+class _SayInterrupt:
+    """Says what the signals did, from the main thread: when pytest reports the interrupt (before the
+    teardown starts), and after the teardown (the signals it ignored)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def _flush(self) -> None:
+        if (installed := self.config.stash.get(INTERRUPTS, None)) is not None:
+            installed.flush()
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self._flush()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._flush()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

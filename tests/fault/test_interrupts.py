@@ -1,155 +1,144 @@
 """Fault tier: sessions interrupted or killed for real, then the host and Docker inspected.
 
 Each scenario runs a *child* pytest session (the plugin, a real kind cluster
-or a real ``mlflow server``), interrupts it the way a terminal, tox or a CI
-runner would, and asserts on state: node containers, kind clusters, the
-session's processes, its host marker. Triggers are state too (a node
-container exists, the child wrote that its test runs), never log lines.
-Scenarios run in file order: the one after the interrupted ``kind create``
-reuses that cluster name, proving the next run needs no manual cleanup.
+or a real ``mlflow server``; see :mod:`.childsession`), interrupts it the way
+a terminal, tox or a CI runner would, and asserts on state: node containers,
+kind clusters, build containers, the session's processes, its records. Triggers
+are state too (a node or build container exists, the child wrote that its test
+runs), never log lines. Scenarios run in file order and share one cluster
+name: each one after the interrupted ``kind create`` starts where the previous
+one left the machine, proving the next run needs no manual cleanup.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import subprocess
-import sys
-import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import _exec
-from harness.clusters.kind import host_marker_path, node_container_ids
+from harness.cachedir import cache_dir
+from harness.clusters.kind import node_container_ids
+from harness.sessionlock import SessionLock
+from tests.fault.childsession import Child, alive, assert_nothing_left, group_alive, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "fault-interrupts"
-CHILD_TEST = '''
-import json, os, time
-from pathlib import Path
-
-def test_hold_the_session(e2e_namespace, e2e_kube, local_tracking_server):
-    Path(os.environ["FAULT_READY"]).write_text(json.dumps(
-        {"namespace": e2e_namespace, "server_pid": local_tracking_server.pid}))
-    time.sleep(900)
-
-def test_hold_without_cluster(local_tracking_server):
-    Path(os.environ["FAULT_READY"]).write_text(json.dumps({"server_pid": local_tracking_server.pid}))
-    time.sleep(900)
-
-def test_nothing():
-    pass
-'''
+Start = Callable[..., Child]
 
 
-def _wait(what: str, done: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes] | None = None,
-          log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-4000:] if log else ""
-            pytest.fail(f"the child session exited ({proc.returncode}) before {what}:\n{tail}")
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log else ""
-            pytest.fail(f"{what}: not within {timeout:.0f} s\n{tail}")
-        time.sleep(0.5)
+def test_ctrl_c_during_kind_create_leaves_no_cluster(child: Start) -> None:
+    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never", select="test_hold_the_session")
+    wait_until("kind made the first node container", lambda: bool(node_container_ids(CLUSTER)), 900, session)
+    os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground process group
+    assert session.finish(240) != 0
+    _assert_session_gone(session)
+    assert_nothing_left(CLUSTER)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+@pytest.mark.parametrize("how", ["SIGTERM to pytest", "SIGINT to tox", "Ctrl-C to the process group through tox"])
+def test_an_interrupted_test_leaves_nothing_behind(how: str, child: Start) -> None:
+    """A test is running on a live cluster (and the docker tier's mlflow server) when the signal comes.
+
+    Through tox, the group's Ctrl-C reaches pytest directly and again twice from tox (its main thread and
+    its scheduler each interrupt the env, "forcing full stop" the second time, but still waiting
+    interrupt_timeout before SIGTERM); the teardown must shrug off the extra signals and end in time.
+    """
+    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never",
+                    select="test_hold_the_session", via_tox="tox" in how)
+    info = session.wait_ready("the child's test is running", 1200)
+    assert node_container_ids(CLUSTER), "the cluster runs while the test does"
+    if how == "SIGTERM to pytest":
+        os.kill(session.pid, signal.SIGTERM)  # to pytest alone, as `kill`, a CI runner or tox's escalation send it
+    elif how == "SIGINT to tox":
+        os.kill(session.pid, signal.SIGINT)  # to tox alone, as a CI runner cancelling it does; tox relays it
+    else:
+        os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
+    assert session.finish(300) != 0
+    _assert_session_gone(session, pytest_pid=info["pid"])
+    assert_nothing_left(CLUSTER, info["server_pid"])
 
 
 @pytest.fixture
-def child(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], Path, Path]]]:
-    """Start a child session in its own process group (as a terminal runs it); never leaves it running."""
-    test_file = tmp_path / "test_child.py"
-    test_file.write_text(CHILD_TEST)
-    started: list[subprocess.Popen[bytes]] = []
+def slow_image(tmp_path: Path) -> Iterator[tuple[str, Callable[[int], str]]]:
+    """A build context whose one RUN step takes ``HOLD`` s and names a token no other build has.
 
-    def start(*argv: str, select: str, via_tox: bool = False) -> tuple[subprocess.Popen[bytes], Path, Path]:
-        ready, log = tmp_path / f"ready-{len(started)}", tmp_path / f"child-{len(started)}.log"
-        pytest_args = [str(test_file), "-k", select, "-p", "no:cacheprovider", "--rootdir", str(REPO),
-                       "-c", str(REPO / "pyproject.toml"), "--harness-no-skip", *argv]
-        cmd = ([str(REPO / "scripts" / "tox"), "-e", "fault-child", "--", *pytest_args] if via_tox
-               else [sys.executable, "-m", "pytest", *pytest_args])
-        # A clean environment for a nested tox: not the outer tox env's variables.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOX_") and k != "VIRTUAL_ENV"}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**env, "FAULT_READY": str(ready), "CI": ""})
-        started.append(proc)
-        return proc, ready, log
+    Yields the token and ``images(hold)``: the ``images`` setting (JSON) building it with that HOLD.
+    Its images are removed afterwards.
+    """
+    token = f"fault-build-{uuid.uuid4().hex[:10]}"
+    context = tmp_path / "slow-image"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG HOLD=600\n"
+        f"RUN sleep ${{HOLD}} # {token}\n")
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    def images(hold: int) -> str:
+        return json.dumps([{"name": "slow", "context": str(context), "repository": "fault-slow-build",
+                            "deliver": False, "build-args": {"HOLD": str(hold)}}])
+
+    yield token, images
+    tags = _exec.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "fault-slow-build"],
+                     check=False, timeout=60).stdout.split()
+    if tags:
+        _exec.run(["docker", "rmi", "-f", *tags], check=False, timeout=120)
 
 
-def _kind_clusters() -> list[str]:
-    from harness import toolchain
-
-    return _exec.run([toolchain.resolve_kind(None), "get", "clusters"], timeout=60).stdout.split()
-
-
-def _assert_nothing_left(cluster: str, server_pid: int | None = None) -> None:
-    assert node_container_ids(cluster) == [], f"node containers of {cluster} are left"
-    assert cluster not in _kind_clusters()
-    assert not host_marker_path(cluster).exists(), "the host marker of a deleted cluster is left"
-    if server_pid is not None:
-        assert not _alive(server_pid), f"the session's mlflow server (pid {server_pid}) still runs"
+def _build_containers(token: str, *, running: bool = False) -> list[str]:
+    """Containers of the build naming ``token``: the classic builder runs each RUN step in one."""
+    argv = ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}"]
+    out = _exec.run([*argv] if running else [*argv, "-a"], timeout=60).stdout
+    return [line.split()[0] for line in out.splitlines() if token in line]
 
 
-def test_ctrl_c_during_kind_create_leaves_no_cluster(child: Callable[..., tuple[subprocess.Popen[bytes], Path,
-                                                                                 Path]]) -> None:
-    proc, _ready, log = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never",
-                              select="test_hold_the_session")
-    _wait("kind made the first node container", lambda: bool(node_container_ids(CLUSTER)), 900, proc, log)
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground process group
-    assert proc.wait(240) != 0
-    _assert_nothing_left(CLUSTER)
+def test_ctrl_c_during_an_image_build(child: Start, slow_image: tuple[str, Callable[[int], str]]) -> None:
+    """Ctrl-C while the test bed builds its images (beside ``kind create``): the build stops too."""
+    token, images = slow_image
+    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never", "--harness-images",
+                    images(600), select="test_hold_the_bring_up")
+    wait_until("the image build runs its RUN step", lambda: bool(_build_containers(token, running=True)), 900,
+               session)
+    os.killpg(session.pid, signal.SIGINT)
+    assert session.finish(240) != 0
+    _assert_session_gone(session)
+    assert _build_containers(token) == [], "the interrupted build's container is left"
+    assert_nothing_left(CLUSTER)
+
+    again = child("--harness-images", images(1), select="test_images_build")
+    assert again.finish(600) == 0, again.tail()
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to pytest", "SIGINT through tox"])
-def test_an_interrupted_test_leaves_nothing_behind(how: str, child: Callable[..., tuple[subprocess.Popen[bytes],
-                                                                                        Path, Path]]) -> None:
-    """A test is running on a live cluster (and the docker tier's mlflow server) when the signal comes."""
-    import json
+def test_a_killed_sessions_server_is_reaped_by_the_next_session(child: Start) -> None:
+    session = child(select="test_hold_without_cluster")
+    server = session.wait_ready("the child's test is running", 600)["server_pid"]
+    os.killpg(session.pid, signal.SIGKILL)  # no teardown at all; the server is in a session of its own
+    session.proc.wait()
+    assert alive(server), "the server outlives a SIGKILLed session (that is what the reaper is for)"
 
-    proc, ready, log = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never",
-                             select="test_hold_the_session", via_tox=how.endswith("tox"))
-    _wait("the child's test is running", ready.exists, 1200, proc, log)
-    info = json.loads(ready.read_text())
-    assert node_container_ids(CLUSTER), "the cluster runs while the test does"
-    if how.startswith("SIGTERM"):
-        os.kill(proc.pid, signal.SIGTERM)  # to pytest alone, as `kill`, a CI runner or tox's escalation send it
-    else:
-        # SIGINT to tox, which passes it on and waits interrupt_timeout. (A terminal's Ctrl-C to the whole group
-        # can reach tox twice, and tox 4 then force-stops at once: seen here once, SIGKILL mid-teardown; the next
-        # session reaps what that leaves. The direct Ctrl-C case is the kind-create test above.)
-        os.kill(proc.pid, signal.SIGINT)
-    assert proc.wait(300) != 0
-    _assert_nothing_left(CLUSTER, info["server_pid"])
+    again = child(select="test_nothing")
+    assert again.finish(300) == 0, again.tail()
+    wait_until("the next session stopped the orphaned server", lambda: not alive(server), 30)
 
 
-def test_a_killed_sessions_server_is_reaped_by_the_next_session(
-        child: Callable[..., tuple[subprocess.Popen[bytes], Path, Path]]) -> None:
-    import json
-
-    proc, ready, log = child(select="test_hold_without_cluster")
-    _wait("the child's test is running", ready.exists, 600, proc, log)
-    server = json.loads(ready.read_text())["server_pid"]
-    os.killpg(proc.pid, signal.SIGKILL)  # no teardown at all; the server is in a session of its own
-    proc.wait()
-    assert _alive(server), "the server outlives a SIGKILLed session (that is what the reaper is for)"
-
-    again, _ready, again_log = child(select="test_nothing")
-    assert again.wait(300) == 0, again_log.read_text()[-3000:]
-    _wait("the next session stopped the orphaned server", lambda: not _alive(server), 30)
+def _assert_session_gone(session: Child, pytest_pid: int | None = None) -> None:
+    """No process of the child is left (its group: pytest, tox, kind, docker CLIs), nor a record it owns,
+    nor a hold on the cluster's session lock."""
+    assert not group_alive(session.pid), f"processes of the child's group {session.pid} still run"
+    owners = {session.pid} | ({pytest_pid} if pytest_pid else set())
+    records = []
+    for path in cache_dir("sessions").glob("proc-*.json"):
+        try:
+            owner = str(json.loads(path.read_text()).get("owner", ""))
+        except (OSError, ValueError):
+            continue
+        if owner.split(":")[0] in {str(pid) for pid in owners}:
+            records.append(path.name)
+    assert records == [], f"records of processes the child started are left: {records}"
+    lock = SessionLock(CLUSTER, timeout=1, log=lambda _line: None)
+    assert not lock.waiters(), "a session is still recorded as waiting for the cluster"
+    with lock:  # ClusterBusy if the child's flock were still held
+        pass

@@ -70,7 +70,9 @@ def test_labels_link_job_and_pods_back_to_customjob_and_run() -> None:
         assert labels[contract.LABEL_CUSTOMJOB] == "train-1"
         assert labels[contract.LABEL_RUN_ID] == RUN_ID
         assert labels[contract.LABEL_EXPERIMENT_ID] == "7"
-    assert job["metadata"]["annotations"] == {contract.ANNOTATION_RUN_NAME: "r"}
+    assert job["metadata"]["annotations"] == {contract.ANNOTATION_RUN_NAME: "r",
+                                              contract.ANNOTATION_TRACKING_URI: "http://m:5000"}
+    assert job["metadata"]["finalizers"] == [contract.FINALIZER_OUTCOME], "held until the outcome is recorded"
 
 
 def test_pod_labels_cannot_override_controller_labels() -> None:

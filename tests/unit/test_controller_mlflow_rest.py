@@ -51,7 +51,8 @@ class FakeMlflow:
 
 def _finalize(fake: FakeMlflow, *, succeeded: bool) -> mlflow_rest.Outcome:
     return mlflow_rest.finalize_run(
-        URI, RUN, succeeded=succeeded, reason="OOMKilled", message="limit 64Mi", end_time_ms=42, sender=fake
+        URI, RUN, status="FINISHED" if succeeded else "FAILED", reason="OOMKilled", message="limit 64Mi",
+        end_time_ms=42, sender=fake
     )
 
 
@@ -143,10 +144,11 @@ def test_urllib_sender_speaks_json_and_http_errors_are_not_fatal(server: str, mo
     outcome = mlflow_rest.finalize_run(
         server,
         RUN,
-        succeeded=False,
+        status="FAILED",
         reason="DeadlineExceeded",
         message="too slow",
         end_time_ms=7,
+        with_token=True,
         timeout=2.0,
     )
     assert outcome.action == "error"
@@ -160,8 +162,24 @@ def test_urllib_sender_speaks_json_and_http_errors_are_not_fatal(server: str, mo
     assert tag[3] == {"run_id": RUN, "key": contract.TAG_FAILURE_REASON, "value": "DeadlineExceeded: too slow"}
 
 
+def test_the_token_goes_only_where_the_caller_says(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy decides: a server that is merely allowed (``*``), not listed, never sees the token."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cret")
+    mlflow_rest.finalize_run(server, RUN, status="KILLED", reason="CustomJobDeleted", message="gone",
+                             end_time_ms=7, timeout=2.0)
+    assert _Recorder.seen, "the server was called"
+    assert all("Authorization" not in headers for _m, _p, headers, _b in _Recorder.seen)
+    assert _Recorder.seen[1][3] == {"run_id": RUN, "status": "KILLED", "end_time": 7}
+
+
+def test_only_terminal_statuses_are_accepted() -> None:
+    with pytest.raises(ValueError, match="RUNNING"):
+        mlflow_rest.finalize_run(URI, RUN, status="RUNNING", reason="x", message="", end_time_ms=1,
+                                 sender=FakeMlflow("RUNNING"))
+
+
 def test_closed_port_fails_fast_and_softly() -> None:
     outcome = mlflow_rest.finalize_run(
-        "http://127.0.0.1:9", RUN, succeeded=True, reason="Completed", message="", end_time_ms=1, timeout=1.0
+        "http://127.0.0.1:9", RUN, status="FINISHED", reason="Completed", message="", end_time_ms=1, timeout=1.0
     )
     assert outcome.action == "error"

@@ -9,23 +9,34 @@ from typing import Any
 
 import pytest
 from customjob_controller import contract, manifests, mlflow_rest, reconcile
+from customjob_controller.policy import Policy, PolicyError
 
 NS = "team-a"
 RUN = "0123456789abcdef0123456789abcdef"
+URI = "http://mlflow.mlflow.svc.cluster.local:5000"
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 class FakeApi:
-    """Just enough API server: objects by name, resourceVersions, 409s."""
+    """Just enough API server: objects by name, resourceVersions and 409s, finalizers, foreground deletion."""
 
     def __init__(self, customjob: dict[str, Any]) -> None:
-        self.customjob = customjob
+        self.customjob: dict[str, Any] | None = customjob
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: list[dict[str, Any]] = []
+        self.job_events: dict[str, list[dict[str, Any]]] = {}
         self.creates = 0
         self.deleted: list[str] = []
+        self.released: list[str] = []
         self.patches: list[tuple[Mapping[str, Any], str | None]] = []
         self.conflicts_to_inject = 0
         self.log_requests: list[str] = []
+        self.gc_pods_on_foreground_delete = True
+
+    @property
+    def cj(self) -> dict[str, Any]:
+        assert self.customjob is not None
+        return self.customjob
 
     def get_customjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.customjob)
@@ -43,9 +54,32 @@ class FakeApi:
         self.jobs[name] = job
         return job
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def delete_job(self, namespace: str, name: str, *, foreground: bool = False) -> None:
         self.deleted.append(name)
-        self.jobs.pop(name, None)
+        job = self.jobs.get(name)
+        if job is None:
+            return
+        meta = job["metadata"]
+        meta.setdefault("deletionTimestamp", "2026-01-02T03:05:00Z")
+        if foreground and self.gc_pods_on_foreground_delete:
+            self.pods = [p for p in self.pods if p["metadata"]["ownerReferences"][0]["uid"] != meta["uid"]]
+        self._collect(name)
+
+    def release_job(self, namespace: str, name: str, finalizer: str) -> None:
+        job = self.jobs.get(name)
+        if job is None:
+            return
+        self.released.append(name)
+        job["metadata"]["finalizers"] = [f for f in job["metadata"].get("finalizers") or [] if f != finalizer]
+        self._collect(name)
+
+    def _collect(self, name: str) -> None:
+        meta = self.jobs[name]["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            del self.jobs[name]
+
+    def list_job_events(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.job_events.get(job_uid, []))
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         key, _, value = label_selector.partition("=")
@@ -58,22 +92,22 @@ class FakeApi:
     def patch_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
     ) -> dict[str, Any]:
+        cj = self.cj
         if self.conflicts_to_inject:
             self.conflicts_to_inject -= 1
-            self.customjob["metadata"]["resourceVersion"] = str(int(self.customjob["metadata"]["resourceVersion"]) + 1)
-            raise reconcile.Conflict("resourceVersion changed")
-        if resource_version is not None:
-            assert resource_version == self.customjob["metadata"]["resourceVersion"]
+            cj["metadata"]["resourceVersion"] = str(int(cj["metadata"]["resourceVersion"]) + 1)
+        if resource_version is not None and resource_version != cj["metadata"]["resourceVersion"]:
+            raise reconcile.Conflict("the object has been modified; please apply your changes to the latest version")
         self.patches.append((copy.deepcopy(dict(status)), resource_version))
-        merged = dict(self.customjob.get("status") or {})
+        merged = dict(cj.get("status") or {})
         for key, value in status.items():
             if value is None:
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        self.customjob["status"] = merged
-        self.customjob["metadata"]["resourceVersion"] = str(int(self.customjob["metadata"]["resourceVersion"]) + 1)
-        return self.customjob
+        cj["status"] = merged
+        cj["metadata"]["resourceVersion"] = str(int(cj["metadata"]["resourceVersion"]) + 1)
+        return cj
 
     def add_pod(self, job_name: str, **status: Any) -> None:
         job = self.jobs[job_name]
@@ -94,7 +128,7 @@ class FakeApi:
 def _customjob(uid: str = "cj-uid-1", mlflow: bool = True) -> dict[str, Any]:
     spec: dict[str, Any] = {"image": "trainer:1", "command": ["python3", "train.py"]}
     if mlflow:
-        spec["mlflow"] = {"runId": RUN, "trackingUri": "http://mlflow:5000"}
+        spec["mlflow"] = {"runId": RUN, "trackingUri": URI}
     return {
         "apiVersion": "training.example.com/v1alpha1",
         "kind": "CustomJob",
@@ -113,6 +147,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.finalized: list[dict[str, Any]] = []
+        self.outages = 0
 
     def emit(self, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         assert obj["metadata"]["uid"]  # kopf needs a full object reference
@@ -120,27 +155,32 @@ class Recorder:
 
     def finalize(self, uri: str, run_id: str, **kw: Any) -> mlflow_rest.Outcome:
         self.finalized.append({"uri": uri, "run_id": run_id, **kw})
+        if self.outages:
+            self.outages -= 1
+            return mlflow_rest.Outcome("error", None, "connection refused")
         return mlflow_rest.Outcome("closed", "RUNNING")
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
 
 
 @pytest.fixture
 def world() -> tuple[FakeApi, Recorder, reconcile.Reconciler]:
     api, rec = FakeApi(_customjob()), Recorder()
-    clock = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # noqa: E731
-    return api, rec, reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=clock)
+    return api, rec, reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: NOW)
 
 
 def test_create_then_restart_creates_exactly_one_job(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.customjob)
-    r.ensure_job(api.customjob)  # on.resume after a restart
+    r.ensure_job(api.cj)
+    r.ensure_job(api.cj)  # on.resume after a restart
     r.ensure_job(_customjob())  # a stale body without status (kopf re-ran create)
     assert api.creates == 1
     assert list(api.jobs) == ["train-1"]
-    assert api.customjob["status"]["phase"] == "Pending"
-    assert api.customjob["status"]["jobName"] == "train-1"
+    assert api.cj["status"]["phase"] == "Pending"
+    assert api.cj["status"]["jobName"] == "train-1"
     assert [e[1] for e in rec.events] == ["JobCreated"]
     assert api.patches[0][1] == "10"  # written with a resourceVersion precondition
 
@@ -149,7 +189,7 @@ def test_conflict_on_create_is_success_when_the_job_is_ours(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, _, r = world
-    api.jobs["train-1"] = manifests.build_job(api.customjob) | {}
+    api.jobs["train-1"] = manifests.build_job(api.cj) | {}
     api.jobs["train-1"]["metadata"]["uid"] = "existing"
     original_get = api.get_job
     calls = {"n": 0}
@@ -159,27 +199,49 @@ def test_conflict_on_create_is_success_when_the_job_is_ours(
         return None if calls["n"] == 1 else original_get(namespace, name)  # created between get and create
 
     api.get_job = racing_get  # type: ignore[method-assign]
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     assert api.creates == 1
     assert api.jobs["train-1"]["metadata"]["uid"] == "existing"
 
 
-def test_job_of_a_deleted_namesake_is_not_adopted(
+def test_job_of_a_deleted_namesake_is_waited_for_then_refused(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, _, r = world
     api.jobs["train-1"] = manifests.build_job(_customjob(uid="old-uid"))
     with pytest.raises(reconcile.ForeignJob, match="old-uid"):
-        r.ensure_job(api.customjob)
+        r.ensure_job(api.cj)
     assert api.patches == []
+    r.ensure_job(api.cj, attempt=reconcile.FOREIGN_JOB_ATTEMPTS)  # kopf's retry counter ran out
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "JobNameTaken")
+    assert "old-uid" in st["message"]
+    assert "another name" in st["message"]
+    r.finish(api.cj)
+    assert api.deleted == [], "never touches a Job it does not own"
+    assert api.released == []
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == [contract.FINALIZER_OUTCOME]
+
+
+def test_a_foreign_job_of_the_same_name_fails_at_once_with_the_reason(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    api.jobs["train-1"] = {"metadata": {"name": "train-1", "uid": "theirs"}, "spec": {}}  # a user's own Job
+    r.ensure_job(api.cj)
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "JobNameTaken")
+    assert "owned by nothing" in st["message"]
+    assert api.creates == 0
+    assert ("Warning", "JobNameTaken") in [(k, reason) for k, reason, _ in rec.events]
 
 
 def test_terminal_customjob_never_gets_a_new_job(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, _, r = world
-    api.customjob["status"] = {"phase": "Succeeded", "jobName": "train-1"}  # Job already TTL-collected
-    r.ensure_job(api.customjob)
+    api.cj["status"] = {"phase": "Succeeded", "jobName": "train-1"}  # Job already TTL-collected
+    r.ensure_job(api.cj)
     assert api.creates == 0
     assert api.patches == []
 
@@ -188,20 +250,21 @@ def test_job_deleted_mid_run_fails_instead_of_rerunning(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.customjob)
-    api.jobs.clear()
-    r.ensure_job(api.customjob)  # controller restarts
+    r.ensure_job(api.cj)
+    api.jobs.clear()  # gone for good, finalizer and all (force-removed)
+    r.ensure_job(api.cj)  # controller restarts
     assert api.creates == 1
-    assert (api.customjob["status"]["phase"], api.customjob["status"]["reason"]) == ("Failed", "JobNotFound")
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Failed", "JobNotFound")
+    r.finish(api.cj)
     assert len(rec.finalized) == 1
-    assert rec.finalized[0]["succeeded"] is False
+    assert rec.finalized[0]["status"] == "FAILED"
 
 
 def test_image_pull_failure_fails_fast_deletes_job_and_closes_run_once(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     api.add_pod(
         "train-1",
         phase="Pending",
@@ -213,12 +276,15 @@ def test_image_pull_failure_fails_fast_deletes_job_and_closes_run_once(
         ],
     )
     r.sync_status(NS, "train-1")  # pod event
-    r.sync_status(NS, "train-1")  # job deletion event, duplicate event...
-    st = api.customjob["status"]
+    r.sync_status(NS, "train-1")  # duplicate event...
+    st = api.cj["status"]
     assert (st["phase"], st["reason"]) == ("Failed", "ErrImageNeverPull")
     assert "not present" in st["message"]
     assert st["mlflowRunId"] == RUN
+    r.finish(api.cj)  # the status.phase field handler
+    r.finish(api.cj)  # ... retried or replayed: nothing happens twice
     assert api.deleted == ["train-1"]
+    assert "train-1" not in api.jobs, "the stuck Job was stopped, then released"
     assert len(rec.finalized) == 1
     assert rec.finalized[0]["run_id"] == RUN
     assert rec.finalized[0]["reason"] == "ErrImageNeverPull"
@@ -230,7 +296,7 @@ def test_failed_pod_log_tail_reaches_the_status(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, _, r = world
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     api.add_pod(
         "train-1",
         phase="Failed",
@@ -238,7 +304,7 @@ def test_failed_pod_log_tail_reaches_the_status(
     )
     r.sync_status(NS, "train-1")
     assert api.log_requests == ["train-1-x0"]
-    assert "RuntimeError: boom" in api.customjob["status"]["message"]
+    assert "RuntimeError: boom" in api.cj["status"]["message"]
     assert api.deleted == []  # the Job finishes on its own
 
 
@@ -246,7 +312,7 @@ def test_success_path_and_no_rewrite_when_nothing_changed(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
     r.sync_status(NS, "train-1")
     writes = len(api.patches)
@@ -254,8 +320,14 @@ def test_success_path_and_no_rewrite_when_nothing_changed(
     assert len(api.patches) == writes  # idempotent: identical status is not re-sent
     api.jobs["train-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
     r.sync_status(NS, "train-1")
-    assert api.customjob["status"]["phase"] == "Succeeded"
-    assert rec.finalized[-1]["succeeded"] is True
+    assert api.cj["status"]["phase"] == "Succeeded"
+    assert rec.finalized == [], "closing the run is finish()'s job, retried on its own"
+    r.finish(api.cj)
+    assert rec.finalized[-1]["status"] == "FINISHED"
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == [], "released once the outcome is recorded"
+    assert api.deleted == [], "a finished Job is left to its TTL"
+    closed = [c for c in api.cj["status"]["conditions"] if c["type"] == contract.CONDITION_RUN_CLOSED]
+    assert [(c["status"], c["reason"]) for c in closed] == [("True", "Closed")]
     assert [reason for _, reason, _ in rec.events if reason in ("PodRunning", "Completed")] == [
         "PodRunning",
         "Completed",
@@ -266,28 +338,30 @@ def test_status_conflicts_are_retried_with_fresh_reads(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, _, r = world
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
     api.conflicts_to_inject = 2
     r.sync_status(NS, "train-1")
-    assert api.customjob["status"]["phase"] == "Running"
+    assert api.cj["status"]["phase"] == "Running"
 
 
 def test_no_mlflow_section_means_no_mlflow_calls() -> None:
     api, rec = FakeApi(_customjob(mlflow=False)), Recorder()
     r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize)
-    r.ensure_job(api.customjob)
+    r.ensure_job(api.cj)
     api.jobs["train-1"]["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
     r.sync_status(NS, "train-1")
-    assert api.customjob["status"]["reason"] == "DeadlineExceeded"
+    r.finish(api.cj)
+    assert api.cj["status"]["reason"] == "DeadlineExceeded"
     assert rec.finalized == []
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == []
 
 
 def test_spec_update_is_reported_as_event_and_condition(
     world: tuple[FakeApi, Recorder, reconcile.Reconciler],
 ) -> None:
     api, rec, r = world
-    r.report_spec_update(api.customjob, ["image"])
+    r.report_spec_update(api.cj, ["image"])
     (patch, rv) = api.patches[-1]
     assert rv is None
     assert patch["conditions"][-1]["type"] == "SpecUpdateIgnored"
@@ -302,7 +376,10 @@ def test_handlers_register_no_finalizer_timer_or_daemon() -> None:
     registry = kopf.get_default_registry()
     changing = registry._changing.get_all_handlers()
     ids = {h.id.split("/")[0] for h in changing}  # field handlers are "<fn>/<field>"
-    assert {"ensure_job", "spec_changed"} <= ids
+    assert {"ensure_job", "spec_changed", "finish", "recheck"} <= ids
+    fields = {h.id.split("/")[0]: h.field for h in changing}
+    assert fields["finish"] == ("status", "phase")
+    assert fields["recheck"] == ("status", "reason")
     assert not any(h.requires_finalizer for h in changing)
     assert not registry._spawning.get_all_handlers()
     watching = registry._watching.get_all_handlers()
@@ -320,10 +397,189 @@ def test_rejected_job_fails_the_customjob_permanently(
         raise reconcile.Rejected('Job.batch "train-1" is invalid: spec.template.spec.containers[0].image: Required')
 
     api.create_job = refuse  # type: ignore[method-assign]
-    r.ensure_job(api.customjob)
-    st = api.customjob["status"]
+    r.ensure_job(api.cj)
+    st = api.cj["status"]
     assert (st["phase"], st["reason"]) == ("Failed", "JobRejected")
     assert "is invalid" in st["message"]
-    assert rec.finalized[0]["succeeded"] is False
-    r.ensure_job(api.customjob)  # kopf would not retry, but a resume must not flip it either
-    assert api.customjob["status"]["reason"] == "JobRejected"
+    r.finish(api.cj)
+    assert rec.finalized[0]["status"] == "FAILED"
+    r.ensure_job(api.cj)  # kopf would not retry, but a resume must not flip it either
+    assert api.cj["status"]["reason"] == "JobRejected"
+
+
+def _complete(api: FakeApi) -> None:
+    api.jobs["train-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+
+
+def _succeeded(api: FakeApi, r: reconcile.Reconciler) -> None:
+    """Job created, completed, and its Succeeded status written (the run not closed yet)."""
+    r.ensure_job(api.cj)
+    _complete(api)
+    r.sync_status(NS, "train-1")
+
+
+def _running(api: FakeApi, r: reconcile.Reconciler) -> None:
+    r.ensure_job(api.cj)
+    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
+    r.sync_status(NS, "train-1")
+
+
+def _run_closed(api: FakeApi) -> list[tuple[str, str]]:
+    return [(c["status"], c["reason"]) for c in api.cj["status"]["conditions"]
+            if c["type"] == contract.CONDITION_RUN_CLOSED]
+
+
+def test_an_mlflow_outage_when_the_job_ends_delays_the_close_and_never_loses_it(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _succeeded(api, r)
+    rec.outages = 2
+    delays = []
+    for attempt in range(2):
+        with pytest.raises(reconcile.RetryLater) as retry:
+            r.finish(api.cj, attempt=attempt)
+        delays.append(retry.value.delay)
+        assert _run_closed(api) == [("False", "MLflowUnreachable")]
+        assert api.jobs["train-1"]["metadata"]["finalizers"], "the Job is held while the run is open"
+    assert delays == [5.0, 10.0]
+    r.finish(api.cj, attempt=2)
+    assert _run_closed(api) == [("True", "Closed")]
+    assert [f["status"] for f in rec.finalized] == ["FINISHED"] * 3
+    assert rec.reasons().count("MLflowUnreachable") == 1, "one warning per outage, not per retry"
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == []
+    r.finish(api.cj, attempt=3)  # a replay after the close
+    assert len(rec.finalized) == 3
+
+
+def test_closing_gives_up_after_the_last_attempt_and_lets_the_job_go(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _succeeded(api, r)
+    rec.outages = 1
+    r.finish(api.cj, attempt=reconcile.FINISH_ATTEMPTS - 1)
+    assert _run_closed(api) == [("False", "GaveUp")]
+    assert "MLflowRunNotClosed" in rec.reasons()
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == []
+
+
+def test_a_customjob_deleted_mid_run_ends_its_run_killed_after_the_pods_stop(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _running(api, r)
+    api.customjob = None  # deleted; the garbage collector now deletes the Job, which our finalizer holds
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    api.gc_pods_on_foreground_delete = False
+    r.sync_status(NS, "train-1")  # the Job's watch event
+    assert api.deleted == ["train-1"], "stopped in the foreground: the API keeps the Job until its pods are gone"
+    assert rec.finalized == [], "not closed while the trainer may still log"
+    api.pods.clear()  # the pods are gone
+    r.sync_status(NS, "train-1")  # the last pod's DELETED event
+    assert [(f["status"], f["reason"]) for f in rec.finalized] == [("KILLED", "CustomJobDeleted")]
+    assert rec.finalized[0]["uri"] == URI
+    assert rec.finalized[0]["run_id"] == RUN
+    assert "train-1" not in api.jobs, "released, so the collector could finish"
+
+
+def test_a_job_collected_by_its_ttl_while_the_controller_was_down_still_succeeds(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _running(api, r)
+    # controller down: the Job completes, its TTL passes, the TTL controller deletes it (foreground)
+    _complete(api)
+    api.delete_job(NS, "train-1", foreground=True)
+    assert "train-1" in api.jobs, "the finalizer keeps the Job and its final status"
+    r.ensure_job(api.cj)  # on.resume after the restart
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Succeeded", "Completed")
+    r.finish(api.cj)
+    assert rec.finalized[-1]["status"] == "FINISHED"
+    assert "train-1" not in api.jobs
+
+
+def test_a_job_deleted_by_hand_mid_run_fails_and_is_stopped_before_the_run_is_closed(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    r.ensure_job(api.cj)
+    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"  # kubectl delete job
+    r.sync_status(NS, "train-1")
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Failed", "JobDeleted")
+    api.gc_pods_on_foreground_delete = False
+    with pytest.raises(reconcile.RetryLater, match="pods"):
+        r.finish(api.cj)
+    assert rec.finalized == []
+    api.pods.clear()
+    r.finish(api.cj, attempt=1)
+    assert rec.finalized[-1]["status"] == "FAILED"
+    assert "train-1" not in api.jobs
+
+
+def test_a_tracking_uri_outside_the_allowlist_fails_before_any_job_and_is_never_called() -> None:
+    cj = _customjob()
+    cj["spec"]["mlflow"]["trackingUri"] = "http://169.254.169.254:80"
+    api, rec = FakeApi(cj), Recorder()
+    r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: NOW)
+    r.ensure_job(api.cj)
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "TrackingUriNotAllowed")
+    assert "CUSTOMJOB_ALLOWED_TRACKING_URIS" in st["message"]
+    assert api.creates == 0
+    r.finish(api.cj)
+    assert rec.finalized == []
+
+
+def test_a_pod_refused_by_a_quota_fails_once_the_refusal_outlasts_the_grace() -> None:
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: clock["now"],
+                             policy=Policy(pod_create_grace=30))
+    r.ensure_job(api.cj)
+    job = api.jobs["train-1"]
+    job["metadata"]["creationTimestamp"] = "2026-01-02T03:04:00Z"
+    api.job_events[job["metadata"]["uid"]] = [{
+        "reason": "FailedCreate", "type": "Warning", "lastTimestamp": "2026-01-02T03:04:01Z",
+        "message": 'Error creating: pods "train-1-x" is forbidden: exceeded quota: q, requested: pods=1, used: '
+                   'pods=1, limited: pods=1'}]
+    assert r.recheck(NS, "train-1") is not None, "within the grace: still pending, check again"
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Pending", "FailedCreate")
+    clock["now"] = datetime(2026, 1, 2, 3, 4, 31, tzinfo=UTC)
+    assert r.recheck(NS, "train-1") is None
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "FailedCreate")
+    assert "exceeded quota: q" in st["message"]
+    r.finish(api.cj)
+    assert api.deleted == ["train-1"], "the Job would retry forever; it is stopped"
+
+
+def test_policy_is_read_from_the_environment_and_bad_values_stop_the_start() -> None:
+    p = Policy.from_env({
+        "CUSTOMJOB_ALLOWED_TRACKING_URIS": "http://mlflow.mlflow.svc.cluster.local:5000, https://mlflow.*.example.com",
+        "CUSTOMJOB_ALLOWED_SERVICE_ACCOUNTS": "trainer",
+        "CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS": "15",
+    })
+    assert p.listed("http://mlflow.mlflow.svc.cluster.local:5000/")
+    assert p.listed("https://mlflow.team-a.example.com/prefix")
+    assert not p.listed("https://mlflow.a.b.example.com"), "* is one DNS label"
+    assert not p.listed("http://mlflow.mlflow.svc.cluster.local:5001")
+    assert not p.listed("http://user:pw@mlflow.mlflow.svc.cluster.local:5000")
+    assert p.image_pull_grace == 15
+    assert p.pod_create_grace == 30
+    assert p.refusal({"serviceAccountName": "admin", "image": "x", "command": ["y"]}) is not None
+    assert p.refusal({"serviceAccountName": "trainer", "image": "x", "command": ["y"]}) is None
+    anything = Policy.from_env({"CUSTOMJOB_ALLOWED_TRACKING_URIS": "*"})
+    assert anything.tracking_uri_allowed("http://elsewhere:1")
+    assert not anything.listed("http://elsewhere:1")
+    secrets = Policy.from_env({"CUSTOMJOB_ALLOWED_SECRETS": "mlflow-token"})
+    env = [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "k"}}}]
+    assert secrets.refusal({"env": env}) == (
+        "SecretNotAllowed", "spec.env[0].valueFrom.secretKeyRef.name 'db-password' is not allowed here (allowed: "
+        "mlflow-token); have the cluster admin add it to CUSTOMJOB_ALLOWED_SECRETS")
+    for bad in ({"CUSTOMJOB_ALLOWED_TRACKING_URIS": "mlflow:5000"},
+                {"CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS": "soon"},
+                {"CUSTOMJOB_POD_CREATE_GRACE_SECONDS": "-1"}):
+        with pytest.raises(PolicyError, match=next(iter(bad))):
+            Policy.from_env(bad)

@@ -87,6 +87,28 @@ def test_unrecoverable_waiting_reasons_fail_at_once_with_kubelet_message(reason:
     assert verdict.preempts_job  # the caller deletes the Job, which would wait forever
 
 
+@pytest.mark.parametrize("reason", sorted(status.PULL_REASONS))
+def test_a_pull_error_fails_only_once_it_outlasts_the_grace(reason: str) -> None:
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    p = pod(state=waiting(reason, "dial tcp: connection refused"))
+    early = classify(job(), p, now=created + timedelta(seconds=20), image_pull_grace=60)
+    assert (early.phase, early.reason, early.preempts_job) == (contract.PENDING, reason, False)
+    assert "40 s more" in early.message
+    late = classify(job(), p, now=created + timedelta(seconds=61), image_pull_grace=60)
+    assert (late.phase, late.reason, late.preempts_job) == (contract.FAILED, reason, True)
+    assert "60 s pull grace" in late.message
+    never = classify(job(), pod(state=waiting("ErrImageNeverPull")), now=created, image_pull_grace=60)
+    assert never.phase == contract.FAILED, "a missing image under pullPolicy Never cannot heal: no grace"
+
+
+def test_a_deleted_unfinished_job_is_a_failure_of_its_own() -> None:
+    j = job()
+    j["metadata"]["deletionTimestamp"] = "2026-01-02T03:05:00Z"
+    assert classify(j, pod(phase="Running", state={"running": {}})).reason == "JobDeleted"
+    j["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
+    assert classify(j).phase == contract.SUCCEEDED, "a TTL-collected Job that completed still succeeded"
+
+
 def test_transient_waiting_reasons_stay_pending_with_detail() -> None:
     verdict = classify(job(), pod(state=waiting("ContainerCreating")))
     assert (verdict.phase, verdict.reason) == (contract.PENDING, "ContainerCreating")

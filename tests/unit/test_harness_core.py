@@ -225,3 +225,20 @@ def test_crd_group_is_defined_in_one_place() -> None:
     controller_copy = REPO / "crds" / "controller" / "customjob_controller" / "contract.py"
     assert controller_copy.read_bytes() == (REPO / "harness" / "contract.py").read_bytes(), (
         "the controller image's contract.py must be a byte-identical copy of harness/contract.py")
+
+
+def test_the_sessions_tracking_server_is_added_to_the_controllers_allowlist_in_the_rendered_manifests() -> None:
+    from harness.stack import trust_tracking_uri
+
+    repo = Path(__file__).resolve().parents[2]
+    deployment = yaml.safe_load((repo / "crds" / "manager" / "deployment.yaml").read_text())
+    deployment["metadata"]["namespace"] = "customjob-system"
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CUSTOMJOB_ALLOWED_TRACKING_URIS"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+    docs = [deployment, {"kind": "Service", "metadata": {"name": "x"}}]
+    assert trust_tracking_uri(docs, "http://mlflow.mlflow.svc.cluster.local:5000") == []  # already listed
+    assert trust_tracking_uri(docs, "http://172.18.0.1:39001") == ["customjob-system/customjob-controller"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CUSTOMJOB_ALLOWED_TRACKING_URIS"] == ("http://mlflow.mlflow.svc.cluster.local:5000,"
+                                                      "http://172.18.0.1:39001")
+    assert trust_tracking_uri(docs, "http://172.18.0.1:39001/") == [], "idempotent"

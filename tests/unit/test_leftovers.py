@@ -33,10 +33,18 @@ SESSION = textwrap.dedent("""
 """)
 
 
+def _as_from_a_terminal() -> None:
+    """Default dispositions, as a terminal's session has them: a runner that started us in the
+    background (``cmd &`` ignores SIGINT, ``nohup`` SIGHUP) must not make these signals vanish."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _session(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", SESSION, str(out)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                            preexec_fn=_as_from_a_terminal)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc, out
@@ -137,7 +145,9 @@ def test_a_live_sessions_processes_are_left_alone(tmp_path: Path, monkeypatch: p
 def test_containers_of_dead_owners_are_picked() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    listing = f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {leftovers.owner_token()}\n"
+    listing = (f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {leftovers.owner_token()}\n"
+               # a kind node run from a committed node image inherits its builder's label: never reaped
+               f"someones-cluster-control-plane {dead.pid}:1\nother-worker \n")
     assert leftovers.dead_owner_containers(listing) == ["nodeimg-build-1"]
 
 

@@ -22,15 +22,21 @@ Design constraints (kopf 1.45 behaviour, checked in its source):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
 from kubernetes import config as kube_config
 
-from customjob_controller import contract, kube, reconcile
+from customjob_controller import contract, kube, reconcile, status
+from customjob_controller.policy import Policy, PolicyError
 
 _reconciler: reconcile.Reconciler | None = None
+
+RECHECK_SECONDS = 5.0
+RECHECK_ATTEMPTS = 720
+"""``recheck`` gives up after an hour of a reason that should end within the graces."""
 
 
 def _emit(customjob: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
@@ -71,17 +77,52 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     except kube_config.ConfigException:
         load_kubeconfig()
         logger.info("not in a cluster; using the local kubeconfig")
-    _reconciler = reconcile.Reconciler(api=kube.KubeApi(), emit=_emit)
+    try:
+        policy = Policy.from_env(os.environ)
+    except PolicyError as exc:
+        raise kopf.PermanentError(f"refusing to start: {exc}") from exc
+    logger.info(policy.describe())
+    _reconciler = reconcile.Reconciler(api=kube.KubeApi(), emit=_emit, policy=policy)
 
 
 @kopf.on.resume(contract.GROUP, contract.VERSION, contract.PLURAL)
 @kopf.on.create(contract.GROUP, contract.VERSION, contract.PLURAL, backoff=5)
-def ensure_job(body: kopf.Body, **_: Any) -> None:
+def ensure_job(body: kopf.Body, retry: int, **_: Any) -> None:
     """Create the Job if absent (idempotent) and publish the first status."""
     try:
-        _get().ensure_job(_plain(body))
+        _get().ensure_job(_plain(body), attempt=retry)
     except reconcile.ForeignJob as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from exc
+
+
+def _is_terminal(value: Any, **_: Any) -> bool:
+    return value in contract.TERMINAL_PHASES
+
+
+def _is_recheckable(value: Any, **_: Any) -> bool:
+    return value in status.RECHECK_REASONS
+
+
+@kopf.on.field(contract.GROUP, contract.VERSION, contract.PLURAL, field="status.phase", new=_is_terminal,
+               retries=reconcile.FINISH_ATTEMPTS)
+def finish(body: kopf.Body, retry: int, **_: Any) -> None:
+    """Terminal side effects, retried until done (see :meth:`reconcile.Reconciler.finish`)."""
+    try:
+        _get().finish(_plain(body), attempt=retry)
+    except reconcile.RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    except reconcile.Conflict as exc:
+        raise kopf.TemporaryError(f"the Job changed underneath us: {exc}", delay=1) from exc
+
+
+@kopf.on.field(contract.GROUP, contract.VERSION, contract.PLURAL, field="status.reason", new=_is_recheckable,
+               retries=RECHECK_ATTEMPTS)
+def recheck(body: kopf.Body, **_: Any) -> None:
+    """Re-derive the status every few seconds while only the clock can change it."""
+    meta = body.metadata
+    still = _get().recheck(str(meta.namespace), str(meta.name))
+    if still:
+        raise kopf.TemporaryError(still, delay=RECHECK_SECONDS)
 
 
 @kopf.on.update(contract.GROUP, contract.VERSION, contract.PLURAL, field="spec")

@@ -98,14 +98,58 @@ class KubeApi:
                 raise reconcile.Rejected(_message(exc)) from exc
             raise
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def delete_job(self, namespace: str, name: str, *, foreground: bool = False) -> None:
         try:
             self._batch.delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _request_timeout=TIMEOUT
+                name,
+                namespace,
+                propagation_policy="Foreground" if foreground else "Background",
+                _request_timeout=TIMEOUT,
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def release_job(self, namespace: str, name: str, finalizer: str) -> None:
+        """Remove ``finalizer`` from the Job with a JSON patch that first tests it is still at that index."""
+        job = self.get_job(namespace, name)
+        if job is None:
+            return
+        finalizers = list((job.get("metadata") or {}).get("finalizers") or ())
+        if finalizer not in finalizers:
+            return
+        index = finalizers.index(finalizer)
+        patch = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        try:
+            self._batch.patch_namespaced_job(
+                name,
+                namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/json-patch+json",
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status in (409, 422):  # the list moved underneath us: the caller's next event retries
+                raise reconcile.Conflict(_message(exc)) from exc
+            raise
+
+    def list_job_events(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        data = _json(
+            self._core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.uid={job_uid},type=Warning",
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
+            )
+        )
+        return [e for e in data.get("items") or [] if isinstance(e, dict)]
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         data = _json(

@@ -11,6 +11,11 @@ Why the Job looks the way it does:
   can report *why* training crashed without reading logs.
 * Quantities are rendered as strings: the kubernetes client models only accept
   strings there, while the CRD lets users write ``cpu: 1``.
+* The Job carries the controller's finaliser until its outcome is recorded:
+  a Job collected by its TTL (or deleted with its CustomJob) while the
+  controller is down keeps its final status until the controller reads it.
+  Its annotations say where its MLflow run lives, so the run can still be
+  closed (``KILLED``) when the CustomJob is deleted mid-run.
 """
 
 from __future__ import annotations
@@ -165,8 +170,14 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
     }
     if meta.get("namespace"):
         job_meta["namespace"] = meta["namespace"]
-    run_name = (spec.get("mlflow") or {}).get("runName")
-    if run_name:
-        job_meta["annotations"] = {contract.ANNOTATION_RUN_NAME: run_name}
+    job_meta["finalizers"] = [contract.FINALIZER_OUTCOME]
+    mlflow = spec.get("mlflow") or {}
+    annotations = {}
+    if mlflow.get("runName"):
+        annotations[contract.ANNOTATION_RUN_NAME] = mlflow["runName"]
+    if mlflow.get("trackingUri"):
+        annotations[contract.ANNOTATION_TRACKING_URI] = mlflow["trackingUri"]
+    if annotations:
+        job_meta["annotations"] = annotations
 
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}

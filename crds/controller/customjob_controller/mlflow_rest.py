@@ -4,7 +4,8 @@ Why this exists: a trainer that is OOM-killed, never starts (image errors) or
 hits its deadline cannot end its own run, so the run would stay ``RUNNING``
 forever. When a CustomJob reaches a terminal phase the controller asks MLflow
 for the run's status and, if it is still ``RUNNING``/``SCHEDULED``, sets it to
-``FINISHED``/``FAILED`` and records the reason as a tag.
+``FINISHED``/``FAILED`` (``KILLED`` when the CustomJob was deleted mid-run)
+and records the reason as a tag. The caller retries an ``error`` outcome.
 
 Why not the ``mlflow`` package: it would add hundreds of MB to the controller
 image for three HTTP calls. Request building is pure (see :func:`get_run`,
@@ -30,6 +31,7 @@ from customjob_controller import contract
 LOG = logging.getLogger(__name__)
 
 OPEN_STATUSES = frozenset({"RUNNING", "SCHEDULED"})
+TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 MAX_TAG_VALUE = 5000
 """MLflow accepts at least 5000 characters in a tag value on every store."""
 DEFAULT_TIMEOUT = 5.0
@@ -42,6 +44,8 @@ class Request:
     method: str
     url: str
     body: Mapping[str, Any] | None = None
+    bearer: bool = False
+    """Send ``MLFLOW_TRACKING_TOKEN``: only for servers the policy lists (see :mod:`.policy`)."""
 
 
 Sender = Callable[[Request, float], Mapping[str, Any]]
@@ -79,7 +83,7 @@ def send(request: Request, timeout: float) -> Mapping[str, Any]:
     """Perform a request with urllib and return the decoded JSON object.
 
     ``MLFLOW_TRACKING_TOKEN`` (read per call, never at import) becomes a
-    bearer token for servers with auth enabled.
+    bearer token for servers with auth enabled, on requests marked ``bearer``.
     """
     if urllib.parse.urlsplit(request.url).scheme not in ("http", "https"):
         raise ValueError(f"refusing non-HTTP tracking URI {request.url!r}")
@@ -87,7 +91,7 @@ def send(request: Request, timeout: float) -> Mapping[str, Any]:
     headers = {"Accept": "application/json"}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN") if request.bearer else None
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(request.url, data=data, headers=headers, method=request.method)  # noqa: S310 - scheme checked above
@@ -111,29 +115,35 @@ def finalize_run(
     tracking_uri: str,
     run_id: str,
     *,
-    succeeded: bool,
+    status: str,
     reason: str,
     message: str,
     end_time_ms: int,
+    with_token: bool = False,
     sender: Sender = send,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Outcome:
-    """Make sure the run is terminal; tag the failure reason when the job failed.
+    """Make sure the run is terminal (``status``: FINISHED, FAILED or KILLED); tag why unless FINISHED.
 
     The tag is written on failure even if the trainer already ended the run,
     because the controller's reason (e.g. ``OOMKilled``) is not otherwise
     visible from MLflow.
     """
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"not a terminal MLflow run status: {status!r}")
+
+    def call(request: Request) -> Mapping[str, Any]:
+        return sender(dataclasses.replace(request, bearer=with_token), timeout)
+
     try:
-        info = (sender(get_run(tracking_uri, run_id), timeout).get("run") or {}).get("info") or {}
+        info = (call(get_run(tracking_uri, run_id)).get("run") or {}).get("info") or {}
         current = info.get("status")
         action = "already-terminal"
         if current in OPEN_STATUSES:
-            target = "FINISHED" if succeeded else "FAILED"
-            sender(update_run(tracking_uri, run_id, target, end_time_ms), timeout)
+            call(update_run(tracking_uri, run_id, status, end_time_ms))
             action = "closed"
-        if not succeeded:
-            sender(set_tag(tracking_uri, run_id, contract.TAG_FAILURE_REASON, f"{reason}: {message}"), timeout)
+        if status != "FINISHED":
+            call(set_tag(tracking_uri, run_id, contract.TAG_FAILURE_REASON, f"{reason}: {message}"))
         return Outcome(action, current)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         # URLError/HTTPError subclass OSError; ValueError covers bad JSON.

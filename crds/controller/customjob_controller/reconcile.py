@@ -9,8 +9,16 @@ handler threads racing on one CustomJob all end in the same state:
   namesake is waited out (its garbage collection is in flight), never adopted.
 * :func:`sync_status` recomputes the status from the Job and its Pods and
   writes it with the read ``resourceVersion`` as a precondition. Only the
-  writer that wins the transition to a terminal phase runs the side effects
-  (Event, deleting a stuck Job, closing the MLflow run), so they happen once.
+  writer that wins a phase transition posts its Event.
+* :func:`finish` runs the terminal side effects -- stop a stuck Job and wait
+  for its Pods to go, close the MLflow run, release the Job's finaliser --
+  and is *retried* by its caller (a kopf field handler on ``status.phase``)
+  until they all worked: an MLflow outage at the moment a job ends delays
+  the close, it does not lose it. Progress is recorded in the
+  ``MLflowRunClosed`` condition, so retries and restarts do each step once.
+* A Job whose CustomJob is gone (deleted mid-run) is stopped, its run closed
+  ``KILLED`` from the Job's own labels and annotations, and then released
+  (:func:`sync_status` does this on the Job's and its Pods' watch events).
 
 The kopf wiring lives in :mod:`.handlers`; the real API in :mod:`.kube`.
 """
@@ -24,11 +32,17 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from customjob_controller import contract, manifests, mlflow_rest, status
+from customjob_controller.policy import Policy
 
 LOG = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
 STATUS_WRITE_ATTEMPTS = 4
+FOREIGN_JOB_ATTEMPTS = 18
+"""Retries (10 s apart) for a deleted namesake's Job to be collected before ``JobNameTaken``."""
+FINISH_ATTEMPTS = 40
+"""Retries of :meth:`Reconciler.finish` (5 s doubling to 60 s: about 35 minutes) before giving up."""
+POD_WAIT_DELAY = 2.0
 
 
 class Conflict(Exception):
@@ -43,14 +57,24 @@ class Rejected(Exception):
     """The Job manifest was refused (client-side model or HTTP 400/422): permanent."""
 
 
+class RetryLater(Exception):
+    """A step of :meth:`Reconciler.finish` must be tried again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class Api(Protocol):
     """The handful of API calls the controller makes (see :mod:`.kube`)."""
 
     def get_customjob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_job(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def delete_job(self, namespace: str, name: str) -> None: ...
+    def delete_job(self, namespace: str, name: str, *, foreground: bool = False) -> None: ...
+    def release_job(self, namespace: str, name: str, finalizer: str) -> None: ...
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+    def list_job_events(self, namespace: str, job_uid: str) -> list[dict[str, Any]]: ...
     def read_log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str | None: ...
     def patch_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
@@ -74,14 +98,17 @@ class Reconciler:
     emit: Emit
     finalize_run: Finalizer = mlflow_rest.finalize_run
     clock: Callable[[], datetime] = _now
+    policy: Policy = dataclasses.field(default_factory=Policy)
 
     # -- Job creation -----------------------------------------------------
 
-    def ensure_job(self, customjob: Mapping[str, Any]) -> None:
+    def ensure_job(self, customjob: Mapping[str, Any], attempt: int = 0) -> None:
         """Create the Job if it is absent, then sync the status.
 
-        Raises :class:`ForeignJob` (retry later) when a namesake's Job is
-        still being garbage-collected.
+        Raises :class:`ForeignJob` (retry later) while a deleted namesake's
+        Job is still being collected; after :data:`FOREIGN_JOB_ATTEMPTS`, or
+        at once for a Job no CustomJob owns, the CustomJob fails
+        ``JobNameTaken``. A spec the policy refuses fails before any Job.
         """
         meta = customjob["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -89,6 +116,10 @@ class Reconciler:
         if status.is_terminal(current):
             return
         job_name = manifests.job_name(name)
+        refusal = self.policy.refusal(customjob.get("spec") or {})
+        if refusal is not None and not current.get("jobName"):
+            self._sync_with_retries(namespace, name, status.Verdict(contract.FAILED, *refusal))
+            return
         existing = self.api.get_job(namespace, job_name)
         if existing is None and not current.get("jobName"):
             body = manifests.build_job(customjob)
@@ -102,29 +133,53 @@ class Reconciler:
                 self._sync_with_retries(namespace, name, verdict)
                 return
         if existing is not None and not _owned_by(existing, meta.get("uid")):
-            raise ForeignJob(
-                f"Job {namespace}/{job_name} belongs to another CustomJob (uid "
-                f"{_controller_uid(existing)}); waiting for it to be garbage-collected"
+            owner = _controller_ref(existing)
+            if _is_customjob_ref(owner) and attempt < FOREIGN_JOB_ATTEMPTS:
+                raise ForeignJob(
+                    f"Job {namespace}/{job_name} belongs to a deleted CustomJob of the same name (uid "
+                    f"{owner.get('uid')}); waiting for it to be garbage-collected"
+                )
+            whose = f"{owner.get('kind')} {owner.get('name')} (uid {owner.get('uid')})" if owner else "nothing"
+            verdict = status.Verdict(
+                contract.FAILED,
+                "JobNameTaken",
+                f"a Job named {job_name} already exists in {namespace} and is not this CustomJob's (it is owned by "
+                f"{whose}); delete or rename that Job, or create the CustomJob under another name",
             )
+            self._sync_with_retries(namespace, name, verdict)
+            return
         self.sync_status(namespace, name)
 
     # -- Status -----------------------------------------------------------
 
     def sync_status(self, namespace: str, name: str) -> None:
-        """Re-derive and write the status; run terminal side effects once."""
-        self._sync_with_retries(namespace, name, None)
+        """Re-derive and write the status; stop and release a Job whose CustomJob is gone."""
+        customjob = self._sync_with_retries(namespace, name, None)
+        self._release_orphan(namespace, name, customjob)
 
-    def _sync_with_retries(self, namespace: str, name: str, forced: status.Verdict | None) -> None:
+    def recheck(self, namespace: str, name: str) -> str | None:
+        """Sync again; the reason if it is still one only the clock can end (the caller retries), else None."""
+        self.sync_status(namespace, name)
+        current = (self.api.get_customjob(namespace, name) or {}).get("status") or {}
+        if current.get("phase") == contract.PENDING and current.get("reason") in status.RECHECK_REASONS:
+            return f"still {current.get('reason')}: {current.get('message')}"
+        return None
+
+    def _sync_with_retries(
+        self, namespace: str, name: str, forced: status.Verdict | None
+    ) -> dict[str, Any] | None:
+        customjob = None
         for _ in range(STATUS_WRITE_ATTEMPTS):
             customjob = self.api.get_customjob(namespace, name)
             if customjob is None:
-                return
+                return None
             try:
                 self._sync_once(customjob, forced)
-                return
+                return customjob
             except Conflict:
                 LOG.debug("status of %s/%s changed underneath us; re-reading", namespace, name)
         LOG.warning("gave up writing the status of %s/%s after %d conflicts", namespace, name, STATUS_WRITE_ATTEMPTS)
+        return customjob
 
     def _observe(self, customjob: Mapping[str, Any]) -> status.Observation:
         meta = customjob["metadata"]
@@ -145,7 +200,20 @@ class Reconciler:
         needing = status.pod_needing_log_tail(pods)
         if needing:
             log_tail = self.api.read_log_tail(namespace, needing, contract.CONTAINER_NAME, LOG_TAIL_LINES)
-        return status.Observation(job=job, pods=pods, log_tail=log_tail, job_expected=bool(previous.get("jobName")))
+        events: Sequence[dict[str, Any]] = ()
+        job_uid = ((job or {}).get("metadata") or {}).get("uid")
+        if job is not None and not pods and job_uid:
+            events = self.api.list_job_events(namespace, job_uid)
+        return status.Observation(
+            job=job,
+            pods=pods,
+            log_tail=log_tail,
+            job_expected=bool(previous.get("jobName")),
+            job_events=events,
+            now=self.clock(),
+            image_pull_grace=self.policy.image_pull_grace,
+            pod_create_grace=self.policy.pod_create_grace,
+        )
 
     def _sync_once(self, customjob: Mapping[str, Any], forced: status.Verdict | None = None) -> None:
         meta = customjob["metadata"]
@@ -182,37 +250,154 @@ class Reconciler:
             self._on_phase_change(customjob, verdict)
 
     def _on_phase_change(self, customjob: Mapping[str, Any], verdict: status.Verdict) -> None:
-        meta = customjob["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
         if verdict.phase == contract.PENDING:
             return  # "JobCreated" was already announced by ensure_job
         kind = "Warning" if verdict.phase == contract.FAILED else "Normal"
         self.emit(customjob, kind, verdict.reason, verdict.message[-1000:])
-        if verdict.phase not in contract.TERMINAL_PHASES:
+
+    # -- Terminal side effects ----------------------------------------------
+
+    def finish(self, customjob: Mapping[str, Any], attempt: int = 0) -> None:
+        """Stop a stuck Job, close the MLflow run, release the Job; raise :class:`RetryLater` to be called again.
+
+        Idempotent: each step checks the world first, and the run's closing is
+        recorded in the ``MLflowRunClosed`` condition.
+        """
+        meta = customjob["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        fresh = self.api.get_customjob(namespace, name)
+        if fresh is None or (fresh.get("metadata") or {}).get("uid") != meta.get("uid"):
+            return  # deleted meanwhile: its Job is an orphan now (see sync_status)
+        current = fresh.get("status") or {}
+        if not status.is_terminal(current):
             return
-        if verdict.preempts_job:
-            # The Pod would retry the pull (or config) forever; stop it.
-            self.api.delete_job(namespace, manifests.job_name(name))
-        mlflow = (customjob.get("spec") or {}).get("mlflow") or {}
-        if mlflow.get("runId") and mlflow.get("trackingUri"):
+        job = self.api.get_job(namespace, manifests.job_name(name))
+        if job is not None and not _owned_by(job, meta.get("uid")):
+            job = None  # someone else's Job (JobNameTaken): never touched
+        if job is not None and not _job_finished(job):
+            stopping = current.get("reason") in status.PREEMPTING_REASONS or _deleting(job)
+            if stopping:
+                self._stop(namespace, job)
+                if self._live_pods(namespace, name, job):
+                    raise RetryLater(f"waiting for the pods of Job {_name(job)} to stop", POD_WAIT_DELAY)
+        self._close_run(fresh, attempt)
+        if job is not None:
+            self._release(namespace, job)
+
+    def _close_run(self, customjob: Mapping[str, Any], attempt: int) -> None:
+        spec = customjob.get("spec") or {}
+        mlflow = spec.get("mlflow") or {}
+        current = customjob.get("status") or {}
+        run_id, uri = mlflow.get("runId"), mlflow.get("trackingUri")
+        if not run_id or not uri:
+            return
+        previous = _condition(current, contract.CONDITION_RUN_CLOSED)
+        if previous is not None and (previous.get("status") == "True" or previous.get("reason") == "GaveUp"):
+            return
+        succeeded = current.get("phase") == contract.SUCCEEDED
+        if not self.policy.tracking_uri_allowed(uri):
+            self._set_condition(customjob, False, "TrackingUriNotAllowed", f"not calling {uri}: not allowed")
+            return
+        outcome = self.finalize_run(
+            uri,
+            run_id,
+            status="FINISHED" if succeeded else "FAILED",
+            reason=str(current.get("reason") or ""),
+            message=str(current.get("message") or ""),
+            end_time_ms=int(self.clock().timestamp() * 1000),
+            with_token=self.policy.listed(uri),
+        )
+        if outcome.action == "error":
+            if attempt + 1 >= FINISH_ATTEMPTS:
+                message = f"gave up closing run {run_id} after {attempt + 1} attempts: {outcome.detail}"
+                self._set_condition(customjob, False, "GaveUp", message)
+                self.emit(customjob, "Warning", "MLflowRunNotClosed", message)
+                return
+            if previous is None or previous.get("reason") != "MLflowUnreachable":
+                self.emit(customjob, "Warning", "MLflowUnreachable", f"could not close run {run_id}: {outcome.detail}")
+            self._set_condition(customjob, False, "MLflowUnreachable",
+                                f"could not close run {run_id} yet (attempt {attempt + 1}): {outcome.detail}")
+            raise RetryLater(f"MLflow at {uri} unreachable: {outcome.detail}", min(5.0 * 2**attempt, 60.0))
+        target = "FINISHED" if succeeded else "FAILED"
+        if outcome.action == "closed":
+            message = f"MLflow run {run_id} was {outcome.run_status}; marked it {target}"
+            self.emit(customjob, "Warning" if not succeeded else "Normal", "MLflowRunClosed", message)
+            self._set_condition(customjob, True, "Closed", message)
+        else:
+            self._set_condition(customjob, True, "AlreadyTerminal",
+                                f"MLflow run {run_id} was already {outcome.run_status}")
+
+    def _set_condition(self, customjob: Mapping[str, Any], is_true: bool, reason: str, message: str) -> None:
+        meta = customjob["metadata"]
+        fresh = self.api.get_customjob(meta["namespace"], meta["name"]) or customjob
+        current = fresh.get("status") or {}
+        old = _condition(current, contract.CONDITION_RUN_CLOSED)
+        flag = "True" if is_true else "False"
+        since = old.get("lastTransitionTime") if old and old.get("status") == flag else None
+        cond = {
+            "type": contract.CONDITION_RUN_CLOSED,
+            "status": flag,
+            "reason": reason,
+            "message": message[-status.MAX_MESSAGE:],
+            "lastTransitionTime": since or status.rfc3339(self.clock()),
+        }
+        if meta.get("generation") is not None:
+            cond["observedGeneration"] = meta["generation"]
+        others = [c for c in current.get("conditions") or () if c.get("type") != contract.CONDITION_RUN_CLOSED]
+        self.api.patch_status(meta["namespace"], meta["name"], {"conditions": [*others, cond]}, None)
+
+    def _stop(self, namespace: str, job: Mapping[str, Any]) -> None:
+        """Delete the Job in the foreground: the API keeps it until its Pods are gone."""
+        if "foregroundDeletion" not in ((job.get("metadata") or {}).get("finalizers") or ()):
+            self.api.delete_job(namespace, _name(job), foreground=True)
+
+    def _live_pods(self, namespace: str, name: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        job_uid = (job.get("metadata") or {}).get("uid")
+        return [
+            p
+            for p in self.api.list_pods(namespace, f"{contract.LABEL_CUSTOMJOB}={name}")
+            if _owned_by(p, job_uid) and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+
+    def _release(self, namespace: str, job: Mapping[str, Any]) -> None:
+        if contract.FINALIZER_OUTCOME in ((job.get("metadata") or {}).get("finalizers") or ()):
+            self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
+
+    def _release_orphan(self, namespace: str, name: str, customjob: Mapping[str, Any] | None) -> None:
+        """A Job we hold whose CustomJob is gone: stop it, close its run KILLED (or as it ended), release it."""
+        job = self.api.get_job(namespace, manifests.job_name(name))
+        if job is None or contract.FINALIZER_OUTCOME not in ((job.get("metadata") or {}).get("finalizers") or ()):
+            return
+        if customjob is not None and _owned_by(job, (customjob.get("metadata") or {}).get("uid")):
+            return  # ours and alive: finish() releases it
+        if not _is_customjob_ref(_controller_ref(job)):
+            return  # not a Job this controller made
+        true = {c.get("type") for c in (job.get("status") or {}).get("conditions") or () if c.get("status") == "True"}
+        if not true & {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"}:
+            self._stop(namespace, job)
+            if self._live_pods(namespace, name, job):
+                return  # their deletion events bring us back
+        target = "FINISHED" if true & {"Complete", "SuccessCriteriaMet"} else "FAILED" if true else "KILLED"
+        labels = (job.get("metadata") or {}).get("labels") or {}
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        run_id, uri = labels.get(contract.LABEL_RUN_ID), annotations.get(contract.ANNOTATION_TRACKING_URI)
+        if run_id and uri and self.policy.tracking_uri_allowed(uri):
             outcome = self.finalize_run(
-                mlflow["trackingUri"],
-                mlflow["runId"],
-                succeeded=verdict.phase == contract.SUCCEEDED,
-                reason=verdict.reason,
-                message=verdict.message,
+                uri,
+                run_id,
+                status=target,
+                reason="CustomJobDeleted",
+                message=f"CustomJob {namespace}/{name} was deleted before its Job finished",
                 end_time_ms=int(self.clock().timestamp() * 1000),
+                with_token=self.policy.listed(uri),
             )
-            if outcome.action == "closed":
-                self.emit(
-                    customjob,
-                    kind,
-                    "MLflowRunClosed",
-                    f"MLflow run {mlflow['runId']} was {outcome.run_status}; marked it "
-                    f"{'FINISHED' if verdict.phase == contract.SUCCEEDED else 'FAILED'}",
-                )
-            elif outcome.action == "error":
-                self.emit(customjob, "Warning", "MLflowUnreachable", f"could not close run: {outcome.detail}")
+            if outcome.action == "error":
+                LOG.warning("Job %s/%s: could not close run %s (%s); kept until a later event or restart",
+                            namespace, name, run_id, outcome.detail)
+                return
+            LOG.info("Job %s/%s of a deleted CustomJob: run %s %s (was %s)", namespace, name, run_id,
+                     target if outcome.action == "closed" else "left", outcome.run_status)
+        self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
 
     # -- Spec updates -----------------------------------------------------
 
@@ -237,10 +422,40 @@ class Reconciler:
         self.api.patch_status(meta["namespace"], meta["name"], {"conditions": conditions}, None)
 
 
-def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+def _controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("controller") and ref.get("uid"):
-            return str(ref["uid"])
+            return dict(ref)
+    return {}
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    uid = _controller_ref(obj).get("uid")
+    return str(uid) if uid else None
+
+
+def _is_customjob_ref(ref: Mapping[str, Any]) -> bool:
+    return ref.get("kind") == contract.KIND and str(ref.get("apiVersion", "")).startswith(contract.GROUP + "/")
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name"))
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _job_finished(job: Mapping[str, Any]) -> bool:
+    conds = (job.get("status") or {}).get("conditions") or ()
+    done = {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"}
+    return any(c.get("type") in done and c.get("status") == "True" for c in conds)
+
+
+def _condition(st: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
+    for cond in st.get("conditions") or ():
+        if cond.get("type") == ctype:
+            return cond
     return None
 
 

@@ -3,13 +3,20 @@
 The point of this module is to say *why* a job is where it is, as early as
 the cluster knows it, instead of echoing the Job's coarse conditions:
 
-* Pod waiting reasons that never heal on their own (image cannot be pulled,
-  image name invalid, ``imagePullPolicy: Never`` with a missing image, bad
-  container config such as a missing Secret or a root image under
-  ``runAsNonRoot``) fail the CustomJob at the first Pod status update, with the
-  kubelet's own message. The Job would otherwise sit Pending forever (or until
-  ``activeDeadlineSeconds``). Such verdicts are marked ``preempts_job`` so the
-  caller deletes the stuck Job.
+* Pod waiting reasons that never heal on their own (image name invalid,
+  ``imagePullPolicy: Never`` with a missing image, bad container config such
+  as a missing Secret or a root image under ``runAsNonRoot``) fail the
+  CustomJob at the first Pod status update, with the kubelet's own message.
+  Pull errors (``ErrImagePull``/``ImagePullBackOff``) may heal -- a registry
+  restarting, an image pushed a moment late -- so they fail only once they
+  outlast the pull grace. A Job refused its Pod (``FailedCreate``: a
+  ResourceQuota, a LimitRange, an admission webhook) fails once the refusal
+  outlasts the create grace, with the refusal's message. The Job would
+  otherwise sit Pending forever (or until ``activeDeadlineSeconds``). Such
+  verdicts are marked ``preempts_job`` so the caller deletes the stuck Job.
+* A Job deleted before it finished (by hand, or its namespace going) is a
+  failure of its own (``JobDeleted``), decided while the controller's
+  finaliser still holds the Job.
 * A failed Pod is explained by its container's termination: ``OOMKilled``,
   or a non-zero exit code plus the last log lines (the kubelet's termination
   message from ``FallbackToLogsOnError``, or a tail the caller fetched).
@@ -30,16 +37,23 @@ from typing import Any
 
 from customjob_controller import contract
 
+PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+"""Container waiting reasons that fail the job only after the pull grace."""
 FATAL_WAITING_REASONS = frozenset(
     {
-        "ErrImagePull",
-        "ImagePullBackOff",
+        *PULL_REASONS,
         "ErrImageNeverPull",
         "InvalidImageName",
         "CreateContainerConfigError",
     }
 )
-"""Container waiting reasons treated as final (see the module docstring)."""
+"""Container waiting reasons treated as final (pull errors after the grace; see the module docstring)."""
+FAILED_CREATE = "FailedCreate"
+"""The Job controller's Event reason when the API server refuses it a Pod."""
+RECHECK_REASONS = frozenset({"JobCreated", FAILED_CREATE, *PULL_REASONS})
+"""Pending reasons that can end by the clock alone (no further watch event): the caller re-checks them."""
+PREEMPTING_REASONS = FATAL_WAITING_REASONS | {FAILED_CREATE}
+"""Failure reasons decided before the Job's own conditions: the stuck Job is deleted."""
 
 MAX_MESSAGE = 4000
 """Status messages are cut to this many characters (kept from the end for logs)."""
@@ -68,6 +82,12 @@ class Observation:
     """Last log lines of :func:`pod_needing_log_tail`'s pod, if it was fetched."""
     job_expected: bool = False
     """The Job was created earlier (``status.jobName`` is set), so absence means deletion."""
+    job_events: Sequence[Mapping[str, Any]] = ()
+    """Warning Events of the Job (read when it has no Pod): why the Job controller was refused one."""
+    now: datetime | None = None
+    """The observation's time; with the graces below it decides when a healing error becomes final."""
+    image_pull_grace: float = 0.0
+    pod_create_grace: float = 0.0
 
 
 def is_terminal(status: Mapping[str, Any] | None) -> bool:
@@ -173,6 +193,45 @@ def explain_failed_pod(pod: Mapping[str, Any], log_tail: str | None = None) -> V
     return Verdict(contract.FAILED, "NonZeroExitCode", message)
 
 
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _age(obj: Mapping[str, Any], now: datetime | None) -> float | None:
+    """Seconds since ``obj`` was created, or None when unknown."""
+    born = _parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    if born is None or now is None:
+        return None
+    return (now - born).total_seconds()
+
+
+def _outlasted(obj: Mapping[str, Any], now: datetime | None, grace: float) -> tuple[bool, float]:
+    """(grace used up, seconds left). Unknown age counts as used up: never wait on a guess."""
+    if grace <= 0:
+        return True, 0.0
+    age = _age(obj, now)
+    if age is None:
+        return True, 0.0
+    return age >= grace, max(0.0, grace - age)
+
+
+def _refusal(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest FailedCreate Warning of a Job, if any."""
+    refusals = [e for e in events if e.get("reason") == FAILED_CREATE]
+    if not refusals:
+        return None
+
+    def key(event: Mapping[str, Any]) -> str:
+        return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+    return sorted(refusals, key=key)[-1]
+
+
 def _safe_reason(reason: str, fallback: str) -> str:
     return reason if _REASON_RE.match(reason) else fallback
 
@@ -217,6 +276,12 @@ def classify(obs: Observation) -> Verdict:
     done = true.get("Complete") or true.get("SuccessCriteriaMet")
     if done is not None:
         return Verdict(contract.SUCCEEDED, "Completed", done.get("message") or "the training container exited 0")
+    if (job.get("metadata") or {}).get("deletionTimestamp") and not (true.get("Failed") or true.get("FailureTarget")):
+        return Verdict(
+            contract.FAILED,
+            "JobDeleted",
+            f"the Job {_pod_name(job)} was deleted before it finished (by hand, or with its namespace)",
+        )
 
     failed = true.get("Failed") or true.get("FailureTarget")
     failed_pods = _failed_pods(pods)
@@ -231,13 +296,26 @@ def classify(obs: Observation) -> Verdict:
     for pod in pods:
         waiting = _waiting(pod)
         if waiting and waiting["reason"] in FATAL_WAITING_REASONS:
-            return Verdict(
-                contract.FAILED,
-                waiting["reason"],
-                f"container {waiting.get('container')} in pod {_pod_name(pod)}: "
-                f"{waiting.get('message') or waiting['reason']}",
-                preempts_job=True,
-            )
+            detail = (f"container {waiting.get('container')} in pod {_pod_name(pod)}: "
+                      f"{waiting.get('message') or waiting['reason']}")
+            if waiting["reason"] in PULL_REASONS:
+                final, left = _outlasted(pod, obs.now, obs.image_pull_grace)
+                if not final:
+                    return Verdict(contract.PENDING, waiting["reason"],
+                                   f"{detail} (the kubelet retries; the job fails if this lasts {left:.0f} s more)")
+                if obs.image_pull_grace > 0:
+                    detail += f" (for longer than the {obs.image_pull_grace:g} s pull grace)"
+            return Verdict(contract.FAILED, waiting["reason"], detail, preempts_job=True)
+
+    if not pods:
+        refusal = _refusal(obs.job_events)
+        if refusal is not None:
+            final, left = _outlasted(job, obs.now, obs.pod_create_grace)
+            detail = f"the Job controller could not create a pod: {refusal.get('message') or FAILED_CREATE}"
+            if not final:
+                return Verdict(contract.PENDING, FAILED_CREATE,
+                               f"{detail} (it retries; the job fails if this lasts {left:.0f} s more)")
+            return Verdict(contract.FAILED, FAILED_CREATE, detail, preempts_job=True)
 
     backoff_limit = int((job.get("spec") or {}).get("backoffLimit", contract.DEFAULT_BACKOFF_LIMIT))
     if failed_pods and len(failed_pods) > backoff_limit:

@@ -1,0 +1,251 @@
+"""Controller faults on the real cluster: each scenario breaks one thing and asserts on state.
+
+State means API objects (the CustomJob's phase, reason and conditions, the
+Job's UID and finalizers, Pods), the MLflow run's status, never log lines.
+The workload is the controller's own image running ``python3 -c`` (non-root,
+already on the node), so each scenario costs seconds and no image build; its
+MLflow run is created by the test and left open, so closing it is the
+controller's job -- the path a trainer that closes its own run never shows.
+
+Runs in the e2e tier (kind), sharing its cluster; workers run these in
+parallel with other tests, which is itself part of the point (the MLflow
+freeze below stalls their MLflow calls for some seconds; they must cope).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from harness import _exec, contract
+from harness._waiting import Probe, wait_for
+from harness.images import LOCAL_REGISTRY_HOST
+from harness.kubeapi import Kube
+from harness.runs import ProjectRunner
+from harness.stack import MLFLOW_NAMESPACE
+from harness.waits import wait_customjob
+from tests.support.registry import attached_registry
+
+CONTROLLER_NS = "customjob-system"
+
+
+def _controller_image(kube: Kube) -> str:
+    dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
+    return str(dep.spec.template.spec.containers[0].image)
+
+
+def _open_run(launcher: ProjectRunner) -> tuple[str, str]:
+    """(experiment id, run id) of a RUNNING run nobody will close but the controller."""
+    mlflow = launcher.client
+    experiment = mlflow.create_experiment(f"{launcher.namespace}-{uuid.uuid4().hex[:6]}")
+    return experiment, mlflow.create_run(experiment).info.run_id
+
+
+def _customjob(launcher: ProjectRunner, name: str, script: str, *, image: str | None = None,
+               run: tuple[str, str] | None = None) -> dict[str, Any]:
+    kube = launcher.stack.cluster.kube
+    spec: dict[str, Any] = {"image": image or _controller_image(kube), "command": ["python3", "-c", script],
+                            "imagePullPolicy": "IfNotPresent"}
+    if run is not None:
+        spec["mlflow"] = {"experimentId": run[0], "runId": run[1], "trackingUri": launcher.stack.pod_tracking_uri}
+    body = {"apiVersion": contract.API_VERSION, "kind": contract.KIND,
+            "metadata": {"name": name, "namespace": launcher.namespace}, "spec": spec}
+    return dict(kube.custom.create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, launcher.namespace, contract.PLURAL, body))
+
+
+def _get(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(kube.get_custom(contract.GROUP, contract.VERSION, namespace, contract.PLURAL, name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _run_closed(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = _get(kube, namespace, name) or {}
+    for cond in (obj.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == contract.CONDITION_RUN_CLOSED:
+            return dict(cond)
+    return None
+
+
+def _wait_run_closed(kube: Kube, namespace: str, name: str, *, status: str, reason: str | None = None,
+                     timeout: float = 120) -> dict[str, Any]:
+    def probe() -> Probe[dict[str, Any]]:
+        cond = _run_closed(kube, namespace, name)
+        ok = cond is not None and cond["status"] == status and (reason is None or cond["reason"] == reason)
+        return Probe(ok, f"{contract.CONDITION_RUN_CLOSED}: " + (
+            f"{cond['status']}/{cond['reason']}" if cond else "absent"), cond)
+
+    found = wait_for(probe, what=f"condition {contract.CONDITION_RUN_CLOSED}={status} on {name}", timeout=timeout)
+    assert found is not None
+    return found
+
+
+def _run_status(launcher: ProjectRunner, run_id: str) -> str:
+    return str(launcher.client.get_run(run_id).info.status)
+
+
+def _wait_run_status(launcher: ProjectRunner, run_id: str, want: str, timeout: float = 120) -> None:
+    def probe() -> Probe[None]:
+        status = _run_status(launcher, run_id)
+        return Probe(status == want, f"run {status}")
+
+    wait_for(probe, what=f"MLflow run {run_id} to be {want}", timeout=timeout)
+
+
+def _job_pods(kube: Kube, namespace: str, name: str, job_uid: str) -> list[Any]:
+    pods = kube.core.list_namespaced_pod(namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}").items
+    return [p for p in pods if any(ref.uid == job_uid for ref in p.metadata.owner_references or ())]
+
+
+@contextmanager
+def _mlflow_frozen(launcher: ProjectRunner) -> Iterator[None]:
+    """SIGSTOP every process of the in-cluster MLflow server's pod (found by its pod UID in /proc/*/cgroup).
+
+    A frozen server accepts connections and answers nothing: the controller's
+    call times out, as with a server that is restarting or overloaded. Unlike
+    a pod restart it keeps the server's data (an emptyDir sqlite). kind nodes
+    are containers on this host, so their processes are this host's.
+    """
+    kube = launcher.stack.cluster.kube
+    pods = kube.core.list_namespaced_pod(MLFLOW_NAMESPACE, label_selector="app.kubernetes.io/name=mlflow").items
+    running = [p for p in pods if p.status.phase == "Running"]
+    assert len(running) == 1, f"one running MLflow pod expected, found {[p.metadata.name for p in pods]}"
+    uid = str(running[0].metadata.uid)
+    pids = []
+    for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            text = cgroup.read_text()
+        except OSError:
+            continue
+        if uid in text or uid.replace("-", "_") in text:
+            pids.append(int(cgroup.parent.name))
+    assert pids, f"no host process in the cgroup of MLflow pod {uid} (not a kind cluster on this host?)"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_the_controller_closes_an_open_run_even_when_mlflow_is_down_as_the_job_ends(
+        launcher: ProjectRunner) -> None:
+    kube = launcher.stack.cluster.kube
+    run = _open_run(launcher)
+    _customjob(launcher, "outage", "import time; time.sleep(15)", run=run)
+    wait_customjob(kube, launcher.namespace, "outage", timeout=120, phases=frozenset({contract.RUNNING}))
+    with _mlflow_frozen(launcher):
+        # The job ends while MLflow is frozen: the first close fails and is recorded, not lost.
+        _wait_run_closed(kube, launcher.namespace, "outage", status="False", reason="MLflowUnreachable")
+        assert kube.batch.read_namespaced_job("outage", launcher.namespace).metadata.finalizers == [
+            contract.FINALIZER_OUTCOME], "the Job is held while its run is open"
+    closed = _wait_run_closed(kube, launcher.namespace, "outage", status="True", timeout=180)
+    assert closed["reason"] == "Closed", closed
+    assert _run_status(launcher, run[1]) == "FINISHED"
+    assert (_get(kube, launcher.namespace, "outage") or {})["status"]["phase"] == contract.SUCCEEDED
+    job = kube.batch.read_namespaced_job("outage", launcher.namespace)
+    assert contract.FINALIZER_OUTCOME not in (job.metadata.finalizers or ()), "released once closed"
+
+
+def test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod(launcher: ProjectRunner) -> None:
+    kube = launcher.stack.cluster.kube
+    run = _open_run(launcher)
+    _customjob(launcher, "restart", "import time; time.sleep(25)", run=run)
+    wait_customjob(kube, launcher.namespace, "restart", timeout=120, phases=frozenset({contract.RUNNING}))
+    job_uid = kube.batch.read_namespaced_job("restart", launcher.namespace).metadata.uid
+    for pod in kube.core.list_namespaced_pod(CONTROLLER_NS).items:
+        kube.core.delete_namespaced_pod(pod.metadata.name, CONTROLLER_NS, grace_period_seconds=0)
+    kube.wait_deployment_available(CONTROLLER_NS, "customjob-controller", timeout=180)
+    done = wait_customjob(kube, launcher.namespace, "restart", timeout=180)
+    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
+    job = kube.batch.read_namespaced_job("restart", launcher.namespace)
+    assert job.metadata.uid == job_uid, "the restarted controller adopted the Job, it did not re-create it"
+    assert len(_job_pods(kube, launcher.namespace, "restart", job_uid)) == 1, "one pod: nothing ran twice"
+    _wait_run_status(launcher, run[1], "FINISHED")
+
+
+def test_a_customjob_deleted_mid_run_stops_its_pod_and_ends_its_run_killed(launcher: ProjectRunner) -> None:
+    kube = launcher.stack.cluster.kube
+    run = _open_run(launcher)
+    _customjob(launcher, "deleted", "import time; time.sleep(600)", run=run)
+    wait_customjob(kube, launcher.namespace, "deleted", timeout=120, phases=frozenset({contract.RUNNING}))
+    job_uid = kube.batch.read_namespaced_job("deleted", launcher.namespace).metadata.uid
+    kube.custom.delete_namespaced_custom_object(contract.GROUP, contract.VERSION, launcher.namespace,
+                                                contract.PLURAL, "deleted")
+    _wait_run_status(launcher, run[1], "KILLED", timeout=180)
+    assert "CustomJobDeleted" in launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
+
+    def gone() -> Probe[None]:
+        jobs = kube.batch.list_namespaced_job(launcher.namespace).items
+        pods = _job_pods(kube, launcher.namespace, "deleted", job_uid)
+        return Probe(not jobs and not pods, f"{len(jobs)} jobs, {len(pods)} pods")
+
+    wait_for(gone, what="the deleted CustomJob's Job and pod to be gone", timeout=120)
+
+
+def test_a_foreign_job_of_the_same_name_fails_the_customjob_and_is_left_alone(launcher: ProjectRunner) -> None:
+    kube = launcher.stack.cluster.kube
+    theirs = client.V1Job(
+        metadata=client.V1ObjectMeta(name="taken"),
+        spec=client.V1JobSpec(suspend=True, template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", containers=[client.V1Container(name="c", image=_controller_image(kube))]))))
+    uid = kube.batch.create_namespaced_job(launcher.namespace, theirs).metadata.uid
+    _customjob(launcher, "taken", "print('never runs')")
+    done = wait_customjob(kube, launcher.namespace, "taken", timeout=120)
+    assert (done["status"]["phase"], done["status"]["reason"]) == (contract.FAILED, "JobNameTaken"), done["status"]
+    assert "delete or rename that Job" in done["status"]["message"]
+    job = kube.batch.read_namespaced_job("taken", launcher.namespace)
+    assert job.metadata.uid == uid, "the user's Job was not replaced"
+    assert not job.metadata.deletion_timestamp, "nor deleted"
+
+
+def test_a_pod_refused_by_a_resource_quota_fails_with_the_quota_message(launcher: ProjectRunner) -> None:
+    kube = launcher.stack.cluster.kube
+    kube.core.create_namespaced_resource_quota(launcher.namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})))
+    _customjob(launcher, "refused", "print('never runs')")
+    done = wait_customjob(kube, launcher.namespace, "refused", timeout=150)  # 30 s grace + rechecks
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == (contract.FAILED, "FailedCreate"), status
+    assert "exceeded quota: no-pods" in status["message"], status
+
+    def job_gone() -> Probe[None]:
+        jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(launcher.namespace).items]
+        return Probe(not jobs, f"jobs: {jobs}")
+
+    wait_for(job_gone, what="the refused Job to be stopped", timeout=60)
+
+
+def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: ProjectRunner) -> None:
+    registry = attached_registry(launcher)
+    kube = launcher.stack.cluster.kube
+    local = f"fault-late-{uuid.uuid4().hex[:8]}:1"
+    image = f"{LOCAL_REGISTRY_HOST}/{local}"
+    _customjob(launcher, "late", "print('pulled after all')", image=image)
+
+    def pull_failing() -> Probe[None]:
+        reason = ((_get(kube, launcher.namespace, "late") or {}).get("status") or {}).get("reason")
+        return Probe(reason in ("ErrImagePull", "ImagePullBackOff"), f"reason {reason}")
+
+    wait_for(pull_failing, what="the first pull of a not-yet-pushed image to fail", timeout=90)
+    _exec.run(["docker", "tag", _controller_image(kube), local], timeout=60)
+    registry.push(local)  # the registry "comes back": the kubelet's next retry pulls it
+    done = wait_customjob(kube, launcher.namespace, "late", timeout=150)
+    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
+

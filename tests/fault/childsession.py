@@ -1,0 +1,187 @@
+"""The fault tier's child sessions: real pytest sessions (plugin, kind, ``mlflow server``) to interrupt.
+
+A child runs one test of :data:`CHILD_TEST` in its own process group, as a
+terminal runs a command, directly (``python -m pytest``) or through
+``scripts/tox -e fault-child``. It tells the parent where it is through files,
+never log lines: ``FAULT_READY`` is written once its test runs (with what the
+parent needs to inspect), and a test that holds its session ends when the
+parent creates ``FAULT_GO``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import _exec
+from harness._errors import WaitTimeout
+from harness._waiting import Probe, wait_for
+from harness.clusters.kind import host_marker_path, node_container_ids
+
+__all__ = ["CHILD_TEST", "REPO", "Child", "alive", "assert_nothing_left", "group_alive", "kind_clusters",
+           "wait_until"]
+
+REPO = Path(__file__).resolve().parents[2]
+CHILD_TEST = '''
+import json, os, time
+from pathlib import Path
+
+def _ready(**info):
+    Path(os.environ["FAULT_READY"]).write_text(json.dumps({"pid": os.getpid(), **info}))
+
+def _until_go(seconds=900):
+    go = Path(os.environ["FAULT_GO"])
+    deadline = time.monotonic() + seconds
+    while not go.exists():
+        assert time.monotonic() < deadline, "the parent never said go"
+        time.sleep(0.5)
+
+def test_hold_the_session(e2e_namespace, e2e_kube, local_tracking_server):
+    _ready(namespace=e2e_namespace, server_pid=local_tracking_server.pid)
+    time.sleep(900)
+
+def test_hold_without_cluster(local_tracking_server):
+    _ready(server_pid=local_tracking_server.pid)
+    time.sleep(900)
+
+def test_cluster_until_go(e2e_kube):
+    _ready()
+    _until_go()
+    assert e2e_kube.core.read_namespace("kube-system").metadata.name == "kube-system"
+
+def test_cluster_answers(e2e_kube):
+    assert e2e_kube.core.read_namespace("kube-system").metadata.name == "kube-system"
+
+def test_hold_the_bring_up(testbed):
+    _ready()
+    time.sleep(900)
+
+def test_images_build(harness_images):
+    assert harness_images and all(image.id for image in harness_images.values())
+
+def test_nothing():
+    pass
+'''
+
+
+def _default_signals() -> None:
+    """A terminal's dispositions: a parent started in the background (``cmd &``) ignores SIGINT, and a
+    child inherits that; the signals these scenarios send must reach the child's own handlers."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@dataclass
+class Child:
+    """One child session: its process (the group leader: pytest, or tox), its files."""
+
+    proc: subprocess.Popen[bytes]
+    ready: Path
+    go: Path
+    log: Path
+
+    @classmethod
+    def start(cls, test_file: Path, directory: Path, index: int, *argv: str, select: str,
+              via_tox: bool = False) -> Child:
+        ready, go, log = directory / f"ready-{index}", directory / f"go-{index}", directory / f"child-{index}.log"
+        pytest_args = [str(test_file), "-k", select, "-p", "no:cacheprovider", "--rootdir", str(REPO),
+                       "-c", str(REPO / "pyproject.toml"), "--harness-no-skip", *argv]
+        cmd = ([str(REPO / "scripts" / "tox"), "-e", "fault-child", "--", *pytest_args] if via_tox
+               else [sys.executable, "-m", "pytest", *pytest_args])
+        # A clean environment for a nested tox: not the outer tox env's variables.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOX_") and k != "VIRTUAL_ENV"}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_default_signals,
+                                    env={**env, "FAULT_READY": str(ready), "FAULT_GO": str(go), "CI": ""})
+        return cls(proc, ready, go, log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def info(self) -> dict[str, Any]:
+        """What the child's test wrote once it ran (its pid, namespace, server pid)."""
+        data: dict[str, Any] = json.loads(self.ready.read_text())
+        return data
+
+    def wait_ready(self, what: str, timeout: float) -> dict[str, Any]:
+        wait_until(what, self.ready.exists, timeout, self)
+        return self.info()
+
+    def finish(self, timeout: float) -> int:
+        """The child's exit code; fails with its log tail if it does not end within ``timeout``."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the child session (pid {self.pid}) still runs after {timeout:.0f} s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_until(what: str, check: Callable[[], bool | Probe[Any]], timeout: float, child: Child | None = None,
+               interval: float = 0.5) -> Any:
+    """A bounded wait for ``check`` (a bool, or a :class:`Probe` saying what it saw) that explains itself.
+
+    If ``child`` exits first, fail at once with its log tail (it will never get there); on timeout,
+    fail with the states seen and the tail.
+    """
+    def probe() -> Probe[Any]:
+        seen = check()
+        result = seen if isinstance(seen, Probe) else Probe(bool(seen), "yes" if seen else "not yet")
+        if result.done:
+            return result
+        if child is not None and child.proc.poll() is not None:
+            pytest.fail(f"the child session exited ({child.proc.returncode}) before {what}:\n{child.tail()}")
+        return result
+
+    try:
+        return wait_for(probe, what=what, timeout=timeout, interval=interval)
+    except WaitTimeout as exc:
+        pytest.fail(f"{exc}\n{child.tail() if child is not None else ''}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group ``pgid`` runs (a child session's, with every tool it started)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kind_clusters() -> list[str]:
+    from harness import toolchain
+
+    return _exec.run([toolchain.resolve_kind(None), "get", "clusters"], timeout=60).stdout.split()
+
+
+def assert_nothing_left(cluster: str, server_pid: int | None = None) -> None:
+    assert node_container_ids(cluster) == [], f"node containers of {cluster} are left"
+    assert cluster not in kind_clusters()
+    assert not host_marker_path(cluster).exists(), "the host marker of a deleted cluster is left"
+    if server_pid is not None:
+        assert not alive(server_pid), f"the session's mlflow server (pid {server_pid}) still runs"

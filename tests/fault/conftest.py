@@ -1,0 +1,28 @@
+"""The fault tier's fixture: child sessions that are never left running."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fault.childsession import CHILD_TEST, Child
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """``child(*pytest_args, select=..., via_tox=False)`` starts a child session (see :mod:`.childsession`);
+    whatever still runs at the end of the test is SIGKILLed with its whole process group."""
+    test_file = tmp_path / "test_child.py"
+    test_file.write_text(CHILD_TEST)
+    started: list[Child] = []
+
+    def start(*argv: str, select: str, via_tox: bool = False) -> Child:
+        found = Child.start(test_file, tmp_path, len(started), *argv, select=select, via_tox=via_tox)
+        started.append(found)
+        return found
+
+    yield start
+    for found in started:
+        found.kill()
