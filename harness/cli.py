@@ -114,12 +114,12 @@ def cmd_down(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
     if settings["cluster"] != "kind":
         raise HarnessError("down deletes kind clusters only; an existing cluster is never deleted by the harness")
-    kind_bin = toolchain.resolve_kind(settings["kind-bin"])
+    kind_bin = toolchain.resolve_kind(settings["kind-bin"], kubernetes_version=settings["kubernetes-version"])
     kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
     if not kind.exists():
         print(f"no kind cluster named {settings.cluster_name}")
         return _EXIT_OK
-    kubectl = toolchain.resolve_kubectl(settings["kubectl-bin"])
+    kubectl = toolchain.resolve_kubectl(settings["kubectl-bin"], kubernetes_version=settings["kubernetes-version"])
     if not is_ours(kind, kubectl) and not ns.force:
         raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")

@@ -81,11 +81,28 @@ def check_tool(name: str, version_args: list[str], fix: str) -> Finding:
     return Finding(name, "ok" if proc.returncode == 0 else "warn", (proc.stdout or proc.stderr).strip()[:120])
 
 
-def check_cgroups() -> Finding:
-    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+def cgroup_v1_summary() -> str:
+    """Per minor of the version table: which node image can run on a cgroup v1 host."""
+    from harness.versions import RELEASES, cgroup_v1_verdict
+
+    parts = []
+    for row in RELEASES.values():
+        if cgroup_v1_verdict(row, public=True)[0]:
+            parts.append(f"{row.minor} any node image")
+        elif cgroup_v1_verdict(row, public=False)[0]:
+            parts.append(f"{row.minor} registry-less build only (its kubelet sets failCgroupV1: false; "
+                         "kind's published image exits)")
+        else:
+            parts.append(f"{row.minor} not at all")
+    return "; ".join(parts)
+
+
+def check_cgroups(v2: bool | None = None) -> Finding:
+    if v2 is None:
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     if v2:
         return Finding("cgroups", "ok", "cgroup v2")
-    return Finding("cgroups", "ok", "cgroup v1: Kubernetes <= 1.34 runs without patches (pinned: 1.34)")
+    return Finding("cgroups", "ok", f"cgroup v1 (deprecated by the kubelet and containerd 2): {cgroup_v1_summary()}")
 
 
 def check_registry(image: str) -> Finding:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness._errors import HarnessError
+from harness.versions import DEFAULT_MINOR, RELEASES
 
 __all__ = [
     "OPTIONS",
@@ -122,6 +123,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("reuse", "bool", _not_ci, "reuse a kind cluster whose fingerprint matches (default: on, off under CI)"),
     Option("kind-config", "path", None, "YAML merged into the harness's kind config (nodes, featureGates, "
            "containerdConfigPatches, ...); part of the fingerprint"),
+    Option("kubernetes-version", "choice", DEFAULT_MINOR, "Kubernetes minor of the kind cluster, from the version "
+           "table (harness/versions.py): kind, the node image (public by digest, or built) and kubectl follow it",
+           choices=tuple(RELEASES)),
     Option("node-image", "str", None, "kind node image to use as is"),
     Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
            "registry-less build; public; local", choices=("auto", "public", "local")),

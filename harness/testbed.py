@@ -56,11 +56,11 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     if settings["cluster"] == "existing":
         return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
                                 registry=settings["registry"], context=settings["context"], log=log)
-    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log)
+    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=settings["kubernetes-version"])
     timer = phases or Phases()
     with timer.phase("node image") as note:
         choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
-                                              log=log)
+                                              log=log, kubernetes_version=settings["kubernetes-version"])
         note["note"] = f"{choice.source}: {choice.image}"
     extra = None
     if settings["kind-config"] is not None:
@@ -69,11 +69,13 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
         extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
         if not isinstance(extra, dict):
             raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
-    from harness.nodeimage.versions import NODE_IMAGE_REPO
+    from harness.nodeimage.versions import NODE_IMAGE_REPO, release_for
     from harness.registry import kind_config_patches
 
     # Registry-less node images lack containerd's certs.d config_path; patched in so a registry can be attached.
-    local_node = choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO)
+    # Only the default row's node (Debian containerd 1.6) lacks it; the 1.35+ rows' containerd 2.x config sets it.
+    local_node = (choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO)) and (
+        release_for(settings["kubernetes-version"]).runtime is None)
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
                         config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
@@ -122,7 +124,8 @@ class Testbed:
         s = self.settings
         assets.materialise_stub(s.state_dir / "stub")
         with self.phases.phase("tools (kind, kubectl)"):
-            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log)
+            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log,
+                                                         kubernetes_version=s["kubernetes-version"])
         with self.phases.phase("base image") as note:
             base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
             note["note"] = f"{base.source}: {base.image}"

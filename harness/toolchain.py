@@ -19,16 +19,19 @@ from typing import Literal
 
 from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
+from harness.versions import DEFAULT_RELEASE, cgroup_v1_verdict, release_for
 
-__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "kubectl_skew_ok", "parse_version",
+__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "host_is_cgroup_v1", "kubectl_skew_ok",
+           "parse_version",
            "resolve_kind", "resolve_kubectl", "resolve_node_image"]
 
 DOWNLOAD_TIMEOUT = 20.0
 """Seconds per download request: a registry-less machine learns fast that the release site is out of reach."""
 
-#: kind release and its pre-built 1.34 node image, pinned by digest (kind v0.30.0 release notes).
-PUBLIC_KIND_VERSION = "v0.30.0"
-PUBLIC_NODE_IMAGE = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
+#: kind release and its pre-built node image of the default minor, pinned by digest
+#: (the one version table: :data:`harness.nodeimage.versions.RELEASES`).
+PUBLIC_KIND_VERSION = DEFAULT_RELEASE.kind
+PUBLIC_NODE_IMAGE = DEFAULT_RELEASE.public_node_image
 
 Mode = Literal["auto", "public", "local"]
 
@@ -42,25 +45,44 @@ class NodeChoice:
 
 def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, kubernetes_version: str | None = None,
 ) -> NodeChoice:
-    """Pick the kind node image; build the registry-less one when the public one is out of reach."""
+    """Pick the kind node image; build the registry-less one when the public one is out of reach.
+
+    On a cgroup v1 host, a minor whose published image cannot run there (1.35+:
+    its kubelet exits) is never pulled: ``auto`` builds the registry-less one,
+    ``public`` fails saying why.
+    """
+    row = release_for(kubernetes_version)
+    public_image = row.public_node_image
     if override:
         how, why = dockercli.obtain(override, pull_timeout=pull_timeout)
         if how is None:
             raise HarnessError(f"node image {override} is neither local nor pullable: {why}")
         return NodeChoice(override, "override", "--node-image given")
-    if mode in ("auto", "public"):
-        how, why = dockercli.obtain(PUBLIC_NODE_IMAGE, pull_timeout=pull_timeout)
+    runs, why_not = cgroup_v1_verdict(row, public=True) if host_is_cgroup_v1() else (True, "")
+    if mode == "public" and not runs:
+        raise HarnessError(f"node image {public_image} cannot run on this cgroup v1 host: {why_not}")
+    if mode == "auto" and not runs:
+        log(f"node image: not using {public_image} on this cgroup v1 host ({why_not})")
+    elif mode in ("auto", "public"):
+        how, why = dockercli.obtain(public_image, pull_timeout=pull_timeout)
         if how is not None:
-            return NodeChoice(PUBLIC_NODE_IMAGE, "public", how)
+            return NodeChoice(public_image, "public", how)
         if mode == "public":
-            raise HarnessError(f"cannot pull {PUBLIC_NODE_IMAGE}: {why}\n"
+            raise HarnessError(f"cannot pull {public_image}: {why}\n"
                                "fix: --node-image-mode local builds a registry-less node image")
-        log(f"node image: {PUBLIC_NODE_IMAGE} cannot be pulled ({why}); using the registry-less build")
+        log(f"node image: {public_image} cannot be pulled ({why}); using the registry-less build")
     from harness import nodeimage
 
-    return NodeChoice(nodeimage.ensure_node_image(log=log), "local", "built from Debian packages + Go modules")
+    return NodeChoice(nodeimage.ensure_node_image(kubernetes_version=kubernetes_version, log=log), "local",
+                      "built from Debian packages + Go modules")
+
+
+def host_is_cgroup_v1() -> bool:
+    """True on a Linux host with the legacy/hybrid cgroup hierarchy (no cgroup2 root)."""
+    root = Path("/sys/fs/cgroup")
+    return root.is_dir() and not (root / "cgroup.controllers").exists()
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -98,10 +120,12 @@ def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
     return path
 
 
-def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print) -> Path:
+def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print,
+                 kubernetes_version: str | None = None) -> Path:
     """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
     from harness import nodeimage
-    from harness.nodeimage.versions import KIND_VERSION
+
+    KIND_VERSION = release_for(kubernetes_version).kind
 
     if override:
         found = parse_version(_version_of(Path(override), "version"))
@@ -117,13 +141,15 @@ def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], Non
         log(f"tools: kind on PATH ({on_path}) is {_show(found)}, not the pinned {KIND_VERSION}; "
             "using the pinned one")
     downloaded = _download(lambda osa: tooldownload.kind_release(KIND_VERSION, osa), log)
-    return downloaded or nodeimage.ensure_kind_binary(log=log)
+    return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=kubernetes_version, log=log)
 
 
-def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], None] = print) -> Path:
+def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], None] = print,
+                    kubernetes_version: str | None = None) -> Path:
     """``kubectl-bin``, else ``kubectl`` on PATH within one minor of the cluster, else the pinned one."""
     from harness import nodeimage
-    from harness.nodeimage.versions import KUBERNETES_VERSION
+
+    KUBERNETES_VERSION = release_for(kubernetes_version).kubernetes
 
     server_minor = int(KUBERNETES_VERSION.split(".")[1])
     if override:
@@ -140,4 +166,4 @@ def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], 
         log(f"tools: kubectl on PATH ({on_path}) is {_show(found)}, outside ±1 minor of the "
             f"server (1.{server_minor}); using the pinned {KUBERNETES_VERSION}")
     downloaded = _download(lambda osa: tooldownload.kubectl_release(KUBERNETES_VERSION, osa), log)
-    return downloaded or nodeimage.ensure_kubectl_binary(log=log)
+    return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=kubernetes_version, log=log)

@@ -11,7 +11,7 @@
 # values and then deletes the record:
 #   * the runc wrapper runtime `nosr` as Docker's default runtime (see below);
 #   * fs.inotify.max_user_instances / max_user_watches raised for kind nodes.
-# Packages it installs (docker.io, jq, debootstrap, zstd) are recorded too, but
+# Packages it installs (docker.io, jq, debootstrap, zstd, gcc, libseccomp-dev) are recorded too, but
 # --undo leaves them installed and names them.
 #
 # Why the runtime fix: some VMs (Firecracker) lack CAP_SYS_RESOURCE in the
@@ -264,6 +264,9 @@ up() {
   command -v jq >/dev/null || missing+=(jq)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v zstd >/dev/null || missing+=(zstd)
+  # runc, compiled for the 1.35+ registry-less node images, needs cgo and libseccomp's static library.
+  command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+  dpkg -s libseccomp-dev >/dev/null 2>&1 || missing+=(libseccomp-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

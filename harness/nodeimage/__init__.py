@@ -52,10 +52,12 @@ KIND_VERSION = _versions.KIND_VERSION
 Log = Callable[[str], None]
 
 
-def _plan(cache_dir: Path | None) -> tuple[_pipeline.BuildPlan, _gobuild.GoToolchain]:
+def _plan(cache_dir: Path | None, kubernetes_version: str | None = None,
+          ) -> tuple[_pipeline.BuildPlan, _gobuild.GoToolchain]:
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
-    plan = _pipeline.BuildPlan(
+    plan = _pipeline.BuildPlan.for_release(
+        _versions.release_for(kubernetes_version),
         cache_dir=root,
         go_version=go.version,
         mirror=_rootfs.debian_mirror(),
@@ -64,15 +66,16 @@ def _plan(cache_dir: Path | None) -> tuple[_pipeline.BuildPlan, _gobuild.GoToolc
     return plan, go
 
 
-def node_image_tag(cache_dir: Path | None = None) -> str:
+def node_image_tag(cache_dir: Path | None = None, *, kubernetes_version: str | None = None) -> str:
     """The tag of the node image for the current pins and node files (no build)."""
-    plan, _ = _plan(cache_dir)
+    plan, _ = _plan(cache_dir, kubernetes_version)
     return plan.tag
 
 
 def ensure_node_image(
     cache_dir: Path | None = None,
     *,
+    kubernetes_version: str | None = None,
     force: bool = False,
     log: Log = print,
     timings: Timings | None = None,
@@ -82,13 +85,15 @@ def ensure_node_image(
     Fast paths, in order: the tag is in Docker (seconds); the cached
     ``.tar.zst`` archive exists and is loaded (~30 s); otherwise every missing
     artefact is built (cold: ~8 min measured on 2 cores; binaries, Debian roots
-    and component archives are reused when cached). ``force`` ignores the cached
+    and component archives are reused when cached). ``kubernetes_version``
+    (``1.35``, ``v1.35.4``; default: the table's default) picks the row of
+    :data:`harness.nodeimage.versions.RELEASES`. ``force`` ignores the cached
     image, its archive and component image archives, but still reuses the
     compiled binaries and Debian roots (which are keyed by their inputs).
     """
     steps = timings if timings is not None else Timings()
     with steps.step("plan (go env, mirror, file hash)", log):
-        plan, go = _plan(cache_dir)
+        plan, go = _plan(cache_dir, kubernetes_version)
     if not force and _images.docker_image_exists(plan.tag):
         log(f"node image {plan.tag}: present in Docker")
         return plan.tag
@@ -103,17 +108,20 @@ def ensure_node_image(
         return _pipeline.build_node_image(plan, go, log, steps, force=force)
 
 
-def ensure_kind_binary(cache_dir: Path | None = None, *, log: Log = print) -> Path:
-    """Path of the pinned ``kind`` CLI, ``go install``-ed into the cache if missing."""
+def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
+                       log: Log = print) -> Path:
+    """Path of the ``kind`` CLI pinned for that Kubernetes minor, ``go install``-ed into the cache if missing."""
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
     with _cache.build_lock(root):
-        return _gobuild.build_kind(go, root, _versions.KIND_VERSION, log)
+        return _gobuild.build_kind(go, root, _versions.release_for(kubernetes_version).kind, log)
 
 
-def ensure_kubectl_binary(cache_dir: Path | None = None, *, log: Log = print) -> Path:
+def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
+                          log: Log = print) -> Path:
     """Path of ``kubectl`` matching the node's Kubernetes version (built with the node binaries)."""
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
     with _cache.build_lock(root):
-        return _gobuild.build_kubernetes(go, root, _versions.KUBERNETES_VERSION, log) / "kubectl"
+        version = _versions.release_for(kubernetes_version).kubernetes
+        return _gobuild.build_kubernetes(go, root, version, log) / "kubectl"

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cache root (default: $HARNESS_CACHE_DIR or /var/cache/mlflow-crd-harness)",
     )
     parser.add_argument(
+        "--kubernetes-version",
+        default=None,
+        help="Kubernetes minor or release from the version table (e.g. 1.35 or v1.35.4; default: the table's default)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="rebuild the node image and component images even if cached"
     )
     args = parser.parse_args(argv)
@@ -43,18 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             timings = Timings()
             start = time.monotonic()
-            tag = ensure_node_image(args.cache_dir, force=args.force, log=_log, timings=timings)
+            tag = ensure_node_image(args.cache_dir, kubernetes_version=args.kubernetes_version, force=args.force,
+                                    log=_log, timings=timings)
             _log("step timings:")
             for name, took in timings.steps:
                 _log(f"  {took:8.1f} s  {name}")
             _log(f"  {time.monotonic() - start:8.1f} s  total")
             print(tag)
         elif args.command == "print-tag":
-            print(node_image_tag(args.cache_dir))
+            print(node_image_tag(args.cache_dir, kubernetes_version=args.kubernetes_version))
         elif args.command == "kind-path":
-            print(ensure_kind_binary(args.cache_dir, log=_log))
+            print(ensure_kind_binary(args.cache_dir, kubernetes_version=args.kubernetes_version, log=_log))
         else:
-            print(ensure_kubectl_binary(args.cache_dir, log=_log))
+            print(ensure_kubectl_binary(args.cache_dir, kubernetes_version=args.kubernetes_version, log=_log))
+    except ValueError as exc:
+        _log(f"error: {exc}")
+        return 2
     except HarnessError as exc:
         _log(f"error: {exc}")
         return 1

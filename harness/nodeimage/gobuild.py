@@ -27,14 +27,19 @@ from harness._errors import PreflightError
 from harness.nodeimage import cache, versions
 
 __all__ = [
+    "CONTAINERD_BINARIES",
     "COREDNS_PLUGINS",
     "KUBERNETES_COMMANDS",
     "GoToolchain",
+    "build_containerd",
     "build_coredns",
     "build_etcd",
     "build_kind",
     "build_kubernetes",
+    "build_netd",
     "build_pause",
+    "build_runc",
+    "containerd_ldflags",
     "coredns_main_source",
     "kubernetes_tools_source",
     "staging_replaces",
@@ -75,6 +80,10 @@ COREDNS_PLUGINS: tuple[str, ...] = (
 
 _GO_FALLBACK_DIRS = ("/usr/local/go/bin", "/usr/lib/go/bin")
 _PAUSE_SOURCE = Path(__file__).parent / "files" / "go" / "pause.go"
+#: Our multi-node network daemon (outside ``files/``, whose hash keys the default node image).
+NETD_SOURCE = Path(__file__).parent / "netd" / "main.go"
+#: Its one dependency (route programming over netlink); also a dependency of the CNI plugins.
+NETD_NETLINK_VERSION = "v1.3.1"
 
 
 @dataclass(frozen=True)
@@ -330,3 +339,81 @@ def build_kind(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path
             extra={"GOBIN": str(tmp), "GOFLAGS": ""},
         )
     return final / "kind"
+
+
+#: What the node needs from containerd: the daemon, the per-pod shim, and ``ctr``
+#: (kind's image import and ``kind load`` call it).
+CONTAINERD_BINARIES: tuple[str, ...] = ("containerd", "containerd-shim-runc-v2", "ctr")
+
+#: containerd's own release tags minus the cgo snapshotters (btrfs) and what a node never uses.
+_CONTAINERD_TAGS = "no_aufs no_zfs no_btrfs no_devmapper"
+
+
+def containerd_ldflags(version: str) -> str:
+    """Stamp ``containerd --version`` the way containerd's Makefile does."""
+    pkg = "github.com/containerd/containerd/v2/version"
+    return (f"-s -w -X {pkg}.Version={version} -X {pkg}.Revision=offline-build "
+            f"-X {pkg}.Package=github.com/containerd/containerd/v2")
+
+
+def _go_install(go: GoToolchain, final: Path, packages: Sequence[str], *, tags: str, ldflags: str,
+                extra: Mapping[str, str]) -> None:
+    """``go install pkg@version ...`` into ``final`` (modules without replace directives only)."""
+    with cache.publish_dir(final) as tmp:
+        go.run("install", "-p", str(versions.GO_BUILD_PARALLELISM), "-trimpath", "-tags", tags,
+               "-ldflags", ldflags, *packages, extra={"GOBIN": str(tmp), "GOFLAGS": "", **extra})
+
+
+def build_containerd(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """containerd, its runc shim and ctr at ``version`` (static, no cgo); return their directory.
+
+    containerd's module has no replace directives, so ``go install pkg@version``
+    works; the btrfs snapshotter (the only cgo part) is left out.
+    """
+    ldflags = containerd_ldflags(version)
+    key = cache.input_key({"what": "containerd", "version": version, "go": go.version,
+                           "tags": _CONTAINERD_TAGS, "ldflags": ldflags, "bins": list(CONTAINERD_BINARIES)})
+    final = cache_dir / "bin" / f"containerd-{version}-{key}"
+    if all((final / b).is_file() for b in CONTAINERD_BINARIES):
+        log(f"containerd {version}: cached")
+        return final
+    log(f"containerd {version}: compiling {', '.join(CONTAINERD_BINARIES)}")
+    pkgs = [f"github.com/containerd/containerd/v2/cmd/{b}@{version}" for b in CONTAINERD_BINARIES]
+    _go_install(go, final, pkgs, tags=_CONTAINERD_TAGS, ldflags=ldflags, extra={"CGO_ENABLED": "0"})
+    return final
+
+
+def _has_libseccomp() -> bool:
+    return any(Path(d, "libseccomp.a").is_file() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+                                                           "/usr/lib64", "/usr/lib"))
+
+
+def build_runc(go: GoToolchain, cache_dir: Path, version: str, tags: Sequence[str], log: Log) -> Path:
+    """runc at ``version``, statically linked (cgo: nsenter is C; seccomp needs libseccomp).
+
+    Static so the node needs no matching libseccomp. ``libpathrs`` (a Rust
+    library runc's Makefile enables) is left out: runc then uses its pure-Go
+    path resolver.
+    """
+    if "seccomp" in tags and not _has_libseccomp():
+        raise PreflightError("building runc with seccomp needs libseccomp's static library: "
+                             "apt-get install -y gcc libseccomp-dev (scripts/docker-up.sh does)")
+    if _exec.which("gcc") is None:
+        raise PreflightError("building runc needs a C compiler (its nsenter is C): apt-get install -y gcc")
+    all_tags = " ".join([*tags, "netgo", "osusergo"])
+    ldflags = "-s -w -X main.gitCommit=offline-build -linkmode external -extldflags -static"
+    key = cache.input_key({"what": "runc", "version": version, "go": go.version, "tags": all_tags, "ldflags": ldflags})
+    final = cache_dir / "bin" / f"runc-{version}-{key}"
+    if (final / "runc").is_file():
+        log(f"runc {version}: cached")
+        return final / "runc"
+    log(f"runc {version}: compiling (cgo, static, tags {all_tags})")
+    _go_install(go, final, [f"github.com/opencontainers/runc@{version}"], tags=all_tags, ldflags=ldflags,
+                extra={"CGO_ENABLED": "1"})
+    return final / "runc"
+
+
+def build_netd(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
+    """Build ``harness-netd`` (our multi-node pod network daemon); return the binary."""
+    return _build_wrapped(go, cache_dir, name="harness-netd", module="github.com/vishvananda/netlink",
+                          version=NETD_NETLINK_VERSION, main_source=NETD_SOURCE.read_text(), log=log)

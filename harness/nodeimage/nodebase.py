@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness import _exec
@@ -46,10 +46,20 @@ def node_base_dockerfile(rootfs_ref: str) -> str:
     )
 
 
-def build_node_base(rootfs_tarball: Path, rootfs_key: str, log: Log, *, force: bool = False) -> str:
-    """Return the tag of the node base image, building it if Docker lacks it."""
+def build_node_base(rootfs_tarball: Path, rootfs_key: str, log: Log, *, force: bool = False,
+                    extra_files: Mapping[str, str] | None = None) -> str:
+    """Return the tag of the node base image, building it if Docker lacks it.
+
+    ``extra_files`` (absolute in-node path -> text) are laid over ``files/rootfs``
+    before ``setup-node.sh`` runs: e.g. the unit of a containerd we compiled,
+    which ``systemctl enable`` needs to find. They enter the key only when given,
+    so the default base keeps its key.
+    """
     rootfs_ref = f"local/kind-rootfs-offline:{rootfs_key[:12]}"
-    key = cache.input_key({"rootfs": rootfs_key, "files": node_files_hash(), "rev": versions.BUILDER_REVISION})
+    inputs: dict[str, object] = {"rootfs": rootfs_key, "files": node_files_hash(), "rev": versions.BUILDER_REVISION}
+    if extra_files:
+        inputs["extra"] = dict(sorted(extra_files.items()))
+    key = cache.input_key(inputs)
     ref = f"local/kind-base-offline:{key[:12]}"
     if not force and images.docker_image_exists(ref):
         log(f"node base {ref}: present")
@@ -59,6 +69,10 @@ def build_node_base(rootfs_tarball: Path, rootfs_key: str, log: Log, *, force: b
     with tempfile.TemporaryDirectory(prefix="nodeimg-base-") as ctx:
         context = Path(ctx)
         shutil.copytree(FILES_DIR / "rootfs", context / "rootfs", symlinks=True)
+        for dest, text in (extra_files or {}).items():
+            target = context / "rootfs" / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
         shutil.copy2(FILES_DIR / "setup-node.sh", context / "setup-node.sh")
         (context / "Dockerfile").write_text(node_base_dockerfile(rootfs_ref))
         _exec.run(["docker", "build", "-q", "-t", ref, context], extra_env={"DOCKER_BUILDKIT": "0"}, timeout=900)

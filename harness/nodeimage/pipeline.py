@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from harness import _exec
 from harness.nodeimage import (
@@ -29,6 +30,9 @@ from harness.nodeimage import (
 __all__ = ["BuildPlan", "Timings", "build_node_image", "load_cached_archive"]
 
 Log = Callable[[str], None]
+
+#: Local repository of our multi-node network daemon's image (never pulled: ``imagePullPolicy: Never``).
+NETD_IMAGE_REPO = "local/harness-netd"
 
 
 @dataclass
@@ -62,6 +66,47 @@ class BuildPlan:
     mirror: str
     files_hash: str
     kubernetes_version: str = versions.KUBERNETES_VERSION
+    #: ``None``: Debian's containerd 1.6; else containerd/runc compiled from Go modules.
+    runtime: versions.ContainerRuntime | None = None
+    #: Ship the kubelet drop-in ``failCgroupV1: false`` (Kubernetes >= 1.35).
+    fail_cgroup_v1_off: bool = False
+    #: Pod network: ``static`` = a baked ptp conflist (one node only); ``netd`` = our
+    #: harness-netd DaemonSet (bridge per node, routes between nodes: multi-node).
+    cni: Literal["static", "netd"] = "static"
+
+    @classmethod
+    def for_release(cls, release: versions.Release, *, cache_dir: Path, go_version: str, mirror: str,
+                    files_hash: str) -> BuildPlan:
+        """The plan of one row of the version table."""
+        # The new path (compiled runtime, 1.35+) gets the multi-node network; the default keeps its static one.
+        return cls(cache_dir=cache_dir, go_version=go_version, mirror=mirror, files_hash=files_hash,
+                   kubernetes_version=release.kubernetes, runtime=release.runtime,
+                   fail_cgroup_v1_off=release.fail_cgroup_v1_off,
+                   cni="static" if release.runtime is None else "netd")
+
+    @property
+    def node_packages(self) -> tuple[str, ...]:
+        """Debian packages of the node root: without containerd/runc when those are compiled."""
+        return rootfs.NODE_PACKAGES if self.runtime is None else rootfs.NODE_PACKAGES_BUILT_RUNTIME
+
+    def containerd_config(self, sandbox_image: str) -> str:
+        """The node's containerd config: v2 syntax for Debian's 1.6, v3 for a compiled 2.x."""
+        if self.runtime is None:
+            return nodefiles.containerd_config(sandbox_image)
+        return nodefiles.containerd2_config(sandbox_image)
+
+    def base_extra_files(self) -> dict[str, str]:
+        """Files laid into the node base (units that ``systemctl enable`` must see)."""
+        return {} if self.runtime is None else {nodefiles.CONTAINERD_UNIT_PATH: nodefiles.containerd_unit()}
+
+    def kubelet_files(self) -> dict[str, str]:
+        """Kubelet drop-ins: ``failCgroupV1: false`` for the minors that need it."""
+        if not self.fail_cgroup_v1_off:
+            return {}
+        return {
+            nodefiles.KUBELET_CONFIG_DIR_DROPIN_PATH: nodefiles.kubelet_config_dir_unit_dropin(),
+            nodefiles.KUBELET_CGROUP_V1_DROPIN_PATH: nodefiles.kubelet_cgroup_v1_dropin(),
+        }
 
     @property
     def key(self) -> str:
@@ -73,24 +118,34 @@ class BuildPlan:
         so that editing a docstring does not invalidate the image.
         """
         cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
-        return cache.input_key(
-            {
-                "kubernetes": self.kubernetes_version,
-                "go": self.go_version,
-                "suite": versions.DEBIAN_SUITE,
-                "mirror": self.mirror,
-                "node_packages": sorted(rootfs.NODE_PACKAGES),
-                "net_packages": sorted(rootfs.NET_BASE_PACKAGES),
-                "files": self.files_hash,
-                "coredns_plugins": sorted(gobuild.COREDNS_PLUGINS),
-                "generated": [
-                    nodefiles.containerd_config("PAUSE"),
-                    nodefiles.cni_conflist(cidr),
-                    nodefiles.default_cni_manifest(cidr),
-                ],
-                "rev": versions.BUILDER_REVISION,
-            }
-        )
+        inputs: dict[str, object] = {
+            "kubernetes": self.kubernetes_version,
+            "go": self.go_version,
+            "suite": versions.DEBIAN_SUITE,
+            "mirror": self.mirror,
+            "node_packages": sorted(self.node_packages),
+            "net_packages": sorted(rootfs.NET_BASE_PACKAGES),
+            "files": self.files_hash,
+            "coredns_plugins": sorted(gobuild.COREDNS_PLUGINS),
+            "generated": [
+                self.containerd_config("PAUSE"),
+                nodefiles.cni_conflist(cidr),
+                nodefiles.default_cni_manifest(cidr),
+            ],
+            "rev": versions.BUILDER_REVISION,
+        }
+        # Added only when set, so the default (1.34, Debian runtime) keeps its key and tag.
+        if self.runtime is not None:
+            inputs["runtime"] = {"containerd": self.runtime.containerd, "runc": self.runtime.runc,
+                                 "runc_tags": list(self.runtime.runc_tags), "base": self.base_extra_files()}
+        if self.fail_cgroup_v1_off:
+            inputs["kubelet_files"] = self.kubelet_files()
+        if self.cni != "static":
+            inputs["cni"] = {"kind": self.cni, "manifest": nodefiles.netd_manifest("IMAGE"),
+                             "source": cache.input_key({"netd": gobuild.NETD_SOURCE.read_text(),
+                                                        "netlink": gobuild.NETD_NETLINK_VERSION})}
+            inputs["generated"] = [self.containerd_config("PAUSE")]
+        return cache.input_key(inputs)
 
     @property
     def tag(self) -> str:
@@ -132,31 +187,59 @@ def build_node_image(
         coredns = gobuild.build_coredns(go, cache_dir, wanted.coredns_version, log)
     with timings.step("pause", log):
         pause = gobuild.build_pause(go, cache_dir, log)
+    runtime_files: dict[str, Path | str] = {}
+    if plan.runtime is not None:
+        with timings.step(f"containerd {plan.runtime.containerd}", log):
+            ctrd = gobuild.build_containerd(go, cache_dir, plan.runtime.containerd, log)
+        with timings.step(f"runc {plan.runtime.runc}", log):
+            runc = gobuild.build_runc(go, cache_dir, plan.runtime.runc, plan.runtime.runc_tags, log)
+        runtime_files = {f"/usr/local/bin/{b}": ctrd / b for b in gobuild.CONTAINERD_BINARIES}
+        runtime_files["/usr/local/sbin/runc"] = runc
+    rootfs_name = "node" if plan.runtime is None else "node-noruntime"
     with timings.step("debootstrap node rootfs", log):
-        node_tar = rootfs.build_rootfs_tarball(cache_dir, "node", rootfs.NODE_PACKAGES, log)
+        node_tar = rootfs.build_rootfs_tarball(cache_dir, rootfs_name, plan.node_packages, log)
     with timings.step("debootstrap net base", log):
         net_tar = rootfs.build_rootfs_tarball(cache_dir, "netbase", rootfs.NET_BASE_PACKAGES, log)
     with timings.step("component images", log):
         archives = _component_images(cache_dir, wanted, k8s_bin, etcd, coredns, pause, net_tar, log, force)
+    required = list(wanted.all)
+    cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
+    cni_files: dict[str, Path | str] = {
+        nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
+        nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+    }
+    if plan.cni == "netd":
+        with timings.step("harness-netd", log):
+            netd = gobuild.build_netd(go, cache_dir, log)
+            net_ref = images.import_rootfs_image(
+                net_tar, f"local/kind-netbase-offline:{rootfs.tarball_key(net_tar)[:12]}", log)
+            netd_ref = f"{NETD_IMAGE_REPO}:{cache.input_key({'binary': str(netd), 'base': net_ref})[:12]}"
+            archives.append(images.build_component_image(
+                cache_dir, netd_ref, {netd.name: netd},
+                images.scratch_dockerfile(netd.name, "/usr/local/bin/harness-netd", base=net_ref), log,
+                inputs={"binary": str(netd), "base": net_ref}, force=force))
+        required.append(f"docker.io/{netd_ref}")  # containerd lists Docker Hub short names in full
+        cni_files = {nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.netd_manifest(netd_ref)}
     with timings.step("node base image", log):
-        base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force)
+        base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force,
+                                        extra_files=plan.base_extra_files())
     with timings.step("assemble + commit", log):
-        cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
         node_files: dict[str, Path | str] = {
             "/usr/bin/kubeadm": k8s_bin / "kubeadm",
             "/usr/bin/kubelet": k8s_bin / "kubelet",
             "/usr/bin/kubectl": k8s_bin / "kubectl",
             nodefiles.KIND_VERSION_PATH: nodefiles.kind_version_file(version),
-            nodefiles.CONTAINERD_CONFIG_PATH: nodefiles.containerd_config(wanted.pause),
-            nodefiles.CNI_CONFLIST_PATH: nodefiles.cni_conflist(cidr),
-            nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
+            nodefiles.CONTAINERD_CONFIG_PATH: plan.containerd_config(wanted.pause),
+            **cni_files,
+            **runtime_files,
+            **plan.kubelet_files(),
         }
         assemble.assemble_node_image(
             base_ref=base,
             target_ref=plan.tag,
             node_files=node_files,
             image_archives=archives,
-            required_images=wanted.all,
+            required_images=required,
             log=log,
         )
     with timings.step("save archive (zstd)", log):

@@ -23,6 +23,7 @@ __all__ = [
     "MIRROR_ENV",
     "NET_BASE_PACKAGES",
     "NODE_PACKAGES",
+    "NODE_PACKAGES_BUILT_RUNTIME",
     "build_rootfs_tarball",
     "debian_mirror",
     "parse_mirror",
@@ -58,6 +59,11 @@ NODE_PACKAGES: tuple[str, ...] = (
     "systemd-sysv",
     "util-linux",
 )
+
+#: Node packages when containerd and runc are compiled from Go modules
+#: (Kubernetes >= 1.35): Debian's containerd 1.6 / runc 1.1 are left out so
+#: that only one runtime is on the node. runc is linked statically.
+NODE_PACKAGES_BUILT_RUNTIME: tuple[str, ...] = tuple(p for p in NODE_PACKAGES if p not in ("containerd", "runc"))
 
 #: kube-proxy image base: its iptables/ipset/conntrack calls, nothing else.
 NET_BASE_PACKAGES: tuple[str, ...] = (

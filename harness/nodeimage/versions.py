@@ -9,25 +9,41 @@ which fails on a machine without a registry.
 
 from __future__ import annotations
 
+from harness.versions import (
+    BUILT_RUNTIME,
+    DEFAULT_MINOR,
+    DEFAULT_RELEASE,
+    RELEASES,
+    ContainerRuntime,
+    Release,
+    cgroup_v1_verdict,
+    release_for,
+)
+
 __all__ = [
     "BUILDER_REVISION",
+    "BUILT_RUNTIME",
     "DEBIAN_SUITE",
+    "DEFAULT_MINOR",
+    "DEFAULT_RELEASE",
     "GO_BUILD_PARALLELISM",
     "KIND_VERSION",
     "KUBERNETES_VERSION",
     "NODE_IMAGE_REPO",
     "POD_SUBNET",
+    "RELEASES",
+    "ContainerRuntime",
+    "Release",
+    "cgroup_v1_verdict",
+    "release_for",
     "staging_version",
 ]
 
-#: Kubernetes release built from the Go module proxy. 1.34 is the newest line
-#: whose kubelet still runs on cgroup v1 without config patches and talks to
-#: Debian bookworm's containerd 1.6 (see docs/offline-kind.md section 4).
-KUBERNETES_VERSION = "v1.34.4"
+#: Kubernetes release built from the Go module proxy by default (see :data:`RELEASES`).
+KUBERNETES_VERSION = DEFAULT_RELEASE.kubernetes
 
-#: kind CLI whose default node is Kubernetes 1.34 and which still writes
-#: containerd config v2 syntax and the v1beta3/v1beta4 kubeadm config we need.
-KIND_VERSION = "v0.30.0"
+#: kind CLI of the default release.
+KIND_VERSION = DEFAULT_RELEASE.kind
 
 #: Debian release for the node root filesystem and the kube-proxy base.
 DEBIAN_SUITE = "bookworm"

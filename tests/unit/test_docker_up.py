@@ -66,6 +66,8 @@ esac
     "apt-get": "",
     "debootstrap": "",
     "zstd": "",
+    "gcc": "",
+    "dpkg": "",  # `dpkg -s libseccomp-dev` answers installed
 }
 
 
