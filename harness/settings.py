@@ -65,7 +65,7 @@ def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     return env.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-Kind = Literal["str", "bool", "float", "path", "choice", "list", "table-list", "table"]
+Kind = Literal["str", "bool", "int", "float", "path", "choice", "list", "table-list", "table"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("kubernetes-version", "choice", DEFAULT_MINOR, "Kubernetes minor of the kind cluster, from the version "
            "table (harness/versions.py): kind, the node image (public by digest, or built) and kubectl follow it",
            choices=tuple(RELEASES)),
+    Option("workers", "int", 0, "worker nodes beside the control plane (kind; 1.35+: the registry-less node "
+           "carries a multi-node CNI); ignored when kind-config lists nodes; part of the fingerprint"),
     Option("node-image", "str", None, "kind node image to use as is"),
     Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
            "registry-less build; public; local", choices=("auto", "public", "local")),
@@ -380,6 +382,13 @@ def _coerce(opt: Option, raw: Any, where: str, base: Path) -> Any:
         if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return raw.strip().lower() in ("1", "true", "yes", "on")
         raise bad("true or false")
+    if opt.kind == "int":
+        if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit())):
+            raise bad("a whole number")
+        count = int(raw)
+        if not 0 <= count <= 9:
+            raise bad("a whole number from 0 to 9")
+        return count
     if opt.kind == "float":
         try:
             value = float(raw)

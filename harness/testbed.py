@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from harness import _exec, assets, baseimage, contract, images, leftovers, toolchain
 from harness._errors import HarnessError
@@ -35,7 +35,7 @@ from harness.timing import Phases
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
 
-__all__ = ["Testbed", "keep_cluster", "make_provider"]
+__all__ = ["Testbed", "keep_cluster", "make_provider", "with_workers"]
 
 TRACKING_REPOSITORY = "mlflow-server"
 T = TypeVar("T")
@@ -72,6 +72,9 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     from harness.nodeimage.versions import NODE_IMAGE_REPO, release_for
     from harness.registry import kind_config_patches
 
+    extra = with_workers(extra, settings["workers"], kubernetes_version=settings["kubernetes-version"],
+                         local=choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO))
+
     # Registry-less node images lack containerd's certs.d config_path; patched in so a registry can be attached.
     # Only the default row's node (Debian containerd 1.6) lacks it; the 1.35+ rows' containerd 2.x config sets it.
     local_node = (choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO)) and (
@@ -79,6 +82,28 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
                         config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
+
+
+def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str,
+                 local: bool) -> dict[str, Any] | None:
+    """``extra`` (the user's kind config) with ``workers`` worker nodes added.
+
+    Refused, with the fix, when it cannot work: a kind-config that already
+    lists nodes (two sources for one shape), or a registry-less 1.34 node,
+    whose static CNI has no routes between nodes.
+    """
+    if workers == 0:
+        return extra
+    if extra and extra.get("nodes"):
+        raise HarnessError(f"workers = {workers} and kind-config lists nodes: set the worker count in one "
+                           "place (drop 'workers', or the worker entries of kind-config's nodes)")
+    from harness.versions import release_for
+
+    if local and release_for(kubernetes_version).runtime is None:
+        raise HarnessError(f"workers = {workers}: the registry-less Kubernetes {kubernetes_version} node has a "
+                           "single-node CNI; use kubernetes-version 1.35 or later (its node carries harness-netd)")
+    nodes: list[dict[str, Any]] = [{"role": "control-plane"}, *({"role": "worker"} for _ in range(workers))]
+    return {**(extra or {}), "nodes": nodes}
 
 
 @dataclass

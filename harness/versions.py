@@ -75,9 +75,10 @@ class Release:
         return int(self.minor.split(".")[1])
 
 
-#: The version table. 1.34 stays the default: its kubelet runs on cgroup v1
-#: without patches and talks to Debian's containerd 1.6 (kind v0.30.0 writes
-#: containerd config v2). 1.35+ are kind v0.33.0's published node images.
+#: The version table. The default is the oldest *supported* minor, 1.35 (1.34's
+#: support window closed in late October 2026): most clusters platform teams run
+#: are a minor or two behind the newest. 1.34 stays in the table for clusters
+#: still on it (kind v0.30.0, Debian's containerd 1.6, one node only).
 RELEASES: dict[str, Release] = {
     "1.34": Release(
         minor="1.34", kubernetes="v1.34.4", kind="v0.30.0",
@@ -101,7 +102,7 @@ RELEASES: dict[str, Release] = {
     ),
 }
 
-DEFAULT_MINOR = "1.34"
+DEFAULT_MINOR = "1.35"
 DEFAULT_RELEASE = RELEASES[DEFAULT_MINOR]
 
 def release_for(version: str | None = None) -> Release:

@@ -65,7 +65,9 @@ class BuildPlan:
     go_version: str
     mirror: str
     files_hash: str
-    kubernetes_version: str = versions.KUBERNETES_VERSION
+    #: The field defaults are the 1.34 row's plan (Debian runtime, static CNI), whose tag
+    #: predates the version table; every other row comes from :meth:`for_release`.
+    kubernetes_version: str = versions.RELEASES["1.34"].kubernetes
     #: ``None``: Debian's containerd 1.6; else containerd/runc compiled from Go modules.
     runtime: versions.ContainerRuntime | None = None
     #: Ship the kubelet drop-in ``failCgroupV1: false`` (Kubernetes >= 1.35).
@@ -134,7 +136,7 @@ class BuildPlan:
             ],
             "rev": versions.BUILDER_REVISION,
         }
-        # Added only when set, so the default (1.34, Debian runtime) keeps its key and tag.
+        # Added only when set, so the 1.34 row (Debian runtime) keeps its pre-table key and tag.
         if self.runtime is not None:
             inputs["runtime"] = {"containerd": self.runtime.containerd, "runc": self.runtime.runc,
                                  "runc_tags": list(self.runtime.runc_tags), "base": self.base_extra_files()}

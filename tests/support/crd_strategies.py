@@ -199,6 +199,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         "serviceAccountName": _dns_subdomain,
         "mlflow": mlflow_sections(),
         "podLabels": st.dictionaries(_label_key, _label_value, max_size=4),
+        "nodeSelector": st.dictionaries(_label_key, _label_value, max_size=3),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -391,6 +392,10 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "podLabels key uppercase prefix": _set(("podLabels", "Example.com/team"), "x"),
     "podLabels key prefix too long": _set(("podLabels", "a" * 254 + "/team"), "x"),
     "podLabels key two slashes": _set(("podLabels", "example.com/a/b"), "x"),
+    "nodeSelector key with space": _set(("nodeSelector", "my pool"), "x"),
+    "nodeSelector key two slashes": _set(("nodeSelector", "kubernetes.io/a/b"), "x"),
+    "nodeSelector value invalid": _set(("nodeSelector", "kubernetes.io/hostname"), "node 1"),
+    "nodeSelector value too long": _set(("nodeSelector", "pool"), "x" * 64),
     "unknown spec field": _set(("replicas",), 2),
 }
 """name -> mutation; each must make any valid spec invalid."""
@@ -434,6 +439,7 @@ VALID_MUTATIONS: dict[str, Mutation] = {
         {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
         {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}},
     ),
+    "nodeSelector hostname": _set(("nodeSelector",), {"kubernetes.io/hostname": "e2e-worker", "pool": ""}),
 }
 """name -> mutation of :data:`ADMISSION_BASE_SPEC` that must stay admitted: the neighbours of the new rules."""
 

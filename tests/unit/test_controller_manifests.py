@@ -82,6 +82,13 @@ def test_pod_labels_cannot_override_controller_labels() -> None:
     assert labels[contract.LABEL_CUSTOMJOB] == "train-1"
 
 
+def test_node_selector_reaches_the_pod_and_is_absent_by_default() -> None:
+    spec = {**BASE, "nodeSelector": {"kubernetes.io/hostname": "e2e-worker"}}
+    pod = manifests.build_job(_cj(spec))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "e2e-worker"}
+    assert "nodeSelector" not in manifests.build_job(_cj(BASE))["spec"]["template"]["spec"]
+
+
 def test_defaults_and_hardening() -> None:
     job = manifests.build_job(_cj(BASE))
     pod = job["spec"]["template"]["spec"]

@@ -165,6 +165,7 @@ NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
     "memory milli suffix": ("may not use the milli suffix m (512m is 0.512 bytes): write 512Mi",) * 2,
     "memory requests above limits": ("resources.requests may not exceed resources.limits",) * 2,
     "podLabels key ends with dash": ("podLabels keys must be label keys",) * 2,
+    "nodeSelector key two slashes": ("nodeSelector keys must be label keys",) * 2,
     "env fieldRef unsupported path": ("fieldRef.fieldPath must be a field the downward API exposes to env",) * 2,
     "trackingUri with user and password": ("mlflow.trackingUri may not contain credentials",) * 2,
     "image host ends with dash": ("image: the registry host before the first '/' must be",) * 2,

@@ -111,7 +111,7 @@ def test_node_image_tag_changes_with_every_primary_input() -> None:
     }
     assert len(tags) == 5
     tag = _plan().tag
-    assert tag.startswith(f"{versions.NODE_IMAGE_REPO}:{versions.KUBERNETES_VERSION}-")
+    assert tag.startswith(f"{versions.NODE_IMAGE_REPO}:{versions.RELEASES['1.34'].kubernetes}-")
     assert len(tag.rsplit("-", 1)[1]) == 8
     assert _plan().archive.name.endswith(".tar.zst")
     assert _plan().archive.parent == Path("/c/node")

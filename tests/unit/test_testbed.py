@@ -12,7 +12,10 @@ from harness._errors import HarnessError
 from harness.clusters import Cluster, ImageRoute
 from harness.settings import load_settings
 from harness.stack import _check_namespaces_are_ours
-from harness.testbed import keep_cluster
+from harness.clusters.kind import merge_kind_config
+from harness.clusters.kind_cli import kind_config
+from harness.settings import ConfigError
+from harness.testbed import keep_cluster, with_workers
 
 
 def _settings(tmp_path: Path, **env: str) -> Any:
@@ -71,3 +74,28 @@ def test_existing_needs_a_kubeconfig_and_a_registry(tmp_path: Path) -> None:
         _settings(tmp_path, cluster="existing")
     with pytest.raises(ConfigError, match="needs a registry"):
         _settings(tmp_path, cluster="existing", kubeconfig="/x")
+
+
+def test_workers_setting_adds_worker_nodes_and_keeps_our_port_mapping(tmp_path: Path) -> None:
+    s = _settings(tmp_path, workers="2")
+    extra = with_workers(None, s["workers"], kubernetes_version="1.35", local=True)
+    merged = merge_kind_config(kind_config(host_port=30123), extra)
+    assert [n["role"] for n in merged["nodes"]] == ["control-plane", "worker", "worker"]
+    assert merged["nodes"][0]["extraPortMappings"][0]["hostPort"] == 30123
+    assert with_workers({"featureGates": {"X": True}}, 0, kubernetes_version="1.35", local=True) == {
+        "featureGates": {"X": True}}
+
+
+@pytest.mark.parametrize("raw", ["-1", "10", "two", "1.5"])
+def test_workers_setting_refuses_bad_counts_at_startup(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        _settings(tmp_path, workers=raw)
+
+
+def test_workers_refused_where_they_cannot_work() -> None:
+    with pytest.raises(HarnessError, match="kind-config lists nodes"):
+        with_workers({"nodes": [{"role": "control-plane"}]}, 1, kubernetes_version="1.35", local=True)
+    with pytest.raises(HarnessError, match="single-node CNI; use kubernetes-version 1.35"):
+        with_workers(None, 1, kubernetes_version="1.34", local=True)
+    assert with_workers(None, 1, kubernetes_version="1.34", local=False) == {
+        "nodes": [{"role": "control-plane"}, {"role": "worker"}]}

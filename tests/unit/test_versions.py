@@ -59,8 +59,11 @@ def test_every_row_is_consistent(minor: str) -> None:
     assert (row.kind == "v0.30.0") == (n <= 34)
 
 
-def test_default_stays_134_with_kind_030() -> None:
-    assert (DEFAULT_RELEASE.kubernetes, DEFAULT_RELEASE.kind) == ("v1.34.4", "v0.30.0")
+def test_default_is_the_oldest_supported_minor_on_kind_033() -> None:
+    # 1.34's support window closed in October 2026; the default must be a supported minor.
+    supported = sorted((r for r in RELEASES.values() if r.minor_number >= 35), key=lambda r: r.minor_number)
+    assert DEFAULT_RELEASE is supported[0]
+    assert (DEFAULT_RELEASE.kubernetes, DEFAULT_RELEASE.kind) == ("v1.35.4", "v0.33.0")
     assert DEFAULT_RELEASE.kind == toolchain.PUBLIC_KIND_VERSION
     assert DEFAULT_RELEASE.public_node_image == toolchain.PUBLIC_NODE_IMAGE
 

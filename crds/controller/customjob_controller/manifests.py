@@ -138,6 +138,8 @@ def build_job(customjob: Mapping[str, Any]) -> dict[str, Any]:
         },
         "containers": [container],
     }
+    if spec.get("nodeSelector"):
+        pod_spec["nodeSelector"] = {str(k): str(v) for k, v in spec["nodeSelector"].items()}
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
     else:
