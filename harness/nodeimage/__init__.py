@@ -113,8 +113,11 @@ def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str
     """Path of the ``kind`` CLI pinned for that Kubernetes minor, ``go install``-ed into the cache if missing."""
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
+    version = _versions.release_for(kubernetes_version).kind
+    if (cached := _gobuild.kind_binary_path(go, root, version)).is_file():
+        return cached  # no lock: a long node build holding it (another minor) must not stall this session
     with _cache.build_lock(root):
-        return _gobuild.build_kind(go, root, _versions.release_for(kubernetes_version).kind, log)
+        return _gobuild.build_kind(go, root, version, log)
 
 
 def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
@@ -122,6 +125,8 @@ def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: 
     """Path of ``kubectl`` matching the node's Kubernetes version (built with the node binaries)."""
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
+    version = _versions.release_for(kubernetes_version).kubernetes
+    if (cached := _gobuild.kubernetes_bin_dir(go, root, version) / "kubectl").is_file():
+        return cached  # no lock, as for kind
     with _cache.build_lock(root):
-        version = _versions.release_for(kubernetes_version).kubernetes
         return _gobuild.build_kubernetes(go, root, version, log) / "kubectl"

@@ -231,8 +231,8 @@ def _build(go: GoToolchain, workdir: Path, out: Path, packages: Sequence[str], l
     )
 
 
-def build_kubernetes(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
-    """Build the seven Kubernetes commands; return the directory holding them."""
+def kubernetes_bin_dir(go: GoToolchain, cache_dir: Path, version: str) -> Path:
+    """Where :func:`build_kubernetes` puts (or has put) the commands of ``version``."""
     key = cache.input_key(
         {
             "what": "kubernetes",
@@ -242,7 +242,12 @@ def build_kubernetes(go: GoToolchain, cache_dir: Path, version: str, log: Log) -
             "rev": versions.BUILDER_REVISION,
         }
     )
-    final = cache_dir / "bin" / f"kubernetes-{version}-{key}"
+    return cache_dir / "bin" / f"kubernetes-{version}-{key}"
+
+
+def build_kubernetes(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
+    """Build the seven Kubernetes commands; return the directory holding them."""
+    final = kubernetes_bin_dir(go, cache_dir, version)
     if (final / "kubeadm").is_file():
         log(f"kubernetes {version}: cached binaries in {final}")
         return final
@@ -322,12 +327,18 @@ def build_pause(go: GoToolchain, cache_dir: Path, log: Log) -> Path:
     return final / "pause"
 
 
+def kind_binary_path(go: GoToolchain, cache_dir: Path, version: str) -> Path:
+    """Where :func:`build_kind` puts (or has put) kind ``version``."""
+    key = cache.input_key({"what": "kind", "version": version, "go": go.version})
+    return cache_dir / "bin" / f"kind-{version}-{key}" / "kind"
+
+
 def build_kind(go: GoToolchain, cache_dir: Path, version: str, log: Log) -> Path:
     """``go install sigs.k8s.io/kind@version`` into the cache; return the binary."""
-    key = cache.input_key({"what": "kind", "version": version, "go": go.version})
-    final = cache_dir / "bin" / f"kind-{version}-{key}"
-    if (final / "kind").is_file():
-        return final / "kind"
+    binary = kind_binary_path(go, cache_dir, version)
+    final = binary.parent
+    if binary.is_file():
+        return binary
     log(f"kind {version}: go install")
     with cache.publish_dir(final) as tmp:
         go.run(

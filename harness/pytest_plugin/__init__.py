@@ -54,7 +54,7 @@ from harness.pytest_plugin.state import (
 from harness.settings import OPTIONS, ConfigError, Option, load_settings
 from harness.timing import Phases
 
-__all__ = ["TIERS", "missing_prerequisite", *fixtures.__all__]
+__all__ = ["SHAPES", "TIERS", "missing_prerequisite", *fixtures.__all__]
 
 INTERRUPTS = pytest.StashKey[interrupts.Installed]()
 
@@ -64,6 +64,10 @@ TIERS = {
     "e2e": "needs Docker and a cluster (kind or existing); runs projects through a CustomJob",
     "fault": "e2e under faults: interrupts, restarts, concurrent sessions",
 }
+SHAPES = {
+    "multinode": "needs a kind cluster with worker nodes (workers >= 1); deselect it on single-node runs",
+}
+"""Markers for cluster shapes a test needs, beside the tiers (select with ``-m``)."""
 _E2E_FIXTURES = frozenset({"testbed", "e2e_stack", "e2e_namespace", "project_runner", "project_run", "e2e_kube",
                            "e2e_mlflow_client"})
 _DOCKER_FIXTURES = frozenset({"docker_ready", "base_image", "harness_images", "local_tracking_server"})
@@ -96,7 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in TIERS.items():
+    for name, text in {**TIERS, **SHAPES}.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[PHASES] = Phases(sink=terminal_sink(config), verbose=config.get_verbosity() >= 0)
     # What the signal handlers recorded is said by _SayInterrupt, from the main thread (see harness.interrupts).

@@ -10,11 +10,10 @@ import pytest
 
 from harness._errors import HarnessError
 from harness.clusters import Cluster, ImageRoute
-from harness.settings import load_settings
-from harness.stack import _check_namespaces_are_ours
 from harness.clusters.kind import merge_kind_config
 from harness.clusters.kind_cli import kind_config
-from harness.settings import ConfigError
+from harness.settings import ConfigError, load_settings
+from harness.stack import _check_namespaces_are_ours
 from harness.testbed import keep_cluster, with_workers
 
 
@@ -95,7 +94,7 @@ def test_workers_setting_refuses_bad_counts_at_startup(tmp_path: Path, raw: str)
 def test_workers_refused_where_they_cannot_work() -> None:
     with pytest.raises(HarnessError, match="kind-config lists nodes"):
         with_workers({"nodes": [{"role": "control-plane"}]}, 1, kubernetes_version="1.35", local=True)
-    with pytest.raises(HarnessError, match="single-node CNI; use kubernetes-version 1.35"):
+    with pytest.raises(HarnessError, match=r"single-node CNI; use kubernetes-version 1\.35"):
         with_workers(None, 1, kubernetes_version="1.34", local=True)
     assert with_workers(None, 1, kubernetes_version="1.34", local=False) == {
         "nodes": [{"role": "control-plane"}, {"role": "worker"}]}

@@ -236,3 +236,15 @@ def test_readme_version_table_matches_the_code() -> None:
         assert cells[1:5] == [release.kubernetes, release.kind, f"`{release.public_node_image}`",
                               release.kubeadm_api]
         assert (cells[5] == "any node image") == cgroup_v1_verdict(release, public=True)[0]
+
+
+def test_tox_matrix_env_runs_the_newest_minor_of_the_table() -> None:
+    import configparser
+
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(Path(__file__).resolve().parents[2] / "tox.ini")
+    env = dict(line.split("=", 1) for line in tox["testenv:matrix"]["set_env"].split("\n") if "=" in line)
+    newest = max(RELEASES.values(), key=lambda r: r.minor_number)
+    assert env["HARNESS_KUBERNETES_VERSION "].strip() == newest.minor
+    assert newest.minor != DEFAULT_RELEASE.minor, "the matrix tier must add a minor to the e2e tier's"
+    assert int(env["HARNESS_WORKERS "].strip()) >= 1
