@@ -65,9 +65,17 @@ def _up(ns: argparse.Namespace) -> tuple[Testbed, Stack, Phases]:
     return bed, bed.stack, phases
 
 
+def _write_manifest(bed: Testbed) -> None:
+    from harness import manifest
+
+    path = manifest.write(bed.settings.state_dir / "run-manifest.json", bed.manifest)
+    print(f"run manifest:     {path} (re-run with --from-manifest {path})")
+
+
 def cmd_up(ns: argparse.Namespace) -> int:
-    _bed, stack, phases = _up(ns)
+    bed, stack, phases = _up(ns)
     print(phases.table())
+    _write_manifest(bed)
     print(f"\nexport KUBECONFIG={stack.cluster.kube.kubeconfig}")
     print(f"MLflow UI (host): {stack.tracking_uri}")
     print(f"MLflow (pods):    {stack.pod_tracking_uri}")
@@ -91,12 +99,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
         stack.cluster.kube.ensure_namespace(ns.namespace, labels={MANAGED_BY_LABEL: MANAGED_BY})
         workdir = settings.state_dir / "runs"
         workdir.mkdir(parents=True, exist_ok=True)
+        def record(project: str, ref: str, image_id: str | None) -> None:
+            bed.manifest.setdefault("images", {})[f"project {project}"] = {"ref": ref, "id": image_id}
+
         runner = ProjectRunner(stack, ns.namespace, workdir, projects=settings.projects,
-                               job_timeout=settings["job-timeout"])
+                               job_timeout=settings["job-timeout"], on_image=record)
         params = dict(p.split("=", 1) for p in ns.param)
         with phases.phase("project run (mlflow run -> CustomJob -> MLflow run ended)"):
             run = runner.run(spec, **params)
         print(phases.table())
+        _write_manifest(bed)
         name = run.customjob["metadata"]["name"]
         print(f"\nCustomJob {run.namespace}/{name}: {describe_customjob(dict(run.customjob))}")
         print(f"MLflow run {run.run_id}: {run.status}  {stack.tracking_uri}/#/experiments/"
@@ -105,6 +117,20 @@ def cmd_run(ns: argparse.Namespace) -> int:
         if stack.forward is not None:  # the run is over: nothing of ours keeps running
             _exec.stop(stack.forward)
     return _EXIT_OK if run.status == "FINISHED" else _EXIT_FAILED
+
+
+def cmd_manifest(ns: argparse.Namespace) -> int:
+    """Compare two run manifests: every version and digest that decides what runs."""
+    from harness import manifest
+
+    recorded, now = manifest.load(Path(ns.recorded)), manifest.load(Path(ns.now))
+    diffs = manifest.compare(recorded, now, images_in_both_only=not ns.all_images)
+    both = sorted(set(recorded.get("images") or {}) & set(now.get("images") or {}))
+    for line in diffs:
+        print(f"differs: {line}")
+    print(f"{ns.recorded} vs {ns.now}: {'reproduced' if not diffs else f'{len(diffs)} difference(s)'} "
+          f"(harness, kind, Kubernetes, node image, base image; images in both: {', '.join(both) or 'none'})")
+    return _EXIT_OK if not diffs else _EXIT_FAILED
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
@@ -211,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("up", "attach", "down"))
     p.add_argument("--cluster", help="kind cluster to attach")
     p.add_argument("--kubeconfig", help="that cluster's kubeconfig")
+    p = command("manifest", cmd_manifest, "compare two run manifests (exit 1 if any version or digest differs)",
+                settings=False)
+    p.add_argument("recorded", help="the manifest of the first run")
+    p.add_argument("now", help="the manifest of the run that should reproduce it")
+    p.add_argument("--all-images", action="store_true", help="an image only one run built is a difference too")
     command("doctor", cmd_doctor, "preflight checks with fixes", settings=False)
     command("base-image", cmd_base_image, "resolve or build the Python base image; print its tag")
     sub.add_parser("node-image", help="the registry-less kind node image builder (python -m harness node-image -h)")

@@ -39,6 +39,10 @@ class Kube:
         self.ext = client.ApiextensionsV1Api(self.api)
 
     # -- kubectl -------------------------------------------------------------------------------
+    def server_version(self) -> str:
+        """The API server's ``gitVersion`` (``v1.35.4``): what the cluster really runs, whatever was asked for."""
+        return str(client.VersionApi(self.api).get_code().git_version)
+
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 300,
                 check: bool = True) -> _exec.CompletedProcess[str]:
         ctx = ["--context", self.context] if self.context else []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,12 @@ class ProjectRun:
         return str((self.customjob.get("status") or {}).get("phase"))
 
 
+def _local_image_id(ref: str) -> str | None:
+    """The local docker image id of ``ref`` (a content tag, or a pushed digest), None if Docker lacks it."""
+    proc = _exec.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], check=False, timeout=60)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 @dataclass
 class ProjectRunner:
     """Submits configured projects through the customjob backend into ``namespace``."""
@@ -87,6 +93,8 @@ class ProjectRunner:
     workdir: Path
     projects: tuple[ProjectSpec, ...] = ()
     job_timeout: float = 900.0
+    on_image: Callable[[str, str, str | None], None] | None = None
+    """Told (project, image reference, local image id or None) of every image a :meth:`run` ran."""
 
     @property
     def client(self) -> MlflowClient:
@@ -170,6 +178,8 @@ class ProjectRunner:
                        hint=f"no controller has reconciled it; check the controller's logs and RBAC: "
                             f"{controller_hint(self.stack)}")
         done = wait_customjob(kube, self.namespace, name, timeout=self.job_timeout)
+        if self.on_image is not None:
+            self.on_image(spec.name, done["spec"]["image"], _local_image_id(done["spec"]["image"]))
         status = wait_run_terminal(self.client, run_id, timeout=120)
         return ProjectRun(project=spec.name, run_id=run_id, experiment=experiment, status=status, customjob=done,
                           namespace=self.namespace, tracking_uri=self.stack.tracking_uri,

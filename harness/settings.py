@@ -111,6 +111,8 @@ def _not_ci() -> bool:
 OPTIONS: tuple[Option, ...] = (
     Option("config", "path", None, "TOML file with a [tool.mlflow-crd-harness] table (default: the rootdir's "
            "pyproject.toml)", group="general"),
+    Option("from-manifest", "path", None, "re-run with a run manifest (<junit>.manifest.json) another session "
+           "wrote: its settings, and a refusal of whatever this machine cannot reproduce", group="general"),
     Option("no-skip", "bool", False, "fail instead of skipping when a tier's prerequisites are missing (CI)",
            group="general"),
     Option("cluster", "choice", "kind", "cluster provider: kind (created or reused by fingerprint) or existing "
@@ -332,6 +334,8 @@ def load_settings(
         values[opt.key] = _coerce(opt, raw, where, base)
         sources[opt.key] = where
 
+    if values["from-manifest"] is not None:
+        _take_over_manifest(values, sources)
     if values["cluster-name"] is None:
         values["cluster-name"] = _default_cluster_name(project_root)
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?", values["cluster-name"]):
@@ -354,6 +358,20 @@ def load_settings(
     if len(set(names)) != len(names):
         raise ConfigError(f"project names must be unique; got {names} ({sources['projects']})")
     return Settings(root=project_root, values=values, sources=sources, images=images, projects=projects)
+
+
+def _take_over_manifest(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The recorded settings of ``from-manifest`` replace defaults; a setting given otherwise must agree."""
+    from harness import manifest
+
+    path = values["from-manifest"]
+    for key, recorded in manifest.pinned_settings(manifest.load(path)).items():
+        value = _coerce(_BY_KEY[key], recorded, f"manifest {path}", Path(path).parent)
+        if sources[key] == "default":
+            values[key], sources[key] = value, f"manifest {path}"
+        elif values[key] != value:
+            raise ConfigError(f"{key} = {values[key]!r} ({sources[key]}) but the manifest {path} recorded "
+                              f"{value!r}: drop the setting to reproduce that run, or drop --harness-from-manifest")
 
 
 def _default_cluster_name(root: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from harness import _exec, assets, baseimage, contract, images, leftovers, toolchain
+from harness import _exec, assets, baseimage, contract, images, leftovers, manifest, toolchain
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.clusters import Cluster, ClusterProvider, ImageRoute
@@ -119,6 +119,9 @@ class Testbed:
     kubectl_bin: Path | None = field(default=None, init=False)
     registry: LocalRegistry | None = field(default=None, init=False)
     """The harness's local registry when settings registry = local (kept running after the session)."""
+    base: baseimage.BaseChoice | None = field(default=None, init=False)
+    manifest: dict[str, Any] = field(default_factory=dict, init=False)
+    """What this test bed runs with (:mod:`harness.manifest`), filled in once it is up."""
     _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
     _lock: SessionLock | None = field(default=None, init=False, repr=False)
 
@@ -134,16 +137,80 @@ class Testbed:
         """Bring everything up; whatever fails after the session lock is held is finished at once."""
         s = self.settings
         name = s.cluster_name if s["cluster"] == "kind" else f"existing-{s['context'] or 'current'}"
+        recorded = self._recorded_manifest()  # before any work: a run that cannot be reproduced stops here
         leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
         with self.phases.phase("session lock") as note:
             self._lock = SessionLock(name, log=self.log).acquire()
             note["note"] = f"cluster {name} is this session's until it ends"
         try:
             self._start()
+            self.manifest = self._describe()
+            if recorded is not None:
+                self._check_reproduces(recorded)
         except BaseException:
             self.finish(failed=True)
             raise
         return self
+
+    def _recorded_manifest(self) -> dict[str, Any] | None:
+        """The ``from-manifest`` record, after checking this interpreter can reproduce it."""
+        path = self.settings["from-manifest"]
+        if path is None:
+            return None
+        recorded = manifest.load(path)
+        diffs = manifest.environment_differences(recorded)
+        if diffs:
+            wanted = recorded.get("harness", {})
+            pins = " ".join(f"{k}=={v}" for k, v in (wanted.get("python", {}).get("packages") or {}).items())
+            raise manifest.ManifestError(
+                f"from-manifest {path}: this Python environment cannot reproduce that run:\n  "
+                + "\n  ".join(diffs) + f"\nfix: run under Python {wanted.get('python', {}).get('python')} with "
+                f"pip install {pins}")
+        self.log(f"manifest: reproducing {path} (harness {recorded['harness'].get('version')})")
+        return recorded
+
+    def _check_reproduces(self, recorded: dict[str, Any]) -> None:
+        diffs = manifest.compare(recorded, self.manifest, images_in_both_only=True)
+        if diffs:
+            raise manifest.ManifestError(
+                f"from-manifest {self.settings['from-manifest']}: this machine built or found something else:\n  "
+                + "\n  ".join(diffs) + "\nfix: load the recorded images (docker load) or the recorded node "
+                "image, or re-run without --harness-from-manifest to record a new baseline")
+        self.log(f"manifest: reproduced {self.settings['from-manifest']}: kind, Kubernetes, node image, base "
+                 f"image and {len(self.manifest.get('images', {}))} image digest(s) match")
+
+    def _describe(self) -> dict[str, Any]:
+        """The run manifest of this test bed: versions and digests of everything that decides what runs."""
+        from harness import __version__, dockercli
+        from harness.nodeimage.versions import NODE_IMAGE_REPO
+        from harness.versions import release_for
+
+        s, cluster = self.settings, self.cluster
+        assert cluster is not None
+        assert self.stack is not None
+        assert self.base is not None
+        out: dict[str, Any] = {
+            "harness": {"version": __version__, "python": manifest.python_environment(),
+                        "lock_sha256": manifest.lock_sha256(Path(__file__).resolve().parents[1])},
+            "settings": {k: s[k] for k in manifest.PINNED_SETTINGS},
+            "kubernetes": {"server": cluster.kube.server_version()},
+            "base_image": {"ref": self.base.image, "id": dockercli.image_id(self.base.image),
+                           "source": self.base.source},
+            "images": {name: {"id": b.id, "tag": b.tag} for name, b in self.built.items()},
+            "cluster": {"provider": cluster.provider, "nodes": len(cluster.kube.core.list_node().items)},
+        }
+        if cluster.provider == "kind":
+            row = release_for(s["kubernetes-version"])
+            assert cluster.images.kind_bin is not None
+            kind_version = _exec.run([cluster.images.kind_bin, "version"], timeout=30).stdout.split()
+            out["kind"] = {"version": kind_version[1] if len(kind_version) > 1 else " ".join(kind_version)}
+            out["kubernetes"]["minor"] = row.minor
+            node = cluster.node_image or ""
+            local = node.startswith(NODE_IMAGE_REPO)
+            out["node_image"] = {"ref": node, "id": dockercli.image_id(node) if node else None,
+                                 "source": "local" if local else "public",
+                                 "published": None if local else row.public_node_image}
+        return out
 
     def _start(self) -> None:
         s = self.settings
@@ -154,6 +221,7 @@ class Testbed:
         with self.phases.phase("base image") as note:
             base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
             note["note"] = f"{base.source}: {base.image}"
+        self.base = base
         specs = list(s.images)
         if s["tracking"] == "in-cluster":
             specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from harness import interrupts, leftovers
+from harness import interrupts, leftovers, manifest
 from harness._errors import HarnessError
 from harness.pytest_plugin import fixtures
 
@@ -43,12 +43,14 @@ from harness.pytest_plugin import fixtures
 from harness.pytest_plugin.fixtures import *  # noqa: F403 - exactly fixtures.__all__
 from harness.pytest_plugin.shared import XdistRun
 from harness.pytest_plugin.state import (
+    MANIFEST,
     PHASES,
     REPORTS,
     SETTINGS,
     ending_lines,
     missing_prerequisite,
     note_ending,
+    record_manifest,
     terminal_sink,
 )
 from harness.settings import OPTIONS, ConfigError, Option, load_settings
@@ -201,6 +203,8 @@ def pytest_testnodedown(node: Any, error: object) -> None:
                   start=item["start"] + offset)
     for line in data["ending"]:
         note_ending(node.config, line)
+    if data.get("manifest"):
+        record_manifest(node.config, data["manifest"])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -236,10 +240,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             found.close()
             session.config.workeroutput["harness"] = {  # type: ignore[attr-defined]
                 "worker": run.worker, "ending": ending_lines(session.config),
+                "manifest": session.config.stash.get(MANIFEST, {}),
                 "epoch_started": time.time() - (found.clock() - found.started),
                 "phases": [dataclasses.asdict(p) for p in found.items],
             }
         return
+    _write_manifest(session)
     if not found or not found.items:
         return
     try:
@@ -250,3 +256,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if xml is not None:
         for p in found.items:
             xml.add_global_property(f"phase.{p.name}.seconds", f"{p.seconds:.1f}")
+
+
+def _write_manifest(session: pytest.Session) -> None:
+    """This session's run manifest next to its JUnit report; with ``from-manifest``, the project images checked.
+
+    The test bed refused at startup what it could not reproduce; the project
+    images exist only once the tests ran them, so they are compared here, and
+    a difference fails the session with the field and both digests.
+    """
+    config = session.config
+    recorded_now = config.stash.get(MANIFEST, None)
+    settings = config.stash.get(SETTINGS, None)
+    if not recorded_now or settings is None:
+        return
+    path = manifest.write(manifest.manifest_path_for(getattr(config.option, "xmlpath", None), settings.state_dir),
+                          recorded_now)
+    note_ending(config, f"run manifest: {path} (re-run with --harness-from-manifest {path})")
+    source = settings["from-manifest"]
+    if source is None:
+        return
+    diffs = [d for d in manifest.compare(manifest.load(source), recorded_now, images_in_both_only=True)
+             if d.startswith("images.")]
+    if diffs:
+        note_ending(config, f"NOT reproduced: {source}:")
+        for d in diffs:
+            note_ending(config, f"  {d}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        note_ending(config, f"reproduced: {source} (every recorded version and digest this run used matches)")

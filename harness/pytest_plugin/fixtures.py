@@ -12,17 +12,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import baseimage, doctor, images
+from harness import baseimage, doctor, images, manifest
 from harness._errors import HarnessError
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL
 from harness.evidence import bundle_dir_for, collect_bundle
 from harness.kubeapi import Kube
 from harness.pytest_plugin.shared import XdistRun, attach, bed_record
-from harness.pytest_plugin.state import PHASES, SETTINGS, failed, missing_prerequisite, note_ending
+from harness.pytest_plugin.state import (
+    MANIFEST,
+    PHASES,
+    SETTINGS,
+    failed,
+    missing_prerequisite,
+    note_ending,
+    record_manifest,
+)
 from harness.runs import ProjectRun, ProjectRunner
 from harness.settings import Settings
 from harness.stack import Stack
@@ -137,6 +146,7 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     if run is None:
         bed = Testbed(harness_settings, phases=phases, log=phases.log)
         bed.start()
+        record_manifest(request.config, bed.manifest)
         try:
             yield bed
         finally:
@@ -159,6 +169,7 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
         else:
             bed = attach(harness_settings, published["bed"], phases=phases, log=phases.log)
             phases.log(f"xdist {run.worker}: attached to the test bed on cluster {bed.cluster and bed.cluster.name}")
+        record_manifest(request.config, bed.manifest)
     try:
         yield bed
     finally:
@@ -214,6 +225,8 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
         dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)
         collect_bundle(dest, kube, namespaces=[name], export_logs=e2e_stack.cluster.export_logs,
                        system_namespaces=e2e_stack.namespaces)
+        so_far: dict[str, Any] = request.config.stash.get(MANIFEST, {})
+        manifest.write(dest / "run-manifest.json", so_far)
         note_ending(request.config, f"evidence of {request.node.nodeid}: {dest}")
         if keep_cluster(harness_settings, failed=True):
             return
@@ -221,11 +234,17 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
 
 
 @pytest.fixture
-def project_runner(e2e_stack: Stack, e2e_namespace: str, harness_settings: Settings,
-                   tmp_path: Path) -> ProjectRunner:
-    """Runs configured MLflow projects with ``mlflow run --backend customjob`` into this test's namespace."""
+def project_runner(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_namespace: str,
+                   harness_settings: Settings, tmp_path: Path) -> ProjectRunner:
+    """Runs configured MLflow projects with ``mlflow run --backend customjob`` into this test's namespace.
+
+    Every project image a run used goes into the session's run manifest.
+    """
+    def record(project: str, ref: str, image_id: str | None) -> None:
+        record_manifest(request.config, {"images": {f"project {project}": {"ref": ref, "id": image_id}}})
+
     return ProjectRunner(e2e_stack, e2e_namespace, tmp_path, projects=harness_settings.projects,
-                         job_timeout=harness_settings["job-timeout"])
+                         job_timeout=harness_settings["job-timeout"], on_image=record)
 
 
 @pytest.fixture

@@ -152,6 +152,7 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
                   "namespaces": list(stack.namespaces), "deployments": list(stack.deployments),
                   "redeployed": stack.redeployed},
         "built": {name: asdict(img) for name, img in bed.built.items()},
+        "manifest": bed.manifest,
     }
 
 
@@ -172,4 +173,5 @@ def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
                       namespaces=tuple(s["namespaces"]), deployments=tuple(s["deployments"]),
                       redeployed=s["redeployed"])
     bed.built = {name: BuiltImage(**img) for name, img in record["built"].items()}
+    bed.manifest = dict(record.get("manifest") or {})
     return bed

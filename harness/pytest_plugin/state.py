@@ -6,21 +6,24 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
+from harness import manifest
 from harness.settings import Settings
 from harness.timing import Phases
 
-__all__ = ["ENDING", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed", "missing_prerequisite", "note_ending",
-           "terminal_sink"]
+__all__ = ["ENDING", "MANIFEST", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed", "missing_prerequisite",
+           "note_ending", "record_manifest", "terminal_sink"]
 
 PHASES = pytest.StashKey[Phases]()
 SETTINGS = pytest.StashKey[Settings]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 ENDING = pytest.StashKey[list[str]]()
 """Lines for the end of the session: kept cluster, kubeconfig, MLflow UI, bundles."""
+MANIFEST = pytest.StashKey[dict[str, Any]]()
+"""This session's run manifest so far (:mod:`harness.manifest`): the test bed's, then each project image."""
 
 
 def terminal_sink(config: pytest.Config) -> Callable[[str], None]:
@@ -74,3 +77,9 @@ def note_ending(config: pytest.Config, line: str) -> None:
 def ending_lines(config: pytest.Config) -> list[str]:
     lines: list[str] = config.stash.get(ENDING, [])
     return [*lines]
+
+
+def record_manifest(config: pytest.Config, part: dict[str, Any]) -> None:
+    """Lay ``part`` over this session's run manifest (images are added, not replaced)."""
+    before: dict[str, Any] = config.stash.get(MANIFEST, {})
+    config.stash[MANIFEST] = manifest.merge(before, part)
