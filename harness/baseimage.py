@@ -41,9 +41,11 @@ __all__ = [
 
 Mode = Literal["auto", "public", "local"]
 
-#: What internet users build FROM. Debian bookworm's python3 is 3.11 too, so the
+#: What internet users build FROM, pinned by digest: a tag moves with every Debian
+#: point release and rebuild, a digest is the same bytes on every machine (the run
+#: manifest records it). Debian bookworm's python3 is 3.11 too, so the
 #: registry-less image runs the same interpreter minor version.
-PUBLIC_PYTHON_BASE = "python:3.11-slim-bookworm"
+PUBLIC_PYTHON_BASE = "python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
 
 SUITE = "bookworm"
 #: Packages of the local base: an interpreter that can make venvs and talk TLS.

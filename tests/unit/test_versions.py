@@ -248,3 +248,15 @@ def test_tox_matrix_env_runs_the_newest_minor_of_the_table() -> None:
     assert env["HARNESS_KUBERNETES_VERSION "].strip() == newest.minor
     assert newest.minor != DEFAULT_RELEASE.minor, "the matrix tier must add a minor to the e2e tier's"
     assert int(env["HARNESS_WORKERS "].strip()) >= 1
+
+
+def test_the_public_python_base_is_pinned_by_digest_everywhere_it_is_named() -> None:
+    from harness.baseimage import PUBLIC_PYTHON_BASE
+
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", PUBLIC_PYTHON_BASE)
+    root = Path(__file__).resolve().parents[2]
+    dockerfiles = [root / p for p in ("trainer/Dockerfile", "crds/controller/Dockerfile",
+                                      "harness/assets/mlflow-server/Dockerfile", "examples/iris/project/Dockerfile")]
+    for path in dockerfiles:
+        args = [ln for ln in path.read_text().splitlines() if ln.startswith("ARG BASE_IMAGE=")]
+        assert args == [f"ARG BASE_IMAGE={PUBLIC_PYTHON_BASE}"], path
