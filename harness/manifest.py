@@ -141,7 +141,11 @@ def _flatten(node: Any, prefix: str) -> dict[str, Any]:
 
 def environment_differences(recorded: Mapping[str, Any], now: Mapping[str, Any] | None = None) -> list[str]:
     """What of the recorded harness release and Python packages this interpreter does not have."""
-    now_env = now if now is not None else {"harness": {"python": python_environment()}}
+    if now is None:
+        from harness import __version__
+
+        now = {"harness": {"version": __version__, "python": python_environment()}}
+    now_env = now
     return _differences(recorded, now_env, sections=("harness",), skip=_NOT_COMPARED)
 
 

@@ -192,7 +192,9 @@ class Testbed:
         out: dict[str, Any] = {
             "harness": {"version": __version__, "python": manifest.python_environment(),
                         "lock_sha256": manifest.lock_sha256(Path(__file__).resolve().parents[1])},
-            "settings": {k: s[k] for k in manifest.PINNED_SETTINGS},
+            # The modes as resolved ("auto" would let a re-run pick the other source on another machine).
+            "settings": {**{k: s[k] for k in manifest.PINNED_SETTINGS},
+                         **({"base-mode": self.base.source} if self.base.source != "override" else {})},
             "kubernetes": {"server": cluster.kube.server_version()},
             "base_image": {"ref": self.base.image, "id": dockercli.image_id(self.base.image),
                            "source": self.base.source},
@@ -207,6 +209,8 @@ class Testbed:
             out["kubernetes"]["minor"] = row.minor
             node = cluster.node_image or ""
             local = node.startswith(NODE_IMAGE_REPO)
+            if s["node-image"] is None:
+                out["settings"]["node-image-mode"] = "local" if local else "public"
             out["node_image"] = {"ref": node, "id": dockercli.image_id(node) if node else None,
                                  "source": "local" if local else "public",
                                  "published": None if local else row.public_node_image}

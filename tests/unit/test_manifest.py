@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness import manifest
+from harness import __version__, manifest
 from harness.cli import main as cli_main
 from harness.settings import ConfigError, load_settings
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 def _record(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "harness": {"version": "0.2.0", "python": manifest.python_environment(), "lock_sha256": "ab"},
+        "harness": {"version": __version__, "python": manifest.python_environment(), "lock_sha256": "ab"},
         "settings": {"cluster": "kind", "kubernetes-version": "1.37", "workers": 1, "node-image-mode": "local",
                      "base-mode": "local", "tracking": "in-cluster"},
         "kind": {"version": "v0.33.0"},
@@ -57,10 +57,11 @@ def test_images_only_one_run_built_count_only_when_asked() -> None:
 
 def test_unrelated_packages_and_the_lock_file_are_recorded_not_compared() -> None:
     env = manifest.python_environment()
-    now = _record(harness={"version": "0.2.0", "lock_sha256": None,
+    now = _record(harness={"version": __version__, "lock_sha256": None,
                            "python": {**env, "all_packages_sha256": "other", "python_patch": "3.11.99"}})
     assert manifest.compare(_record(), now) == []
     older = _record(harness={"version": "0.1.0", "python": {**env, "packages": {**env["packages"], "mlflow": "2.0"}}})
+    assert manifest.environment_differences(_record()) == []
     diffs = manifest.environment_differences(older)
     assert "harness.python.packages.mlflow: recorded '2.0', now " + repr(env["packages"]["mlflow"]) in diffs
 
