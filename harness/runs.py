@@ -152,6 +152,10 @@ class ProjectRunner:
             args += ["-P", p]
         proc = mlflow_run(spec.path, *args, *extra, tracking_uri=self.stack.tracking_uri, cwd=self.workdir,
                           check=check)
+        if backend == "customjob" and proc.returncode == 0 and self.on_image is not None:
+            found = self.customjob(self.only_run_id(experiment))
+            if found is not None:
+                self.on_image(spec.name, found["spec"]["image"], _local_image_id(found["spec"]["image"]))
         return experiment, proc
 
     def only_run_id(self, experiment: str) -> str:
@@ -178,8 +182,6 @@ class ProjectRunner:
                        hint=f"no controller has reconciled it; check the controller's logs and RBAC: "
                             f"{controller_hint(self.stack)}")
         done = wait_customjob(kube, self.namespace, name, timeout=self.job_timeout)
-        if self.on_image is not None:
-            self.on_image(spec.name, done["spec"]["image"], _local_image_id(done["spec"]["image"]))
         status = wait_run_terminal(self.client, run_id, timeout=120)
         return ProjectRun(project=spec.name, run_id=run_id, experiment=experiment, status=status, customjob=done,
                           namespace=self.namespace, tracking_uri=self.stack.tracking_uri,
