@@ -19,7 +19,7 @@ import yaml
 from harness import _exec
 from harness.cachedir import cache_dir
 
-__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config"]
+__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config", "thaw_frozen_cgroups"]
 
 #: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
 MLFLOW_NODE_PORT = 30500
@@ -32,6 +32,31 @@ KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_m
 """Every host-wide value the kubelet (protectKernelDefaults off) rewrites in a privileged kind node."""
 
 PROC_SYS = Path("/proc/sys")
+FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
+
+
+def thaw_frozen_cgroups(container_ids: list[str], root: Path = FREEZER_ROOT) -> list[Path]:
+    """Write THAWED to every FROZEN cgroup v1 freezer at or below these containers' cgroups.
+
+    Docker puts a container under ``docker/<id>`` (cgroupfs driver) or
+    ``system.slice/docker-<id>.scope`` (systemd driver). Only those subtrees
+    are touched: nothing of the host's own, nothing of another container's.
+    """
+    thawed: list[Path] = []
+    if not root.is_dir():
+        return thawed  # cgroup v2: no freezer hierarchy (its freeze does not block SIGKILL)
+    for cid in container_ids:
+        for top in (root / "docker" / cid, root / "system.slice" / f"docker-{cid}.scope"):
+            if not top.is_dir():
+                continue
+            for state in sorted(top.rglob("freezer.state")):
+                try:
+                    if state.read_text().strip() != "THAWED":
+                        state.write_text("THAWED")
+                        thawed.append(state.parent)
+                except OSError:
+                    continue  # gone meanwhile, or not ours to write (not root): the retry says the rest
+    return thawed
 
 
 def kind_config(*, host_port: int, extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -115,8 +140,24 @@ class KindCluster:
         os.chmod(self.kubeconfig, 0o600)
 
     def delete(self) -> None:
-        self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
+        args = ("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig))
+        first = self._kind(*args, timeout=300, check=False)
+        if first.returncode != 0:
+            # cgroup v1: a pod's `runc init` caught in a FROZEN freezer cgroup (runc freezes while it sets
+            # device rules) cannot take SIGKILL, so `docker rm -f` of its node fails ("did not receive an
+            # exit event"). Thaw what is frozen inside our nodes, then delete again.
+            thawed = thaw_frozen_cgroups(self.node_ids)
+            self.log(f"kind: delete of {self.name} failed ({(first.stderr or '').strip().splitlines()[-1:]}); "
+                     f"thawed {len(thawed)} frozen cgroup(s) in its nodes; retrying")
+            self._kind(*args, timeout=300)
         self.restore_host_sysctls()
+
+    @property
+    def node_ids(self) -> list[str]:
+        """Full ids of this cluster's node containers (running or not)."""
+        proc = _exec.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={self.name}",
+                          "--format", "{{.ID}}"], check=False, timeout=30)
+        return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
     @staticmethod
     def _sysctl_file() -> Path:

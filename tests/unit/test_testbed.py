@@ -98,3 +98,27 @@ def test_workers_refused_where_they_cannot_work() -> None:
         with_workers(None, 1, kubernetes_version="1.34", local=True)
     assert with_workers(None, 1, kubernetes_version="1.34", local=False) == {
         "nodes": [{"role": "control-plane"}, {"role": "worker"}]}
+
+
+def test_thaw_touches_only_frozen_cgroups_of_the_given_containers(tmp_path: Path) -> None:
+    from harness.clusters.kind_cli import thaw_frozen_cgroups
+
+    def cgroup(rel: str, state: str) -> Path:
+        d = tmp_path / rel
+        d.mkdir(parents=True)
+        (d / "freezer.state").write_text(state + "\n")
+        return d / "freezer.state"
+
+    ours = cgroup("docker/abc/kubelet.slice/pod1/cri-containerd-1.scope", "FROZEN")
+    ours_ok = cgroup("docker/abc/kubelet.slice/pod2", "THAWED")
+    systemd = cgroup("system.slice/docker-abc.scope/x", "FREEZING")
+    other = cgroup("docker/def/y", "FROZEN")
+    host = cgroup("user.slice/z", "FROZEN")
+    thawed = thaw_frozen_cgroups(["abc"], root=tmp_path)
+    assert sorted(thawed) == sorted([ours.parent, systemd.parent])
+    assert ours.read_text() == "THAWED"
+    assert systemd.read_text() == "THAWED"
+    assert ours_ok.read_text().strip() == "THAWED"
+    assert other.read_text().strip() == "FROZEN"
+    assert host.read_text().strip() == "FROZEN"
+    assert thaw_frozen_cgroups(["abc"], root=tmp_path / "absent") == []
