@@ -84,6 +84,16 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
                         config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
 
 
+def _node_count(cluster: Cluster) -> int | None:
+    """Nodes of the cluster, for the manifest; None where listing nodes is not allowed (an existing cluster)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return len(cluster.kube.core.list_node().items)
+    except ApiException:
+        return None
+
+
 def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str,
                  local: bool) -> dict[str, Any] | None:
     """``extra`` (the user's kind config) with ``workers`` worker nodes added.
@@ -199,7 +209,7 @@ class Testbed:
             "base_image": {"ref": self.base.image, "id": dockercli.image_id(self.base.image),
                            "source": self.base.source},
             "images": {name: {"id": b.id, "tag": b.tag} for name, b in self.built.items()},
-            "cluster": {"provider": cluster.provider, "nodes": len(cluster.kube.core.list_node().items)},
+            "cluster": {"provider": cluster.provider, "nodes": _node_count(cluster)},
         }
         if cluster.provider == "kind":
             row = release_for(s["kubernetes-version"])
