@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import tomllib
 from pathlib import Path
 
@@ -83,6 +84,18 @@ def test_every_package_is_listed_for_the_wheel() -> None:
     found = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
     assert found - listed == set(), "add these to [tool.setuptools] packages"
     assert "harness.assets.stub" in listed
+
+
+def test_every_data_file_of_the_package_goes_into_the_wheel() -> None:
+    """A file the code reads at run time (netd/main.go, node files) but the wheel lacks breaks only users."""
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["harness"]
+    globs = [g for pat in patterns for g in (pat, pat.replace("**/", ""))]  # setuptools' ** also matches no dir
+    data = [p.relative_to(PACKAGE).as_posix() for top in ("nodeimage", "registry")
+            for p in (PACKAGE / top).rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data, "no data files found: the test looks in the wrong place"
+    missing = [f for f in data if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert missing == [], f"add to [tool.setuptools.package-data] harness: {missing}"
 
 
 def test_the_stub_stack_and_tracking_image_are_found() -> None:
