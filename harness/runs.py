@@ -21,6 +21,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from harness import _exec, contract, dockercli
+from harness._errors import CommandError
 from harness.settings import ProjectSpec, find_project
 from harness.stack import Stack
 from harness.waits import customjob_for_run, wait_customjob, wait_for_customjob, wait_run_terminal
@@ -80,8 +81,10 @@ class ProjectRun:
 
 def _local_image_id(ref: str) -> str | None:
     """The local docker image id of ``ref`` (a content tag, or a pushed digest), None if Docker lacks it."""
-    proc = _exec.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], check=False, timeout=60)
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
+    try:
+        return dockercli.image_id(ref) or None
+    except CommandError:
+        return None
 
 
 @dataclass

@@ -36,7 +36,7 @@ from harness._errors import HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 from harness.clusters import Cluster, ImageRoute
-from harness.clusters.kind_cli import KindCluster, kind_config
+from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
 from harness.kubeapi import Kube
 from harness.tracking_server import free_port
 
@@ -105,13 +105,6 @@ def delete_cluster(kind: KindCluster, *, settle: float = 0.0) -> None:
             wait_for(probe, what=f"no late node of {kind.name} to appear", timeout=settle * 6, interval=0.5)
     if not node_container_ids(kind.name):
         forget_cluster(kind.name)
-
-
-def node_container_ids(name: str) -> list[str]:
-    """Full ids of the node containers of kind cluster ``name`` (kind labels every node with it)."""
-    proc = _exec.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={name}",
-                      "--format", "{{.ID}}"], check=False, timeout=30)
-    return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
 
 def host_marker_owns(marker: dict[str, Any] | None, node_ids: list[str]) -> bool:

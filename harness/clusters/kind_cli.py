@@ -19,7 +19,7 @@ import yaml
 from harness import _exec
 from harness.cachedir import cache_dir
 
-__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config", "thaw_frozen_cgroups"]
+__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config", "node_container_ids", "thaw_frozen_cgroups"]
 
 #: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
 MLFLOW_NODE_PORT = 30500
@@ -33,6 +33,13 @@ KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_m
 
 PROC_SYS = Path("/proc/sys")
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
+
+
+def node_container_ids(name: str) -> list[str]:
+    """Full ids of the node containers of kind cluster ``name`` (kind labels every node with it)."""
+    proc = _exec.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+                      "--format", "{{.ID}}"], check=False, timeout=30)
+    return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
 
 def thaw_frozen_cgroups(container_ids: list[str], root: Path = FREEZER_ROOT) -> list[Path]:
@@ -146,18 +153,11 @@ class KindCluster:
             # cgroup v1: a pod's `runc init` caught in a FROZEN freezer cgroup (runc freezes while it sets
             # device rules) cannot take SIGKILL, so `docker rm -f` of its node fails ("did not receive an
             # exit event"). Thaw what is frozen inside our nodes, then delete again.
-            thawed = thaw_frozen_cgroups(self.node_ids)
+            thawed = thaw_frozen_cgroups(node_container_ids(self.name))
             self.log(f"kind: delete of {self.name} failed ({(first.stderr or '').strip().splitlines()[-1:]}); "
                      f"thawed {len(thawed)} frozen cgroup(s) in its nodes; retrying")
             self._kind(*args, timeout=300)
         self.restore_host_sysctls()
-
-    @property
-    def node_ids(self) -> list[str]:
-        """Full ids of this cluster's node containers (running or not)."""
-        proc = _exec.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={self.name}",
-                          "--format", "{{.ID}}"], check=False, timeout=30)
-        return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
     @staticmethod
     def _sysctl_file() -> Path:

@@ -25,7 +25,8 @@ import pytest
 from harness import _exec
 from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
-from harness.clusters.kind import host_marker_path, node_container_ids
+from harness.clusters.kind import host_marker_path
+from harness.clusters.kind_cli import node_container_ids
 
 __all__ = ["CHILD_TEST", "REPO", "Child", "alive", "assert_nothing_left", "group_alive", "kind_clusters",
            "wait_until"]

@@ -23,7 +23,7 @@ import pytest
 
 from harness import _exec
 from harness.cachedir import cache_dir
-from harness.clusters.kind import node_container_ids
+from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
 from tests.fault.childsession import Child, alive, assert_nothing_left, group_alive, wait_until
 

@@ -22,7 +22,7 @@ import pytest
 
 from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
-from harness.clusters.kind import node_container_ids
+from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
 from tests.fault.childsession import REPO, Child, assert_nothing_left, kind_clusters, wait_until
 
