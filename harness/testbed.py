@@ -69,16 +69,15 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
         extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
         if not isinstance(extra, dict):
             raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
-    from harness.nodeimage.versions import NODE_IMAGE_REPO
     from harness.registry import kind_config_patches
     from harness.registry.wiring import node_lacks_config_path
 
     extra = with_workers(extra, settings["workers"], kubernetes_version=settings["kubernetes-version"],
-                         local=choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO))
+                         local=choice.registry_less)
 
     # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
     # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
-    local_node = node_lacks_config_path(choice.image, choice.source, settings["kubernetes-version"])
+    local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
                         config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)

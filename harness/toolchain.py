@@ -42,6 +42,13 @@ class NodeChoice:
     source: Literal["override", "public", "local"]
     reason: str
 
+    @property
+    def registry_less(self) -> bool:
+        """Our registry-less build (chosen as such, or named by an override): it has only what we put in."""
+        from harness.nodeimage.versions import NODE_IMAGE_REPO
+
+        return self.source == "local" or self.image.startswith(NODE_IMAGE_REPO)
+
 
 def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,

@@ -51,15 +51,13 @@ _REGISTRY_TABLES = (
 )
 
 
-def node_lacks_config_path(image: str, source: str, kubernetes_version: str | None = None) -> bool:
+def node_lacks_config_path(registry_less: bool, kubernetes_version: str | None = None) -> bool:
     """True for the one node image whose containerd sets no ``config_path``: the registry-less
     build with Debian's containerd 1.6 (the 1.34 row). The 1.35+ builds carry containerd 2.x
     with a version-3 config that sets it, as kind's published images do."""
-    from harness.nodeimage.versions import NODE_IMAGE_REPO
     from harness.versions import release_for
 
-    local = source == "local" or image.startswith(NODE_IMAGE_REPO)
-    return local and release_for(kubernetes_version).runtime is None
+    return registry_less and release_for(kubernetes_version).runtime is None
 
 
 def kind_config_patches(node_image_is_local: bool) -> list[str]:
