@@ -12,8 +12,9 @@ with another digest) stops the session with the field, both values and the fix,
 instead of running something else under the old name.
 
 Only facts that decide what runs are compared; timings, paths and the cluster
-name are not. This module imports nothing of the harness but its version
-table, so the plugin, the test bed and the CLI can all use it.
+name are not. This module imports nothing of the harness but its errors (and
+its version, when asked), so settings, the plugin, the test bed and the CLI can
+all use it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "compare",
     "environment_differences",
     "load",
+    "lock_sha256",
     "manifest_path_for",
     "merge",
     "pinned_settings",
@@ -145,8 +147,7 @@ def environment_differences(recorded: Mapping[str, Any], now: Mapping[str, Any] 
         from harness import __version__
 
         now = {"harness": {"version": __version__, "python": python_environment()}}
-    now_env = now
-    return _differences(recorded, now_env, sections=("harness",), skip=_NOT_COMPARED)
+    return _differences(recorded, now, sections=("harness",), skip=_NOT_COMPARED)
 
 
 def compare(recorded: Mapping[str, Any], now: Mapping[str, Any], *, images_in_both_only: bool = False) -> list[str]:

@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
            "table (harness/versions.py): kind, the node image (public by digest, or built) and kubectl follow it",
            choices=tuple(RELEASES)),
     Option("workers", "int", 0, "worker nodes beside the control plane (kind; 1.35+: the registry-less node "
-           "carries a multi-node CNI); ignored when kind-config lists nodes; part of the fingerprint"),
+           "carries a multi-node CNI); refused beside a kind-config that lists nodes; part of the fingerprint"),
     Option("node-image", "str", None, "kind node image to use as is"),
     Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
            "registry-less build; public; local", choices=("auto", "public", "local")),
