@@ -235,17 +235,28 @@ def test_a_pod_refused_by_a_resource_quota_fails_with_the_quota_message(launcher
 def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: ProjectRunner) -> None:
     registry = attached_registry(launcher)
     kube = launcher.stack.cluster.kube
-    local = f"fault-late-{uuid.uuid4().hex[:8]}:1"
+    suffix = uuid.uuid4().hex[:8]
+    local = f"fault-late-{suffix}:1"
     image = f"{LOCAL_REGISTRY_HOST}/{local}"
-    _customjob(launcher, "late", "print('pulled after all')", image=image)
+    # The layers go up first under another name, so the "late" push below moves only a manifest (the
+    # registry has the blobs). Pushing 250 MB after the first failure raced the kubelet's pull back-off
+    # (10, 20, 40 s) against the 45 s grace on a loaded machine: the test then measured the machine.
+    early = f"fault-layers-{suffix}:1"
+    tags = [early, f"{LOCAL_REGISTRY_HOST}/{early}", local, image]
+    try:
+        _exec.run(["docker", "tag", _controller_image(kube), early], timeout=60)
+        registry.push(early)
+        _customjob(launcher, "late", "print('pulled after all')", image=image)
 
-    def pull_failing() -> Probe[None]:
-        reason = ((_get(kube, launcher.namespace, "late") or {}).get("status") or {}).get("reason")
-        return Probe(reason in ("ErrImagePull", "ImagePullBackOff"), f"reason {reason}")
+        def pull_failing() -> Probe[None]:
+            reason = ((_get(kube, launcher.namespace, "late") or {}).get("status") or {}).get("reason")
+            return Probe(reason in ("ErrImagePull", "ImagePullBackOff"), f"reason {reason}")
 
-    wait_for(pull_failing, what="the first pull of a not-yet-pushed image to fail", timeout=90)
-    _exec.run(["docker", "tag", _controller_image(kube), local], timeout=60)
-    registry.push(local)  # the registry "comes back": the kubelet's next retry pulls it
-    done = wait_customjob(kube, launcher.namespace, "late", timeout=150)
+        wait_for(pull_failing, what="the first pull of a not-yet-pushed image to fail", timeout=90)
+        _exec.run(["docker", "tag", _controller_image(kube), local], timeout=60)
+        registry.push(local)  # the registry "comes back": the kubelet's next retry pulls it
+        done = wait_customjob(kube, launcher.namespace, "late", timeout=150)
+    finally:  # the tags only: the image is the controller's
+        _exec.run(["docker", "image", "rm", *tags], timeout=60, check=False)
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
 
