@@ -31,6 +31,7 @@ from harness._errors import CommandError, PreflightError
 from harness.cachedir import cache_dir
 from harness.nodeimage.gobuild import GoToolchain
 from harness.pytest_plugin import missing_prerequisite
+from harness.timing import Phases
 from tests.support import crd_strategies as strategies
 from tests.support import crd_validation as crdv
 
@@ -360,8 +361,12 @@ _CRDCHECK_SOURCES = ("go.mod", "go.sum", "main.go")
 
 
 @pytest.fixture(scope="module")
-def crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The crdcheck binary, built once per source hash into the harness cache (warm: no Go at all)."""
+def crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, phases: Phases) -> Path:
+    """The crdcheck binary, built once per source hash into the harness cache (warm: no Go at all).
+
+    Cold, the build takes minutes beside a node-image build: it runs as a phase, whose heartbeat
+    keeps the unit tier's log moving.
+    """
     digest = hashlib.sha256()
     for name in _CRDCHECK_SOURCES:
         digest.update(name.encode() + b"\0" + (CRDCHECK / name).read_bytes() + b"\0")
@@ -372,6 +377,12 @@ def crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         go = GoToolchain.discover(cache_dir())
     except PreflightError as exc:
         missing_prerequisite(request.config, f"cannot build crds/hack/crdcheck: {exc}")
+    with phases.phase("build crds/hack/crdcheck (Go)"):
+        return _build_crdcheck(request, tmp_path_factory, go, binary)
+
+
+def _build_crdcheck(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, go: GoToolchain,
+                    binary: Path) -> Path:
     work = tmp_path_factory.mktemp("crdcheck")  # a copy: -mod=mod may touch go.mod/go.sum
     for name in _CRDCHECK_SOURCES:
         shutil.copy(CRDCHECK / name, work / name)
