@@ -232,6 +232,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the report with these properties
 def pytest_sessionfinish(session: pytest.Session) -> None:
     found = session.config.stash.get(PHASES, None)
     if (run := _xdist_run(session.config)) is not None:
