@@ -76,12 +76,15 @@ def bench_session(cluster: str, extra: list[str]) -> None:
     only = ["-k", "trainer_runs_through_customjob", *extra]
     cold, cold_phases = pytest_session("cold session (new cluster, warm caches)", cluster, only)
     warm, _ = pytest_session("warm session (cluster reused)", cluster, only)
-    deploy = sum(v for k, v in cold_phases.items() if k.startswith(("deliver images", "deploy stack")))
+    # After the cluster, until the stack answers. Images loaded beside kind create are listed on their own:
+    # that time overlaps the cluster's, and the "deliver images" phase then only verifies the nodes.
+    deploy = sum(v for k, v in cold_phases.items() if k == "deliver images" or k.startswith("deploy stack"))
     RESULTS.append(("cold session", f"{cold:.0f} s"))
     RESULTS.append(("warm session", f"{warm:.0f} s = {warm / cold:.0%} of cold (target <= 25 %)"))
     RESULTS.append(("cold stack deploy (deliver + deploy)", f"{deploy:.0f} s = {deploy / 60:.0%} of the 60 s "
                                                              "measured before (target <= 50 %)"))
-    for name in ("cluster", "deliver images", "deploy stack (CRDs, controllers, tracking)"):
+    for name in ("cluster", "deliver images beside kind create", "deliver images",
+                 "deploy stack (CRDs, controllers, tracking)"):
         if name in cold_phases:
             RESULTS.append((f"  cold: {name}", f"{cold_phases[name]:.1f} s"))
 

@@ -3,8 +3,10 @@
 ``with Testbed(settings) as bed:`` gives ``bed.cluster`` and ``bed.stack``;
 the pytest fixtures and ``python -m harness up`` use the same class, so a
 cluster kept by a test session is the one the CLI works against. The cluster
-starts while the images build (they do not depend on each other); then the
-images are delivered and the stack deployed. If anything after the cluster's
+starts while the images build (they do not depend on each other); a new kind
+cluster takes the stack's images while kubeadm still starts its control plane
+(:class:`harness.clusters.kind.KindProvider` ``preload``); then delivery is
+verified on every node and the stack deployed. If anything after the cluster's
 start fails, the cluster is finished like at the end of a session (deleted
 when this session created it, unless kept), so a failed build never leaves a
 cluster behind. An interrupt while they run stops the image builds at once
@@ -35,7 +37,7 @@ from harness.timing import Phases
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
 
-__all__ = ["Testbed", "keep_cluster", "make_provider", "with_workers"]
+__all__ = ["Testbed", "cgroupfs_driver_wanted", "keep_cluster", "make_provider", "with_workers"]
 
 TRACKING_REPOSITORY = "mlflow-server"
 T = TypeVar("T")
@@ -51,8 +53,9 @@ def keep_cluster(settings: Settings, *, failed: bool) -> bool:
 
 
 def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None] = print,
-                  phases: Phases | None = None) -> ClusterProvider:
-    """The cluster provider the settings name (``cluster``)."""
+                  phases: Phases | None = None,
+                  preload: Callable[[ImageRoute], None] | None = None) -> ClusterProvider:
+    """The cluster provider the settings name (``cluster``); ``preload`` runs beside ``kind create``."""
     if settings["cluster"] == "existing":
         return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
                                 registry=settings["registry"], context=settings["context"], log=log)
@@ -69,6 +72,7 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
         extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
         if not isinstance(extra, dict):
             raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
+    from harness.nodeimage.nodefiles import cgroupfs_driver_patches
     from harness.registry import kind_config_patches
     from harness.registry.wiring import node_lacks_config_path
 
@@ -78,9 +82,25 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
     # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
     local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
+    containerd, kubeadm = kind_config_patches(local_node), []
+    if cgroupfs_driver_wanted(choice.registry_less, settings["kubernetes-version"], toolchain.host_is_cgroup_v1()):
+        runc, kubelet = cgroupfs_driver_patches()
+        containerd, kubeadm = [*containerd, runc], [kubelet]
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
-                        config_extra=extra, containerd_patches=tuple(kind_config_patches(local_node)), log=log)
+                        config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
+                        log=log, preload=preload)
+
+
+def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_v1: bool) -> bool:
+    """Our own 1.35+ node (containerd 2.x, runc 1.5) on a cgroup v1 host: see ``cgroupfs_driver_patches``.
+
+    Not a published node image (it is not ours to reconfigure, and cannot run on cgroup v1 from 1.35
+    anyway), not the 1.34 node (Debian's runc 1.1 only logs a failed freeze), never on cgroup v2.
+    """
+    from harness.versions import release_for
+
+    return registry_less and cgroup_v1 and release_for(kubernetes_version).runtime is not None
 
 
 def _node_count(cluster: Cluster) -> int | None:
@@ -257,9 +277,23 @@ class Testbed:
                 note["note"] = f"{reg.host} ({'started' if created else 'running'})"
                 return reg
 
+        f_images: dict[str, Future[images.BuiltImage]] = {}
+
+        def preload(route: ImageRoute) -> None:
+            """The images the stack runs, into the nodes while kind still starts the control plane."""
+            wanted = [sp for sp in specs if sp.deliver]
+            built = [f_images[sp.name].result() for sp in wanted]  # a failed build ends this; it is reported
+            with self.phases.phase("deliver images beside kind create") as note:
+                with ThreadPoolExecutor(max_workers=max(1, len(built))) as pool:
+                    refs = list(pool.map(lambda b: images.deliver(b.tag, route, log=self.log), built))
+                note["note"] = ", ".join(refs)
+
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
-            provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases)
+            # The kind route only: a session with a registry delivers through it (attached after creation).
+            early = preload if s["cluster"] == "kind" and s["registry"] != "local" else None
+            provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases,
+                                     preload=early)
             self._provider = provider
             with self.phases.phase("cluster") as note:
                 found = provider.start()
@@ -283,8 +317,8 @@ class Testbed:
                 return None
 
         with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
+            f_images.update({spec.name: pool.submit(build, spec) for spec in specs})  # before the preload reads it
             f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
-            f_images = {spec.name: pool.submit(build, spec) for spec in specs}
             self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
             self.cluster = settle(f_cluster)
             self.registry = settle(f_registry)

@@ -16,6 +16,15 @@ create killed mid-way leaves a node the next session may remove.
 
 A same-named cluster without either marker was not made by the harness: it is
 never adopted or deleted; the user is told to pick another name.
+
+While ``kind create`` runs, an optional *preload* (the stack's images) goes
+into the nodes as soon as their containerd is configured for good: kind
+restarts containerd while it writes its configuration, and only then does
+kubeadm write the control plane's static Pod manifests, so the first
+manifest on the control-plane node is the signal. Loading an image is disk
+and I/O work; starting the control plane is mostly CPU: on 2 cores they
+overlap well. Delivery after creation still verifies every node, so a
+preload that failed costs time, never correctness.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +51,7 @@ from harness.kubeapi import Kube
 from harness.tracking_server import free_port
 
 __all__ = ["KindProvider", "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours",
-           "merge_kind_config"]
+           "merge_kind_config", "nodes_configured"]
 
 MARKER_NAMESPACE = "kube-system"
 MARKER_NAME = "mlflow-crd-harness"
@@ -172,6 +182,60 @@ def is_ours(kind: KindCluster, kubectl_bin: Path) -> bool:
     return marker is not None
 
 
+class _Beside:
+    """The preload's thread: waits for configured nodes, then runs it; :meth:`end` once ``kind create`` returned."""
+
+    def __init__(self, preload: Callable[[ImageRoute], None], route: ImageRoute, name: str, timeout: float,
+                 log: Callable[[str], None]) -> None:
+        self.preload, self.route, self.name, self.timeout, self.log = preload, route, name, timeout, log
+        self.created = threading.Event()  # kind create returned: nothing more to wait for
+        self.thread = threading.Thread(target=self._run, name=f"preload-{name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            wait_for(lambda: nodes_configured(self.name, self.created), timeout=self.timeout, interval=0.5,
+                     what=f"the nodes of {self.name} to have their containerd configured")
+            if not self.created.is_set():
+                self.preload(self.route)
+        except Exception as exc:  # reported; the delivery after creation does the work
+            self.log(f"cluster: loading images beside kind create did not work ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())[:300]}); they are delivered after it instead")
+
+    def end(self, *, wait: bool) -> None:
+        """``kind create`` returned; with ``wait``, let a preload under way finish (its steps are bounded).
+
+        After a good create it must finish first: delivery must not start a second load beside it.
+        """
+        self.created.set()
+        if wait:
+            self.thread.join()
+
+
+def nodes_configured(name: str, created: threading.Event | None = None) -> Probe[list[str]]:
+    """Done when every node of kind cluster ``name`` runs a containerd kind will not restart again.
+
+    kind's config step patches and restarts every node's containerd before kubeadm init writes the
+    control plane's static Pod manifests; a manifest there means that step is over everywhere.
+    Also done (with no nodes) once ``created`` is set: ``kind create`` returned, whichever way.
+    """
+    if created is not None and created.is_set():
+        return Probe(True, "kind create returned", [])
+    proc = _exec.run(["docker", "ps", "--filter", f"label=io.x-k8s.kind.cluster={name}", "--format", "{{.Names}}"],
+                     check=False, timeout=30)
+    nodes = sorted(proc.stdout.split()) if proc.returncode == 0 else []
+    control = f"{name}-control-plane"
+    if control not in nodes:
+        return Probe(False, "no control-plane node container yet")
+    started = _exec.run(["docker", "exec", control, "test", "-e", "/etc/kubernetes/manifests/kube-apiserver.yaml"],
+                        check=False, timeout=30)
+    if started.returncode != 0:
+        return Probe(False, "kind is preparing and configuring the nodes")
+    for node in nodes:
+        if _exec.run(["docker", "exec", node, "ctr", "version"], check=False, timeout=30).returncode != 0:
+            return Probe(False, f"containerd of {node} does not answer yet")
+    return Probe(True, f"{len(nodes)} node(s) configured", nodes)
+
+
 @dataclass
 class KindProvider:
     """Create or reuse the kind cluster ``name``; on finish delete it if this provider created it."""
@@ -185,8 +249,15 @@ class KindProvider:
     config_extra: dict[str, Any] | None = None
     containerd_patches: tuple[str, ...] = ()
     """Ours, always applied (e.g. the registry ``config_path`` a registry-less node image lacks)."""
+    kubeadm_patches: tuple[str, ...] = ()
+    """Ours too (e.g. the kubelet's cgroup driver, which must agree with containerd's)."""
     wait_seconds: int = 300
     log: Callable[[str], None] = print
+    preload: Callable[[ImageRoute], None] | None = None
+    """Run beside ``kind create`` once the nodes' containerd is configured (see the module docstring).
+
+    It gets the route images will take; what it raises is logged, never raised: the delivery after
+    creation checks every node anyway."""
 
     def __post_init__(self) -> None:
         self.kind = KindCluster(self.name, self.kind_bin, self.state_dir / "clusters" / self.name, log=self.log)
@@ -195,6 +266,8 @@ class KindProvider:
         ours = kind_config(host_port=host_port)
         if self.containerd_patches:
             ours["containerdConfigPatches"] = list(self.containerd_patches)
+        if self.kubeadm_patches:
+            ours["kubeadmConfigPatches"] = list(self.kubeadm_patches)
         return merge_kind_config(ours, self.config_extra)
 
     def start(self) -> Cluster:
@@ -234,8 +307,16 @@ class KindProvider:
         # node is the harness's (and its session gone), removes it and starts over.
         host_marker_path(kind.name).write_text(json.dumps({"state": "creating", "owner": leftovers.owner_token(),
                                                            "created-at": _now()}))
+        beside = self._start_preload(kind)
         try:
-            kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
+            try:
+                kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
+            except BaseException:
+                if beside is not None:
+                    beside.end(wait=False)  # its load fails with the nodes it was loading into
+                raise
+            if beside is not None:
+                beside.end(wait=True)
             marker_data = {
                 "fingerprint": fingerprint,
                 "created-by": "mlflow-crd-harness",
@@ -254,6 +335,14 @@ class KindProvider:
             delete_cluster(kind, settle=3.0)
             raise
         return self._cluster(kube, True, port, fingerprint)
+
+    def _start_preload(self, kind: KindCluster) -> _Beside | None:
+        if self.preload is None:
+            return None
+        beside = _Beside(self.preload, ImageRoute("kind", kind_cluster=self.name, kind_bin=self.kind_bin),
+                         kind.name, self.wait_seconds, self.log)
+        beside.thread.start()
+        return beside
 
     def _cluster(self, kube: Kube, created: bool, port: int, fingerprint: str) -> Cluster:
         return Cluster(

@@ -19,6 +19,7 @@ __all__ = [
     "KUBELET_CGROUP_V1_DROPIN_PATH",
     "KUBELET_CONFIG_DIR",
     "KUBELET_CONFIG_DIR_DROPIN_PATH",
+    "cgroupfs_driver_patches",
     "cni_conflist",
     "containerd2_config",
     "containerd_config",
@@ -176,6 +177,26 @@ def kubelet_cgroup_v1_dropin() -> str:
     """
     return ("# harness.nodeimage: keep running on cgroup v1 hosts (the kubelet's default is to exit, k/k#134298)\n"
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailCgroupV1: false\n")
+
+
+def cgroupfs_driver_patches() -> tuple[str, str]:
+    """kind config patches (containerd, kubeadm) that move a node's runc and kubelet to the cgroupfs driver.
+
+    For our containerd 2.x / runc 1.5 nodes on a cgroup v1 host. With the
+    systemd driver, runc freezes a new container's cgroup v1 freezer before
+    systemd re-applies its device rules, and since runc 1.2 a freeze that
+    does not settle in time fails the start: ``error setting cgroup config
+    for procHooks process: unable to freeze``, a StartError that fails a
+    ``restartPolicy: Never`` Job outright. It was seen on this 2-core CI
+    host under load. The cgroupfs driver sets the cgroup files directly and
+    never freezes; kind itself runs its nodes this way for Kubernetes < 1.24
+    (``cgroupRoot: /kubelet`` under the node's private cgroup namespace).
+    Both sides must agree, hence the pair. Applied at ``kind create``, so the
+    node image stays as built and a plain ``kind create --image`` is unchanged.
+    """
+    runc = "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options"
+    return (f"[{runc}]\n  SystemdCgroup = false\n",
+            "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n")
 
 
 def node_pod_cidr(pod_subnet: str, index: int = 0) -> str:
