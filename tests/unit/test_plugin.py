@@ -235,3 +235,19 @@ def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
     assert finishes[0]["worker"] == starts[0]["worker"]
     assert events[-1]["event"].startswith("finish"), "the owner ends the bed after every test of every worker"
     assert {e["worker"] for e in events if e["event"] == "test"} == {"gw0", "gw1"}
+
+
+def test_phase_timings_reach_the_junit_report(pytester: pytest.Pytester) -> None:
+    """The report carries ``phase.<name>.seconds`` for every phase (benchmarks and CI dashboards read them)."""
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile("""
+def test_timed(phases):
+    with phases.phase("probe phase"):
+        pass
+""")
+    report = pytester.path / "junit.xml"
+    pytester.runpytest(f"--junitxml={report}").assert_outcomes(passed=1)
+    props = {p.get("name"): p.get("value") for p in ET.parse(report).iter("property")}
+    assert "phase.probe phase.seconds" in props
+    assert float(props["phase.probe phase.seconds"]) >= 0.0
