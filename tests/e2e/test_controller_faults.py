@@ -241,10 +241,15 @@ def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: Proj
     # The layers go up first under another name, so the "late" push below moves only a manifest (the
     # registry has the blobs). Pushing 250 MB after the first failure raced the kubelet's pull back-off
     # (10, 20, 40 s) against the 45 s grace on a loaded machine: the test then measured the machine.
+    # The image is the controller's plus a label: its own image id. A node that pulls a second name for
+    # the very image id kind loaded as customjob-controller:<tag> can lose that tag from the CRI's view
+    # (containerd 2.4: ctr still lists it, the kubelet pulls it and fails), which failed the controller
+    # tests running beside this one under -n 2.
     early = f"fault-layers-{suffix}:1"
     tags = [early, f"{LOCAL_REGISTRY_HOST}/{early}", local, image]
     try:
-        _exec.run(["docker", "tag", _controller_image(kube), early], timeout=60)
+        _exec.run(["docker", "build", "-q", "-t", early, "-"], timeout=120,
+                  input=f"FROM {_controller_image(kube)}\nLABEL harness.test=pull-grace-{suffix}\n")
         registry.push(early)
         _customjob(launcher, "late", "print('pulled after all')", image=image)
 
@@ -253,10 +258,10 @@ def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: Proj
             return Probe(reason in ("ErrImagePull", "ImagePullBackOff"), f"reason {reason}")
 
         wait_for(pull_failing, what="the first pull of a not-yet-pushed image to fail", timeout=90)
-        _exec.run(["docker", "tag", _controller_image(kube), local], timeout=60)
+        _exec.run(["docker", "tag", early, local], timeout=60)
         registry.push(local)  # the registry "comes back": the kubelet's next retry pulls it
         done = wait_customjob(kube, launcher.namespace, "late", timeout=150)
-    finally:  # the tags only: the image is the controller's
+    finally:  # the tags, and with the last one the labelled image (its layers are the controller's)
         _exec.run(["docker", "image", "rm", *tags], timeout=60, check=False)
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
 
