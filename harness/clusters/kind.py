@@ -220,14 +220,11 @@ def nodes_configured(name: str, created: threading.Event | None = None) -> Probe
     """
     if created is not None and created.is_set():
         return Probe(True, "kind create returned", [])
-    proc = _exec.run(["docker", "ps", "--filter", f"label=io.x-k8s.kind.cluster={name}", "--format", "{{.Names}}"],
-                     check=False, timeout=30)
-    nodes = sorted(proc.stdout.split()) if proc.returncode == 0 else []
-    control = f"{name}-control-plane"
-    if control not in nodes:
+    nodes = node_container_ids(name)
+    if not nodes:
         return Probe(False, "no control-plane node container yet")
-    started = _exec.run(["docker", "exec", control, "test", "-e", "/etc/kubernetes/manifests/kube-apiserver.yaml"],
-                        check=False, timeout=30)
+    started = _exec.run(["docker", "exec", f"{name}-control-plane", "test", "-e",
+                         "/etc/kubernetes/manifests/kube-apiserver.yaml"], check=False, timeout=30)
     if started.returncode != 0:
         return Probe(False, "kind is preparing and configuring the nodes")
     for node in nodes:
@@ -309,12 +306,7 @@ class KindProvider:
                                                            "created-at": _now()}))
         beside = self._start_preload(kind)
         try:
-            try:
-                kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
-            except BaseException:
-                if beside is not None:
-                    beside.end(wait=False)  # its load fails with the nodes it was loading into
-                raise
+            kind.create(node_image=self.node_image, config=self._config(port), wait_seconds=self.wait_seconds)
             if beside is not None:
                 beside.end(wait=True)
             marker_data = {
@@ -330,6 +322,8 @@ class KindProvider:
             kube = Kube(kind.kubeconfig, self.kubectl_bin)
             kube.write_config_map(MARKER_NAMESPACE, MARKER_NAME, marker_data)
         except BaseException:
+            if beside is not None:
+                beside.end(wait=False)  # a load under way fails with the nodes it was loading into
             # A half-made cluster is ours to remove: the next run must not find a node without a marker.
             self.log(f"cluster: creating {kind.name} failed; deleting what was made")
             delete_cluster(kind, settle=3.0)

@@ -23,7 +23,8 @@ WORKER = f"{NAME}-worker"
 
 
 class FakeDocker:
-    """``docker ps`` lists ``nodes``; ``test -e`` of the apiserver manifest and ``ctr version`` per node."""
+    """``docker ps`` lists ``nodes`` (names stand in for ids); ``test -e`` of the apiserver manifest and
+    ``ctr version`` per node."""
 
     def __init__(self, nodes: Sequence[str] = (), manifest: bool = False, answering: Sequence[str] = ()) -> None:
         self.nodes, self.manifest, self.answering = list(nodes), manifest, set(answering)
