@@ -284,9 +284,7 @@ class Testbed:
             wanted = [sp for sp in specs if sp.deliver]
             built = [f_images[sp.name].result() for sp in wanted]  # a failed build ends this; it is reported
             with self.phases.phase("deliver images beside kind create") as note:
-                with ThreadPoolExecutor(max_workers=max(1, len(built))) as pool:
-                    refs = list(pool.map(lambda b: images.deliver(b.tag, route, log=self.log), built))
-                note["note"] = ", ".join(refs)
+                note["note"] = ", ".join(self._deliver([b.tag for b in built], route))
 
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
@@ -344,10 +342,8 @@ class Testbed:
         assert cluster is not None
         with self.phases.phase("deliver images") as note:
             wanted = [sp for sp in specs if sp.deliver]
-            with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
-                refs = dict(zip([sp.repository for sp in wanted], pool.map(
-                    lambda sp: images.deliver(self.built[sp.name].tag, cluster.images, log=self.log), wanted),
-                    strict=True))
+            refs = dict(zip([sp.repository for sp in wanted],
+                            self._deliver([self.built[sp.name].tag for sp in wanted], cluster.images), strict=True))
             note["note"] = ", ".join(refs.values())
         stack_dirs = [assets.stub_root() if d == "stub" else Path(d) for d in s["stack"]]
         tracking_image = refs.pop(TRACKING_REPOSITORY, None)
@@ -357,6 +353,11 @@ class Testbed:
                                  timeout=s["deploy-timeout"], log=self.log)
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
+
+    def _deliver(self, tags: list[str], route: ImageRoute) -> list[str]:
+        """Every image onto the cluster by ``route``, side by side; the references pods must use, in order."""
+        with ThreadPoolExecutor(max_workers=max(1, len(tags))) as pool:
+            return list(pool.map(lambda tag: images.deliver(tag, route, log=self.log), tags))
 
     def _let_the_controller_release_its_jobs(self, timeout: float = 180) -> None:
         """Before the controller goes: wait until no Job being deleted still holds its finalizer.
