@@ -53,7 +53,8 @@ def pytest_session(label: str, cluster: str, args: list[str]) -> tuple[float, di
         junit = Path(tmp) / "junit.xml"
         t0 = time.monotonic()
         proc = _exec.run(
-            [sys.executable, "-m", "pytest", "-m", "e2e and not multinode", "tests/e2e", "-p", "no:cacheprovider", "-q",
+            [sys.executable, "-m", "pytest", "-m", "e2e and not multinode and not kubeflow", "tests/e2e",
+             "-p", "no:cacheprovider", "-q",
              "--harness-cluster-name", cluster, "--harness-keep-cluster=always", "--harness-no-skip",
              f"--junitxml={junit}", *args],
             timeout=5400, check=False, extra_env={"CI": ""}, cwd=ROOT,

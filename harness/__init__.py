@@ -1,4 +1,4 @@
-"""mlflow-crd-harness: prove an MLflow project runs on Kubernetes through a CustomJob custom resource.
+"""mlflow-crd-harness: prove an MLflow project runs on Kubernetes through a custom resource (any training API).
 
 The public API, for users' own tests and scripts::
 
@@ -23,7 +23,7 @@ __version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from harness._errors import CommandError, HarnessError, WaitTimeout
-    from harness.assertions import RunFacts, assert_customjob, assert_run
+    from harness.assertions import RunFacts, assert_customjob, assert_run, assert_workload
     from harness.clusters import Cluster, ClusterProvider
     from harness.clusters.existing import ExistingProvider
     from harness.clusters.kind import KindProvider
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from harness.stack import Stack
     from harness.testbed import Testbed
     from harness.tracking_server import LocalTrackingServer
+    from harness.workloads import WorkloadKind
 
 __all__ = [
     "Cluster",
@@ -51,15 +52,18 @@ __all__ = [
     "Stack",
     "Testbed",
     "WaitTimeout",
+    "WorkloadKind",
     "__version__",
     "assert_customjob",
     "assert_run",
+    "assert_workload",
     "load_settings",
 ]
 
 _HOMES = {
     "CommandError": "harness._errors", "HarnessError": "harness._errors", "WaitTimeout": "harness._errors",
     "RunFacts": "harness.assertions", "assert_customjob": "harness.assertions", "assert_run": "harness.assertions",
+    "assert_workload": "harness.assertions", "WorkloadKind": "harness.workloads",
     "Cluster": "harness.clusters", "ClusterProvider": "harness.clusters",
     "ExistingProvider": "harness.clusters.existing", "KindProvider": "harness.clusters.kind",
     "ProjectRun": "harness.runs", "ProjectRunner": "harness.runs",

@@ -1,4 +1,4 @@
-"""Checks for users' own tests: what a finished run and its CustomJob must show.
+"""Checks for users' own tests: what a finished run and its workload object must show.
 
 Each helper reads the real state (the tracking server, the API server) and
 fails with a message that quotes what is actually there, so a red test says
@@ -21,11 +21,13 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from harness import contract
 from harness.kubeapi import Kube
 from harness.runs import ProjectRun
+from harness.workloads import CUSTOMJOB, closing, state, stub
+from harness.workloads.api import WorkloadClient
+from harness.workloads.kind import WorkloadKind
 
-__all__ = ["RunFacts", "assert_customjob", "assert_run"]
+__all__ = ["RunFacts", "assert_customjob", "assert_run", "assert_workload"]
 
 MetricCheck = float | tuple[float, float]
 """A value (equal within 1e-9 relative) or an inclusive (low, high) range."""
@@ -43,6 +45,8 @@ class RunFacts:
     model_id: str | None
     model_files: tuple[str, ...]
     predictions: tuple[Any, ...]
+    logs: tuple[str, ...] = ()
+    """Artifact paths of the pods' logs attached to the run (``logs/...``), when asked for with ``logs=True``."""
 
 
 def _fail(run_id: str, what: str, data: Any) -> AssertionError:
@@ -58,12 +62,14 @@ def assert_run(
     metrics: Mapping[str, MetricCheck] | None = None,
     model_predicts: Any = None,
     model_files: Sequence[str] = ("MLmodel",),
+    logs: bool = False,
 ) -> RunFacts:
     """Assert the run's status, params (as logged strings), metrics, and exactly one READY model that predicts.
 
     ``metrics``: name -> value or (low, high); every metric must be finite.
     ``model_predicts``: rows (a DataFrame, or a list of dicts) the model must
     predict one finite value for each; None skips the model checks.
+    ``logs``: the pods' logs must be attached to the run (``logs/<pod>/<container>.txt``).
     """
     if isinstance(run, ProjectRun):
         client = client or run.client
@@ -75,7 +81,7 @@ def assert_run(
     got = client.get_run(run_id)
     info, data = got.info, got.data
     if info.status != status:
-        reason = data.tags.get(contract.TAG_FAILURE_REASON, "")
+        reason = "; ".join(v for k, v in data.tags.items() if k.endswith("/failure-reason"))
         ours = {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")}
         raise _fail(run_id, f"status is {info.status}, expected {status}" + (f"; reason: {reason}" if reason else ""),
                     {"status": info.status, "tags": ours})
@@ -101,8 +107,24 @@ def assert_run(
     if model_predicts is not None:
         model_id, files, predictions = _check_model(client, run_id, str(info.experiment_id), model_predicts,
                                                     model_files)
+    attached: tuple[str, ...] = ()
+    if logs:
+        attached = tuple(sorted(_files(client, run_id, closing.LOGS_ARTIFACT_DIR)))
+        if not attached:
+            raise _fail(run_id, f"no pod logs attached under {closing.LOGS_ARTIFACT_DIR}/",
+                        [a.path for a in client.list_artifacts(run_id)])
     return RunFacts(run_id=run_id, status=str(info.status), params=dict(data.params), metrics=dict(data.metrics),
-                    tags=dict(data.tags), model_id=model_id, model_files=files, predictions=predictions)
+                    tags=dict(data.tags), model_id=model_id, model_files=files, predictions=predictions,
+                    logs=attached)
+
+
+def _files(client: MlflowClient, run_id: str, root: str) -> list[str]:
+    out: list[str] = []
+    pending = [root]
+    while pending:
+        for item in client.list_artifacts(run_id, pending.pop()):
+            (pending if item.is_dir else out).append(item.path)
+    return out
 
 
 def _check_model(client: MlflowClient, run_id: str, experiment_id: str, rows: Any,
@@ -139,11 +161,35 @@ def _check_model(client: MlflowClient, run_id: str, experiment_id: str, rows: An
     return str(model.model_id), files, predicted
 
 
-def assert_customjob(
-    kube: Kube, namespace: str, name: str, *, phase: str = contract.SUCCEEDED, run_id: str | None = None,
+def assert_workload(
+    kube: Kube, kind: WorkloadKind, namespace: str, name: str, *, status: str = "FINISHED",
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Assert the CustomJob's phase, its MLflow run id, and that it owns exactly one Job; return the object."""
-    obj = kube.get_custom(contract.GROUP, contract.VERSION, namespace, contract.PLURAL, name)
+    """Assert what ``kind``'s status rules say of the object (``FINISHED``, ``FAILED``...) and whose run it carries.
+
+    Works for every kind (a Job, a PyTorchJob, a team's own CRD); return the object.
+    """
+    client = WorkloadClient.of(kube.api, kind, namespace)
+    obj = client.get(name)
+    if obj is None:
+        raise AssertionError(f"{kind.kind} {namespace}/{name} does not exist")
+    got = state.run_state(kind, obj)
+    if got != status:
+        raise AssertionError(f"{kind.kind} {namespace}/{name}: its status reads {got}, expected {status}\n"
+                             f"  status: {obj.get('status')!r}")
+    label = ((obj.get("metadata") or {}).get("labels") or {}).get(kind.run_label)
+    if run_id is not None and label != run_id:
+        raise AssertionError(f"{kind.kind} {namespace}/{name}: label {kind.run_label}={label!r}, expected {run_id!r}")
+    return obj
+
+
+def assert_customjob(
+    kube: Kube, namespace: str, name: str, *, phase: str = stub.SUCCEEDED, run_id: str | None = None,
+) -> dict[str, Any]:
+    """Assert the stub CustomJob's phase, its MLflow run id, and that it owns exactly one Job; return the object."""
+    obj = WorkloadClient.of(kube.api, CUSTOMJOB, namespace).get(name)
+    if obj is None:
+        raise AssertionError(f"CustomJob {namespace}/{name} does not exist")
     status = obj.get("status") or {}
     if status.get("phase") != phase:
         raise AssertionError(f"CustomJob {namespace}/{name}: phase {status.get('phase')!r}, expected {phase!r}\n"
@@ -151,8 +197,8 @@ def assert_customjob(
     if run_id is not None and status.get("mlflowRunId") != run_id:
         raise AssertionError(f"CustomJob {namespace}/{name}: mlflowRunId {status.get('mlflowRunId')!r}, "
                              f"expected {run_id!r}")
-    jobs = kube.batch.list_namespaced_job(namespace, label_selector=f"{contract.LABEL_CUSTOMJOB}={name}").items
-    owned = [j for j in jobs if any(o.kind == contract.KIND and o.name == name and o.controller
+    jobs = kube.batch.list_namespaced_job(namespace, label_selector=f"{stub.CUSTOMJOB_JOB_LABEL}={name}").items
+    owned = [j for j in jobs if any(o.kind == CUSTOMJOB.kind and o.name == name and o.controller
                                     for o in (j.metadata.owner_references or []))]
     if len(owned) != 1 or (status.get("jobName") and owned[0].metadata.name != status["jobName"]):
         raise AssertionError(f"CustomJob {namespace}/{name}: expected exactly one owned Job named "

@@ -159,9 +159,15 @@ def cmd_config(ns: argparse.Namespace) -> int:
     print(f"project root: {settings.root}")
     print(settings.describe())
     for spec in settings.projects:
-        print(f"project {spec.name}: {spec.path} (template {spec.template}, params {dict(spec.params)})")
+        print(f"project {spec.name}: {spec.path} (template {spec.template}, workload {spec.workload.name}, "
+              f"params {dict(spec.params)})")
+    for kind in settings.workloads:
+        print(f"workload {kind.name}: {kind.kind} ({kind.api_version}), run closed by the {kind.closes_run}")
     for image in settings.images:
-        print(f"image {image.name}: {image.repository} from {image.context} (deliver={image.deliver})")
+        source = (f"go build {image.go.package} of {image.go.module}@{image.go.version}" if image.go
+                  else str(image.context))
+        public = f", or the published {image.public}" if image.public else ""
+        print(f"image {image.name}: {image.repository} from {source}{public} (deliver={image.deliver})")
     return _EXIT_OK
 
 

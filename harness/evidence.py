@@ -1,18 +1,23 @@
 """Failure evidence: everything needed to debug a red e2e test without re-running it.
 
 One directory per failed test under the bundle root (default
-``build/e2e-bundles/<test id>/``, uploaded by GitHub Actions): the CustomJobs,
-Jobs and Pods as YAML, the namespace's events in time order, every container's
-current and previous log, the controller's and the MLflow server's logs, and
-``kind export logs``. Collection never raises: a half-broken cluster still
-yields what could be read, and ``errors.txt`` says what could not.
+``build/e2e-bundles/<test id>/``, uploaded by GitHub Actions), for every
+workload kind: the workload objects of every known kind, the Jobs and Pods as
+YAML, ``ownership.txt`` (the tree from each top object through its Jobs or
+replicas down to its Pods, walked by ownerReferences, with every container's
+end and *which replica failed first*), the namespace's events in time order,
+every container's current and previous log, the controllers' and the MLflow
+server's logs, and ``kind export logs``. Collection never raises: a
+half-broken cluster still yields what could be read, and ``errors.txt`` says
+what could not.
 """
 
 from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,10 +25,13 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from harness import contract
 from harness.kubeapi import Kube
+from harness.workloads import CUSTOMJOB, PRESETS, state
+from harness.workloads import pods as pod_facts
+from harness.workloads.api import REQUEST_TIMEOUT, WorkloadClient
+from harness.workloads.kind import WorkloadKind
 
-__all__ = ["bundle_dir_for", "collect_bundle"]
+__all__ = ["bundle_dir_for", "collect_bundle", "ownership_report"]
 
 
 def bundle_dir_for(root: Path, nodeid: str) -> Path:
@@ -49,10 +57,15 @@ def collect_bundle(
     export_logs: Callable[[Path], None] | None = None,
     system_namespaces: tuple[str, ...] = ("customjob-system", "mlflow"),
     log: Callable[[str], None] = print,
+    kinds: Sequence[WorkloadKind] = (),
 ) -> Path:
-    """Write the bundle for ``namespaces`` (the test's) plus the system components; return ``dest``."""
+    """Write the bundle for ``namespaces`` (the test's) plus the system components; return ``dest``.
+
+    ``kinds``: workload kinds to list besides the presets (a settings' own).
+    """
     dest.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
+    all_kinds = _unique([*PRESETS.values(), *kinds])
 
     def attempt(what: str, fn: Callable[[], None]) -> None:
         try:
@@ -62,8 +75,10 @@ def collect_bundle(
 
     for ns in namespaces:
         out = dest / ns
-        attempt(f"{ns} customjobs", partial(_customjobs, kube, ns, out))
+        for kind in all_kinds:
+            attempt(f"{ns} {kind.name} objects", partial(_workload_objects, kube, kind, ns, out, errors))
         attempt(f"{ns} jobs", partial(_jobs, kube, ns, out))
+        attempt(f"{ns} ownership", partial(_ownership_file, kube, ns, out, all_kinds))
         attempt(f"{ns} events", partial(_events_file, kube, ns, out))
         attempt(f"{ns} pods", partial(_pods_and_logs, kube, ns, out))
     for ns in system_namespaces:
@@ -78,14 +93,119 @@ def collect_bundle(
     return dest
 
 
-def _customjobs(kube: Kube, namespace: str, out: Path) -> None:
-    found = kube.custom.list_namespaced_custom_object(contract.GROUP, contract.VERSION, namespace, contract.PLURAL)
-    _write(out / "customjobs.yaml", _yaml(found))
+def _unique(kinds: Iterable[WorkloadKind]) -> list[WorkloadKind]:
+    seen: dict[tuple[str, str], WorkloadKind] = {}
+    for k in kinds:
+        seen.setdefault((k.api_version, k.kind), k)
+    return list(seen.values())
+
+
+def _workload_objects(kube: Kube, kind: WorkloadKind, namespace: str, out: Path, errors: list[str]) -> None:
+    """``<plural>.yaml`` for each kind the cluster serves and that has objects here (the stub's: customjobs.yaml)."""
+    client = WorkloadClient.of(kube.api, kind, namespace)
+    try:
+        items = client.list_objects()
+    except Exception:
+        if kind is CUSTOMJOB:
+            raise  # the stub is always installed by our tiers: say why it could not be read
+        return  # a kind this cluster does not serve has nothing to show
+    if items or kind is CUSTOMJOB:
+        _write(out / f"{client.served.plural}.yaml", _yaml({"items": items}))
 
 
 def _jobs(kube: Kube, namespace: str, out: Path) -> None:
     jobs = kube.batch.list_namespaced_job(namespace)
     _write(out / "jobs.yaml", _yaml(kube.api.sanitize_for_serialization(jobs)))
+
+
+@dataclass
+class _Node:
+    kind: str
+    name: str
+    obj: dict[str, Any] | None
+    children: list[_Node] = field(default_factory=list)
+    pod: Any = None
+
+
+def ownership_report(kube: Kube, namespace: str, kinds: Sequence[WorkloadKind] = ()) -> str:
+    """The ownership tree of ``namespace``'s pods, each top object with its state, and the first failure."""
+    pods = kube.core.list_namespaced_pod(namespace, _request_timeout=REQUEST_TIMEOUT).items
+    nodes: dict[str, _Node] = {}
+    parents: dict[str, str] = {}
+    plurals: dict[tuple[str, str], str | None] = {}
+
+    def plural(api_version: str, kind: str) -> str | None:
+        if (api_version, kind) not in plurals:
+            group, _, version = api_version.rpartition("/")
+            try:
+                listing = kube.custom.get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT)
+                plurals[(api_version, kind)] = next((r.name for r in listing.resources
+                                                     if r.kind == kind and "/" not in r.name), None)
+            except (ApiException, ValueError):
+                plurals[(api_version, kind)] = None
+        return plurals[(api_version, kind)]
+
+    def owner_node(ref: dict[str, Any]) -> str:
+        uid = str(ref.get("uid"))
+        if uid in nodes:
+            return uid
+        obj = None
+        name = plural(str(ref.get("apiVersion")), str(ref.get("kind"))) if "/" in str(ref.get("apiVersion")) else None
+        if name:
+            group, _, version = str(ref["apiVersion"]).rpartition("/")
+            try:
+                obj = kube.custom.get_namespaced_custom_object(group, version, namespace, name, ref["name"],
+                                                               _request_timeout=REQUEST_TIMEOUT)
+            except ApiException:
+                obj = None
+        nodes[uid] = _Node(str(ref.get("kind")), str(ref.get("name")), obj)
+        for up in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
+            if up.get("controller", True):
+                parents[uid] = owner_node(up)
+                break
+        return uid
+
+    for pod in pods:
+        uid = str(pod.metadata.uid)
+        nodes[uid] = _Node("Pod", str(pod.metadata.name), None, pod=pod)
+        refs = [r for r in pod.metadata.owner_references or [] if r.controller is not False]
+        if refs:
+            ref = refs[0]
+            parents[uid] = owner_node({"uid": ref.uid, "apiVersion": ref.api_version, "kind": ref.kind,
+                                       "name": ref.name, "controller": ref.controller})
+    for child, parent in parents.items():
+        nodes[parent].children.append(nodes[child])
+    known = {(k.api_version, k.kind): k for k in _unique([*PRESETS.values(), *kinds])}
+    lines: list[str] = []
+
+    def show(node: _Node, depth: int) -> None:
+        pad = "  " * depth
+        if node.pod is not None:
+            lines.append(f"{pad}Pod {node.name} {node.pod.status.phase} (replica {pod_facts.replica_of(node.pod)}, "
+                         f"node {node.pod.spec.node_name or '-'})")
+            for end in pod_facts.terminations([node.pod]):
+                lines.append(f"{pad}  - {end.describe()}")
+            for why in pod_facts.stuck([node.pod]):
+                lines.append(f"{pad}  - waiting: {why}")
+            return
+        kind = known.get((str((node.obj or {}).get("apiVersion")), node.kind))
+        shown = state.describe(kind, node.obj) if kind is not None and node.obj is not None else ""
+        lines.append(f"{pad}{node.kind} {node.name} {shown}".rstrip())
+        for child in sorted(node.children, key=lambda n: (n.pod is not None, n.name)):
+            show(child, depth + 1)
+
+    roots = [uid for uid in nodes if uid not in parents]
+    for uid in sorted(roots, key=lambda u: (nodes[u].pod is not None, nodes[u].name)):
+        show(nodes[uid], 0)
+    first = pod_facts.first_failure(pods)
+    lines.append("")
+    lines.append(f"first failure: {first.describe()} (replica {first.replica})" if first is not None
+                 else "first failure: none (no container ended with an error)")
+    return "\n".join(lines) + "\n"
+
+
+def _ownership_file(kube: Kube, namespace: str, out: Path, kinds: Sequence[WorkloadKind]) -> None:
+    _write(out / "ownership.txt", ownership_report(kube, namespace, kinds))
 
 
 def _events_file(kube: Kube, namespace: str, out: Path) -> None:

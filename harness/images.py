@@ -204,9 +204,31 @@ def build_image(
                       seconds=seconds, reused=reused)
 
 
-def build_spec(spec: ImageSpec, *, base_image: str, log: Callable[[str], None] = print) -> BuiltImage:
-    """Build one configured image (settings ``images``)."""
-    return build_image(spec.context, spec.repository, base_image=base_image, also_tag=spec.also_tag,
+def build_spec(spec: ImageSpec, *, base_image: str, log: Callable[[str], None] = print,
+               pull_timeout: float = 120.0) -> BuiltImage:
+    """Build one configured image (settings ``images``); a ``public`` one is pulled instead where it can be.
+
+    A ``go`` image's context (its binary, built from the module proxy) is made
+    first (:func:`harness.goimage.build_context`), then built like any other.
+    """
+    if spec.public is not None:
+        started = time.monotonic()
+        how, why = dockercli.obtain(spec.public, pull_timeout=pull_timeout)
+        if how is not None:
+            client = dockercli.sdk_client()
+            image = client.images.get(spec.public)
+            log(f"image: {spec.name}: using the published {spec.public} ({how})")
+            return BuiltImage(tag=spec.public, id=str(image.id), size_bytes=int(image.attrs.get("Size", 0)),
+                              seconds=0.0 if how == "present" else time.monotonic() - started, reused=how == "present")
+        log(f"image: {spec.name}: {spec.public} cannot be pulled ({why}); building it")
+    if spec.go is not None:
+        from harness import goimage
+
+        context = goimage.build_context(spec.go, log=log)
+    else:
+        assert spec.context is not None  # settings require one of context and go
+        context = spec.context
+    return build_image(context, spec.repository, base_image=base_image, also_tag=spec.also_tag,
                        build_args=spec.build_args, dockerfile=spec.dockerfile, log=log)
 
 

@@ -4,8 +4,12 @@ The one driver of ``mlflow run`` for the pytest fixtures, the CLI and the
 docker tier. :class:`ProjectRunner` writes the backend config for one
 namespace and cluster, calls MLflow's own CLI in a child process (its own
 environment, never the test process's), finds the run it created and, with
-:meth:`ProjectRunner.run`, follows the CustomJob and the MLflow run to their
-end. The ``project_run`` fixture hands out :meth:`ProjectRunner.run`.
+:meth:`ProjectRunner.run`, follows the workload object and the MLflow run to
+their end, for any workload kind (:mod:`harness.workloads`). For kinds whose
+controller does not close MLflow runs, the driver makes sure the run is
+closed from the workload's end (normally the backend already did it), and for
+every kind the pods' logs are attached to the run. The ``project_run`` fixture
+hands out :meth:`ProjectRunner.run`.
 """
 
 from __future__ import annotations
@@ -13,23 +17,26 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from harness import _exec, contract, dockercli
+from harness import _exec, dockercli
 from harness._errors import CommandError
 from harness.settings import ProjectSpec, find_project
 from harness.stack import Stack
-from harness.waits import customjob_for_run, wait_customjob, wait_for_customjob, wait_run_terminal
+from harness.waits import wait_for_workload, wait_run_terminal, wait_workload, workloads
+from harness.workloads import closing, paths, presets, state
+from harness.workloads.api import WorkloadClient
+from harness.workloads.kind import WorkloadKind
 
 __all__ = ["ProjectRun", "ProjectRunner", "mlflow_run"]
 
 PICKUP_TIMEOUT = 120.0
-"""Seconds a controller may take to give a new CustomJob its first status."""
+"""Seconds a controller may take to give a new object its first status."""
 
 
 def controller_hint(stack: Stack) -> str:
@@ -40,9 +47,9 @@ def controller_hint(stack: Stack) -> str:
 
 
 def mlflow_run(project_dir: Path, *args: str, tracking_uri: str, cwd: Path | None = None, timeout: float = 1200,
-               check: bool = True) -> _exec.CompletedProcess[str]:
+               check: bool = True, extra_env: Mapping[str, str] | None = None) -> _exec.CompletedProcess[str]:
     """``python -m mlflow run <project_dir> <args>`` in a child process with ``MLFLOW_TRACKING_URI`` set."""
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, **dockercli.docker_env()}  # MLflow builds with the Docker SDK
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, **dockercli.docker_env(), **(extra_env or {})}
     return _exec.run([sys.executable, "-m", "mlflow", "run", str(project_dir), *args],
                      extra_env=env, cwd=cwd, timeout=timeout, check=check)
 
@@ -58,7 +65,7 @@ def only_run_id(client: MlflowClient, experiment: str) -> str:
 
 @dataclass(frozen=True)
 class ProjectRun:
-    """One finished project run: its MLflow run, its CustomJob, and how to read both."""
+    """One finished project run: its MLflow run, its workload object, and how to read both."""
 
     project: str
     run_id: str
@@ -66,13 +73,31 @@ class ProjectRun:
     status: str
     """MLflow run status: FINISHED, FAILED or KILLED."""
     customjob: Mapping[str, Any]
+    """The workload object as it ended (a CustomJob for the stub; the name stays for tests written for it)."""
     namespace: str
     tracking_uri: str
     output: str = field(repr=False, default="")
+    kind: str = "customjob"
+    """The workload kind's name (``customjob``, ``job``, ``pytorchjob``, a team's own)."""
+    workload_state: str = ""
+    """What the kind's status rules said at the end: FINISHED, FAILED (or KILLED)."""
+    closed_by: str = "workload"
+    """``submitter``: the harness's side ended the run (backend or driver); ``workload``: it was already
+    ended when the workload was (by the training code itself, or by an MLflow-aware controller)."""
+    logs: tuple[str, ...] = ()
+    """Artifact paths of the pods' logs attached to the run (``logs/<pod>/<container>.txt``)."""
 
     @property
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @property
+    def workload(self) -> Mapping[str, Any]:
+        return self.customjob
+
+    @property
+    def name(self) -> str:
+        return str(self.customjob["metadata"]["name"])
 
     @property
     def phase(self) -> str:
@@ -87,6 +112,12 @@ def _local_image_id(ref: str) -> str | None:
         return None
 
 
+def image_of(kind: WorkloadKind, obj: Mapping[str, Any]) -> str | None:
+    """The image the object's (first) run container runs."""
+    found = paths.find(obj, kind.containers)
+    return str(found[0][1].get("image")) if found and isinstance(found[0][1], Mapping) else None
+
+
 @dataclass
 class ProjectRunner:
     """Submits configured projects through the customjob backend into ``namespace``."""
@@ -98,6 +129,8 @@ class ProjectRunner:
     job_timeout: float = 900.0
     on_image: Callable[[str, str, str | None], None] | None = None
     """Told (project, image reference, local image id or None) of every image a :meth:`run` ran."""
+    workload_kinds: Sequence[WorkloadKind] = ()
+    """The settings' own workload definitions (besides the presets)."""
 
     @property
     def client(self) -> MlflowClient:
@@ -108,23 +141,32 @@ class ProjectRunner:
         if isinstance(project, ProjectSpec):
             return project
         if project is None:
-            if len(self.projects) == 1:
-                return self.projects[0]
-            raise ValueError(f"name the project: {[p.name for p in self.projects]}")
+            if self.projects:
+                return self.projects[0]  # the first configured project is the default one
+            raise ValueError("no project is configured: name a directory with an MLproject, or configure one")
         found = find_project(self.projects, project)
         if found is None:
             raise ValueError(f"no configured project {project!r}; configured: {[p.name for p in self.projects]}")
         return found
 
+    def workloads(self, kind: WorkloadKind | str) -> WorkloadClient:
+        """A client of ``kind``'s objects (a kind, or a preset/defined name) in this runner's namespace."""
+        if isinstance(kind, str):
+            kind = presets.resolve(kind, self.workload_kinds)
+        return workloads(self.stack.cluster.kube, kind, self.namespace)
+
     def backend_config(self, project: ProjectSpec) -> Path:
         """The ``--backend-config`` file for this namespace and cluster."""
         cluster = self.stack.cluster
+        kind = project.workload
         cfg: dict[str, Any] = {
             "kubeconfig": str(cluster.kube.kubeconfig),
             "namespace": self.namespace,
             "template-path": str(project.template),
             "tracking-uri": self.stack.pod_tracking_uri,
             "timeout-seconds": int(self.job_timeout),
+            # A preset by name; a settings-defined kind travels whole (the backend has no settings).
+            "workload": kind.name if presets.PRESETS.get(kind.name) == kind else kind.to_mapping(),
         }
         if cluster.kube.context:
             cfg["kube-context"] = cluster.kube.context
@@ -155,11 +197,18 @@ class ProjectRunner:
             args += ["-P", p]
         proc = mlflow_run(spec.path, *args, *extra, tracking_uri=self.stack.tracking_uri, cwd=self.workdir,
                           check=check)
-        if backend == "customjob" and proc.returncode == 0 and self.on_image is not None:
-            found = self.customjob(self.only_run_id(experiment))
-            if found is not None:
-                self.on_image(spec.name, found["spec"]["image"], _local_image_id(found["spec"]["image"]))
+        if backend == "customjob" and self.on_image is not None:
+            found = self._found(spec.workload, experiment)
+            ref = image_of(spec.workload, found) if found is not None else None
+            if ref is not None:
+                self.on_image(spec.name, ref, _local_image_id(ref))
         return experiment, proc
+
+    def _found(self, kind: WorkloadKind, experiment: str) -> dict[str, Any] | None:
+        """The object of the one run in ``experiment``, if both exist."""
+        exp = self.client.get_experiment_by_name(experiment)
+        found = self.client.search_runs([exp.experiment_id]) if exp is not None else []
+        return self.workloads(kind).for_run(str(found[0].info.run_id)) if len(found) == 1 else None
 
     def only_run_id(self, experiment: str) -> str:
         return only_run_id(self.client, experiment)
@@ -167,28 +216,62 @@ class ProjectRunner:
     def run(self, project: ProjectSpec | str | None = None, /, **params: object) -> ProjectRun:
         """Run ``project`` with its configured params overridden by ``params``; wait until both sides end.
 
-        Returns when the CustomJob is Succeeded/Failed and the MLflow run is
-        FINISHED/FAILED/KILLED. A failed job is returned, not raised: assert on
-        it (``assert_run``) so the failure message quotes the run.
+        Returns when the workload ended and the MLflow run is FINISHED/FAILED/KILLED,
+        its pods' logs attached. A failed job is returned, not raised: assert on it
+        (``assert_run``) so the failure message quotes the run. A submission that
+        never created its object (a build error, a refused template) raises
+        :class:`~harness._errors.CommandError` with ``mlflow run``'s output.
         """
         spec = self.spec(project)
+        kind = spec.workload
         merged = {**spec.params, **{k: str(v) for k, v in params.items()}}
-        experiment, proc = self.mlflow_run(*(f"{k}={v}" for k, v in merged.items()), project=spec)
+        # Kinds whose controller does not close runs make `mlflow run` wait and exit 1 on a failed run:
+        # that is a result to return, not an error, once the object exists.
+        experiment, proc = self.mlflow_run(*(f"{k}={v}" for k, v in merged.items()), project=spec, check=False)
+        client = self.workloads(kind)
+        exp = self.client.get_experiment_by_name(experiment)
+        created = self.client.search_runs([exp.experiment_id]) if exp is not None else []
+        if proc.returncode != 0 and (len(created) != 1 or client.for_run(str(created[0].info.run_id)) is None):
+            raise CommandError(proc.args, proc.returncode, proc.stdout or "", proc.stderr or "")
         run_id = self.only_run_id(experiment)
-        kube = self.stack.cluster.kube
-        found = wait_for_customjob(kube, self.namespace, run_id)
+        found = wait_for_workload(client, run_id)
         name = found["metadata"]["name"]
         # A controller that never reconciles (no RBAC, crash loop, wrong watch) fails in two minutes, not at
-        # the job timeout: any phase at all means it picked the CustomJob up.
-        wait_customjob(kube, self.namespace, name, timeout=min(PICKUP_TIMEOUT, self.job_timeout),
-                       phases=frozenset(contract.PHASES),
-                       hint=f"no controller has reconciled it; check the controller's logs and RBAC: "
-                            f"{controller_hint(self.stack)}")
-        done = wait_customjob(kube, self.namespace, name, timeout=self.job_timeout)
+        # the job timeout: any status at all means it picked the object up.
+        wait_workload(client, name, timeout=min(PICKUP_TIMEOUT, self.job_timeout),
+                      until=lambda obj: bool(obj.get("status")),
+                      what=f"a controller to pick up {kind.kind} {self.namespace}/{name}",
+                      hint=f"no controller has reconciled it; check the controller's logs and RBAC: "
+                           f"{controller_hint(self.stack)}")
+        done = wait_workload(client, name, timeout=self.job_timeout)
+        ended = state.run_state(kind, done)
+        closed_by = "workload"
+        attached = closing.attach_logs(self.client, run_id, client, done)
+        if kind.closes_run == "submitter":
+            reason = None if ended == "FINISHED" else closing.explain_failure(client, done)
+            if closing.close_run(self.client, run_id, ended, reason, failure_tag=kind.failure_tag):
+                closed_by = "submitter"
         status = wait_run_terminal(self.client, run_id, timeout=120)
+        tags = self.client.get_run(run_id).data.tags
+        if tags.get(closing.CLOSED_BY_TAG) == "submitter":
+            closed_by = "submitter"
+        logs = tuple(sorted(_artifact_files(self.client, run_id, closing.LOGS_ARTIFACT_DIR))) if (
+            attached or closing.LOGS_TAG in tags) else ()
         return ProjectRun(project=spec.name, run_id=run_id, experiment=experiment, status=status, customjob=done,
                           namespace=self.namespace, tracking_uri=self.stack.tracking_uri,
-                          output=(proc.stdout or "") + (proc.stderr or ""))
+                          output=(proc.stdout or "") + (proc.stderr or ""), kind=kind.name, workload_state=ended,
+                          closed_by=closed_by, logs=logs)
 
     def customjob(self, run_id: str) -> dict[str, Any] | None:
-        return customjob_for_run(self.stack.cluster.kube, self.namespace, run_id)
+        """The stub CustomJob of ``run_id`` in this namespace (None if none yet)."""
+        return self.workloads("customjob").for_run(run_id)
+
+
+def _artifact_files(client: MlflowClient, run_id: str, root: str) -> list[str]:
+    """Every artifact file under ``root`` of the run (recursively)."""
+    out: list[str] = []
+    pending = [root]
+    while pending:
+        for item in client.list_artifacts(run_id, pending.pop()):
+            (pending if item.is_dir else out).append(item.path)
+    return out

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness._errors import HarnessError
+from harness.goimage import GoBuild
 from harness.versions import DEFAULT_MINOR, RELEASES
+from harness.workloads import CUSTOMJOB, DefinitionError, WorkloadKind, presets
 
 __all__ = [
     "OPTIONS",
@@ -130,6 +132,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=tuple(RELEASES)),
     Option("workers", "int", 0, "worker nodes beside the control plane (kind; 1.35+: the registry-less node "
            "carries a multi-node CNI); refused beside a kind-config that lists nodes; part of the fingerprint"),
+    Option("extended-resources", "table", None, "extended resources kind nodes advertise, e.g. "
+           '{ worker = { "nvidia.com/gpu" = 1 } } (node: worker, control-plane, all or a node name): pods that '
+           "request them schedule there, without the device (kind only)"),
     Option("node-image", "str", None, "kind node image to use as is"),
     Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
            "registry-less build; public; local", choices=("auto", "public", "local")),
@@ -141,10 +146,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("base-mode", "choice", "auto", "auto: public python image if pullable, else built from the Debian "
            "mirror; public; local", choices=("auto", "public", "local"), group="images"),
     Option("stack", "list", ("stub",), "kustomize directories applied in order (CRDs first); 'stub' is the "
-           "CustomJob stack shipped with the package", group="stack"),
+           "CustomJob stack shipped with the package, 'kubeflow-training-operator' Kubeflow's training-operator "
+           "v1.8.1 from its Go module (harness.stacks)", group="stack"),
     Option("images", "table-list", None, "images to build: [{name, context, repository, build-args, also-tag, "
-           "deliver}]; a delivered image replaces the same repository in the stack's manifests (default: the "
-           "stub controller when the stack uses the stub)", group="images"),
+           "deliver, go, public}]; a delivered image replaces the same repository in the stack's manifests "
+           "(default: the stub controller when the stack uses the stub; a stack preset adds its own)",
+           group="images"),
     Option("tracking", "str", "in-cluster", "MLflow tracking server: in-cluster (deployed by the harness) or "
            "the http(s) URI of an external one", group="stack"),
     Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
@@ -152,8 +159,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("registry", "str", None, "where images go instead of kind load: 'local' (the harness's registry on "
            "127.0.0.1:5001, wired into kind clusters and kept across them) or the host[:port] of a registry the "
            "cluster pulls from; required for provider existing", group="images"),
-    Option("projects", "table-list", (), "MLflow projects: [{name, path, template, entry-point, params, "
-           "backend-config}]", group="projects"),
+    Option("projects", "table-list", (), "MLflow projects: [{name, path, template, workload, entry-point, "
+           "params, backend-config}]; workload defaults to the kind the template declares", group="projects"),
+    Option("workloads", "table-list", (), "your own workload kinds, besides the presets customjob, job and "
+           "pytorchjob: [{name, api-version, kind, containers, identity, succeeded, failed, running, pods, "
+           "closes-run, ...}] (see harness.workloads.kind)", group="projects"),
     Option("namespace-prefix", "str", "e2e", "prefix of the per-test namespaces the harness creates and labels",
            group="stack"),
     Option("state-dir", "path", ".harness", "where kubeconfigs (0600) and cluster state go (relative: to the "
@@ -166,8 +176,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 
-_IMAGE_KEYS = ("name", "context", "repository", "dockerfile", "build-args", "also-tag", "deliver")
-_PROJECT_KEYS = ("name", "path", "template", "entry-point", "params", "backend-config")
+_IMAGE_KEYS = ("name", "context", "repository", "dockerfile", "build-args", "also-tag", "deliver", "go", "public")
+_GO_KEYS = ("module", "version", "package", "binary")
+_PROJECT_KEYS = ("name", "path", "template", "workload", "entry-point", "params", "backend-config")
 
 
 @dataclass(frozen=True)
@@ -175,13 +186,18 @@ class ImageSpec:
     """An image the harness builds (content-hash tag) before the stack is deployed."""
 
     name: str
-    context: Path
+    context: Path | None
+    """The build context (a Dockerfile in it); None for a ``go`` image (its context is generated)."""
     repository: str
     dockerfile: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     also_tag: tuple[str, ...] = ()
     deliver: bool = True
     """Load/push into the cluster (controllers); False for images only used to build FROM locally."""
+    go: GoBuild | None = None
+    """Build a static Go binary from the module proxy into a ``FROM scratch`` image (:mod:`harness.goimage`)."""
+    public: str | None = None
+    """A published image to use instead of building, where it can be pulled (or is already local)."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,8 @@ class ProjectSpec:
     entry_point: str = "main"
     params: Mapping[str, str] = field(default_factory=dict)
     backend_config: Mapping[str, Any] = field(default_factory=dict)
+    workload: WorkloadKind = CUSTOMJOB
+    """The kind its template makes (named by ``workload``, else the one the template declares)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,8 @@ class Settings:
     sources: Mapping[str, str]
     images: tuple[ImageSpec, ...]
     projects: tuple[ProjectSpec, ...]
+    workloads: tuple[WorkloadKind, ...] = ()
+    """The settings' own workload kinds (``workloads``), besides the presets."""
 
     def __getitem__(self, key: str) -> Any:
         if key not in _BY_KEY:
@@ -351,13 +371,21 @@ def load_settings(
         if values["registry"] is None:
             raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
                               "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
+    if values["extended-resources"] is not None:
+        if values["cluster"] != "kind":
+            raise ConfigError(f"extended-resources ({sources['extended-resources']}) patch kind nodes; the harness "
+                              "never changes the nodes of an existing cluster: drop the setting there")
+        values["extended-resources"] = _extended_resources(values["extended-resources"],
+                                                           sources["extended-resources"])
     images = _images(values, sources)
-    projects = tuple(_project(item, i, sources["projects"], project_root)
+    kinds = _workloads(values["workloads"], sources["workloads"])
+    projects = tuple(_project(item, i, sources["projects"], project_root, kinds)
                      for i, item in enumerate(values["projects"]))
     names = [p.name for p in projects]
     if len(set(names)) != len(names):
         raise ConfigError(f"project names must be unique; got {names} ({sources['projects']})")
-    return Settings(root=project_root, values=values, sources=sources, images=images, projects=projects)
+    return Settings(root=project_root, values=values, sources=sources, images=images, projects=projects,
+                    workloads=kinds)
 
 
 def _take_over_manifest(values: dict[str, Any], sources: dict[str, str]) -> None:
@@ -384,6 +412,10 @@ def _resolve_path(raw: str, base: Path) -> Path:
         from harness import assets
 
         return assets.stub_path(raw.removeprefix("stub:"))
+    if raw.startswith("asset:"):
+        from harness import assets
+
+        return assets.asset_path(raw.removeprefix("asset:"))
     p = Path(raw).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
 
@@ -439,7 +471,13 @@ def _coerce(opt: Option, raw: Any, where: str, base: Path) -> Any:
     if opt.kind == "list":
         if not isinstance(raw, (list, tuple)) or not all(isinstance(x, str) and x for x in raw):
             raise bad("a list of strings")
-        return tuple("stub" if x == "stub" else str(_resolve_path(x, base)) for x in raw)
+        from harness import stacks
+
+        return tuple(x if x == "stub" or x in stacks.PRESETS else str(_resolve_path(x, base)) for x in raw)
+    if opt.kind == "table":
+        if not isinstance(raw, dict):
+            raise bad("a table ({ key = value } in TOML, a JSON object elsewhere)")
+        return dict(raw)
     if opt.kind == "table-list":
         if not isinstance(raw, (list, tuple)) or not all(isinstance(x, dict) for x in raw):
             raise bad("a list of tables ([[...]] in TOML, a JSON list of objects elsewhere)")
@@ -462,38 +500,128 @@ def _str_map(value: Any, what: str, where: str) -> dict[str, str]:
 
 
 def _images(values: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[ImageSpec, ...]:
+    from harness import stacks
+
     raw = values["images"]
-    if raw is None:
-        if "stub" not in values["stack"]:
-            return ()
-        raw = ({"name": "controller", "context": "stub:controller", "repository": "customjob-controller",
-                "_base": "."},)
-    out = []
     where = sources["images"]
-    for i, item in enumerate(raw):
-        what = f"images[{i}]"
-        _table(item, _IMAGE_KEYS, what, where)
-        for req in ("context", "repository"):
-            if not isinstance(item.get(req), str) or not item[req]:
-                raise ConfigError(f"{what}.{req} is required ({where})")
+    if raw is None:
+        raw = ()
+        where = "default"
+        if "stub" in values["stack"]:
+            raw = ({"name": "controller", "context": "stub:controller", "repository": "customjob-controller",
+                    "_base": "."},)
+    configured = [_image(item, f"images[{i}]", where) for i, item in enumerate(raw)]
+    mine = {spec.repository for spec in configured}
+    for entry in values["stack"]:
+        preset = stacks.PRESETS.get(entry)
+        for i, item in enumerate(preset.images if preset else ()):
+            if item["repository"] not in mine:  # an image of yours for the same repository wins
+                configured.append(_image({**item, "_base": "."}, f"stack preset {entry} images[{i}]", "built in"))
+    return tuple(configured)
+
+
+def _image(item: Mapping[str, Any], what: str, where: str) -> ImageSpec:
+    _table(item, _IMAGE_KEYS, what, where)
+    if not isinstance(item.get("repository"), str) or not item["repository"]:
+        raise ConfigError(f"{what}.repository is required ({where})")
+    go = None
+    if item.get("go") is not None:
+        table = item["go"]
+        if not isinstance(table, dict):
+            raise ConfigError(f"{what}.go must be a table {{module, version, package, binary}} ({where})")
+        _table(table, _GO_KEYS, f"{what}.go", where)
+        try:
+            go = GoBuild(**{k: str(v) for k, v in table.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{what}.go: {exc} ({where}); keys: module, version, package (binary: /manager)") \
+                from None
+    context = None
+    if go is None:
+        if not isinstance(item.get("context"), str) or not item["context"]:
+            raise ConfigError(f"{what}.context is required ({where}), or a 'go' table for a Go binary's image")
         context = _resolve_path(item["context"], Path(item["_base"]))
         if not (context / (item.get("dockerfile") or "Dockerfile")).is_file():
             raise ConfigError(f"{what}.context {context} has no {item.get('dockerfile') or 'Dockerfile'} ({where})")
-        repo = item["repository"]
-        if not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", repo):
-            raise ConfigError(f"{what}.repository {repo!r} must be a lower-case image name without a tag ({where})")
-        also = item.get("also-tag", [])
-        if not isinstance(also, list) or not all(isinstance(t, str) for t in also):
-            raise ConfigError(f"{what}.also-tag must be a list of image references ({where})")
-        out.append(ImageSpec(
-            name=str(item.get("name") or repo.rsplit("/", 1)[-1]), context=context, repository=repo,
-            dockerfile=item.get("dockerfile"), build_args=_str_map(item.get("build-args"), f"{what}.build-args", where),
-            also_tag=tuple(also), deliver=bool(item.get("deliver", True)),
-        ))
-    return tuple(out)
+    elif item.get("context") is not None:
+        raise ConfigError(f"{what}: give 'context' (a Dockerfile) or 'go' (a Go binary), not both ({where})")
+    repo = item["repository"]
+    if not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", repo):
+        raise ConfigError(f"{what}.repository {repo!r} must be a lower-case image name without a tag ({where})")
+    also = item.get("also-tag", [])
+    if not isinstance(also, list) or not all(isinstance(t, str) for t in also):
+        raise ConfigError(f"{what}.also-tag must be a list of image references ({where})")
+    public = item.get("public")
+    if public is not None and (not isinstance(public, str) or ":" not in public.rsplit("/", 1)[-1]):
+        raise ConfigError(f"{what}.public must be an image reference with a tag or digest ({where})")
+    return ImageSpec(
+        name=str(item.get("name") or repo.rsplit("/", 1)[-1]), context=context, repository=repo,
+        dockerfile=item.get("dockerfile"), build_args=_str_map(item.get("build-args"), f"{what}.build-args", where),
+        also_tag=tuple(also), deliver=bool(item.get("deliver", True)), go=go, public=public,
+    )
 
 
-def _project(item: Mapping[str, Any], i: int, where: str, root: Path) -> ProjectSpec:
+_RESOURCE_NAME = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/"
+                            r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
+
+
+def _extended_resources(raw: Any, where: str) -> dict[str, dict[str, int]]:
+    """The ``extended-resources`` table, validated (:mod:`harness.clusters.noderesources` applies it)."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"extended-resources ({where}) must be a table of node -> {{resource = count}}, e.g. "
+                           '{ worker = { "nvidia.com/gpu" = 1 } }')
+    out: dict[str, dict[str, int]] = {}
+    for node, resources in raw.items():
+        if not isinstance(resources, Mapping) or not resources:
+            raise ConfigError(f"extended-resources.{node} ({where}) must be a table of resource = count")
+        out[str(node)] = {}
+        for name, count in resources.items():
+            match = _RESOURCE_NAME.fullmatch(str(name))
+            if not match or match.group(1).endswith("kubernetes.io") or len(str(name)) > 253:
+                raise ConfigError(f"extended-resources.{node}: {name!r} ({where}) is not an extended resource "
+                                   "name: it needs a domain outside kubernetes.io, like nvidia.com/gpu")
+            if isinstance(count, bool) or (not isinstance(count, int) and not str(count).isdigit()) or int(count) < 1:
+                raise ConfigError(f"extended-resources.{node}.{name} = {count!r} ({where}): extended resources are "
+                                   "whole numbers >= 1")
+            out[str(node)][str(name)] = int(count)
+    return out
+
+
+def _workloads(raw: Any, where: str) -> tuple[WorkloadKind, ...]:
+    """The settings' own workload kinds, each validated (names unique, presets may be refined)."""
+    kinds = []
+    for i, item in enumerate(raw or ()):
+        try:
+            kinds.append(WorkloadKind.from_mapping({k: v for k, v in item.items() if k != "_base"},
+                                                   where=f"workloads[{i}] ({where})"))
+        except DefinitionError as exc:
+            raise ConfigError(str(exc)) from None
+    names = [k.name for k in kinds]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"workload names must be unique; got {names} ({where})")
+    return tuple(kinds)
+
+
+def _project_kind(item: Mapping[str, Any], what: str, where: str, template: Path,
+                  kinds: tuple[WorkloadKind, ...]) -> WorkloadKind:
+    """The project's workload kind, and a first look at its template (kind matches, container found)."""
+    from harness.workloads import render
+
+    try:
+        tree = render.load(template)
+        if item.get("workload") is not None:
+            if not isinstance(item["workload"], str):
+                raise ConfigError(f"{what}.workload must be the name of a workload kind ({where})")
+            kind = presets.resolve(item["workload"], kinds, where=f"{what}.workload ({where})")
+        else:
+            kind = presets.for_template(tree, kinds)
+        render.check(tree, kind, (), placeholders=False)
+    except (DefinitionError, render.TemplateError) as exc:
+        raise ConfigError(f"{what}.template {template}: {exc} ({where})") from None
+    return kind
+
+
+def _project(item: Mapping[str, Any], i: int, where: str, root: Path,
+             kinds: tuple[WorkloadKind, ...] = ()) -> ProjectSpec:
     from harness import assets
 
     what = f"projects[{i}]"
@@ -514,5 +642,6 @@ def _project(item: Mapping[str, Any], i: int, where: str, root: Path) -> Project
         name=str(item.get("name") or path.name), path=path, template=template,
         entry_point=str(item.get("entry-point") or "main"),
         params=_str_map(item.get("params"), f"{what}.params", where), backend_config=dict(backend),
+        workload=_project_kind(item, what, where, template, kinds),
     )
 

@@ -21,6 +21,7 @@ what the cluster already runs (a warm, reused cluster).
 from __future__ import annotations
 
 import hashlib
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -132,8 +133,18 @@ def mlflow_server_manifests(image: str, host_port: int, namespace: str = MLFLOW_
     ]
 
 
+_IMAGE_FLAG = re.compile(r"^(--[A-Za-z0-9-]*image=)(.+)$")
+"""An operator's flag naming an image it starts (``--pytorch-init-container-image=alpine:3.10``)."""
+
+
 def replace_images(docs: list[dict[str, Any]], images: Mapping[str, str]) -> int:
-    """Point every container whose image repository is a key of ``images`` at its value; return the count."""
+    """Point every container whose image repository is a key of ``images`` at its value; return the count.
+
+    Operators name the images *they* start in flags (Kubeflow's
+    ``--pytorch-init-container-image=``); a container argument ``--<...>image=REF``
+    whose repository is a key is swapped the same way, so those images reach
+    the nodes like the operator's own.
+    """
     swapped = 0
     for doc in docs:
         spec = doc.get("spec", {}).get("template", {}).get("spec") if isinstance(doc.get("spec"), dict) else None
@@ -145,6 +156,12 @@ def replace_images(docs: list[dict[str, Any]], images: Mapping[str, str]) -> int
                 c["image"] = images[repo]
                 c["imagePullPolicy"] = "IfNotPresent"
                 swapped += 1
+            for key in ("command", "args"):
+                for i, arg in enumerate(c.get(key) or []):
+                    match = _IMAGE_FLAG.match(str(arg))
+                    if match and imagerefs.repository(match.group(2)) in images:
+                        c[key][i] = match.group(1) + images[imagerefs.repository(match.group(2))]
+                        swapped += 1
     return swapped
 
 

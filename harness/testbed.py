@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from harness import _exec, assets, baseimage, contract, images, leftovers, manifest, toolchain
+from harness import _exec, assets, baseimage, images, leftovers, manifest, toolchain
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.clusters import Cluster, ClusterProvider, ImageRoute
@@ -33,6 +33,7 @@ from harness.sessionlock import SessionLock
 from harness.settings import ImageSpec, Settings, env_flag
 from harness.stack import Stack, deploy_stack
 from harness.timing import Phases
+from harness.workloads import stub
 
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
@@ -40,6 +41,16 @@ if TYPE_CHECKING:
 __all__ = ["Testbed", "cgroupfs_driver_wanted", "keep_cluster", "make_provider", "with_workers"]
 
 TRACKING_REPOSITORY = "mlflow-server"
+
+KUBELET_SYNC_PATCH = "kind: KubeletConfiguration\nsyncFrequency: 10s\n"
+"""kubeadm patch for every kind node we create: the kubelet re-syncs each pod every 10 s, not every minute.
+
+A Secret or ConfigMap volume follows its object only at the pod's next sync.
+Operators that write their own webhook certificate into a mounted Secret
+(Kubeflow's training-operator, cert-controller in general) are not ready until
+then: measured here, 128 s from pod start to Ready with the default, of which
+~110 s waiting for the certificate files. The cost is a pod sync every 10 s on
+a node running a handful of pods. Part of the cluster fingerprint."""
 T = TypeVar("T")
 
 
@@ -82,10 +93,10 @@ def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str],
     # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
     # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
     local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
-    containerd, kubeadm = kind_config_patches(local_node), []
+    containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
     if cgroupfs_driver_wanted(choice.registry_less, settings["kubernetes-version"], toolchain.host_is_cgroup_v1()):
         runc, kubelet = cgroupfs_driver_patches()
-        containerd, kubeadm = [*containerd, runc], [kubelet]
+        containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
     return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
                         state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
                         config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
@@ -324,6 +335,13 @@ class Testbed:
             raise errors[0]
         if self.registry is not None:
             self._attach_registry(self.registry)
+        if s["extended-resources"] is not None:
+            from harness.clusters import noderesources
+
+            assert self.cluster is not None
+            with self.phases.phase("advertise extended resources") as note:
+                done = noderesources.advertise(self.cluster.kube, s["extended-resources"], log=self.log)
+                note["note"] = "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in r.items())}" for n, r in done.items())
         self.stack = self._deploy(specs)
 
     def _attach_registry(self, reg: LocalRegistry) -> None:
@@ -345,7 +363,7 @@ class Testbed:
             refs = dict(zip([sp.repository for sp in wanted],
                             self._deliver([self.built[sp.name].tag for sp in wanted], cluster.images), strict=True))
             note["note"] = ", ".join(refs.values())
-        stack_dirs = [assets.stub_root() if d == "stub" else Path(d) for d in s["stack"]]
+        stack_dirs = [self._stack_dir(d) for d in s["stack"]]
         tracking_image = refs.pop(TRACKING_REPOSITORY, None)
         with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
             stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s["tracking"],
@@ -353,6 +371,18 @@ class Testbed:
                                  timeout=s["deploy-timeout"], log=self.log)
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
+
+    def _stack_dir(self, entry: str) -> Path:
+        """A ``stack`` entry as a kustomize directory: the stub, a stack preset (materialised), or a path."""
+        from harness import stacks
+
+        if entry == "stub":
+            return assets.stub_root()
+        preset = stacks.PRESETS.get(entry)
+        if preset is not None:
+            with self.phases.phase(f"stack preset {entry} (manifests from {preset.module}@{preset.version})"):
+                return stacks.materialise(preset, self.settings.state_dir / "stacks" / entry, log=self.log)
+        return Path(entry)
 
     def _deliver(self, tags: list[str], route: ImageRoute) -> list[str]:
         """Every image onto the cluster by ``route``, side by side; the references pods must use, in order."""
@@ -371,9 +401,9 @@ class Testbed:
         batch = self.cluster.kube.batch
 
         def probe() -> Probe[None]:
-            jobs = batch.list_job_for_all_namespaces(label_selector=contract.LABEL_CUSTOMJOB).items
+            jobs = batch.list_job_for_all_namespaces(label_selector=stub.CUSTOMJOB_JOB_LABEL).items
             held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
-                    if j.metadata.deletion_timestamp and contract.FINALIZER_OUTCOME in (j.metadata.finalizers or ())]
+                    if j.metadata.deletion_timestamp and stub.OUTCOME_FINALIZER in (j.metadata.finalizers or ())]
             return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
 
         wait_for(probe, what="the controller to release the Jobs of deleted namespaces", timeout=timeout,

@@ -1,80 +1,90 @@
-"""Follow CustomJobs and MLflow runs to a terminal state, with bounded, explained waits.
+"""Follow workload objects and MLflow runs to a terminal state, with bounded, explained waits.
 
-Used by :mod:`harness.runs`, the e2e tests and the CLI. On timeout the error lists every
-phase/reason/message the CustomJob went through (and the pods' states), which
-is usually the whole diagnosis.
+Used by :mod:`harness.runs`, the e2e tests and the CLI, for every workload kind
+(:mod:`harness.workloads`). On timeout the error lists every state the object
+went through and its pods' states, which is usually the whole diagnosis. The
+``*_customjob`` helpers are the same waits for the stub's kind, kept for tests
+written against it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from mlflow.tracking import MlflowClient
 
-from harness import contract
 from harness._waiting import Probe, wait_for
 from harness.kubeapi import Kube
+from harness.workloads import CUSTOMJOB, state, stub
+from harness.workloads.api import WorkloadClient
+from harness.workloads.kind import WorkloadKind
 
-__all__ = ["customjob_for_run", "describe_customjob", "wait_customjob", "wait_for_customjob", "wait_run_terminal"]
+__all__ = [
+    "customjob_for_run",
+    "describe_customjob",
+    "pod_summary",
+    "wait_customjob",
+    "wait_for_customjob",
+    "wait_for_workload",
+    "wait_run_terminal",
+    "wait_workload",
+    "workloads",
+]
 
 TERMINAL_RUN_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
 
-def describe_customjob(obj: dict[str, Any] | None) -> str:
-    if obj is None:
-        return "absent"
-    st = obj.get("status") or {}
-    parts = [st.get("phase") or "no status"]
-    for key in ("reason", "jobName"):
-        if st.get(key):
-            parts.append(f"{key}={st[key]}")
-    if st.get("message"):
-        parts.append(f"message={str(st['message'])[:200]!r}")
-    return " ".join(parts)
+def workloads(kube: Kube, kind: WorkloadKind, namespace: str) -> WorkloadClient:
+    """A client of ``kind``'s objects in ``namespace`` of the cluster ``kube`` reaches."""
+    return WorkloadClient.of(kube.api, kind, namespace)
 
 
-def customjob_for_run(kube: Kube, namespace: str, run_id: str) -> dict[str, Any] | None:
-    """The CustomJob labelled with ``run_id`` in ``namespace`` (None if there is none yet)."""
-    items = kube.custom.list_namespaced_custom_object(
-        contract.GROUP, contract.VERSION, namespace, contract.PLURAL, label_selector=f"{contract.LABEL_RUN_ID}={run_id}"
-    ).get("items", [])
-    if len(items) > 1:
-        raise AssertionError(f"{len(items)} CustomJobs carry run id {run_id}: {[i['metadata']['name'] for i in items]}")
-    return items[0] if items else None
+def pod_summary(client: WorkloadClient, obj: Mapping[str, Any]) -> str:
+    """``pod=Phase[container states]`` for every pod of ``obj``, for wait histories."""
+    out = []
+    for pod in client.pods(obj):
+        reasons = []
+        for cs in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
+            if cs.state and cs.state.waiting:
+                reasons.append(cs.state.waiting.reason or "Waiting")
+            elif cs.state and cs.state.terminated:
+                reasons.append(f"Terminated:{cs.state.terminated.reason}")
+            else:
+                reasons.append("Ready" if cs.ready else "Running")
+        out.append(f"{pod.metadata.name}={pod.status.phase}[{','.join(reasons)}]")
+    return " ".join(out) or "none"
 
 
-def wait_for_customjob(kube: Kube, namespace: str, run_id: str, *, timeout: float = 120) -> dict[str, Any]:
-    """Wait until the CustomJob labelled with ``run_id`` exists; return it."""
+def wait_for_workload(client: WorkloadClient, run_id: str, *, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the object labelled with ``run_id`` exists; return it."""
 
     def probe() -> Probe[dict[str, Any]]:
-        obj = customjob_for_run(kube, namespace, run_id)
+        obj = client.for_run(run_id)
         return Probe(obj is not None, "present" if obj else "absent", obj)
 
-    found = wait_for(probe, what=f"a CustomJob for run {run_id} in {namespace}", timeout=timeout)
+    found = wait_for(probe, what=f"a {client.kind.kind} for run {run_id} in {client.namespace}", timeout=timeout)
     assert found is not None
     return found
 
 
-def wait_customjob(
-    kube: Kube, namespace: str, name: str, *, timeout: float, phases: frozenset[str] = contract.TERMINAL_PHASES,
-    hint: str = "",
-) -> dict[str, Any]:
-    """Wait until the CustomJob's phase is in ``phases``; return the object."""
+def wait_workload(client: WorkloadClient, name: str, *, timeout: float,
+                  until: Callable[[dict[str, Any]], bool] | None = None, what: str = "", hint: str = "",
+                  ) -> dict[str, Any]:
+    """Wait until ``until(obj)`` (default: its kind's rules say it ended); return the object."""
+    kind = client.kind
+    done = until or (lambda obj: state.is_terminal(state.run_state(kind, obj)))
 
     def probe() -> Probe[dict[str, Any]]:
-        try:
-            obj = kube.get_custom(contract.GROUP, contract.VERSION, namespace, contract.PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return Probe(False, "absent")
-            raise
-        phase = (obj.get("status") or {}).get("phase")
-        pods = kube.pod_states(namespace, {contract.LABEL_CUSTOMJOB: name})
-        return Probe(phase in phases, f"{describe_customjob(obj)} | pods: {pods}", obj)
+        obj = client.get(name)
+        if obj is None:
+            return Probe(False, "absent")
+        return Probe(done(obj), f"{state.describe(kind, obj)} | pods: {pod_summary(client, obj)}", obj)
 
-    hint = hint or f"kubectl --kubeconfig {kube.kubeconfig} -n {namespace} describe cj/{name}"
-    found = wait_for(probe, what=f"CustomJob {namespace}/{name} to reach {sorted(phases)}", timeout=timeout,
+    group = f".{kind.group}" if kind.group else ""
+    hint = hint or (f"kubectl -n {client.namespace} describe {kind.kind.lower()}{group}/{name}; its pods: "
+                    f"kubectl -n {client.namespace} get pods -l {kind.pod_selector(name) or '<owned by it>'}")
+    found = wait_for(probe, what=what or f"{kind.kind} {client.namespace}/{name} to end", timeout=timeout,
                      interval=1.0, hint=hint)
     assert found is not None
     return found
@@ -90,3 +100,28 @@ def wait_run_terminal(client: MlflowClient, run_id: str, *, timeout: float) -> s
     result = wait_for(probe, what=f"MLflow run {run_id} to end", timeout=timeout, interval=1.0)
     assert result is not None
     return result
+
+
+# -- the stub CustomJob, by its phase ---------------------------------------------------------------
+
+
+def describe_customjob(obj: dict[str, Any] | None) -> str:
+    return state.describe(CUSTOMJOB, obj)
+
+
+def customjob_for_run(kube: Kube, namespace: str, run_id: str) -> dict[str, Any] | None:
+    """The CustomJob labelled with ``run_id`` in ``namespace`` (None if there is none yet)."""
+    return workloads(kube, CUSTOMJOB, namespace).for_run(run_id)
+
+
+def wait_for_customjob(kube: Kube, namespace: str, run_id: str, *, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the CustomJob labelled with ``run_id`` exists; return it."""
+    return wait_for_workload(workloads(kube, CUSTOMJOB, namespace), run_id, timeout=timeout)
+
+
+def wait_customjob(kube: Kube, namespace: str, name: str, *, timeout: float,
+                   phases: frozenset[str] = stub.TERMINAL_PHASES, hint: str = "") -> dict[str, Any]:
+    """Wait until the CustomJob's ``status.phase`` is in ``phases``; return the object."""
+    return wait_workload(workloads(kube, CUSTOMJOB, namespace), name, timeout=timeout,
+                         until=lambda obj: (obj.get("status") or {}).get("phase") in phases,
+                         what=f"CustomJob {namespace}/{name} to reach {sorted(phases)}", hint=hint)

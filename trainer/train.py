@@ -122,8 +122,29 @@ def log_params_once(params: dict[str, str]) -> None:
         mlflow.log_params(fresh)
 
 
+def replica_rank() -> int:
+    """This process's rank in a distributed job (``RANK``, set by Kubeflow's operators and torchrun); 0 alone."""
+    text = os.environ.get("RANK", "").strip()
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        sys.exit(f"train.py: RANK must be an integer, got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    rank = replica_rank()
+    if rank != 0:
+        # Every replica of a PyTorchJob runs this entry point with the same MLflow run in its env; only
+        # rank 0 logs, as in any distributed training, or the run would get each param, metric and model
+        # once per replica. The others train on the same data and report on stdout (their pod log).
+        x_train, x_test, y_train, y_test = load_split()
+        model = ElasticNet(alpha=args.alpha_value, l1_ratio=args.l1_ratio_value, random_state=MODEL_SEED)
+        model.fit(x_train, y_train)
+        rmse = float(np.sqrt(mean_squared_error(y_test, model.predict(x_test))))
+        print(f"replica rank {rank} of {os.environ.get('WORLD_SIZE', '?')}: trained, rmse={rmse!r}; "
+              "not logging (rank 0 does)")
+        return 0
     refuse_unpersisted_local_store()
     x_train, x_test, y_train, y_test = load_split()
 

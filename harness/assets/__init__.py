@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness._errors import HarnessError
 
-__all__ = ["materialise_stub", "stub_path", "stub_root", "stub_template", "tracking_server_context"]
+__all__ = ["asset_path", "materialise_stub", "stub_path", "stub_root", "stub_template", "tracking_server_context"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -43,6 +43,14 @@ def stub_path(rel: str = "") -> Path:
 def stub_template() -> Path:
     """The stub CustomJob template, used for projects that name no template."""
     return stub_path("templates/customjob.yaml")
+
+
+def asset_path(rel: str) -> Path:
+    """A directory the package ships besides the stub (``kubeflow/pytorch-init``): settings ``asset:<rel>``."""
+    path = _HERE / rel
+    if not path.exists() or rel.startswith(("/", "..")):
+        raise HarnessError(f"asset:{rel} does not exist in the installed package (looked at {path})")
+    return path
 
 
 def tracking_server_context() -> Path:

@@ -1,36 +1,39 @@
 """``CustomJobBackend``: the MLflow project backend behind ``--backend customjob``.
 
 ``run()`` follows MLflow's own kubernetes branch (fetch, load, create the run,
-build the docker image with the project code inside) but submits a
-``training.example.com/v1alpha1`` ``CustomJob`` instead of a batch Job, and
-differs on purpose in four places:
+build the docker image with the project code inside) but submits an object of
+any *workload kind* (:mod:`harness.workloads`: the stub ``CustomJob``, a
+``batch/v1`` ``Job``, a Kubeflow ``PyTorchJob``, a team's own CRD) instead of
+only a batch Job, and differs on purpose in five places:
 
 * argv is the entry point's command split once (see :mod:`.argv`), not
   re-quoted token by token;
-* the template is rendered on the parsed YAML (see :mod:`.template`);
+* the template is rendered on the parsed YAML (see :mod:`harness.workloads.render`);
 * the kubernetes client is built from an explicit kubeconfig/context and never
   touches the process-global configuration, and passes no ``pretty=True``
   (which kubernetes>=37 rejects);
-* it works without a registry (``image-delivery: kind``).
+* it works without a registry (``image-delivery: kind``);
+* for kinds whose controller knows nothing of MLflow, the run is ended by the
+  submitter from the workload's status, with the pods' logs attached.
 
 Errors are split in two phases. Everything checkable without side effects
-(backend config, MLproject, parameters, template, docker, kubeconfig) is
-checked *before* the MLflow run is created, so a typo leaves no run behind.
-After the run exists, every failure (CRD missing, cluster unreachable, build,
-image delivery, API rejection) marks it FAILED with the tag
-``training.example.com/failure-reason`` and re-raises.
+(backend config, MLproject, parameters, template and workload definition,
+tracking URI, docker, kubeconfig) is checked *before* the MLflow run is
+created, so a typo leaves no run behind. After the run exists, every failure
+(kind not served, cluster unreachable, build, image delivery, API rejection)
+marks it FAILED with the kind's failure-reason tag and re-raises.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from mlflow.entities import RunStatus
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects import docker as mlflow_docker
 from mlflow.projects import utils as project_utils
 from mlflow.projects.backend.abstract_backend import AbstractBackend
@@ -41,12 +44,13 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PROJECT_ENV,
 )
 
-from harness import contract
-from harness.backend import delivery, kube, naming, template
+from harness.backend import delivery, kube, naming
 from harness.backend.argv import entry_point_argv
 from harness.backend.config import BackendConfig
-from harness.backend.errors import ProjectError
-from harness.backend.submitted_run import CustomJobSubmittedRun, mark_terminal
+from harness.backend.errors import BackendConfigError, ProjectError, TemplateError
+from harness.backend.submitted_run import CustomJobSubmittedRun, mark_failed
+from harness.workloads import closing, presets, render
+from harness.workloads.kind import ENV_NAMES, DefinitionError, WorkloadKind
 
 __all__ = ["CustomJobBackend"]
 
@@ -56,7 +60,7 @@ _log = logging.getLogger("mlflow.projects.customjob")
 
 
 class CustomJobBackend(AbstractBackend):
-    """Run an MLflow project as a ``CustomJob`` on Kubernetes (entry point ``customjob``)."""
+    """Run an MLflow project as a workload object on Kubernetes (entry point ``customjob``)."""
 
     def run(
         self,
@@ -68,7 +72,7 @@ class CustomJobBackend(AbstractBackend):
         tracking_uri: str,
         experiment_id: str,
     ) -> CustomJobSubmittedRun:
-        """Build, deliver and submit; return at once with a handle on the CustomJob."""
+        """Build, deliver and submit; return at once with a handle on the object (or wait, see ``wait``)."""
         cfg = BackendConfig.from_dict(backend_config)
         str_params = {str(k): str(v) for k, v in (params or {}).items()}
 
@@ -77,18 +81,26 @@ class CustomJobBackend(AbstractBackend):
         project = project_utils.load_project(work_dir)
         if not project.docker_env:
             raise ProjectError(
-                "the MLproject must declare docker_env (image: <base image>) to run as a "
-                "CustomJob; the project code is baked into an image built from it"
+                "the MLproject must declare docker_env (image: <base image>) to run on Kubernetes; "
+                "the project code is baked into an image built from it"
             )
         mlflow_docker.validate_docker_env(project)
-        _refuse_mlflow_pairs(project.docker_env)
         argv = entry_point_argv(project, entry_point, str_params)
         param_values = _param_values(project.get_entry_point(entry_point), str_params)
-        tmpl = template.load_template(cfg.resolve_template_path(work_dir))
-        template.check_template(tmpl, [*template.BASE_PLACEHOLDERS, *(f"params.{k}" for k in param_values)])
+        try:
+            tmpl = render.load(cfg.resolve_template_path(work_dir))
+            kind = _workload_kind(cfg, tmpl)
+            _refuse_mlflow_pairs(project.docker_env, kind)
+            render.check(tmpl, kind, [*render.BASE_PLACEHOLDERS, *(f"params.{k}" for k in param_values)])
+        except render.TemplateError as exc:
+            raise TemplateError(str(exc)) from exc
+        namespace = _namespace(cfg, tmpl)
+        waits = _waits(cfg, kind)
+        pod_uri = cfg.pod_tracking_uri(tracking_uri)
+        _refuse_unreachable(pod_uri)
         _warn_ignored(project.docker_env, cfg)
         mlflow_docker.validate_docker_installation()
-        jobs = kube.CustomJobs(kube.custom_objects_api(cfg), cfg)
+        jobs = kube.Workloads.connect(cfg, kind, namespace)
         runs = MlflowClient(tracking_uri)
 
         # Phase 2: the run exists; any failure marks it FAILED before re-raising.
@@ -100,11 +112,7 @@ class CustomJobBackend(AbstractBackend):
             runs.set_tag(run_id, MLFLOW_PROJECT_ENV, "docker")
             jobs.preflight()
             image = self._build_and_deliver(cfg, project, work_dir, run_id, runs)
-            pod_uri = cfg.pod_tracking_uri(tracking_uri)
-            _warn_if_unreachable(pod_uri)
             run_experiment = str(active_run.info.experiment_id)
-            # No MLFLOW_* here: the controller injects them from spec.mlflow (see template.build_manifest).
-            env = _docker_env_pairs(project.docker_env)
             job_name = naming.job_name(project.name, run_id)
             values = {
                 "project_name": str(project.name),
@@ -113,41 +121,56 @@ class CustomJobBackend(AbstractBackend):
                 "run_id": run_id,
                 "experiment_id": run_experiment,
                 "tracking_uri": pod_uri,
-                "namespace": cfg.namespace,
+                "namespace": namespace,
                 "job_name": job_name,
                 **{f"params.{k}": v for k, v in param_values.items()},
             }
-            body = template.build_manifest(
-                tmpl,
-                values=values,
-                argv=argv,
-                env=env,
-                image=image.ref,
-                namespace=cfg.namespace,
-                run_id=run_id,
-                experiment_id=run_experiment,
-                tracking_uri=pod_uri,
-                labels={contract.LABEL_RUN_ID: run_id},
-            )
+            try:
+                body = render.build(tmpl, kind, render.RunValues(
+                    job_name=job_name, namespace=namespace, image=image.ref, argv=argv, run_id=run_id,
+                    experiment_id=run_experiment, tracking_uri=pod_uri, project_name=str(project.name),
+                    env=_docker_env_pairs(project.docker_env), placeholders=values,
+                    labels={kind.run_label: run_id}))
+            except render.TemplateError as exc:
+                raise TemplateError(str(exc)) from exc
             created = jobs.create(body)
+            runs.set_tag(run_id, closing.WORKLOAD_TAG, closing.workload_tag(created))
         except BaseException as exc:
-            _fail(runs, run_id, exc)
+            _fail(runs, run_id, exc, kind)
             raise
         name = created.get("metadata", {}).get("name", body["metadata"]["name"])
-        _log.info("=== Submitted CustomJob %s/%s for run %s ===", cfg.namespace, name, run_id)
-        if not cfg.synchronous:
-            _log.info(
-                "=== Not waiting (asynchronous); the controller ends run %s when the job ends ===",
-                run_id,
-            )
-        return CustomJobSubmittedRun(
+        _log.info("=== Submitted %s %s/%s for run %s ===", kind.kind, namespace, name, run_id)
+        submitted = CustomJobSubmittedRun(
             run_id=run_id,
             job_name=name,
             jobs=jobs,
             runs=runs,
+            kind=kind,
+            pods=jobs.client,
             timeout_seconds=cfg.timeout_seconds,
             poll_seconds=cfg.poll_seconds,
         )
+        if cfg.synchronous:
+            return submitted  # MLflow calls wait() itself
+        if not waits:
+            _log.info("=== Not waiting (asynchronous); the %s controller ends run %s when the job ends ===",
+                      kind.kind, run_id)
+            return submitted
+        why = ("its controller does not close MLflow runs" if kind.closes_run == "submitter"
+               else "backend config 'wait' is true")
+        _log.info("=== Waiting for %s %s/%s to end (%s) ===", kind.kind, namespace, name, why)
+        try:
+            succeeded = submitted.wait()
+        except KeyboardInterrupt:
+            _log.warning("=== Interrupted: deleting %s %s/%s and marking run %s KILLED ===",
+                         kind.kind, namespace, name, run_id)
+            submitted.cancel()
+            raise
+        if not succeeded:
+            reason = str(runs.get_run(run_id).data.tags.get(kind.failure_tag, "")).splitlines()
+            raise ExecutionException(f"Run (ID '{run_id}') failed" + (f": {reason[0]}" if reason else ""))
+        _log.info("=== Run %s FINISHED (%s %s/%s succeeded) ===", run_id, kind.kind, namespace, name)
+        return submitted
 
     @staticmethod
     def _build_and_deliver(
@@ -160,7 +183,7 @@ class CustomJobBackend(AbstractBackend):
             # MLflow tags `<repo>[:<sha7>]`; untagged it would overwrite the base image.
             repository = f"{repository}-project"
         if not cfg.mlflow_keys.get("build_image"):
-            _log.info("=== Building an image with the project code (always, for CustomJob) ===")
+            _log.info("=== Building an image with the project code (always, on Kubernetes) ===")
         started = time.monotonic()
         image = mlflow_docker.build_docker_image(
             work_dir=work_dir,
@@ -177,7 +200,7 @@ class CustomJobBackend(AbstractBackend):
         _log.info("=== Built %s in %.1f s ===", ref, built - started)
         if cfg.image_delivery == "kind":
             assert cfg.kind_cluster is not None  # enforced by BackendConfig.from_dict
-            delivery.load_verified(cfg.kind_binary, cfg.kind_cluster, ref)
+            delivery.load_verified(cfg.resolve_kind_binary(), cfg.kind_cluster, ref)
             delivered = delivery.DeliveredImage(ref=ref)
         elif cfg.image_delivery == "registry":
             delivered = delivery.push_to_registry(image.client, repository, tag, cfg.docker_auth())
@@ -209,16 +232,61 @@ def _docker_env_pairs(docker_env: Mapping[str, Any]) -> dict[str, str]:
     return pairs
 
 
-def _refuse_mlflow_pairs(docker_env: Mapping[str, Any]) -> None:
-    """An MLproject ``[MLFLOW_..., value]`` pair would land in spec.env, which the CRD refuses: say so now."""
+def _workload_kind(cfg: BackendConfig, template: Mapping[str, Any]) -> WorkloadKind:
+    """The kind ``workload`` names (preset or definition), else the one the template declares."""
+    try:
+        if isinstance(cfg.workload, Mapping):
+            return WorkloadKind.from_mapping(cfg.workload, where="backend config key 'workload'")
+        if isinstance(cfg.workload, str):
+            return presets.resolve(cfg.workload, where="backend config key 'workload'")
+    except DefinitionError as exc:
+        raise BackendConfigError(str(exc)) from exc
+    try:
+        return presets.for_template(template)
+    except DefinitionError as exc:
+        raise TemplateError(str(exc)) from exc
+
+
+def _namespace(cfg: BackendConfig, template: Mapping[str, Any]) -> str:
+    """Where the object goes; a literal template namespace that differs from 'namespace' is refused now."""
+    written = (template.get("metadata") or {}).get("namespace")
+    namespace = cfg.resolve_namespace(written)
+    if isinstance(written, str) and "{" not in written and written != namespace:
+        raise TemplateError(f"metadata.namespace is {written!r} in the template but the backend config "
+                            f"'namespace' is {namespace!r}; use \"{{namespace}}\", drop one of them, "
+                            "or make them agree")
+    return namespace
+
+
+def _waits(cfg: BackendConfig, kind: WorkloadKind) -> bool:
+    """Whether ``run()`` waits for the end when MLflow would not (``mlflow run`` with a plugin)."""
+    if cfg.wait is False and kind.closes_run == "submitter":
+        raise BackendConfigError(
+            f"backend config key 'wait' is false, but the {kind.kind} controller does not close MLflow runs "
+            "(workload 'closes-run' is submitter): nobody would end the run. Drop 'wait', or use "
+            "mlflow.projects.run(..., synchronous=False) and call wait() yourself")
+    return cfg.wait if cfg.wait is not None else kind.closes_run == "submitter"
+
+
+def _refuse_mlflow_pairs(docker_env: Mapping[str, Any], kind: WorkloadKind) -> None:
+    """An MLproject ``[MLFLOW_..., value]`` pair that would fight the run's identity: refused now."""
     for index, item in enumerate(docker_env.get("environment") or []):
-        if isinstance(item, list) and len(item) == 2 and str(item[0]).startswith(template.RESERVED_ENV_PREFIX):
+        if not (isinstance(item, list) and len(item) == 2):
+            continue
+        name = str(item[0])
+        if kind.identity.mode == "field" and name.startswith(render.RESERVED_ENV_PREFIX):
             raise ProjectError(
-                f"MLproject docker_env.environment[{index}] sets {item[0]}: the customjob backend passes the run "
-                "in the CustomJob's spec.mlflow, from which the controller injects MLFLOW_RUN_ID, "
-                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and the CRD refuses every other "
-                f"{template.RESERVED_ENV_PREFIX}* env entry next to it; remove the pair from docker_env.environment"
-            )
+                f"MLproject docker_env.environment[{index}] sets {name}: the customjob backend passes the run "
+                f"in the {kind.kind}'s {kind.identity.field}, from which its controller injects MLFLOW_RUN_ID, "
+                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and no other "
+                f"{render.RESERVED_ENV_PREFIX}* env entry may sit next to it; remove the pair from "
+                "docker_env.environment")
+        if kind.identity.mode == "env" and name in ENV_NAMES.values():
+            raise ProjectError(
+                f"MLproject docker_env.environment[{index}] sets {name}: the backend writes MLFLOW_RUN_ID, "
+                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID for the run itself; remove the pair from "
+                "docker_env.environment (set the pods' tracking URI with 'tracking-uri' or "
+                "KUBE_MLFLOW_TRACKING_URI)")
 
 
 def _warn_ignored(docker_env: Mapping[str, Any], cfg: BackendConfig) -> None:
@@ -235,24 +303,34 @@ def _warn_ignored(docker_env: Mapping[str, Any], cfg: BackendConfig) -> None:
         _log.warning("-A/docker_args are ignored by the customjob backend")
 
 
-def _warn_if_unreachable(uri: str) -> None:
-    scheme = urllib.parse.urlparse(uri).scheme
-    if scheme in ("", "file", "sqlite"):
+def _refuse_unreachable(uri: str) -> None:
+    """Pods cannot reach this machine's loopback: such a tracking URI is refused before anything exists."""
+    parts = urllib.parse.urlparse(uri)
+    if parts.scheme in ("", "file", "sqlite"):
         _log.warning(
             "pods will log to tracking URI %r, which is local to this machine; set "
             "'tracking-uri' (or KUBE_MLFLOW_TRACKING_URI) to a server the cluster can reach",
             uri,
         )
-
-
-def _fail(runs: MlflowClient, run_id: str, exc: BaseException) -> None:
-    if isinstance(exc, KeyboardInterrupt):
-        reason, state = "submission interrupted (KeyboardInterrupt)", RunStatus.KILLED
-    elif isinstance(exc, MlflowException):
-        reason, state = exc.message, RunStatus.FAILED
-    else:
-        reason, state = f"{type(exc).__name__}: {exc}", RunStatus.FAILED
+        return
+    host = (parts.hostname or "").lower()
     try:
-        mark_terminal(runs, run_id, state, reason)
-    except Exception:
-        _log.exception("could not mark run %s %s", run_id, RunStatus.to_string(state))
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        raise BackendConfigError(
+            f"pods would log to tracking URI {uri!r}: that is this machine's loopback, which a pod cannot "
+            "reach (it is the pod's own). Set 'tracking-uri' in the backend config, or KUBE_MLFLOW_TRACKING_URI "
+            "as for MLflow's kubernetes backend, to the server's address as the cluster sees it (the harness's "
+            "in-cluster server: http://mlflow.mlflow.svc.cluster.local:5000)")
+
+
+def _fail(runs: MlflowClient, run_id: str, exc: BaseException, kind: WorkloadKind) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        reason, end = "submission interrupted (KeyboardInterrupt)", "KILLED"
+    elif isinstance(exc, MlflowException):
+        reason, end = exc.message, "FAILED"
+    else:
+        reason, end = f"{type(exc).__name__}: {exc}", "FAILED"
+    mark_failed(runs, run_id, reason, failure_tag=kind.failure_tag, end=end)

@@ -6,14 +6,16 @@ Keys (JSON object; ``mlflow run --backend-config cfg.json`` or a dict passed to
 =====================  ========  ==========================================================
 key                    default   meaning
 =====================  ========  ==========================================================
-``template-path``      required  CustomJob YAML template; a relative path is looked up in
+``template-path``      required  workload YAML template (a CustomJob, a Job, ...); a relative path is looked up in
                                  the current directory, then in the project directory.
                                  ``kube-job-template-path`` (MLflow's kubernetes backend's
                                  name) is accepted for it.
 ``kube-context``       current   kubeconfig context to submit to.
 ``kubeconfig``         default   kubeconfig file; default is ``$KUBECONFIG`` or
                                  ``~/.kube/config`` (in-cluster config inside a pod).
-``namespace``          default   namespace of the CustomJob.
+``namespace``          see text  namespace of the object; default: the template's
+                                 ``metadata.namespace`` (as MLflow's kubernetes backend
+                                 reads it), else ``default``.
 ``image-delivery``     ``kind``  ``kind`` (``kind load docker-image``), ``registry``
                                  (``docker push``, pods pull by digest) or ``none`` (the
                                  nodes already see the submitter's docker images).
@@ -24,8 +26,23 @@ key                    default   meaning
 ``tracking-uri``       see text  MLflow tracking URI the *pod* uses; falls back to
                                  ``$KUBE_MLFLOW_TRACKING_URI``, then the submitter's URI.
 ``timeout-seconds``    3600      how long ``wait()`` follows the job before giving up.
-``poll-seconds``       5         interval between CustomJob status reads in ``wait()``.
+``poll-seconds``       5         interval between status reads in ``wait()`` (a watch
+                                 wakes it earlier).
+``workload``           from the  the workload kind: a preset name (``customjob``, ``job``,
+                       template  ``pytorchjob``) or a definition object
+                                 (:mod:`harness.workloads.kind`); default: the preset whose
+                                 apiVersion/kind the template declares.
+``wait``               ``auto``  ``mlflow run`` (asynchronous for plugins) returns at once
+                                 only when the kind's controller closes MLflow runs
+                                 (``auto``); ``true`` always waits for the end, closes the
+                                 run, attaches the logs and exits non-zero on failure;
+                                 ``false`` never waits (refused for kinds whose run only
+                                 the submitter can close).
 =====================  ========  ==========================================================
+
+With ``image-delivery`` ``kind``, ``kind-cluster`` defaults to the cluster of a
+``kind-<name>`` ``kube-context`` (kind's own context names), and ``kind-binary``
+to ``kind`` on PATH, else the harness's pinned kind (its cache).
 
 MLflow itself adds ``ENV_MANAGER``, ``SYNCHRONOUS``, ``DOCKER_ARGS``,
 ``STORAGE_DIR``, ``build_image`` and ``docker_auth`` to every backend config; they
@@ -36,7 +53,9 @@ a default is the most expensive kind of typo on a cluster.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +65,8 @@ from harness.backend import naming
 from harness.backend.errors import BackendConfigError
 
 __all__ = ["ALIASES", "DELIVERY_MODES", "MLFLOW_KEYS", "USER_KEYS", "BackendConfig", "ImageDelivery"]
+
+_log = logging.getLogger("mlflow.projects.customjob")
 
 ImageDelivery = Literal["kind", "registry", "none"]
 DELIVERY_MODES: tuple[ImageDelivery, ...] = ("kind", "registry", "none")
@@ -62,6 +83,8 @@ USER_KEYS: tuple[str, ...] = (
     "tracking-uri",
     "timeout-seconds",
     "poll-seconds",
+    "workload",
+    "wait",
 )
 """Keys a user may write in ``--backend-config``."""
 
@@ -94,14 +117,14 @@ class BackendConfig:
     """kubeconfig context; ``None`` = the kubeconfig's current context."""
     kubeconfig: str | None = None
     """kubeconfig path; ``None`` = ``$KUBECONFIG`` / ``~/.kube/config`` / in-cluster."""
-    namespace: str = "default"
-    """Namespace the CustomJob is created in."""
+    namespace: str | None = None
+    """Namespace of the object as configured; None = the template's (see :meth:`resolve_namespace`)."""
     image_delivery: ImageDelivery = "kind"
     """How the built image reaches the nodes."""
     kind_cluster: str | None = None
     """kind cluster name (``kind get clusters``); required for ``kind`` delivery."""
-    kind_binary: str = "kind"
-    """kind executable, a name on PATH or a path."""
+    kind_binary: str | None = None
+    """kind executable, a name on PATH or a path; None: see :meth:`resolve_kind_binary`."""
     repository_uri: str | None = None
     """Image repository; ``None`` = the MLproject name, lower-cased."""
     tracking_uri: str | None = None
@@ -110,6 +133,10 @@ class BackendConfig:
     """Upper bound of ``wait()``, in seconds; then the job is deleted and the run FAILED."""
     poll_seconds: float = 5.0
     """Seconds between status reads while waiting."""
+    workload: str | Mapping[str, Any] | None = None
+    """A preset name or a definition mapping; None: the kind the template declares."""
+    wait: bool | None = None
+    """True/False as configured; None (``auto``): wait when the submitter must close the run."""
     synchronous: bool = True
     """MLflow's SYNCHRONOUS flag: False for ``mlflow run`` with a plugin backend."""
     mlflow_keys: Mapping[str, Any] = field(default_factory=dict)
@@ -141,13 +168,16 @@ class BackendConfig:
                 f"backend config key 'image-delivery' must be one of {', '.join(DELIVERY_MODES)}; got {delivery!r}"
             )
         kind_cluster = _opt_str(raw, "kind-cluster")
+        context = _opt_str(raw, "kube-context")
+        if delivery == "kind" and not kind_cluster and context and context.startswith("kind-"):
+            kind_cluster = context.removeprefix("kind-")
         if delivery == "kind" and not kind_cluster:
             raise BackendConfigError(
                 "backend config key 'kind-cluster' is required when 'image-delivery' is "
-                "'kind' (the name shown by `kind get clusters`)"
+                "'kind' (the name shown by `kind get clusters`; or a 'kube-context' named kind-<cluster>)"
             )
-        namespace = _opt_str(raw, "namespace") or "default"
-        if not naming.is_dns_label(namespace):
+        namespace = _opt_str(raw, "namespace")
+        if namespace is not None and not naming.is_dns_label(namespace):
             raise BackendConfigError(
                 f"backend config key 'namespace' must be a DNS-1123 label "
                 f"(lower-case alphanumerics and '-', at most 63 chars); got {namespace!r}"
@@ -158,18 +188,29 @@ class BackendConfig:
                 f"backend config key 'repository-uri' must be a lower-case docker "
                 f"repository name without a tag; got {repository!r}"
             )
+        workload = raw.get("workload")
+        if workload is not None and not (isinstance(workload, str) and workload) and not isinstance(workload, Mapping):
+            raise BackendConfigError(
+                "backend config key 'workload' must be a preset name (customjob, job, pytorchjob) or a workload "
+                f"definition object; got {workload!r}"
+            )
+        wait = raw.get("wait", "auto")
+        if wait not in ("auto", True, False):
+            raise BackendConfigError(f"backend config key 'wait' must be true, false or \"auto\"; got {wait!r}")
         return cls(
             template_path=_req_str(raw, "template-path"),
-            kube_context=_opt_str(raw, "kube-context"),
+            kube_context=context,
             kubeconfig=_opt_str(raw, "kubeconfig"),
             namespace=namespace,
             image_delivery=cast(ImageDelivery, delivery),
             kind_cluster=kind_cluster,
-            kind_binary=_opt_str(raw, "kind-binary") or "kind",
+            kind_binary=_opt_str(raw, "kind-binary"),
             repository_uri=repository,
             tracking_uri=_opt_str(raw, "tracking-uri"),
             timeout_seconds=_positive(raw, "timeout-seconds", 3600.0),
             poll_seconds=_positive(raw, "poll-seconds", 5.0),
+            workload=workload,
+            wait=None if wait == "auto" else bool(wait),
             synchronous=bool(raw.get("SYNCHRONOUS", True)),
             mlflow_keys={k: raw[k] for k in MLFLOW_KEYS if k in raw},
         )
@@ -185,6 +226,24 @@ class BackendConfig:
             f"backend config key 'template-path': {self.template_path!r} not found "
             f"(looked in: {', '.join(str(c) for c in candidates)})"
         )
+
+    def resolve_namespace(self, template_namespace: object) -> str:
+        """The configured namespace, else the template's literal ``metadata.namespace``, else ``default``."""
+        if self.namespace is not None:
+            return self.namespace
+        if isinstance(template_namespace, str) and naming.is_dns_label(template_namespace):
+            return template_namespace
+        return "default"
+
+    def resolve_kind_binary(self) -> str:
+        """``kind-binary``, else ``kind`` on PATH, else the harness's pinned kind (cached, or fetched/built)."""
+        if self.kind_binary:
+            return self.kind_binary
+        if shutil.which("kind"):
+            return "kind"
+        from harness import toolchain
+
+        return str(toolchain.resolve_kind(None, log=_log.info))
 
     def pod_tracking_uri(self, submitter_uri: str, environ: Mapping[str, str] | None = None) -> str:
         """The tracking URI pods use: config, then ``$KUBE_MLFLOW_TRACKING_URI``, then ours."""
@@ -205,8 +264,8 @@ class BackendConfig:
 
 def _missing(key: str) -> str:
     return (
-        f"backend config key {key!r} is required (path to a CustomJob YAML template, "
-        f"e.g. trainer/customjob_template.yaml)"
+        f"backend config key {key!r} is required (path to a workload YAML template such as a CustomJob or "
+        f"a batch/v1 Job, e.g. trainer/customjob_template.yaml)"
     )
 
 

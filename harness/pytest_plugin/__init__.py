@@ -68,6 +68,8 @@ TIERS = {
 }
 SHAPES = {
     "multinode": "needs a kind cluster with worker nodes (workers >= 1); deselect it on single-node runs",
+    "kubeflow": "needs Kubeflow's training-operator in the stack (stack preset kubeflow-training-operator); "
+                "deselect it elsewhere",
 }
 """Markers for cluster shapes a test needs, beside the tiers (select with ``-m``)."""
 _E2E_FIXTURES = frozenset({"testbed", "e2e_stack", "e2e_namespace", "project_runner", "project_run", "e2e_kube",

@@ -224,7 +224,7 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
     if failed(request.node):
         dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)
         collect_bundle(dest, kube, namespaces=[name], export_logs=e2e_stack.cluster.export_logs,
-                       system_namespaces=e2e_stack.namespaces)
+                       system_namespaces=e2e_stack.namespaces, kinds=harness_settings.workloads)
         so_far: dict[str, Any] = request.config.stash.get(MANIFEST, {})
         manifest.write(dest / "run-manifest.json", so_far)
         note_ending(request.config, f"evidence of {request.node.nodeid}: {dest}")
@@ -244,7 +244,8 @@ def project_runner(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_namespa
         record_manifest(request.config, {"images": {f"project {project}": {"ref": ref, "id": image_id}}})
 
     return ProjectRunner(e2e_stack, e2e_namespace, tmp_path, projects=harness_settings.projects,
-                         job_timeout=harness_settings["job-timeout"], on_image=record)
+                         job_timeout=harness_settings["job-timeout"], on_image=record,
+                         workload_kinds=harness_settings.workloads)
 
 
 @pytest.fixture
@@ -254,14 +255,16 @@ def project_run(project_runner: ProjectRunner, harness_settings: Settings,
 
     The project is a configured one (by name or path) or any directory with an
     MLproject (it then gets the stub CustomJob template). Params override the
-    configured ones. Assert on the result with ``harness.assert_run``.
+    configured ones. It runs as its workload kind (the project's ``workload``, or
+    the kind its template declares). Assert on the result with ``harness.assert_run``.
     """
     def run(project: str | None = None, /, **params: object) -> ProjectRun:
         spec = harness_settings.project(project) if project is not None else project_runner.spec(None)
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         with phases.phase(f"project {spec.name} {shown}".strip()) as note:
             result = project_runner.run(spec, **params)
-            note["note"] = f"{result.status}, CustomJob {result.phase}, run {result.run_id}"
+            note["note"] = (f"{result.status}, {spec.workload.kind} {result.workload_state}, run {result.run_id} "
+                            f"(closed by {result.closed_by})")
         return result
 
     return run

@@ -15,14 +15,36 @@ MINIMAL = {"template-path": "t.yaml", "kind-cluster": "c"}
 
 def test_minimal_config_defaults() -> None:
     cfg = BackendConfig.from_dict(MINIMAL)
-    assert cfg.namespace == "default"
+    assert cfg.namespace is None  # the template's metadata.namespace, else "default"
+    assert cfg.resolve_namespace(None) == "default"
+    assert cfg.resolve_namespace("mlflow") == "mlflow"
+    assert cfg.resolve_namespace("{namespace}") == "default"
     assert cfg.image_delivery == "kind"
-    assert cfg.kind_binary == "kind"
+    assert cfg.kind_binary is None  # kind on PATH, else the harness's pinned one
+    assert cfg.workload is None
+    assert cfg.wait is None
     assert cfg.timeout_seconds == 3600.0
     assert cfg.poll_seconds == 5.0
     assert cfg.synchronous is True
     assert cfg.kube_context is None
     assert cfg.kubeconfig is None
+
+
+def test_a_kind_context_names_the_kind_cluster() -> None:
+    """MLflow's kubernetes example config changed only in its context: kind's own context names suffice."""
+    cfg = BackendConfig.from_dict({"kube-job-template-path": "t.yaml", "kube-context": "kind-mlflow-crd-e2e",
+                                   "repository-uri": "username/mlflow-kubernetes-example"})
+    assert cfg.kind_cluster == "mlflow-crd-e2e"
+    assert cfg.template_path == "t.yaml"
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [({"workload": 3}, "preset name"), ({"wait": "sometimes"}, "true, false or")],
+)
+def test_workload_and_wait_are_checked(raw: dict[str, Any], hint: str) -> None:
+    with pytest.raises(BackendConfigError, match=hint):
+        BackendConfig.from_dict({**MINIMAL, **raw})
 
 
 def test_mlflow_injected_keys_are_accepted_and_kept() -> None:

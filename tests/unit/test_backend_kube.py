@@ -17,11 +17,23 @@ from harness.backend.errors import (
     CrdNotInstalled,
     NamespaceNotFound,
 )
-from harness.backend.kube import CustomJobs, translate_error
+from harness.backend.kube import Workloads
+from harness.backend.kube import translate_error as _translate
+from harness.workloads import CUSTOMJOB
+from harness.workloads.api import Served, WorkloadClient
 
 CFG = BackendConfig.from_dict(
     {"template-path": "t", "kind-cluster": "c", "kube-context": "kind-c", "namespace": "team"}
 )
+
+
+def translate_error(exc: BaseException, cfg: BackendConfig, action: str, name: str | None = None) -> Any:
+    return _translate(exc, cfg, CUSTOMJOB, "team", action, name)
+
+
+def CustomJobs(objects: Any, cfg: BackendConfig) -> Workloads:
+    client = WorkloadClient(objects, objects, CUSTOMJOB, "team", served=Served("customjobs", True))
+    return Workloads(client, cfg)
 
 
 def api_error(
@@ -46,7 +58,8 @@ def api_error(
 def test_crd_missing_plain_404() -> None:
     err = translate_error(api_error(404, raw="404 page not found"), CFG, "create", "j")
     assert isinstance(err, CrdNotInstalled)
-    assert "CustomJob CRD not installed: install with `kubectl apply -k crds/`" in str(err)
+    assert "CustomJob CRD not installed" in str(err)
+    assert "`kubectl apply -k crds/`" in str(err)
 
 
 def test_crd_missing_status_404() -> None:
@@ -91,7 +104,7 @@ def test_unrelated_errors_are_not_translated() -> None:
 
 
 class _Objects:
-    """Raises a scripted error from every call (enough to test CustomJobs' translation)."""
+    """Raises a scripted error from every call (enough to test the backend's translation)."""
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc

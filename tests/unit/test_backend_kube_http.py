@@ -20,9 +20,11 @@ import pytest
 from harness import contract
 from harness.backend.config import BackendConfig
 from harness.backend.errors import ApiRejected, NamespaceNotFound
-from harness.backend.kube import CustomJobs, custom_objects_api
+from harness.backend.kube import Workloads
+from harness.workloads import CUSTOMJOB
 
-BASE = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/team/{contract.PLURAL}"
+GROUP_VERSION = f"/apis/{contract.GROUP}/{contract.VERSION}"
+BASE = f"{GROUP_VERSION}/namespaces/team/{contract.PLURAL}"
 
 
 class FakeApiServer(ThreadingHTTPServer):
@@ -74,6 +76,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path, _, _ = self._record()
+        if path == GROUP_VERSION:  # API discovery: the plural is found, never assumed
+            self._reply(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": path[6:],
+                              "resources": [{"name": contract.PLURAL, "singularName": contract.SINGULAR,
+                                             "namespaced": True, "kind": contract.KIND, "verbs": ["get"]},
+                                            {"name": f"{contract.PLURAL}/status", "singularName": "",
+                                             "namespaced": True, "kind": contract.KIND, "verbs": ["get"]}]})
+            return
         if not self._namespace_ok(path):
             return
         if path == BASE:
@@ -115,7 +124,7 @@ def server() -> Iterator[FakeApiServer]:
 
 
 @pytest.fixture
-def jobs(server: FakeApiServer, tmp_path: Path) -> CustomJobs:
+def jobs(server: FakeApiServer, tmp_path: Path) -> Workloads:
     kubeconfig = tmp_path / "kubeconfig"
     host, port = server.server_address[:2]
     kubeconfig.write_text(
@@ -134,7 +143,7 @@ def jobs(server: FakeApiServer, tmp_path: Path) -> CustomJobs:
             "namespace": "team",
         }
     )
-    return CustomJobs(custom_objects_api(cfg), cfg)
+    return Workloads.connect(cfg, CUSTOMJOB, "team")
 
 
 def body(name: str = "j", command: list[str] | None = None) -> dict[str, Any]:
@@ -146,7 +155,7 @@ def body(name: str = "j", command: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-def test_roundtrip_over_http(server: FakeApiServer, jobs: CustomJobs) -> None:
+def test_roundtrip_over_http(server: FakeApiServer, jobs: Workloads) -> None:
     jobs.preflight()
     assert jobs.create(body())["spec"]["command"] == ["python", "a b"]
     obj = jobs.get("j")
@@ -156,27 +165,28 @@ def test_roundtrip_over_http(server: FakeApiServer, jobs: CustomJobs) -> None:
     assert jobs.get("j") is None
     assert jobs.delete("j") is False
     methods = [(m, p) for m, p, _, _ in server.requests]
-    assert methods[:3] == [("GET", BASE), ("POST", BASE), ("GET", BASE + "/j")]
+    assert methods[:4] == [("GET", GROUP_VERSION), ("GET", BASE), ("POST", BASE), ("GET", BASE + "/j")]
+    assert methods.count(("GET", GROUP_VERSION)) == 1, "discovery is asked once per client"
     assert ("DELETE", BASE + "/j") in methods
     for _, _, query, _ in server.requests:
         assert "pretty" not in query
-    assert server.requests[0][2]["limit"] == ["1"]
+    assert server.requests[1][2]["limit"] == ["1"]
     delete = next(r for r in server.requests if r[0] == "DELETE")
     assert delete[2]["propagationPolicy"] == ["Background"]
 
 
-def test_explicit_context_does_not_touch_global_config(jobs: CustomJobs) -> None:
+def test_explicit_context_does_not_touch_global_config(jobs: Workloads) -> None:
     from kubernetes import client
 
     assert "127.0.0.1" not in client.Configuration.get_default_copy().host
 
 
-def test_http_422_surfaces_the_server_message(jobs: CustomJobs) -> None:
+def test_http_422_surfaces_the_server_message(jobs: Workloads) -> None:
     with pytest.raises(ApiRejected, match=r"spec\.command: Required value"):
         jobs.create(body(command=[]))
 
 
-def test_missing_namespace(server: FakeApiServer, jobs: CustomJobs) -> None:
+def test_missing_namespace(server: FakeApiServer, jobs: Workloads) -> None:
     server.namespaces.clear()
     with pytest.raises(NamespaceNotFound, match="kubectl create namespace team"):
         jobs.create(body())

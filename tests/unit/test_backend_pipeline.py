@@ -1,7 +1,7 @@
 """CustomJobBackend.run end to end against a real (sqlite) tracking store, no cluster.
 
 Docker and the API server are replaced at the two seams the backend owns
-(``mlflow.projects.docker`` calls and ``kube.custom_objects_api``); everything
+(``mlflow.projects.docker`` calls and ``kube.Workloads.connect``); everything
 else (MLflow project loading, run creation, argv, template, status, MLflow's own
 ``projects.run``/``_wait_for``) is the real code.
 """
@@ -12,6 +12,7 @@ import json
 import shlex
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -23,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import contract
 from harness.backend import CustomJobBackend, kube
+from harness.backend.config import BackendConfig
 from harness.backend.errors import (
     ApiRejected,
     ClusterUnreachable,
@@ -31,6 +33,8 @@ from harness.backend.errors import (
     ProjectError,
     TemplateError,
 )
+from harness.workloads.api import WorkloadClient
+from harness.workloads.kind import WorkloadKind
 from tests.support import crd_validation as crdv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,10 +60,19 @@ class FakeObjects:
         self.phase = phase
         self.fail_with = fail_with
 
+    def get_api_resources(self, group: str, version: str, **kw: Any) -> Any:
+        if self.fail_with is not None:
+            raise self.fail_with
+        resource = SimpleNamespace(name=contract.PLURAL, kind=contract.KIND, namespaced=True)
+        return SimpleNamespace(resources=[resource])
+
     def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if self.fail_with is not None:
             raise self.fail_with
         return {"items": []}
+
+    def list_namespaced_pod(self, *args: Any, **kwargs: Any) -> Any:
+        return SimpleNamespace(items=[])  # no pods: nothing to attach, the status message is the reason
 
     def create_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any], **kw: Any
@@ -107,7 +120,10 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def objects(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
     fake = FakeObjects()
-    monkeypatch.setattr(kube, "custom_objects_api", lambda cfg: fake)
+    def connect(cfg: BackendConfig, kind: WorkloadKind, namespace: str) -> kube.Workloads:
+        return kube.Workloads(WorkloadClient(fake, fake, kind, namespace), cfg)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kube.Workloads, "connect", connect)
     monkeypatch.setattr(mlflow_docker, "validate_docker_installation", lambda: None)
     image = FakeImage()
 
@@ -205,9 +221,19 @@ def test_mlflow_env_in_template_or_mlproject_fails_before_any_run_or_build(
     assert objects.created == []
 
 
-def test_bad_template_fails_before_any_run(tracking: MlflowClient, project: Path, objects: FakeObjects) -> None:
-    (project / "customjob_template.yaml").write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec: {}\n")
-    with pytest.raises(TemplateError, match="kind: CustomJob"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("apiVersion: example.org/v1\nkind: Widget\nmetadata: {name: x}\nspec: {}\n", "no workload definition covers"),
+        ("apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec: {}\n", r"no container at 'spec\.template"),
+    ],
+    ids=["a kind nobody defined", "a Job without a container"],
+)
+def test_bad_template_fails_before_any_run(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, text: str, message: str
+) -> None:
+    (project / "customjob_template.yaml").write_text(text)
+    with pytest.raises(TemplateError, match=message):
         CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
     assert runs_in(tracking) == []
 

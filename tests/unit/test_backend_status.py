@@ -1,4 +1,4 @@
-"""CustomJob phase -> MLflow RunStatus, and what wait()/cancel() do with it.
+"""The stub CustomJob's status -> MLflow run state (through the workload seam), and what wait()/cancel() do.
 
 The API and the tracking store are replaced by small in-process fakes: what is
 tested is the state machine (which status, which tag, when to stop), not I/O.
@@ -14,9 +14,9 @@ from mlflow.entities import RunStatus
 
 from harness import contract
 from harness._errors import WaitTimeout
-from harness.backend import status
 from harness.backend.errors import ClusterUnreachable
-from harness.backend.submitted_run import CustomJobSubmittedRun, mark_terminal
+from harness.backend.submitted_run import CustomJobSubmittedRun
+from harness.workloads import CUSTOMJOB, closing, state
 from tests.unit.fakes import FakeClock
 
 
@@ -44,13 +44,13 @@ def cj(phase: str | None = None, **extra: Any) -> dict[str, Any]:
     ],
 )
 def test_phase_mapping(obj: dict[str, Any], expected: int) -> None:
-    assert status.run_status(obj) == expected
+    assert state.run_state(CUSTOMJOB, obj) == RunStatus.to_string(expected)
 
 
 def test_every_declared_phase_is_mapped_and_terminal_ones_are_terminal() -> None:
     for phase in contract.PHASES:
-        mapped = status.run_status(cj(phase))
-        assert RunStatus.is_terminated(mapped) is (phase in contract.TERMINAL_PHASES)
+        mapped = state.run_state(CUSTOMJOB, cj(phase))
+        assert state.is_terminal(mapped) is (phase in contract.TERMINAL_PHASES)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_every_declared_phase_is_mapped_and_terminal_ones_are_terminal() -> None
     ],
 )
 def test_failure_message(obj: dict[str, Any], message: str) -> None:
-    assert status.failure_message(obj) == message
+    assert state.failure_message(CUSTOMJOB, obj) == message
 
 
 # --- fakes -----------------------------------------------------------------------------
@@ -146,6 +146,7 @@ def submitted(jobs: FakeJobs, runs: FakeRuns, timeout: float = 60.0) -> tuple[Cu
         job_name="j",
         jobs=jobs,
         runs=runs,
+        kind=CUSTOMJOB,
         timeout_seconds=timeout,
         poll_seconds=5.0,
         clock=clock,
@@ -252,9 +253,11 @@ def test_cancel_times_out_if_the_job_never_goes_away() -> None:
     assert runs.terminated == []
 
 
-def test_mark_terminal_reports_whether_it_ended_the_run() -> None:
+def test_close_run_reports_whether_it_ended_the_run() -> None:
     runs = FakeRuns()
-    assert mark_terminal(runs, "r", RunStatus.FAILED, "why") is True
-    assert mark_terminal(runs, "r", RunStatus.FINISHED) is False
+    tag = contract.TAG_FAILURE_REASON
+    assert closing.close_run(runs, "r", "FAILED", "why", failure_tag=tag) is True
+    assert closing.close_run(runs, "r", "FINISHED", failure_tag=tag) is False
     assert runs.terminated == ["FAILED"]
-    assert runs.tags[contract.TAG_FAILURE_REASON] == "why"
+    assert runs.tags[tag] == "why"
+    assert runs.tags[closing.CLOSED_BY_TAG] == "submitter"

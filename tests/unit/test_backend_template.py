@@ -1,4 +1,4 @@
-"""Template rendering: placeholders only in string values; structure is data, not text."""
+"""Template rendering (the stub's kind): placeholders only in string values; structure is data, not text."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import contract
-from harness.backend import template
-from harness.backend.errors import TemplateError
+from harness.workloads import CUSTOMJOB
+from harness.workloads import render as template
+from harness.workloads.render import TemplateError
 from tests.support import crd_validation as crdv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,18 +47,19 @@ def _manifest(
     argv: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return template.build_manifest(
-        tmpl,
-        values=values,
-        argv=argv or ["python", "train.py", "--alpha", "0.5"],
-        env=env or {},
-        image=values["image"],
+    return template.build(tmpl, CUSTOMJOB, template.RunValues(
+        job_name=values["job_name"],
         namespace=values["namespace"],
+        image=values["image"],
+        argv=argv or ["python", "train.py", "--alpha", "0.5"],
         run_id=values["run_id"],
         experiment_id=values["experiment_id"],
         tracking_uri=values["tracking_uri"],
+        project_name=values["project_name"],
+        env=env or {},
+        placeholders=values,
         labels={contract.LABEL_RUN_ID: values["run_id"]},
-    )
+    ))
 
 
 def _shape(tree: Any) -> Any:
@@ -71,11 +73,11 @@ def _shape(tree: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def example() -> dict[str, Any]:
-    return template.load_template(EXAMPLE)
+    return template.load(EXAMPLE)
 
 
 def test_example_template_passes_checks(example: dict[str, Any]) -> None:
-    template.check_template(example, [*template.BASE_PLACEHOLDERS])
+    template.check(example, CUSTOMJOB, [*template.BASE_PLACEHOLDERS])
 
 
 @settings(max_examples=300, deadline=None)
@@ -157,7 +159,7 @@ def test_template_mlflow_env_is_refused_before_anything_is_built(example: dict[s
     tmpl = copy.deepcopy(example)
     tmpl["spec"]["env"].append(entry)
     with pytest.raises(TemplateError, match=rf"template spec\.env\[1\] sets {entry['name']}: .*spec\.mlflow.*remove"):
-        template.check_template(tmpl, [*template.BASE_PLACEHOLDERS])
+        template.check(tmpl, CUSTOMJOB, [*template.BASE_PLACEHOLDERS])
 
 
 def test_build_manifest_never_writes_mlflow_env(example: dict[str, Any]) -> None:
@@ -184,10 +186,10 @@ def test_literal_braces() -> None:
     [
         (lambda t: t.update(kind="Job"), "kind: CustomJob"),
         (lambda t: t.update(apiVersion="batch/v1"), "apiVersion: training.example.com/v1alpha1"),
-        (lambda t: t.pop("spec"), "'spec' mapping"),
-        (lambda t: t["metadata"].pop("name"), "metadata.name"),
+        (lambda t: t.pop("spec"), "no container at 'spec'"),
+        (lambda t: t["metadata"].update(name=3), "metadata.name must be a string"),
         (lambda t: t["spec"].update(env={"A": "1"}), "spec.env must be a list"),
-        (lambda t: t["spec"].update(command="python x"), "spec.command must be a list"),
+        (lambda t: t["spec"].update(args="python x"), "spec.args must be a list"),
         (lambda t: t["metadata"].update(name="{jobname}"), r"\{jobname\} at metadata.name"),
         (lambda t: t["spec"].update(args=["{params.beta}"]), r"\{params.beta\} at spec.args\[0\]"),
     ],
@@ -196,21 +198,21 @@ def test_invalid_templates_are_named(example: dict[str, Any], mutate: Any, messa
     tmpl = copy.deepcopy(example)
     mutate(tmpl)
     with pytest.raises(TemplateError, match=message):
-        template.check_template(tmpl, [*template.BASE_PLACEHOLDERS, "params.alpha"])
+        template.check(tmpl, CUSTOMJOB, [*template.BASE_PLACEHOLDERS, "params.alpha"])
 
 
 def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
     bad.write_text("apiVersion: [unclosed\n")
     with pytest.raises(TemplateError, match=r"t\.yaml.*not valid YAML"):
-        template.load_template(bad)
+        template.load(bad)
 
 
 def test_non_mapping_template(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
     bad.write_text("- a\n- b\n")
     with pytest.raises(TemplateError, match="must be a YAML mapping"):
-        template.load_template(bad)
+        template.load(bad)
 
 
 def test_rendered_name_must_be_dns_label(example: dict[str, Any]) -> None:
@@ -235,7 +237,7 @@ def test_hardcoded_image_is_refused(example: dict[str, Any]) -> None:
 @pytest.mark.parametrize("path", [EXAMPLE, STUB], ids=["trainer template", "stub template"])
 def test_rendered_templates_are_admitted_by_the_crd(path: Path) -> None:
     """Cross-check with the CRD: schema, defaults and CEL rules (tests/support/crd_validation.py)."""
-    tmpl = template.load_template(path)
-    template.check_template(tmpl, [*template.BASE_PLACEHOLDERS])
+    tmpl = template.load(path)
+    template.check(tmpl, CUSTOMJOB, [*template.BASE_PLACEHOLDERS])
     body = _manifest(tmpl, _values(), ["python", "train.py", "--alpha", "0.5"], env={"FROM_MLPROJECT": "yes"})
     assert crdv.validate(body) == []

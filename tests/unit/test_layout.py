@@ -17,7 +17,8 @@ PACKAGE = REPO / "harness"
 PUBLIC = [
     "Cluster", "ClusterProvider", "CommandError", "ConfigError", "ExistingProvider", "HarnessError", "ImageSpec",
     "KindProvider", "LocalTrackingServer", "ProjectRun", "ProjectRunner", "ProjectSpec", "RunFacts", "Settings",
-    "Stack", "Testbed", "WaitTimeout", "__version__", "assert_customjob", "assert_run", "load_settings",
+    "Stack", "Testbed", "WaitTimeout", "WorkloadKind", "__version__", "assert_customjob", "assert_run",
+    "assert_workload", "load_settings",
 ]
 
 
@@ -55,6 +56,10 @@ RULES = {
     "harness/registry": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "pytest", "mlflow"),
     "harness/clusters": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.runs", "pytest"),
     "harness/contract.py": ("harness.",),
+    # The seam below the backend and the harness: it knows neither, nor MLflow (runs are named by state).
+    "harness/workloads": ("harness.backend", "harness.pytest_plugin", "harness.testbed", "harness.stack",
+                          "harness.clusters", "harness.settings", "harness.runs", "harness.assertions",
+                          "harness.evidence", "harness.waits", "mlflow", "pytest", "kopf"),
     "harness/imagerefs.py": ("harness.", "mlflow", "kubernetes", "docker", "yaml", "pytest"),
     "harness/settings.py": ("harness.pytest_plugin", "harness.testbed", "pytest", "mlflow", "kubernetes"),
     "harness/testbed.py": ("harness.pytest_plugin", "pytest"),
@@ -77,6 +82,24 @@ def test_imports_point_one_way(where: str) -> None:
                    for b in RULES[where]):
                 bad.append(f"{f.relative_to(REPO)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+CONTRACT_READERS = {"harness/contract.py", "harness/workloads/stub.py"}
+"""Only the stub's preset knows the stub's names; everything else goes through a workload kind."""
+
+
+def test_only_the_stub_preset_imports_the_contract() -> None:
+    readers = {f.relative_to(REPO).as_posix() for f in _modules(PACKAGE)
+               if "harness.contract" in _imports(f) or "contract" in _relative_imports(f)}
+    wrong = sorted(readers - CONTRACT_READERS)
+    assert wrong == [], f"import the stub's names through harness.workloads.stub: {wrong}"
+    assert "harness/workloads/stub.py" in readers, "the rule reads imports wrongly: the stub preset must show up"
+
+
+def _relative_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0
+            for a in node.names}
 
 
 def test_every_package_is_listed_for_the_wheel() -> None:

@@ -112,3 +112,76 @@ def test_cli_resolves_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as info:
         main(["config", "--keep-cluster", "sometimes"])
     assert info.value.code == 2
+
+
+TRAININGRUN_TOML = '''
+[[tool.mlflow-crd-harness.workloads]]
+name = "trainingrun"
+api-version = "ml.platform.example/v1beta1"
+kind = "TrainingRun"
+containers = "spec.runner"
+succeeded = ["condition=Done"]
+failed = ["condition=Done=False"]
+pods = "ml.platform.example/run={name}"
+'''
+
+
+def _churn(tmp_path: Path, template: str) -> None:
+    (tmp_path / "ml").mkdir(exist_ok=True)
+    (tmp_path / "ml" / "MLproject").write_text("name: churn\n")
+    (tmp_path / "ml" / "run.yaml").write_text(template)
+
+
+def test_a_teams_own_workload_kind_is_a_settings_table(tmp_path: Path) -> None:
+    """No code: the kind is defined in the settings, and a project's template picks it by apiVersion/kind."""
+    _churn(tmp_path, "apiVersion: ml.platform.example/v1beta1\nkind: TrainingRun\nmetadata: {name: '{job_name}'}\n"
+                     "spec: {runner: {image: '{image}'}}\n")
+    _project(tmp_path, TRAININGRUN_TOML + '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\n'
+                                          'template = "ml/run.yaml"\n')
+    s = load_settings(root=tmp_path, environ={})
+    (kind,) = s.workloads
+    assert (kind.name, kind.kind, kind.closes_run) == ("trainingrun", "TrainingRun", "submitter")
+    assert s.projects[0].workload is kind
+
+
+def test_a_preset_is_inferred_from_the_template_or_named(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    _churn(tmp_path, (root / "trainer" / "job_template.yaml").read_text())
+    _project(tmp_path, '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\ntemplate = "ml/run.yaml"\n')
+    assert load_settings(root=tmp_path, environ={}).projects[0].workload.name == "job"
+    _project(tmp_path, '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\ntemplate = "ml/run.yaml"\n'
+                       'workload = "job"\n')
+    assert load_settings(root=tmp_path, environ={}).projects[0].workload.name == "job"
+
+
+@pytest.mark.parametrize(
+    ("extra", "project_extra", "template", "message"),
+    [
+        (TRAININGRUN_TOML.replace("succeeded", "succeded"), "", "", r"workloads\[0\].*unknown key 'succeded'; did "
+                                                                  "you mean 'succeeded'"),
+        (TRAININGRUN_TOML.replace('"condition=Done"]', '"Done"]', 1), "", "", "not a status rule"),
+        (TRAININGRUN_TOML, 'workload = "trainingrunn"\n', "", "'trainingrunn' is neither a preset nor defined"),
+        (TRAININGRUN_TOML, 'workload = "job"\n', "", "apiVersion: batch/v1 and kind: Job"),
+        ("", "", "", "no workload definition covers"),
+        (TRAININGRUN_TOML, "", "apiVersion: ml.platform.example/v1beta1\nkind: TrainingRun\nmetadata: {}\nspec: {}\n",
+         "no container at 'spec.runner'"),
+        (TRAININGRUN_TOML * 2, "", "", "workload names must be unique"),
+    ],
+    ids=["misspelt key", "bad status rule", "unknown kind name", "template of another kind", "undefined kind",
+         "container missing", "duplicate names"],
+)
+def test_bad_workload_definitions_stop_at_startup(tmp_path: Path, extra: str, project_extra: str, template: str,
+                                                  message: str) -> None:
+    _churn(tmp_path, template or "apiVersion: ml.platform.example/v1beta1\nkind: TrainingRun\nmetadata: {}\n"
+                                 "spec: {runner: {}}\n")
+    _project(tmp_path, extra + '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\ntemplate = "ml/run.yaml"\n'
+             + project_extra)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(root=tmp_path, environ={})
+
+
+def test_the_readme_lists_every_setting() -> None:
+    """The settings table in the README is generated from OPTIONS; a new key must reach it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [o.key for o in OPTIONS if f"| `{o.key}` | `{o.env}` |" not in readme]
+    assert missing == [], f"add these settings to the README's table: {missing}"

@@ -55,3 +55,28 @@ def test_split_and_fit_are_bit_identical_across_runs(train: ModuleType) -> None:
 def test_under_mount_stops_at_root(train: ModuleType, tmp_path: Path) -> None:
     assert train._under_mount(Path("/")) is False
     assert train._under_mount(Path("/proc/self")) is True  # /proc is a mount point
+
+
+def test_a_non_zero_rank_trains_without_touching_mlflow(
+    train: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PyTorchJob Worker shares the run's env with the Master: only rank 0 may log to it."""
+    def no_mlflow(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a non-zero rank talked to MLflow")
+
+    monkeypatch.setattr(train.mlflow, "start_run", no_mlflow)
+    monkeypatch.setattr(train.mlflow, "log_metrics", no_mlflow)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert train.main(["--alpha", "0.5"]) == 0
+    assert "replica rank 1 of 2: trained" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("value", "rank"), [("", 0), ("0", 0), ("3", 3)])
+def test_rank_is_read_from_the_environment(train: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str,
+                                           rank: int) -> None:
+    monkeypatch.setenv("RANK", value)
+    assert train.replica_rank() == rank
+    monkeypatch.setenv("RANK", "master")
+    with pytest.raises(SystemExit, match="RANK must be an integer"):
+        train.replica_rank()
