@@ -1,0 +1,1 @@
+"""The example TrainingRun controller (see handlers)."""
