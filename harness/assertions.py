@@ -109,22 +109,13 @@ def assert_run(
                                                     model_files)
     attached: tuple[str, ...] = ()
     if logs:
-        attached = tuple(sorted(_files(client, run_id, closing.LOGS_ARTIFACT_DIR)))
+        attached = tuple(closing.artifact_files(client, run_id))
         if not attached:
             raise _fail(run_id, f"no pod logs attached under {closing.LOGS_ARTIFACT_DIR}/",
                         [a.path for a in client.list_artifacts(run_id)])
     return RunFacts(run_id=run_id, status=str(info.status), params=dict(data.params), metrics=dict(data.metrics),
                     tags=dict(data.tags), model_id=model_id, model_files=files, predictions=predictions,
                     logs=attached)
-
-
-def _files(client: MlflowClient, run_id: str, root: str) -> list[str]:
-    out: list[str] = []
-    pending = [root]
-    while pending:
-        for item in client.list_artifacts(run_id, pending.pop()):
-            (pending if item.is_dir else out).append(item.path)
-    return out
 
 
 def _check_model(client: MlflowClient, run_id: str, experiment_id: str, rows: Any,

@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from harness.kubeapi import Kube
 from harness.workloads import CUSTOMJOB, PRESETS, state
 from harness.workloads import pods as pod_facts
-from harness.workloads.api import REQUEST_TIMEOUT, WorkloadClient
+from harness.workloads.api import REQUEST_TIMEOUT, Owners, WorkloadClient, owner_refs
 from harness.workloads.kind import WorkloadKind
 
 __all__ = ["bundle_dir_for", "collect_bundle", "ownership_report"]
@@ -130,49 +130,27 @@ class _Node:
 def ownership_report(kube: Kube, namespace: str, kinds: Sequence[WorkloadKind] = ()) -> str:
     """The ownership tree of ``namespace``'s pods, each top object with its state, and the first failure."""
     pods = kube.core.list_namespaced_pod(namespace, _request_timeout=REQUEST_TIMEOUT).items
+    owners = Owners(kube.custom, namespace)
     nodes: dict[str, _Node] = {}
     parents: dict[str, str] = {}
-    plurals: dict[tuple[str, str], str | None] = {}
-
-    def plural(api_version: str, kind: str) -> str | None:
-        if (api_version, kind) not in plurals:
-            group, _, version = api_version.rpartition("/")
-            try:
-                listing = kube.custom.get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT)
-                plurals[(api_version, kind)] = next((r.name for r in listing.resources
-                                                     if r.kind == kind and "/" not in r.name), None)
-            except (ApiException, ValueError):
-                plurals[(api_version, kind)] = None
-        return plurals[(api_version, kind)]
 
     def owner_node(ref: dict[str, Any]) -> str:
         uid = str(ref.get("uid"))
-        if uid in nodes:
-            return uid
-        obj = None
-        name = plural(str(ref.get("apiVersion")), str(ref.get("kind"))) if "/" in str(ref.get("apiVersion")) else None
-        if name:
-            group, _, version = str(ref["apiVersion"]).rpartition("/")
-            try:
-                obj = kube.custom.get_namespaced_custom_object(group, version, namespace, name, ref["name"],
-                                                               _request_timeout=REQUEST_TIMEOUT)
-            except ApiException:
-                obj = None
-        nodes[uid] = _Node(str(ref.get("kind")), str(ref.get("name")), obj)
-        for up in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
-            if up.get("controller", True):
-                parents[uid] = owner_node(up)
-                break
+        if uid not in nodes:
+            obj = owners.read(ref)
+            nodes[uid] = _Node(str(ref.get("kind")), str(ref.get("name")), obj)
+            up = [r for r in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+                  if r.get("controller", True)]
+            if up:
+                parents[uid] = owner_node(up[0])
         return uid
 
     for pod in pods:
         uid = str(pod.metadata.uid)
         nodes[uid] = _Node("Pod", str(pod.metadata.name), None, pod=pod)
-        refs = [r for r in pod.metadata.owner_references or [] if r.controller is not False]
+        refs = [r for r in owner_refs(pod) if r["controller"] is not False]
         if refs:
-            ref = refs[0]
-            parents[uid] = owner_node({"uid": ref.uid, "apiVersion": ref.api_version, "kind": ref.kind,
-                                       "name": ref.name, "controller": ref.controller})
+            parents[uid] = owner_node(refs[0])
     for child, parent in parents.items():
         nodes[parent].children.append(nodes[child])
     known = {(k.api_version, k.kind): k for k in _unique([*PRESETS.values(), *kinds])}

@@ -15,15 +15,12 @@ and tags it like any other context, so delivery and reuse are the same.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,7 +76,8 @@ def build_context(go: GoBuild, *, log: Callable[[str], None] = print) -> Path:
     final = root / "go-images" / f"{slug}-{go.version}-{key}"
     if (final / "Dockerfile").is_file():
         return final
-    with _lock(final):  # two sessions building the same binary: the second finds it done
+    # Two sessions building the same binary: the second waits here, then finds it done.
+    with node_cache.build_lock(root / "go-images" / "locks" / final.name):
         if (final / "Dockerfile").is_file():
             return final
         started = time.monotonic()
@@ -111,15 +109,3 @@ def _make_writable(tree: Path) -> None:
     for path in [tree, *tree.rglob("*")]:
         if not path.is_symlink():
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
-
-
-@contextmanager
-def _lock(final: Path) -> Iterator[None]:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with (final.parent / f".{final.name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            os.utime(handle.name)

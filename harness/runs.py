@@ -255,8 +255,7 @@ class ProjectRunner:
         tags = self.client.get_run(run_id).data.tags
         if tags.get(closing.CLOSED_BY_TAG) == "submitter":
             closed_by = "submitter"
-        logs = tuple(sorted(_artifact_files(self.client, run_id, closing.LOGS_ARTIFACT_DIR))) if (
-            attached or closing.LOGS_TAG in tags) else ()
+        logs = tuple(closing.artifact_files(self.client, run_id)) if attached or closing.LOGS_TAG in tags else ()
         return ProjectRun(project=spec.name, run_id=run_id, experiment=experiment, status=status, customjob=done,
                           namespace=self.namespace, tracking_uri=self.stack.tracking_uri,
                           output=(proc.stdout or "") + (proc.stderr or ""), kind=kind.name, workload_state=ended,
@@ -265,13 +264,3 @@ class ProjectRunner:
     def customjob(self, run_id: str) -> dict[str, Any] | None:
         """The stub CustomJob of ``run_id`` in this namespace (None if none yet)."""
         return self.workloads("customjob").for_run(run_id)
-
-
-def _artifact_files(client: MlflowClient, run_id: str, root: str) -> list[str]:
-    """Every artifact file under ``root`` of the run (recursively)."""
-    out: list[str] = []
-    pending = [root]
-    while pending:
-        for item in client.list_artifacts(run_id, pending.pop()):
-            (pending if item.is_dir else out).append(item.path)
-    return out

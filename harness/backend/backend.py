@@ -50,7 +50,7 @@ from harness.backend.config import BackendConfig
 from harness.backend.errors import BackendConfigError, ProjectError, TemplateError
 from harness.backend.submitted_run import CustomJobSubmittedRun, mark_failed
 from harness.workloads import closing, presets, render
-from harness.workloads.kind import ENV_NAMES, DefinitionError, WorkloadKind
+from harness.workloads.kind import DefinitionError, WorkloadKind
 
 __all__ = ["CustomJobBackend"]
 
@@ -270,23 +270,14 @@ def _waits(cfg: BackendConfig, kind: WorkloadKind) -> bool:
 
 def _refuse_mlflow_pairs(docker_env: Mapping[str, Any], kind: WorkloadKind) -> None:
     """An MLproject ``[MLFLOW_..., value]`` pair that would fight the run's identity: refused now."""
-    for index, item in enumerate(docker_env.get("environment") or []):
-        if not (isinstance(item, list) and len(item) == 2):
-            continue
-        name = str(item[0])
-        if kind.identity.mode == "field" and name.startswith(render.RESERVED_ENV_PREFIX):
-            raise ProjectError(
-                f"MLproject docker_env.environment[{index}] sets {name}: the customjob backend passes the run "
-                f"in the {kind.kind}'s {kind.identity.field}, from which its controller injects MLFLOW_RUN_ID, "
-                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and no other "
-                f"{render.RESERVED_ENV_PREFIX}* env entry may sit next to it; remove the pair from "
-                "docker_env.environment")
-        if kind.identity.mode == "env" and name in ENV_NAMES.values():
-            raise ProjectError(
-                f"MLproject docker_env.environment[{index}] sets {name}: the backend writes MLFLOW_RUN_ID, "
-                "MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID for the run itself; remove the pair from "
-                "docker_env.environment (set the pods' tracking URI with 'tracking-uri' or "
-                "KUBE_MLFLOW_TRACKING_URI)")
+    # Host-copied entries (a bare name) stay in the list as "" so an index names the MLproject's own entry.
+    pairs = [str(item[0]) if isinstance(item, list) and len(item) == 2 else ""
+             for item in docker_env.get("environment") or []]
+    try:
+        render.refuse_reserved(pairs, kind, "MLproject docker_env.environment",
+                               fix="remove the pair from docker_env.environment")
+    except render.TemplateError as exc:
+        raise ProjectError(str(exc)) from exc
 
 
 def _warn_ignored(docker_env: Mapping[str, Any], cfg: BackendConfig) -> None:

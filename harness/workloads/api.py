@@ -23,7 +23,16 @@ from kubernetes.client.exceptions import ApiException
 from harness._errors import HarnessError
 from harness.workloads.kind import WorkloadKind
 
-__all__ = ["REQUEST_TIMEOUT", "KindNotServed", "Served", "WorkloadClient", "discover", "not_found_kind"]
+__all__ = [
+    "REQUEST_TIMEOUT",
+    "KindNotServed",
+    "Owners",
+    "Served",
+    "WorkloadClient",
+    "discover",
+    "not_found_kind",
+    "owner_refs",
+]
 
 REQUEST_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 """(connect, read) seconds for one API request."""
@@ -170,20 +179,9 @@ class WorkloadClient:
             return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector,
                                                       _request_timeout=REQUEST_TIMEOUT).items)
         uid = (obj.get("metadata") or {}).get("uid")
+        owners = Owners(self.objects, self.namespace)
         return [p for p in self.core.list_namespaced_pod(self.namespace, _request_timeout=REQUEST_TIMEOUT).items
-                if uid in self._owner_uids(p)]
-
-    def _owner_uids(self, pod: Any) -> set[str]:
-        """Every uid up the pod's ownerReference chain (pod -> Job -> CustomJob ...), within the namespace."""
-        seen: set[str] = set()
-        refs = list(pod.metadata.owner_references or [])
-        while refs:
-            ref = refs.pop()
-            if ref.uid in seen:
-                continue
-            seen.add(ref.uid)
-            refs.extend(_owners_of(self.objects, self.namespace, ref))
-        return seen
+                if uid in owners.chain(owner_refs(p))]
 
     def logs(self, pod: Any) -> Iterator[tuple[str, bool, str]]:
         """``(container, previous, text)`` for every init and app container of ``pod``, current then previous."""
@@ -203,40 +201,59 @@ class WorkloadClient:
                 yield container, previous, str(text or "")
 
 
-def _owners_of(objects: k8s_client.CustomObjectsApi, namespace: str, ref: Any) -> list[Any]:
-    """The ownerReferences of the object ``ref`` names (empty if it cannot be read)."""
-    group, _, version = str(ref.api_version).rpartition("/")
-    try:
-        listing = objects.get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT) if group else None
-        plural = next((r.name for r in (listing.resources if listing else []) if r.kind == ref.kind
-                       and "/" not in r.name), None)
-        if plural is None:
-            return []
-        owner = objects.get_namespaced_custom_object(group, version, namespace, plural, ref.name,
-                                                     _request_timeout=REQUEST_TIMEOUT)
-    except ApiException:
-        return []
-    return [_Ref(o) for o in (owner.get("metadata") or {}).get("ownerReferences") or []]
+def owner_refs(pod: Any) -> list[dict[str, Any]]:
+    """A typed pod's ownerReferences as the dicts an object read from the API carries."""
+    return [{"uid": r.uid, "apiVersion": r.api_version, "kind": r.kind, "name": r.name,
+             "controller": r.controller} for r in pod.metadata.owner_references or []]
 
 
-@dataclass(frozen=True)
-class _Ref:
-    """An ownerReference read from a dict, with the typed model's attribute names."""
+class Owners:
+    """Reads the objects ownerReferences name, in one namespace; plurals by discovery, cached per reader."""
 
-    raw: Mapping[str, Any]
+    def __init__(self, objects: k8s_client.CustomObjectsApi, namespace: str) -> None:
+        self._objects = objects
+        self._namespace = namespace
+        self._plurals: dict[tuple[str, str], str | None] = {}
+        self._read: dict[str, dict[str, Any] | None] = {}
 
-    @property
-    def uid(self) -> str:
-        return str(self.raw.get("uid"))
+    def plural(self, api_version: str, kind: str) -> str | None:
+        """The plural of ``kind`` in ``api_version`` (None for core-group kinds and kinds not served)."""
+        if (api_version, kind) not in self._plurals:
+            group, _, version = api_version.rpartition("/")
+            found = None
+            if group:
+                try:
+                    listing = self._objects.get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT)
+                    found = next((r.name for r in listing.resources if r.kind == kind and "/" not in r.name), None)
+                except ApiException:
+                    found = None
+            self._plurals[(api_version, kind)] = found
+        return self._plurals[(api_version, kind)]
 
-    @property
-    def api_version(self) -> str:
-        return str(self.raw.get("apiVersion"))
+    def read(self, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object ``ref`` (an ownerReference) names, or None if it cannot be read."""
+        uid = str(ref.get("uid"))
+        if uid not in self._read:
+            plural = self.plural(str(ref.get("apiVersion")), str(ref.get("kind")))
+            obj = None
+            if plural is not None:
+                group, _, version = str(ref["apiVersion"]).rpartition("/")
+                try:
+                    obj = self._objects.get_namespaced_custom_object(group, version, self._namespace, plural,
+                                                                     ref["name"], _request_timeout=REQUEST_TIMEOUT)
+                except ApiException:
+                    obj = None
+            self._read[uid] = obj
+        return self._read[uid]
 
-    @property
-    def kind(self) -> str:
-        return str(self.raw.get("kind"))
-
-    @property
-    def name(self) -> str:
-        return str(self.raw.get("name"))
+    def chain(self, refs: list[dict[str, Any]]) -> set[str]:
+        """Every uid up the ownerReference chains starting at ``refs`` (pod -> Job -> CustomJob ...)."""
+        seen: set[str] = set()
+        pending = list(refs)
+        while pending:
+            ref = pending.pop()
+            if str(ref.get("uid")) in seen:
+                continue
+            seen.add(str(ref.get("uid")))
+            pending.extend(((self.read(ref) or {}).get("metadata") or {}).get("ownerReferences") or [])
+        return seen

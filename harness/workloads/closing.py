@@ -32,6 +32,7 @@ __all__ = [
     "LOGS_TAG",
     "WORKLOAD_TAG",
     "RunStore",
+    "artifact_files",
     "attach_logs",
     "close_run",
     "explain_failure",
@@ -61,6 +62,8 @@ class RunStore(Protocol):
     def set_tag(self, run_id: str, key: str, value: Any) -> Any: ...
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None: ...
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> Any: ...
 
 
 def workload_tag(obj: Mapping[str, Any]) -> str:
@@ -142,3 +145,13 @@ def attach_logs(runs: RunStore, run_id: str, client: WorkloadClient, obj: Mappin
     except Exception as exc:
         _log.warning("could not attach the pods' logs to run %s: %s: %s", run_id, type(exc).__name__, exc)
         return 0
+
+
+def artifact_files(runs: RunStore, run_id: str, root: str = LOGS_ARTIFACT_DIR) -> list[str]:
+    """Every artifact file under ``root`` of the run, recursively (``logs/<pod>/<container>.txt``)."""
+    out: list[str] = []
+    pending = [root]
+    while pending:
+        for item in runs.list_artifacts(run_id, pending.pop()):
+            (pending if item.is_dir else out).append(item.path)
+    return sorted(out)

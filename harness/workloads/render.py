@@ -46,6 +46,7 @@ __all__ = [
     "check",
     "load",
     "placeholders_in",
+    "refuse_reserved",
     "render",
 ]
 
@@ -151,7 +152,7 @@ def check(template: Mapping[str, Any], kind: WorkloadKind, known: Sequence[str],
         env = container.get("env", [])
         if not isinstance(env, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env):
             raise TemplateError(f"template {where}.env must be a list of {{name: ..., value: ...}} mappings")
-        _refuse_reserved((e["name"] for e in env), kind, f"template {where}.env")
+        refuse_reserved((e["name"] for e in env), kind, f"template {where}.env")
         other = "args" if kind.argv_field == "command" else "command"
         if other in container and not isinstance(container[other], list):
             raise TemplateError(f"template {where}.{other} must be a list when present")
@@ -168,20 +169,20 @@ def check(template: Mapping[str, Any], kind: WorkloadKind, known: Sequence[str],
             f"{', '.join('{' + k + '}' for k in known)} (write {{{{ and }}}} for literal braces)")
 
 
-def _refuse_reserved(names: Iterable[str], kind: WorkloadKind, where: str) -> None:
-    """TemplateError naming the first env name that would fight the run's identity."""
+def refuse_reserved(names: Iterable[str], kind: WorkloadKind, where: str, fix: str = "remove the entry") -> None:
+    """TemplateError naming the first env name that would fight the run's identity, and ``fix``."""
     for index, name in enumerate(names):
         if kind.identity.mode == "field" and name.startswith(RESERVED_ENV_PREFIX):
             raise TemplateError(
                 f"{where}[{index}] sets {name}: the backend puts the run into {kind.identity.field}, from which the "
                 "controller injects MLFLOW_RUN_ID, MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID, and no other "
                 f"{RESERVED_ENV_PREFIX}* env entry may sit next to it (a second source could log to another run "
-                "than the one the controller closes); remove the entry")
+                f"than the one the controller closes); {fix}")
         if kind.identity.mode == "env" and name in ENV_NAMES.values():
             raise TemplateError(
                 f"{where}[{index}] sets {name}: the backend writes MLFLOW_RUN_ID, MLFLOW_TRACKING_URI and "
-                "MLFLOW_EXPERIMENT_ID for the run itself (a second value could log to another run); remove the "
-                "entry (set the pods' tracking URI with 'tracking-uri' or KUBE_MLFLOW_TRACKING_URI)")
+                f"MLFLOW_EXPERIMENT_ID for the run itself (a second value could log to another run); {fix} (set the "
+                "pods' tracking URI with 'tracking-uri' or KUBE_MLFLOW_TRACKING_URI)")
 
 
 def placeholders_in(tree: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -251,7 +252,7 @@ def build(template: Mapping[str, Any], kind: WorkloadKind, run: RunValues) -> di
                             f"{run.namespace!r}; use \"{{namespace}}\", drop the field, or set 'namespace' to match")
     metadata["labels"] = {**(metadata.get("labels") or {}), **run.labels}
 
-    _refuse_reserved(run.env, kind, "the run's environment (MLproject docker_env.environment)")
+    refuse_reserved(run.env, kind, "the run's environment (MLproject docker_env.environment)")
     identity_env = ({ENV_NAMES["run-id"]: run.run_id, ENV_NAMES["tracking-uri"]: run.tracking_uri,
                      ENV_NAMES["experiment-id"]: run.experiment_id} if kind.identity.mode == "env" else {})
     for where, container in _containers(body, kind):
@@ -265,7 +266,7 @@ def build(template: Mapping[str, Any], kind: WorkloadKind, run: RunValues) -> di
             container["name"] = _container_name(kind, run.placeholders) if kind.container_name else run.job_name
         container[kind.argv_field] = list(run.argv)
         kept = [e for e in container.get("env") or [] if e.get("name") not in run.env]
-        _refuse_reserved((str(e.get("name")) for e in kept), kind, f"{where}.env (rendered from the template)")
+        refuse_reserved((str(e.get("name")) for e in kept), kind, f"{where}.env (rendered from the template)")
         container["env"] = (kept + [{"name": k, "value": v} for k, v in run.env.items()]
                             + [{"name": k, "value": v} for k, v in identity_env.items()])
     if kind.identity.field is not None:
