@@ -90,7 +90,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from harness import _exec
     from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
     from harness.runs import ProjectRunner
-    from harness.waits import describe_customjob
+    from harness.workloads import state
 
     bed, stack, phases = _up(ns)
     try:
@@ -103,14 +103,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
             bed.manifest.setdefault("images", {})[f"project {project}"] = {"ref": ref, "id": image_id}
 
         runner = ProjectRunner(stack, ns.namespace, workdir, projects=settings.projects,
-                               job_timeout=settings["job-timeout"], on_image=record)
+                               job_timeout=settings["job-timeout"], on_image=record,
+                               workload_kinds=settings.workloads)
         params = dict(p.split("=", 1) for p in ns.param)
-        with phases.phase("project run (mlflow run -> CustomJob -> MLflow run ended)"):
+        kind = (spec or runner.spec(None)).workload
+        with phases.phase(f"project run (mlflow run -> {kind.kind} -> MLflow run ended)"):
             run = runner.run(spec, **params)
         print(phases.table())
         _write_manifest(bed)
-        name = run.customjob["metadata"]["name"]
-        print(f"\nCustomJob {run.namespace}/{name}: {describe_customjob(dict(run.customjob))}")
+        print(f"\n{kind.kind} {run.namespace}/{run.name}: {state.describe(kind, run.workload)} "
+              f"(run closed by the {run.closed_by}; {len(run.logs)} log file(s) attached)")
         print(f"MLflow run {run.run_id}: {run.status}  {stack.tracking_uri}/#/experiments/"
               f"{run.client.get_run(run.run_id).info.experiment_id}/runs/{run.run_id}")
     finally:
