@@ -166,7 +166,8 @@ def build_image(
     started = time.monotonic()
     reused = image_present(tag, client)
     if not reused:
-        log(f"image: building {tag} from {context} (FROM {base_image})")
+        uses_base = "BASE_IMAGE" in (context / (dockerfile or "Dockerfile")).read_text(errors="replace")
+        log(f"image: building {tag} from {context}" + (f" (FROM {base_image})" if uses_base else ""))
         build = _InFlight()
         hooks = client.api.hooks["response"]
         hooks.append(build.response_hook)

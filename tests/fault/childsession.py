@@ -28,10 +28,17 @@ from harness._waiting import Probe, wait_for
 from harness.clusters.kind import host_marker_path
 from harness.clusters.kind_cli import node_container_ids
 
-__all__ = ["CHILD_TEST", "REPO", "Child", "alive", "assert_nothing_left", "group_alive", "kind_clusters",
+__all__ = ["CHILD_STACK", "CHILD_TEST", "REPO", "Child", "alive", "assert_nothing_left", "group_alive", "kind_clusters",
            "wait_until"]
 
 REPO = Path(__file__).resolve().parents[2]
+CHILD_STACK = {
+    "HARNESS_STACK": "crds",
+    "HARNESS_IMAGES": json.dumps([{"name": "controller", "context": "crds/controller",
+                                   "repository": "customjob-controller"}]),
+}
+"""What a child session brings up: the stub stack alone. Interrupts are about the session, not the stack
+(the repository's own settings add a second controller, whose build and rollout each child would pay)."""
 CHILD_TEST = '''
 import json, os, time
 from pathlib import Path
@@ -100,6 +107,7 @@ class Child:
                else [sys.executable, "-m", "pytest", *pytest_args])
         # A clean environment for a nested tox: not the outer tox env's variables.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOX_") and k != "VIRTUAL_ENV"}
+        env = {**CHILD_STACK, **env}  # a test (or the caller) may still name its own
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_default_signals,

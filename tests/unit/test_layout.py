@@ -119,6 +119,12 @@ def test_every_data_file_of_the_package_goes_into_the_wheel() -> None:
     assert data, "no data files found: the test looks in the wrong place"
     missing = [f for f in data if not any(fnmatch.fnmatch(f, g) for g in globs)]
     assert missing == [], f"add to [tool.setuptools.package-data] harness: {missing}"
+    assets = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    asset_files = [p.relative_to(PACKAGE / "assets").as_posix() for p in (PACKAGE / "assets").rglob("*")
+                   if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert "kubeflow/pytorch-init/nslookup" in asset_files
+    missing = [f for f in asset_files if not any(fnmatch.fnmatch(f, g) for g in assets["harness.assets"])]
+    assert missing == [], f"add to [tool.setuptools.package-data] harness.assets: {missing}"
 
 
 def test_the_stub_stack_and_tracking_image_are_found() -> None:
