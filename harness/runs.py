@@ -30,13 +30,16 @@ from harness.settings import ProjectSpec, find_project
 from harness.stack import Stack
 from harness.waits import wait_for_workload, wait_run_terminal, wait_workload, workloads
 from harness.workloads import closing, paths, presets, state
-from harness.workloads.api import WorkloadClient
+from harness.workloads.api import KindNotServed, WorkloadClient
 from harness.workloads.kind import WorkloadKind
 
 __all__ = ["ProjectRun", "ProjectRunner", "mlflow_run"]
 
 PICKUP_TIMEOUT = 120.0
 """Seconds a controller may take to give a new object its first status."""
+BUILD_ALLOWANCE = 1200.0
+"""Seconds ``mlflow run`` may take beyond the job timeout (fetch, image build, delivery): for kinds whose
+run the submitter closes, the child waits for the workload's end too."""
 
 
 def controller_hint(stack: Stack) -> str:
@@ -195,20 +198,51 @@ class ProjectRunner:
             args += ["--backend", "customjob", "--backend-config", str(self.backend_config(spec))]
         for p in params:
             args += ["-P", p]
-        proc = mlflow_run(spec.path, *args, *extra, tracking_uri=self.stack.tracking_uri, cwd=self.workdir,
-                          check=check)
-        if backend == "customjob" and self.on_image is not None:
+        try:
+            proc = mlflow_run(spec.path, *args, *extra, tracking_uri=self.stack.tracking_uri, cwd=self.workdir,
+                              check=check, timeout=self.job_timeout + BUILD_ALLOWANCE)
+        except BaseException as exc:
+            if backend == "customjob" and not (isinstance(exc, CommandError) and exc.returncode > 0):
+                # Interrupted or timed out: the child was killed before it could clean up after itself.
+                self._abandon(spec.workload, experiment, f"mlflow run ended early: {type(exc).__name__}")
+            raise
+        if backend == "customjob" and self.on_image is not None and proc.returncode == 0:
             found = self._found(spec.workload, experiment)
             ref = image_of(spec.workload, found) if found is not None else None
             if ref is not None:
                 self.on_image(spec.name, ref, _local_image_id(ref))
         return experiment, proc
 
+    def _abandon(self, kind: WorkloadKind, experiment: str, why: str) -> None:
+        """Delete what a killed ``mlflow run`` submitted and end its open runs KILLED; never raises."""
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            for found in self.client.search_runs([exp.experiment_id]) if exp is not None else []:
+                run_id = str(found.info.run_id)
+                if found.info.status in state.TERMINAL:
+                    continue
+                client = self.workloads(kind)
+                obj = client.for_run(run_id)
+                if obj is not None:
+                    client.delete(str(obj["metadata"]["name"]))
+                closing.close_run(self.client, run_id, "KILLED", why, failure_tag=kind.failure_tag)
+                print(f"harness: ended run {run_id} KILLED ({why})"
+                      + (f"; deleted {kind.kind} {self.namespace}/{obj['metadata']['name']}" if obj else ""),
+                      file=sys.stderr)
+        except Exception as exc:
+            print(f"harness: could not clean up after the interrupted mlflow run of {experiment}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
     def _found(self, kind: WorkloadKind, experiment: str) -> dict[str, Any] | None:
-        """The object of the one run in ``experiment``, if both exist."""
+        """The object of the one run in ``experiment``, if both exist (a kind the cluster lacks: none)."""
         exp = self.client.get_experiment_by_name(experiment)
         found = self.client.search_runs([exp.experiment_id]) if exp is not None else []
-        return self.workloads(kind).for_run(str(found[0].info.run_id)) if len(found) == 1 else None
+        if len(found) != 1:
+            return None
+        try:
+            return self.workloads(kind).for_run(str(found[0].info.run_id))
+        except KindNotServed:
+            return None
 
     def only_run_id(self, experiment: str) -> str:
         return only_run_id(self.client, experiment)
@@ -229,9 +263,7 @@ class ProjectRunner:
         # that is a result to return, not an error, once the object exists.
         experiment, proc = self.mlflow_run(*(f"{k}={v}" for k, v in merged.items()), project=spec, check=False)
         client = self.workloads(kind)
-        exp = self.client.get_experiment_by_name(experiment)
-        created = self.client.search_runs([exp.experiment_id]) if exp is not None else []
-        if proc.returncode != 0 and (len(created) != 1 or client.for_run(str(created[0].info.run_id)) is None):
+        if proc.returncode != 0 and self._found(kind, experiment) is None:
             raise CommandError(proc.args, proc.returncode, proc.stdout or "", proc.stderr or "")
         run_id = self.only_run_id(experiment)
         found = wait_for_workload(client, run_id)

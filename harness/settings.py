@@ -377,6 +377,10 @@ def load_settings(
                               "never changes the nodes of an existing cluster: drop the setting there")
         values["extended-resources"] = _extended_resources(values["extended-resources"],
                                                            sources["extended-resources"])
+        if "worker" in values["extended-resources"] and values["workers"] == 0 and values["kind-config"] is None:
+            raise ConfigError(f"extended-resources names 'worker' ({sources['extended-resources']}) but the cluster "
+                              "has none: set workers = 1 (or more), or use control-plane / all")
+    _check_stack(values["stack"], sources["stack"])
     images = _images(values, sources)
     kinds = _workloads(values["workloads"], sources["workloads"])
     projects = tuple(_project(item, i, sources["projects"], project_root, kinds)
@@ -586,6 +590,26 @@ def _extended_resources(raw: Any, where: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _check_stack(entries: tuple[str, ...], where: str) -> None:
+    """Every ``stack`` entry is the stub, a preset or a kustomize directory: a typo stops here, not at deploy."""
+    from harness import stacks
+
+    for entry in entries:
+        if entry == "stub" or entry in stacks.PRESETS:
+            continue
+        path = Path(entry)
+        if not (path / "kustomization.yaml").is_file() and not (path / "kustomization.yml").is_file():
+            names = ["stub", *stacks.PRESETS]
+            near = difflib.get_close_matches(path.name, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (or a preset: {', '.join(names)})"
+            raise ConfigError(f"stack entry {entry} ({where}) is not a kustomize directory (no kustomization.yaml)"
+                              + hint)
+
+
+_RUNNER_KEYS = ("namespace", "workload", "kubeconfig", "kube-context", "template-path", "kube-job-template-path")
+"""Backend config keys the harness sets for each run (a project's own value would send it elsewhere)."""
+
+
 def _workloads(raw: Any, where: str) -> tuple[WorkloadKind, ...]:
     """The settings' own workload kinds, each validated (names unique, presets may be refined)."""
     kinds = []
@@ -638,6 +662,12 @@ def _project(item: Mapping[str, Any], i: int, where: str, root: Path,
     backend = item.get("backend-config") or {}
     if not isinstance(backend, dict):
         raise ConfigError(f"{what}.backend-config must be a table ({where})")
+    owned = [k for k in backend if k in _RUNNER_KEYS]
+    if owned:
+        raise ConfigError(f"{what}.backend-config sets {owned[0]!r} ({where}), which the harness sets for every run "
+                          "(the test's namespace, the cluster, the project's template and workload): set "
+                          f"{'template/workload' if owned[0] in ('template-path', 'workload') else 'it'} on the "
+                          "project or the cluster settings instead")
     return ProjectSpec(
         name=str(item.get("name") or path.name), path=path, template=template,
         entry_point=str(item.get("entry-point") or "main"),

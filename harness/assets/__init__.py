@@ -13,12 +13,23 @@ is read from ``crds/`` itself, so there is one copy either way.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from harness._errors import HarnessError
 
-__all__ = ["asset_path", "materialise_stub", "stub_path", "stub_root", "stub_template", "tracking_server_context"]
+__all__ = [
+    "asset_path",
+    "materialise_stub",
+    "stub_path",
+    "stub_root",
+    "stub_template",
+    "swap_in",
+    "tracking_server_context",
+]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -69,13 +80,31 @@ def materialise_stub(dest: Path) -> Path:
     e.g. ``resources: [../../.harness/stub]``; the session refreshes it.
     """
     src = stub_root()
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Two sessions on different clusters share a state dir: build aside, then swap in by rename, so
+    # neither ever sees (or removes) the other's half-written copy.
+    fresh = Path(tempfile.mkdtemp(prefix=f".{dest.name}-new-", dir=dest.parent))
     for part in _STACK_PARTS:
         s = src / part
         if s.is_dir():
-            shutil.copytree(s, dest / part)
+            shutil.copytree(s, fresh / part)
         elif s.is_file():
-            shutil.copy2(s, dest / part)
+            shutil.copy2(s, fresh / part)
+    return swap_in(fresh, dest)
+
+
+def swap_in(fresh: Path, dest: Path) -> Path:
+    """Put directory ``fresh`` at ``dest`` by rename (replacing what is there); return ``dest``.
+
+    For copies sessions regenerate (the stub, a stack preset's manifests): another session
+    that swaps in the same files at the same moment wins, and neither half-deletes the other's.
+    """
+    old = dest.parent / f".{dest.name}-old-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        dest.rename(old)
+    try:
+        fresh.rename(dest)
+    except OSError:  # another session put its copy (the same files) in place first
+        shutil.rmtree(fresh, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     return dest

@@ -108,6 +108,7 @@ class CustomJobBackend(AbstractBackend):
             None, project_uri, experiment_id, work_dir, version, entry_point, str_params
         )
         run_id = active_run.info.run_id
+        created: dict[str, Any] | None = None
         try:
             runs.set_tag(run_id, MLFLOW_PROJECT_ENV, "docker")
             jobs.preflight()
@@ -134,8 +135,13 @@ class CustomJobBackend(AbstractBackend):
             except render.TemplateError as exc:
                 raise TemplateError(str(exc)) from exc
             created = jobs.create(body)
-            runs.set_tag(run_id, closing.WORKLOAD_TAG, closing.workload_tag(created))
+            try:
+                runs.set_tag(run_id, closing.WORKLOAD_TAG, closing.workload_tag(created))
+            except Exception as exc:  # a record, not a reason to fail a submitted run
+                _log.warning("could not tag run %s with its %s: %s", run_id, kind.kind, exc)
         except BaseException as exc:
+            if created is not None:  # interrupted after the object exists: it must not train on, unowned
+                _delete_quietly(jobs, str(created.get("metadata", {}).get("name")))
             _fail(runs, run_id, exc, kind)
             raise
         name = created.get("metadata", {}).get("name", body["metadata"]["name"])
@@ -260,11 +266,11 @@ def _namespace(cfg: BackendConfig, template: Mapping[str, Any]) -> str:
 
 def _waits(cfg: BackendConfig, kind: WorkloadKind) -> bool:
     """Whether ``run()`` waits for the end when MLflow would not (``mlflow run`` with a plugin)."""
-    if cfg.wait is False and kind.closes_run == "submitter":
-        raise BackendConfigError(
-            f"backend config key 'wait' is false, but the {kind.kind} controller does not close MLflow runs "
-            "(workload 'closes-run' is submitter): nobody would end the run. Drop 'wait', or use "
-            "mlflow.projects.run(..., synchronous=False) and call wait() yourself")
+    if cfg.wait is False and kind.closes_run == "submitter" and not cfg.synchronous:
+        # Legitimate from Python (mlflow.projects.run(..., synchronous=False), then wait() on the handle);
+        # from the `mlflow run` CLI it leaves the run open, so say so where it shows.
+        _log.warning("backend config 'wait' is false and the %s controller does not close MLflow runs: the "
+                     "run stays RUNNING unless the caller calls wait() on the submitted run", kind.kind)
     return cfg.wait if cfg.wait is not None else kind.closes_run == "submitter"
 
 
@@ -315,6 +321,13 @@ def _refuse_unreachable(uri: str) -> None:
             "reach (it is the pod's own). Set 'tracking-uri' in the backend config, or KUBE_MLFLOW_TRACKING_URI "
             "as for MLflow's kubernetes backend, to the server's address as the cluster sees it (the harness's "
             "in-cluster server: http://mlflow.mlflow.svc.cluster.local:5000)")
+
+
+def _delete_quietly(jobs: kube.Workloads, name: str) -> None:
+    try:
+        jobs.delete(name)
+    except Exception:
+        _log.exception("could not delete %s %s/%s", jobs.kind.kind, jobs.namespace, name)
 
 
 def _fail(runs: MlflowClient, run_id: str, exc: BaseException, kind: WorkloadKind) -> None:

@@ -36,8 +36,8 @@ key                    default   meaning
                                  only when the kind's controller closes MLflow runs
                                  (``auto``); ``true`` always waits for the end, closes the
                                  run, attaches the logs and exits non-zero on failure;
-                                 ``false`` never waits (refused for kinds whose run only
-                                 the submitter can close).
+                                 ``false`` never waits (for kinds whose run only the
+                                 submitter closes: call ``wait()`` on the returned run).
 =====================  ========  ==========================================================
 
 With ``image-delivery`` ``kind``, ``kind-cluster`` defaults to the cluster of a

@@ -40,6 +40,8 @@ _log = logging.getLogger("mlflow.projects.customjob")
 
 CANCEL_TIMEOUT = 120.0
 """Seconds ``cancel()`` waits for the object to disappear after the delete."""
+CONTROLLER_GRACE = 30.0
+"""Seconds ``wait()`` leaves an MLflow-aware controller (the stub's) to close a failed run with its reason."""
 
 
 class JobStore(Protocol):
@@ -161,41 +163,66 @@ class CustomJobSubmittedRun(SubmittedRun):
             if attached:
                 _log.info("=== Attached %d log file(s) of %s to run %s (artifacts: logs/) ===",
                           attached, self._where(), self.run_id)
+        if obj is None and not self._cancelled and self._run_status() == "FINISHED":
+            # Gone after it succeeded (a TTL of 0, someone cleaning up): the run's own record stands.
+            return True
         if end == "FINISHED":
             closing.close_run(self._runs, self.run_id, "FINISHED", failure_tag=self.kind.failure_tag)
             return True
-        if obj is None:
-            reason = (f"{self._where()} was deleted by cancel()" if self._cancelled
-                      else f"{self._where()} was deleted before it finished")
-        elif self._pods is not None:
-            reason = closing.explain_failure(self._pods, obj)
-        else:
-            reason = f"{self._where()}: {state.failure_message(self.kind, obj)}"
-        closing.close_run(self._runs, self.run_id, end, reason, failure_tag=self.kind.failure_tag)
+        reason = f"{self._where()} failed"
+        try:
+            if obj is None:
+                reason = (f"{self._where()} was deleted by cancel()" if self._cancelled
+                          else f"{self._where()} was deleted before it finished")
+            elif self._pods is not None:
+                reason = closing.explain_failure(self._pods, obj)
+            else:
+                reason = f"{self._where()}: {state.failure_message(self.kind, obj)}"
+            if self.kind.closes_run == "controller" and not self._cancelled:
+                self._give_the_controller_its_turn()
+        finally:  # whatever went wrong above, the run is not left open
+            closing.close_run(self._runs, self.run_id, end, reason, failure_tag=self.kind.failure_tag)
         _log.error("=== %s ===", reason.splitlines()[0])
         return False
 
-    def cancel(self) -> None:
-        """Delete the object (background propagation), wait until it is gone, mark the run KILLED."""
-        self._cancelled = True
-        self._jobs.delete(self.job_name)
-        deadline = self._clock() + CANCEL_TIMEOUT
-        history: list[str] = []
-        while True:
-            obj = self._jobs.get(self.job_name)
-            if obj is None:
-                break
-            _record(history, state.describe(self.kind, obj))
-            if self._clock() >= deadline:
-                raise WaitTimeout(
-                    f"{self._where()} to be deleted",
-                    CANCEL_TIMEOUT,
-                    history,
-                    hint="a finalizer may be blocking deletion; check metadata.finalizers",
-                )
+    def _run_status(self) -> str:
+        try:
+            return str(self._runs.get_run(self.run_id).info.status)
+        except Exception:
+            return "UNKNOWN"
+
+    def _give_the_controller_its_turn(self) -> None:
+        """An MLflow-aware controller closes a failed run with its own reason: wait for that, bounded."""
+        deadline = self._clock() + CONTROLLER_GRACE
+        while self._run_status() not in state.TERMINAL and self._clock() < deadline:
             self._sleep(min(self._poll, 1.0))
-        closing.close_run(self._runs, self.run_id, "KILLED", f"{self._where()} was cancelled",
-                          failure_tag=self.kind.failure_tag)
+
+    def cancel(self) -> None:
+        """Delete the object (background propagation), wait until it is gone, mark the run KILLED.
+
+        The run is marked KILLED even when the delete or the wait fails (the error is raised after).
+        """
+        self._cancelled = True
+        try:
+            self._jobs.delete(self.job_name)
+            deadline = self._clock() + CANCEL_TIMEOUT
+            history: list[str] = []
+            while True:
+                obj = self._jobs.get(self.job_name)
+                if obj is None:
+                    break
+                _record(history, state.describe(self.kind, obj))
+                if self._clock() >= deadline:
+                    raise WaitTimeout(
+                        f"{self._where()} to be deleted",
+                        CANCEL_TIMEOUT,
+                        history,
+                        hint="a finalizer may be blocking deletion; check metadata.finalizers",
+                    )
+                self._sleep(min(self._poll, 1.0))
+        finally:
+            mark_failed(self._runs, self.run_id, f"{self._where()} was cancelled", failure_tag=self.kind.failure_tag,
+                        end="KILLED")
 
 
 def _record(history: list[str], line: str) -> None:

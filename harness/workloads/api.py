@@ -198,6 +198,8 @@ class WorkloadClient:
                                                              _request_timeout=REQUEST_TIMEOUT)
                 except ApiException as exc:
                     text = f"<no log: HTTP {exc.status} {exc.reason}>"
+                except Exception as exc:  # a read timeout or a broken stream: say so, keep the other logs
+                    text = f"<no log: {type(exc).__name__}: {exc}>"
                 yield container, previous, str(text or "")
 
 

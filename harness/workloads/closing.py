@@ -111,8 +111,11 @@ def explain_failure(client: WorkloadClient, obj: Mapping[str, Any] | None) -> st
         detail = first.message
         if not detail:
             pod = next(p for p in found if p.metadata.name == first.pod)
-            detail = next((pod_facts.log_tail(text) for c, previous, text in client.logs(pod)
-                           if c == first.container and previous == first.previous), "")
+            try:
+                detail = next((pod_facts.log_tail(text) for c, previous, text in client.logs(pod)
+                               if c == first.container and previous == first.previous), "")
+            except Exception as exc:  # a log read that fails must not cost the run its reason
+                detail = f"(its log could not be read: {type(exc).__name__}: {exc})"
         if detail:
             parts.append(f"its last output:\n{detail}")
     else:

@@ -273,6 +273,10 @@ class WorkloadKind:
         if pods is not None and "{name}" not in pods:
             raise DefinitionError(f"{where}: 'pods' {pods!r} must contain {{name}} (the object's name), e.g. "
                                   "'training.kubeflow.org/job-name={name}'")
+        failure_tag = text("failure-tag", "mlflow-crd-harness/failure-reason") or ""
+        if not re.fullmatch(r"[\w./\- :]{1,250}", failure_tag):
+            raise DefinitionError(f"{where}: 'failure-tag' {failure_tag!r} is not an MLflow tag key (letters, digits, "
+                                  "'_', '-', '.', '/', ' ' and ':', at most 250)")
         run_label = text("run-label", "mlflow-crd-harness/run-id") or ""
         if not _QUALIFIED.fullmatch(run_label) or len(run_label.rsplit("/", 1)[-1]) > 63:
             raise DefinitionError(f"{where}: 'run-label' {run_label!r} is not a valid label key")
@@ -291,7 +295,7 @@ class WorkloadKind:
             pods=pods,
             closes_run=choice("closes-run", "submitter", CLOSERS),  # type: ignore[arg-type]
             run_label=run_label,
-            failure_tag=text("failure-tag", "mlflow-crd-harness/failure-reason") or "",
+            failure_tag=failure_tag,
             description=(text("description") or "") if raw.get("description") else "",
         )
 
@@ -334,8 +338,9 @@ def _identity(raw: Any, where: str) -> Identity:
         path = paths.parse(str(raw.get("field", "")))
     except paths.PathError as exc:
         raise DefinitionError(f"{where}: identity.field: {exc}") from None
-    if path.has_wildcard:
-        raise DefinitionError(f"{where}: identity.field {str(path)!r} must name one mapping (no wildcards)")
+    if not path.plain:
+        raise DefinitionError(f"{where}: identity.field {str(path)!r} must be plain keys naming one mapping, "
+                              "like spec.mlflow (no wildcards, no [..])")
     keys = dict(Identity().keys)
     for key in ("run-id", "experiment-id", "tracking-uri"):
         value = raw.get(key, keys[key])

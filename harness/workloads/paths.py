@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Path", "PathError", "find", "get", "parse"]
+__all__ = ["Path", "PathError", "find", "get", "parse", "unmatched_branches"]
 
 
 class PathError(ValueError):
@@ -73,6 +73,11 @@ class Path:
     @property
     def has_wildcard(self) -> bool:
         return any(isinstance(s, (_Every, _Where)) for s in self.segments)
+
+    @property
+    def plain(self) -> bool:
+        """Only mapping keys (``spec.mlflow``): a place one can create, not only find."""
+        return bool(self.segments) and all(isinstance(s, _Key) for s in self.segments)
 
 
 def parse(text: str) -> Path:
@@ -150,3 +155,30 @@ def get(tree: Any, path: Path | str, default: Any = None) -> Any:
     """The first node ``path`` selects, else ``default``."""
     found = find(tree, parse(path) if isinstance(path, str) else path)
     return found[0][1] if found else default
+
+
+def unmatched_branches(tree: Any, path: Path) -> list[str]:
+    """Where a ``*``/``[*]`` branch of ``path`` leads to no match (a replica without its container).
+
+    ``find`` is satisfied by one match; a definition that says "every replica's
+    ``pytorch`` container" means every branch a wildcard opens must have one.
+    """
+    missing: list[str] = []
+
+    def walk(node: Any, segs: tuple[_Segment, ...], where: str) -> bool:
+        if not segs:
+            return True
+        seg, rest = segs[0], segs[1:]
+        children = list(_step(node, seg, where))
+        if isinstance(seg, _Every) and rest:
+            found = False
+            for child_where, child in children:
+                if walk(child, rest, child_where):
+                    found = True
+                else:
+                    missing.append(child_where)
+            return found
+        return any([walk(child, rest, child_where) for child_where, child in children])
+
+    walk(tree, path.segments, "")
+    return missing

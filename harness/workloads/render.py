@@ -147,8 +147,20 @@ def check(template: Mapping[str, Any], kind: WorkloadKind, known: Sequence[str],
     if kind.template_style == "placeholders" and "name" in metadata and (
             not isinstance(metadata["name"], str) or not metadata["name"]):
         raise TemplateError('template metadata.name must be a string (use "{job_name}")')
+    namespace = metadata.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or ("{" in namespace and namespace != "{namespace}")):
+        raise TemplateError(f"template metadata.namespace {namespace!r} must be absent, \"{{namespace}}\" or a literal "
+                            "namespace (the run's namespace is decided before anything is built)")
     tree = _blanked(template, kind)
+    gaps = paths.unmatched_branches(tree, kind.containers)
+    if gaps:
+        raise TemplateError(f"the template has no container at {str(kind.containers)!r} under {', '.join(gaps)} "
+                            f"(workload '{kind.name}' runs the project in every one of them); add it there")
     for where, container in _containers(tree, kind):
+        image = container.get("image")
+        if image is not None and image not in (_BLANK, "{image}"):
+            raise TemplateError(f"template {where}.image is {image!r}: it must be \"{{image}}\" or absent (the pod "
+                                "runs the image built for the run, with the project code inside)")
         env = container.get("env", [])
         if not isinstance(env, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env):
             raise TemplateError(f"template {where}.env must be a list of {{name: ..., value: ...}} mappings")
@@ -167,6 +179,11 @@ def check(template: Mapping[str, Any], kind: WorkloadKind, known: Sequence[str],
         raise TemplateError(
             f"template uses unknown placeholder(s) {details}; known: "
             f"{', '.join('{' + k + '}' for k in known)} (write {{{{ and }}}} for literal braces)")
+    name = metadata.get("name")
+    if kind.template_style == "placeholders" and isinstance(name, str) and not (
+            "{job_name}" in name or "{run_id}" in name):
+        raise TemplateError(f"template metadata.name {name!r} is the same for every run, so the second one would "
+                            "be refused as a duplicate: use \"{job_name}\" (or drop it)")
 
 
 def refuse_reserved(names: Iterable[str], kind: WorkloadKind, where: str, fix: str = "remove the entry") -> None:

@@ -11,10 +11,10 @@ gone (deleted by someone)               ``FAILED``
 gone after the submitter's cancel       ``KILLED``
 ======================================  ==============
 
-Field rules (``jsonpath=``) decide before condition rules: a controller that
-writes a phase (the stub) is authoritative, and its conditions only fill the
-moment between a terminal condition and the phase update. Among rules of one
-sort, ``failed`` wins over ``succeeded`` over ``running``. Anything unknown
+A terminal rule that holds decides before any ``running`` rule (an object that
+has failed stays failed, whatever else still reads "started"). Among terminal
+rules, field rules (``jsonpath=``) decide before condition rules (a controller's
+phase is authoritative), and ``failed`` before ``succeeded``. Anything unknown
 maps to ``SCHEDULED`` rather than an error, so a newer controller with an
 extra state cannot crash old submitters; every wait on it is still bounded.
 """
@@ -41,12 +41,12 @@ def _status(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def _ordered(kind: WorkloadKind) -> list[tuple[RunState, StateRule]]:
-    tagged: list[tuple[RunState, StateRule]] = [
-        *(("FAILED", r) for r in kind.failed),
-        *(("FINISHED", r) for r in kind.succeeded),
-        *(("RUNNING", r) for r in kind.running),
-    ]
-    return [t for t in tagged if t[1].condition is None] + [t for t in tagged if t[1].condition is not None]
+    def fields_first(state: RunState, rules: tuple[StateRule, ...]) -> list[tuple[RunState, StateRule]]:
+        return [(state, r) for r in rules if r.condition is None] + [(state, r) for r in rules if r.condition]
+
+    terminal = [*fields_first("FAILED", kind.failed), *fields_first("FINISHED", kind.succeeded)]
+    terminal = [t for t in terminal if t[1].condition is None] + [t for t in terminal if t[1].condition]
+    return [*terminal, *fields_first("RUNNING", kind.running)]
 
 
 def run_state(kind: WorkloadKind, obj: Mapping[str, Any] | None, *, cancelled: bool = False) -> RunState:

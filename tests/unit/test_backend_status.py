@@ -40,7 +40,9 @@ def cj(phase: str | None = None, **extra: Any) -> dict[str, Any]:
         (cj(conditions=[{"type": "Complete", "status": "True"}]), RunStatus.FINISHED),
         (cj(conditions=[{"type": "Failed", "status": "True"}]), RunStatus.FAILED),
         (cj(conditions=[{"type": "Failed", "status": "False"}]), RunStatus.SCHEDULED),
-        (cj("Running", conditions=[{"type": "Failed", "status": "True"}]), RunStatus.RUNNING),
+        # a terminal rule decides before a running one (the stub writes its Failed condition and phase together)
+        (cj("Running", conditions=[{"type": "Failed", "status": "True"}]), RunStatus.FAILED),
+        (cj("Succeeded", conditions=[{"type": "Failed", "status": "True"}]), RunStatus.FINISHED),
     ],
 )
 def test_phase_mapping(obj: dict[str, Any], expected: int) -> None:
@@ -250,7 +252,31 @@ def test_cancel_times_out_if_the_job_never_goes_away() -> None:
     run, _ = submitted(jobs, runs)
     with pytest.raises(WaitTimeout, match="to be deleted"):
         run.cancel()
+    assert runs.terminated == ["KILLED"], "a cancelled run is never left RUNNING, even when the delete hangs"
+
+
+def test_a_failed_stub_job_gives_its_controller_time_to_close_the_run() -> None:
+    """The stub's controller closes failed runs with its own reason; the submitter only falls back."""
+    class ControllerCloses(FakeRuns):
+        reads = 0
+
+        def get_run(self, run_id: str) -> _Run:
+            self.reads += 1
+            if self.reads == 3:  # the controller ends it while wait() gives it its turn
+                self.run_status, self.tags[contract.TAG_FAILURE_REASON] = "FAILED", "from the controller"
+            return super().get_run(run_id)
+
+    runs = ControllerCloses()
+    run, clock = submitted(FakeJobs([cj("Failed", message="exit 1")]), runs)
+    assert run.wait() is False
     assert runs.terminated == []
+    assert runs.tags[contract.TAG_FAILURE_REASON] == "from the controller"
+    assert clock.now < 30.0
+
+
+def test_an_object_gone_after_its_run_finished_is_a_success() -> None:
+    run, _ = submitted(FakeJobs([cj("Running"), None]), FakeRuns(run_status="FINISHED"))
+    assert run.wait() is True
 
 
 def test_close_run_reports_whether_it_ended_the_run() -> None:

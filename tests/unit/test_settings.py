@@ -39,6 +39,8 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
 
 
 def test_paths_in_the_file_are_relative_to_it_and_stub_names_package_data(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "kustomization.yaml").write_text("resources: []\n")
     (tmp_path / "ml" / "churn").mkdir(parents=True)
     (tmp_path / "ml" / "churn" / "MLproject").write_text("name: churn\n")
     _project(tmp_path, '''stack = ["deploy"]
@@ -63,6 +65,9 @@ params = { model = "gbm", max_depth = 4 }
 
 def test_structured_values_come_as_json_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # paths from the environment are relative to the current directory
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "kustomization.yaml").write_text("resources: []\n")
     env = {"HARNESS_STACK": "a,b", "HARNESS_PROJECTS": "[]", "HARNESS_REUSE": "false"}
     s = load_settings(root=tmp_path, environ=env)
     assert s["stack"] == (str(tmp_path / "a"), str(tmp_path / "b"))
@@ -78,6 +83,9 @@ def test_structured_values_come_as_json_from_the_environment(tmp_path: Path, mon
     ('tracking = "ftp://x"', r"tracking 'ftp://x' .*in-cluster' or an http\(s\) URI"),
     ('cluster = "existing"', r"cluster = existing needs a kubeconfig"),
     ('[[tool.mlflow-crd-harness.projects]]\npath = "nowhere"', r"projects\[0\].path .* has no MLproject"),
+    ('stack = ["kubeflow-trainingoperator"]', r"stack entry .*kubeflow-trainingoperator .* did you mean "
+                                              "'kubeflow-training-operator'"),
+    ('extended-resources = { worker = { "nvidia.com/gpu" = 1 } }', r"names 'worker' .* set workers = 1"),
     ('[[tool.mlflow-crd-harness.images]]\ncontext = "."\nrepository = "x"\ntag = "1"',
      r"unknown key 'tag' in images\[0\]"),
     ('job-timeout = -1', r"job-timeout = -1 .*positive number"),
@@ -185,3 +193,11 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [o.key for o in OPTIONS if f"| `{o.key}` | `{o.env}` |" not in readme]
     assert missing == [], f"add these settings to the README's table: {missing}"
+
+
+def test_a_projects_backend_config_cannot_redirect_what_the_harness_sets(tmp_path: Path) -> None:
+    _churn(tmp_path, (Path(__file__).resolve().parents[2] / "trainer" / "job_template.yaml").read_text())
+    _project(tmp_path, '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\ntemplate = "ml/run.yaml"\n'
+                       'backend-config = { namespace = "prod", timeout-seconds = 60 }\n')
+    with pytest.raises(ConfigError, match=r"backend-config sets 'namespace'.*which the harness sets for every run"):
+        load_settings(root=tmp_path, environ={})

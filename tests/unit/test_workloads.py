@@ -112,6 +112,8 @@ def test_presets_round_trip_through_the_definition_vocabulary() -> None:
         ({"identity": "envs"}, "'identity' must be \"env\""),
         ({"succeded": ["condition=Done"]}, "unknown key 'succeded'; did you mean 'succeeded'"),
         ({"run-label": "Bad Label"}, "not a valid label key"),
+        ({"identity": {"field": "spec.list[0].mlflow"}}, "plain keys"),
+        ({"failure-tag": "why failed?"}, "not an MLflow tag key"),
     ],
 )
 def test_bad_definitions_name_the_key_and_the_fix(change: dict[str, Any], message: str) -> None:
@@ -153,8 +155,10 @@ def conds(*pairs: tuple[str, str], **status: Any) -> dict[str, Any]:
         (PYTORCHJOB, conds(("Created", "True"), ("Running", "False"), ("Failed", "True")), "FAILED"),
         (WorkloadKind.from_mapping(TRAININGRUN), conds(("Started", "True"), ("Done", "False")), "FAILED"),
         (WorkloadKind.from_mapping(TRAININGRUN), conds(("Started", "True"), ("Done", "True")), "FINISHED"),
-        (CUSTOMJOB, {"status": {"phase": "Running", "conditions": [{"type": "Failed", "status": "True"}]}},
-         "RUNNING"),  # a phase decides before conditions
+        (CUSTOMJOB, {"status": {"phase": "Succeeded", "conditions": [{"type": "Failed", "status": "True"}]}},
+         "FINISHED"),  # a terminal phase decides before terminal conditions
+        (WorkloadKind.from_mapping({**TRAININGRUN, "running": ["jsonpath={.status.startTime}"]}),
+         {"status": {"startTime": "t", **conds(("Done", "False"))["status"]}}, "FAILED"),  # failed beats running
     ],
 )
 def test_status_rules_map_to_mlflow_states(kind: WorkloadKind, obj: dict[str, Any], expected: str) -> None:
@@ -247,10 +251,16 @@ def test_a_user_kind_with_its_container_in_the_spec_renders() -> None:
         (lambda t: t["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["env"].append(
             {"name": "MLFLOW_RUN_ID", "value": "x"}), "sets MLFLOW_RUN_ID: the backend writes"),
         (lambda t: t.update(kind="TFJob"), "kind: PyTorchJob"),
+        (lambda t: t["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0].update(
+            name="trainer"), r"no container at .* under spec\.pytorchReplicaSpecs\.Worker"),
+        (lambda t: t["metadata"].update(name="wine-quality"), "same for every run"),
+        (lambda t: t["metadata"].update(namespace="{params.ns}"), "metadata.namespace"),
+        (lambda t: t["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0].update(
+            image="python:3.11"), "must be \"\\{image\\}\" or absent"),
     ],
 )
 def test_bad_pytorchjob_templates_are_named(mutate: Any, message: str) -> None:
-    tmpl = copy.deepcopy(render.load(ROOT / "trainer" / "pytorchjob_template.yaml"))
+    tmpl = copy.deepcopy(render.load(ROOT / "trainer" / "pytorchjob_workers_template.yaml"))
     mutate(tmpl)
     with pytest.raises(render.TemplateError, match=message):
         render.check(tmpl, PYTORCHJOB, render.BASE_PLACEHOLDERS)
