@@ -92,10 +92,21 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from harness.runs import ProjectRunner
     from harness.workloads import state
 
+    # Usage mistakes stop before any cluster work: an unknown project, a parameter without '=' or one the
+    # entry point does not declare (exit 2, like any usage error).
+    bad = [p for p in ns.param if "=" not in p]
+    if bad:
+        raise HarnessError(f"-P {bad[0]!r}: give parameters as NAME=VALUE (e.g. -P alpha=0.5)")
+    params = dict(p.split("=", 1) for p in ns.param)
+    settings = _settings(ns)
+    spec = settings.project(ns.project) if ns.project else None
+    if spec is None and not settings.projects:
+        raise HarnessError("no project is configured: name a project directory (python -m harness run DIR) or "
+                           "add [[tool.mlflow-crd-harness.projects]]")
+    (spec or settings.projects[0]).check_params(params)
     bed, stack, phases = _up(ns)
     try:
         settings = bed.settings
-        spec = settings.project(ns.project) if ns.project else None
         stack.cluster.kube.ensure_namespace(ns.namespace, labels={MANAGED_BY_LABEL: MANAGED_BY})
         workdir = settings.state_dir / "runs"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +116,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
         runner = ProjectRunner(stack, ns.namespace, workdir, projects=settings.projects,
                                job_timeout=settings["job-timeout"], on_image=record,
                                workload_kinds=settings.workloads)
-        params = dict(p.split("=", 1) for p in ns.param)
         kind = (spec or runner.spec(None)).workload
         with phases.phase(f"project run (mlflow run -> {kind.kind} -> MLflow run ended)"):
             run = runner.run(spec, **params)
@@ -231,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("up", cmd_up, "create/reuse the cluster, build and deliver images, deploy the stack")
     p = command("run", cmd_run, "run a project through a CustomJob on the cluster and wait for it")
     p.add_argument("project", nargs="?", default=None, help="configured project name or a project directory "
-                   "(default: the only configured project)")
+                   "(default: the first configured project)")
     p.add_argument("-P", "--param", action="append", default=[], help="MLproject parameter NAME=VALUE")
     p.add_argument("--namespace", default="default", help="namespace of the CustomJob")
     p = command("down", cmd_down, "delete the kind cluster (only one the harness created)")

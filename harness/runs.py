@@ -257,6 +257,7 @@ class ProjectRunner:
         :class:`~harness._errors.CommandError` with ``mlflow run``'s output.
         """
         spec = self.spec(project)
+        spec.check_params(params)  # a typo fails here, not as an unknown --flag in the pod
         kind = spec.workload
         merged = {**spec.params, **{k: str(v) for k, v in params.items()}}
         # Kinds whose controller does not close runs make `mlflow run` wait and exit 1 on a failed run:

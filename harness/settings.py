@@ -212,6 +212,17 @@ class ProjectSpec:
     backend_config: Mapping[str, Any] = field(default_factory=dict)
     workload: WorkloadKind = CUSTOMJOB
     """The kind its template makes (named by ``workload``, else the one the template declares)."""
+    declared_params: tuple[str, ...] | None = None
+    """The entry point's declared parameters (checked before ``mlflow run``); None: not known, any."""
+
+    def check_params(self, params: Mapping[str, object]) -> None:
+        """A parameter the entry point does not declare is a typo: :class:`ConfigError` naming it."""
+        for name in params:
+            if self.declared_params is not None and name not in self.declared_params:
+                near = difflib.get_close_matches(name, self.declared_params, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(f"project {self.name}: parameter {name!r} is not declared by entry point "
+                                  f"{self.entry_point!r}{hint}; declared: {', '.join(self.declared_params) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -291,15 +302,48 @@ def find_project_file(start: Path) -> Path | None:
 
 
 def read_section(path: Path) -> dict[str, Any]:
-    """The ``[tool.mlflow-crd-harness]`` table of ``path`` (``{}`` if absent)."""
+    """The ``[tool.mlflow-crd-harness]`` table of ``path`` (``{}`` if absent; a near miss is an error)."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
-    section = data.get("tool", {}).get(SECTION, {})
+    tool = data.get("tool", {})
+    section = tool.get(SECTION, {})
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [tool.{SECTION}] must be a table")
+    if not section:
+        def squash(name: str) -> str:
+            return re.sub(r"[^a-z0-9]", "", name.lower())
+
+        near = [k for k in tool if squash(k) == squash(SECTION)] or difflib.get_close_matches(SECTION, list(tool), n=1,
+                                                                                             cutoff=0.8)
+        if near:
+            raise ConfigError(f"{path}: found [tool.{near[0]}] but no [tool.{SECTION}]; did you mean "
+                              f"[tool.{SECTION}]? (the harness reads only that name: rename the table)")
     return section
+
+
+OTHER_ENV = (
+    "HARNESS_CACHE_DIR",
+    "HARNESS_DEBIAN_MIRROR",
+    "HARNESS_REGISTRY_IMAGE",
+    "HARNESS_REGISTRY_IMAGE_MODE",
+    "HARNESS_KIND_DOWNLOAD_BASE",
+    "HARNESS_KUBECTL_DOWNLOAD_BASE",
+    "HARNESS_TOOLS_VENV",
+)
+"""``HARNESS_*`` variables read outside this table (caches, mirrors, tool downloads): known, so not typos."""
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """A misspelt ``HARNESS_*`` variable is an error, not a setting silently left at its default."""
+    known = {o.env for o in OPTIONS} | set(OTHER_ENV)
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ConfigError(f"unknown environment variable {name}{hint} (unset it, or see "
+                              "`python -m harness config` for every HARNESS_* setting)")
 
 
 def load_settings(
@@ -315,6 +359,7 @@ def load_settings(
     named (pytest's rootdir, or the CLI's current directory).
     """
     env = dict(os.environ if environ is None else environ)
+    _check_env_names(env)
     given = {k: v for k, v in (explicit or {}).items() if v is not None}
     for key in given:
         if key not in _BY_KEY:
@@ -364,13 +409,22 @@ def load_settings(
     tracking = values["tracking"]
     if tracking != "in-cluster" and not re.match(r"https?://", tracking):
         raise ConfigError(f"tracking {tracking!r} ({sources['tracking']}) must be 'in-cluster' or an http(s) URI")
+    if tracking == "in-cluster" and values["tracking-pod-uri"] is not None:
+        raise ConfigError(f"tracking-pod-uri ({sources['tracking-pod-uri']}) is for an external tracking server; "
+                          "with tracking = in-cluster pods use the in-cluster Service: drop tracking-pod-uri, or set "
+                          "tracking to the server's http(s) URI")
+    _check_kind_config(values, sources)
     if values["cluster"] == "existing":
         if values["kubeconfig"] is None:
             raise ConfigError("cluster = existing needs a kubeconfig (kubeconfig key, --harness-kubeconfig or "
                               "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
+
         if values["registry"] is None:
             raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
                               "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
+        if not Path(values["kubeconfig"]).is_file():
+            raise ConfigError(f"kubeconfig {values['kubeconfig']} ({sources['kubeconfig']}) does not exist; give the "
+                              "kubeconfig file of the cluster (kind: kind get kubeconfig --name NAME > FILE)")
     if values["extended-resources"] is not None:
         if values["cluster"] != "kind":
             raise ConfigError(f"extended-resources ({sources['extended-resources']}) patch kind nodes; the harness "
@@ -452,6 +506,8 @@ def _coerce(opt: Option, raw: Any, where: str, base: Path) -> Any:
             raise bad("a positive number of seconds")
         return value
     if opt.kind == "choice":
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and str(raw) in opt.choices:
+            raise bad(f"a string: quote it, {opt.key} = \"{raw}\" (a TOML number is not a version)")
         if raw not in opt.choices:
             raise bad(f"one of {', '.join(opt.choices)}")
         return raw
@@ -590,6 +646,29 @@ def _extended_resources(raw: Any, where: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _check_kind_config(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """The kind-config file exists, is a kind Cluster mapping, and says nothing ``workers`` also says."""
+    path = values["kind-config"]
+    if path is None:
+        return
+    where = sources["kind-config"]
+    import yaml
+
+    try:
+        extra = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"kind-config {path} ({where}) cannot be read: {exc.strerror}; fix the path") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"kind-config {path} ({where}) is not YAML: {exc}") from None
+    if extra is not None and not isinstance(extra, dict):
+        raise ConfigError(f"kind-config {path} ({where}) must hold a kind Cluster config mapping "
+                          "(kind: Cluster, apiVersion: kind.x-k8s.io/v1alpha4, nodes: ...)")
+    if (extra or {}).get("nodes") and values["workers"]:
+        raise ConfigError(f"workers = {values['workers']} ({sources['workers']}) and kind-config {path} lists "
+                          "nodes: set the worker count in one place (drop 'workers', or the worker entries of "
+                          "kind-config's nodes)")
+
+
 def _check_stack(entries: tuple[str, ...], where: str) -> None:
     """Every ``stack`` entry is the stub, a preset or a kustomize directory: a typo stops here, not at deploy."""
     from harness import stacks
@@ -659,6 +738,9 @@ def _project(item: Mapping[str, Any], i: int, where: str, root: Path,
     template = _resolve_path(item["template"], base) if item.get("template") else assets.stub_template()
     if not template.is_file():
         raise ConfigError(f"{what}.template {template} does not exist ({where})")
+    entry_point = str(item.get("entry-point") or "main")
+    params = _str_map(item.get("params"), f"{what}.params", where)
+    declared = _mlproject_parameters(path, entry_point, params, what, where)
     backend = item.get("backend-config") or {}
     if not isinstance(backend, dict):
         raise ConfigError(f"{what}.backend-config must be a table ({where})")
@@ -669,9 +751,51 @@ def _project(item: Mapping[str, Any], i: int, where: str, root: Path,
                           f"{'template/workload' if owned[0] in ('template-path', 'workload') else 'it'} on the "
                           "project or the cluster settings instead")
     return ProjectSpec(
-        name=str(item.get("name") or path.name), path=path, template=template,
-        entry_point=str(item.get("entry-point") or "main"),
-        params=_str_map(item.get("params"), f"{what}.params", where), backend_config=dict(backend),
-        workload=_project_kind(item, what, where, template, kinds),
+        name=str(item.get("name") or path.name), path=path, template=template, entry_point=entry_point,
+        params=params, backend_config=dict(backend), workload=_project_kind(item, what, where, template, kinds),
+        declared_params=declared,
     )
+
+
+def _mlproject_parameters(path: Path, entry_point: str, params: Mapping[str, str], what: str,
+                          where: str) -> tuple[str, ...] | None:
+    """The entry point's declared parameters; its MLproject must declare docker_env and know every param.
+
+    MLflow turns an undeclared ``-P max_dept=4`` into ``--max_dept 4`` on the
+    command line, which the program rejects minutes later in a pod; here it is
+    a typo named at load time. None: the entry point is a file (MLflow runs
+    ``*.py``/``*.sh`` files with any parameters).
+    """
+    import yaml
+
+    file = path / "MLproject" if (path / "MLproject").is_file() else path / "MLProject"
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{what}: {file} cannot be read as YAML: {exc} ({where})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: {file} must be a YAML mapping (name, docker_env, entry_points) ({where})")
+    docker_env = data.get("docker_env")
+    if not isinstance(docker_env, dict) or not docker_env.get("image"):
+        raise ConfigError(f"{what}: {file} declares no docker_env.image ({where}): the harness runs a project as an "
+                          "image built FROM it, with the project code inside; add `docker_env: {image: <an image "
+                          "with python and mlflow>}` (an [[images]] entry can build it, deliver = false)")
+    entry_points = data.get("entry_points") or {}
+    if not isinstance(entry_points, dict):
+        raise ConfigError(f"{what}: {file} entry_points must be a mapping ({where})")
+    entry = entry_points.get(entry_point)
+    if entry is None:
+        if entry_point.endswith((".py", ".sh")) and (path / entry_point).is_file():
+            return None
+        raise ConfigError(f"{what}.entry-point {entry_point!r} is not an entry point of {file} ({where}); it has: "
+                          f"{', '.join(map(str, entry_points)) or 'none'}")
+    declared = tuple(str(k) for k in ((entry or {}).get("parameters") or {}))
+    for name in params:
+        if name not in declared:
+            near = difflib.get_close_matches(name, declared, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{what}.params has {name!r}, which entry point {entry_point!r} of {file} does not "
+                              f"declare{hint} ({where}); declared: {', '.join(declared) or 'none'} (MLflow would "
+                              f"pass it on as --{name} and the program would fail in the pod)")
+    return declared
 

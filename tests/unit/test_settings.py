@@ -10,6 +10,14 @@ from harness import assets
 from harness.cli import build_parser
 from harness.settings import OPTIONS, ConfigError, load_settings
 
+CHURN = """name: churn
+docker_env: {image: churn-base}
+entry_points:
+  main:
+    parameters: {model: string, max_depth: float}
+    command: python train.py --model {model} --max-depth {max_depth}
+"""
+
 
 def _project(tmp_path: Path, body: str) -> Path:
     (tmp_path / "pyproject.toml").write_text("[tool.mlflow-crd-harness]\n" + body)
@@ -42,7 +50,7 @@ def test_paths_in_the_file_are_relative_to_it_and_stub_names_package_data(tmp_pa
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "kustomization.yaml").write_text("resources: []\n")
     (tmp_path / "ml" / "churn").mkdir(parents=True)
-    (tmp_path / "ml" / "churn" / "MLproject").write_text("name: churn\n")
+    (tmp_path / "ml" / "churn" / "MLproject").write_text(CHURN)
     _project(tmp_path, '''stack = ["deploy"]
 [[tool.mlflow-crd-harness.images]]
 context = "stub:controller"
@@ -136,7 +144,7 @@ pods = "ml.platform.example/run={name}"
 
 def _churn(tmp_path: Path, template: str) -> None:
     (tmp_path / "ml").mkdir(exist_ok=True)
-    (tmp_path / "ml" / "MLproject").write_text("name: churn\n")
+    (tmp_path / "ml" / "MLproject").write_text(CHURN)
     (tmp_path / "ml" / "run.yaml").write_text(template)
 
 
@@ -201,3 +209,73 @@ def test_a_projects_backend_config_cannot_redirect_what_the_harness_sets(tmp_pat
                        'backend-config = { namespace = "prod", timeout-seconds = 60 }\n')
     with pytest.raises(ConfigError, match=r"backend-config sets 'namespace'.*which the harness sets for every run"):
         load_settings(root=tmp_path, environ={})
+
+
+MISTAKES = [
+    # (what the user wrote, the message that must name it)
+    ('[[tool.mlflow-crd-harness.projects]]\npath = "ml"\n', "declares no docker_env.image", "name: churn\n"),
+    ('[[tool.mlflow-crd-harness.projects]]\npath = "ml"\nparams = { max_dept = 4 }\n',
+     r"params has 'max_dept'.*did you mean 'max_depth'", None),
+    ('[[tool.mlflow-crd-harness.projects]]\npath = "ml"\nentry-point = "train"\n',
+     r"entry-point 'train' is not an entry point .* it has: main", None),
+    ('kind-config = "kind.yaml"\n', r"kind-config .*kind.yaml .* cannot be read: No such file", None),
+    ('kind-config = "nodes.yaml"\nworkers = 1\n', r"workers = 1 .* and kind-config .* lists nodes", None),
+    ('tracking-pod-uri = "http://mlflow:5000"\n', r"tracking-pod-uri .* is for an external tracking server", None),
+    ('kubernetes-version = 1.36\n', r"kubernetes-version = 1.36 .* quote it", None),
+]
+
+
+@pytest.mark.parametrize(("body", "message", "mlproject"), MISTAKES,
+                         ids=["no docker_env", "misspelt parameter", "unknown entry point", "kind-config missing",
+                              "workers beside nodes", "pod URI with in-cluster tracking", "version as a number"])
+def test_everyday_mistakes_stop_at_load_time_naming_the_key_and_the_fix(
+    tmp_path: Path, body: str, message: str, mlproject: str | None
+) -> None:
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "MLproject").write_text(mlproject or CHURN)
+    (tmp_path / "nodes.yaml").write_text("kind: Cluster\nnodes: [{role: control-plane}, {role: worker}]\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(root=_project(tmp_path, body), environ={})
+
+
+def test_a_misspelt_section_is_named(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.mlflow_crd_harness]\ncluster-name = "x"\n')
+    with pytest.raises(ConfigError, match=r"found \[tool.mlflow_crd_harness\].*did you mean "
+                                          r"\[tool.mlflow-crd-harness\]"):
+        load_settings(root=tmp_path, environ={})
+
+
+def test_a_misspelt_environment_variable_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown environment variable HARNESS_CLUSTERNAME; did you mean "
+                                          "HARNESS_CLUSTER_NAME"):
+        load_settings(root=tmp_path, environ={"HARNESS_CLUSTERNAME": "x"})
+    assert load_settings(root=tmp_path, environ={"HARNESS_CACHE_DIR": "/c"}).cluster_name  # a known knob
+
+
+def test_a_configured_projects_runtime_params_are_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "MLproject").write_text(CHURN)
+    s = load_settings(root=_project(tmp_path, '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\n'), environ={})
+    s.projects[0].check_params({"model": "gbm", "max_depth": 4})
+    with pytest.raises(ConfigError, match=r"'max_dpth' is not declared .* did you mean 'max_depth'"):
+        s.projects[0].check_params({"max_dpth": 4})
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "-P", "max_depth"], "give parameters as NAME=VALUE"),
+    (["run", "nowhere"], "no project 'nowhere'"),
+    (["run", "-P", "max_dpth=3"], "'max_dpth' is not declared"),
+])
+def test_cli_run_usage_errors_exit_2_before_any_cluster_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+    message: str,
+) -> None:
+    from harness import cli
+
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "MLproject").write_text(CHURN)
+    _project(tmp_path, '[[tool.mlflow-crd-harness.projects]]\npath = "ml"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_up", lambda ns: pytest.fail("a usage error reached the bring-up"))
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err

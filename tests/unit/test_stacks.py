@@ -102,6 +102,7 @@ def test_bad_extended_resources_stop_at_startup(tmp_path: Path, value: str, mess
 
 
 def test_extended_resources_are_refused_on_an_existing_cluster(tmp_path: Path) -> None:
+    (tmp_path / "kc").write_text("apiVersion: v1\nkind: Config\n")
     body = ('extended-resources = { worker = { "nvidia.com/gpu" = 1 } }\ncluster = "existing"\n'
             'kubeconfig = "kc"\nregistry = "local"\n')
     with pytest.raises(ConfigError, match="never changes the nodes of an existing cluster"):

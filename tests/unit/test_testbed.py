@@ -73,6 +73,8 @@ def test_existing_needs_a_kubeconfig_and_a_registry(tmp_path: Path) -> None:
         _settings(tmp_path, cluster="existing")
     with pytest.raises(ConfigError, match="needs a registry"):
         _settings(tmp_path, cluster="existing", kubeconfig="/x")
+    with pytest.raises(ConfigError, match=r"kubeconfig /x .* does not exist"):
+        _settings(tmp_path, cluster="existing", kubeconfig="/x", registry="local")
 
 
 def test_workers_setting_adds_worker_nodes_and_keeps_our_port_mapping(tmp_path: Path) -> None:
