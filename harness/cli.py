@@ -209,7 +209,8 @@ def cmd_registry(ns: argparse.Namespace) -> int:
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
-    findings = doctor.run_checks(public_node_image=toolchain.PUBLIC_NODE_IMAGE)
+    settings = _settings(ns)  # a malformed file or a bad value is a usage error (exit 2) here too
+    findings = doctor.run_checks(public_node_image=toolchain.PUBLIC_NODE_IMAGE, settings=settings)
     print(doctor.render(findings))
     return _EXIT_FAILED if any(f.level == "fail" for f in findings) else _EXIT_OK
 
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recorded", help="the manifest of the first run")
     p.add_argument("now", help="the manifest of the run that should reproduce it")
     p.add_argument("--all-images", action="store_true", help="an image only one run built is a difference too")
-    command("doctor", cmd_doctor, "preflight checks with fixes", settings=False)
+    command("doctor", cmd_doctor, "preflight checks with fixes, for these settings (exit 1 if one fails)")
     command("base-image", cmd_base_image, "resolve or build the Python base image; print its tag")
     sub.add_parser("node-image", help="the registry-less kind node image builder (python -m harness node-image -h)")
     return parser

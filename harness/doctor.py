@@ -1,9 +1,13 @@
 """Preflight checks: find what will break before minutes are spent, and name the fix.
 
 Each check returns a :class:`Finding` (ok / warn / fail, what was seen, the
-fix). ``python -m harness doctor`` prints them; the e2e session runs the
-blocking ones first so a missing Docker or a full disk fails in a second with
-an instruction, not after a 30-minute build.
+fix). ``python -m harness doctor`` prints them for the settings it is given
+(the same flags, ``HARNESS_*`` variables and file as every other command): the
+host, then what *this* configuration needs — kind, kubectl and the node image
+for its Kubernetes minor, or the existing cluster's kubeconfig, context and API
+server, and the registry. It exits 1 when a check fails. The e2e session runs
+the blocking host checks first so a missing Docker or a full disk fails in a
+second with an instruction, not after a long build.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness import _exec
 from harness.cachedir import cache_dir
 
-__all__ = ["Finding", "render", "run_checks"]
+if TYPE_CHECKING:
+    from harness.settings import Settings
+
+__all__ = ["Finding", "render", "run_checks", "settings_checks"]
+
+DOCKER_FIX = "install and start Docker (Debian, as root, from a clone of the harness: scripts/docker-up.sh)"
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -41,7 +50,7 @@ def check_docker() -> Finding:
                      check=False, timeout=20)
     if proc.returncode != 0:
         why = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["docker not found"]
-        return Finding("docker", "fail", why[0], "start Docker; on Debian as root: scripts/docker-up.sh")
+        return Finding("docker", "fail", why[0], DOCKER_FIX)
     return Finding("docker", "ok", f"server {proc.stdout.strip()}")
 
 
@@ -55,7 +64,8 @@ def check_runtime() -> Finding:
         return Finding("privileged containers", "ok",
                        f"host lacks {', '.join(st.missing_caps)}; runc wrapper runtime active")
     return Finding("privileged containers", "fail", f"host lacks {', '.join(st.missing_caps)}: kind nodes cannot start",
-                   "scripts/docker-up.sh registers the capability-dropping runc wrapper (undo: --undo)")
+                   "register the capability-dropping runc wrapper: scripts/docker-up.sh from a clone of the harness "
+                   "(undo: --undo)")
 
 
 def check_disk(path: Path | None = None, *, need_gb: float = COLD_BUILD_FREE_GB) -> Finding:
@@ -110,8 +120,128 @@ def check_registry(image: str) -> Finding:
     if proc.returncode == 0:
         return Finding("registry", "ok", f"{image.split('@')[0]} reachable: the public node image will be used")
     return Finding("registry", "warn", "public node image not reachable: the registry-less node image will be built",
-                   "nothing to do: the harness builds it (cold: ~30-45 min, cached afterwards); "
-                   "python -m harness node-image prebuilds it")
+                   "nothing to do: the harness builds it (cold: ~10-15 min on 2 cores, cached afterwards); "
+                   "python -m harness node-image build prebuilds it")
+
+
+def check_node_image(settings: Settings) -> Finding:
+    """The node image the configured minor will use: the override, a present build, or what would happen."""
+    from harness import dockercli, toolchain
+    from harness.versions import cgroup_v1_verdict, release_for
+
+    minor = settings["kubernetes-version"]
+    name = f"node image ({minor})"
+    if settings["node-image"]:
+        present = dockercli.image_exists(settings["node-image"])
+        return Finding(name, "ok" if present else "warn", f"{settings['node-image']} (given)"
+                       + ("" if present else ": not in Docker yet, will be pulled"))
+    row = release_for(minor)
+    public_runs = not toolchain.host_is_cgroup_v1() or cgroup_v1_verdict(row, public=True)[0]
+    if settings["node-image-mode"] != "local" and public_runs:
+        proc = _exec.run(["docker", "manifest", "inspect", row.public_node_image], check=False, timeout=60)
+        if proc.returncode == 0 or dockercli.image_exists(row.public_node_image):
+            return Finding(name, "ok", f"{row.public_node_image.split('@')[0]} (published, pinned by digest)")
+        if settings["node-image-mode"] == "public":
+            return Finding(name, "fail", f"{row.public_node_image} cannot be pulled",
+                           "use node-image-mode local (a registry-less build) or make the registry reachable")
+    if settings["node-image-mode"] == "public" and not public_runs:
+        return Finding(name, "fail", f"kind's published {minor} image cannot run on this cgroup v1 host",
+                       "use node-image-mode auto or local (the registry-less build sets failCgroupV1: false)")
+    from harness import nodeimage
+
+    try:
+        tag = nodeimage.node_image_tag(kubernetes_version=minor)
+    except Exception as exc:  # no Go toolchain, no mirror: the build itself would say the same
+        return Finding(name, "fail", f"the registry-less build cannot start: {exc}", "install Go >= 1.24 and "
+                       "debootstrap (Debian: scripts/docker-up.sh from a clone of the harness)")
+    if dockercli.image_exists(tag):
+        return Finding(name, "ok", f"{tag} (registry-less build, present)")
+    return Finding(name, "warn", f"{tag} is not built yet: the first session builds it",
+                   f"prebuild it now: python -m harness node-image build --kubernetes-version {minor} "
+                   "(cold: ~10-15 min on 2 cores, then cached)")
+
+
+def check_kind_tools(settings: Settings) -> list[Finding]:
+    """kind and kubectl for the configured minor: given, on PATH at the pinned version, cached, or to be fetched."""
+    from harness import toolchain
+    from harness.versions import release_for
+
+    minor = settings["kubernetes-version"]
+    row = release_for(minor)
+    out = []
+    for tool, pinned, override in (("kind", row.kind, settings["kind-bin"]),
+                                   ("kubectl", row.kubernetes, settings["kubectl-bin"])):
+        if override is not None:
+            ok = Path(override).is_file()
+            out.append(Finding(tool, "ok" if ok else "fail", f"{override} (given)",
+                               "" if ok else f"{tool}-bin {override} does not exist: fix the path or drop it"))
+            continue
+        cached = toolchain.cached_tool(tool, minor)
+        if cached is not None:
+            out.append(Finding(tool, "ok", f"{pinned} (the harness's cache: {cached})"))
+        else:
+            out.append(Finding(tool, "warn", f"{pinned} not on this machine yet",
+                               "the first session downloads it (checksum-verified) or builds it from Go modules"))
+    return out
+
+
+def check_existing_cluster(settings: Settings) -> Finding:
+    """The existing cluster's kubeconfig has the context, and its API server answers."""
+    import yaml
+
+    kubeconfig, context = settings["kubeconfig"], settings["context"]
+    try:
+        data = yaml.safe_load(Path(kubeconfig).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return Finding("cluster", "fail", f"kubeconfig {kubeconfig}: {exc}", "give a readable kubeconfig file")
+    contexts = [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict)]
+    chosen = context or data.get("current-context")
+    if chosen not in contexts:
+        return Finding("cluster", "fail", f"context {chosen!r} is not in {kubeconfig} (it has: {', '.join(contexts)})",
+                       "set context to one of them")
+    try:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(kubeconfig), context=context, persist_config=False)
+        version = client.VersionApi(api).get_code(_request_timeout=(5, 10)).git_version
+    except Exception as exc:
+        return Finding("cluster", "fail", f"context {chosen!r}: the API server does not answer: {exc}"[:300],
+                       "check that the cluster runs and the kubeconfig's server address is reachable from here")
+    return Finding("cluster", "ok", f"context {chosen!r}: Kubernetes {version}")
+
+
+def check_registry_setting(settings: Settings) -> Finding:
+    """The ``registry`` setting: the harness's local registry, or a host[:port] answering the registry API."""
+    import urllib.error
+    import urllib.request
+
+    registry = settings["registry"]
+    host = "127.0.0.1:5001" if registry == "local" else registry
+    try:
+        with urllib.request.urlopen(f"http://{host}/v2/", timeout=5) as resp:
+            return Finding("registry", "ok", f"{registry}: HTTP {resp.status} from /v2/")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:  # answers, wants credentials (docker login)
+            return Finding("registry", "ok", f"{registry}: answers (HTTP 401: docker login needed to push)")
+        return Finding("registry", "fail", f"{registry}: HTTP {exc.code} from /v2/", "check the registry's address")
+    except (urllib.error.URLError, OSError) as exc:
+        if registry == "local":
+            return Finding("registry", "ok", "local: not running now; the session starts it (python -m harness "
+                           "registry up)")
+        return Finding("registry", "fail", f"{registry}: {exc}", "start it, or fix the registry setting")
+
+
+def settings_checks(settings: Settings) -> list[Finding]:
+    """What the configuration itself needs, beyond the host."""
+    findings: list[Finding] = []
+    if settings["cluster"] == "kind":
+        findings += check_kind_tools(settings)
+        findings.append(check_node_image(settings))
+    else:
+        findings.append(check_existing_cluster(settings))
+    if settings["registry"] is not None:
+        findings.append(check_registry_setting(settings))
+    return findings
 
 
 def check_inotify() -> Finding:
@@ -137,7 +267,9 @@ def check_platform(system: str | None = None, machine: str | None = None) -> Fin
     return Finding("platform", "warn", f"{sysname} {arch}: untested", "use Linux or macOS with Docker")
 
 
-def run_checks(*, public_node_image: str, system: str | None = None) -> list[Finding]:
+def run_checks(*, public_node_image: str, system: str | None = None,
+               settings: Settings | None = None) -> list[Finding]:
+    """The host's checks, then (``settings`` given) what that configuration needs."""
     docker = check_docker()
     linux = (system or platform.system()) == "Linux"
     checks: list[Callable[[], Finding]] = [lambda: check_platform(system), check_disk,
@@ -149,8 +281,11 @@ def run_checks(*, public_node_image: str, system: str | None = None) -> list[Fin
     if docker.level != "fail":
         if linux:
             checks.append(check_runtime)
-        checks.append(lambda: check_registry(public_node_image))
+        if settings is None:
+            checks.append(lambda: check_registry(public_node_image))
     findings += [c() for c in checks]
+    if settings is not None and docker.level != "fail":
+        findings += settings_checks(settings)
     if linux and os.geteuid() != 0:
         findings.append(Finding("user", "warn", "not root",
                                 "building registry-less images needs root (debootstrap); the public path does not"))

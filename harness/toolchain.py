@@ -21,9 +21,8 @@ from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
 from harness.versions import DEFAULT_RELEASE, cgroup_v1_verdict, release_for
 
-__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "host_is_cgroup_v1", "kubectl_skew_ok",
-           "parse_version",
-           "resolve_kind", "resolve_kubectl", "resolve_node_image"]
+__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "cached_tool", "host_is_cgroup_v1",
+           "kubectl_skew_ok", "parse_version", "resolve_kind", "resolve_kubectl", "resolve_node_image"]
 
 DOWNLOAD_TIMEOUT = 20.0
 """Seconds per download request: a registry-less machine learns fast that the release site is out of reach."""
@@ -127,6 +126,31 @@ def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
     return path
 
 
+def cached_tool(name: str, kubernetes_version: str | None = None) -> Path | None:
+    """The pinned ``kind`` or ``kubectl`` already on this machine (downloaded or built), without fetching anything."""
+    from harness.cachedir import cache_dir
+    from harness.nodeimage import gobuild
+    from harness.nodeimage.cache import resolve_cache_dir
+
+    row = release_for(kubernetes_version)
+    version = row.kind if name == "kind" else row.kubernetes
+    try:
+        make = tooldownload.kind_release if name == "kind" else tooldownload.kubectl_release
+        downloaded = make(version, tooldownload.host_platform()).cache_path(cache_dir())
+    except tooldownload.DownloadError:
+        downloaded = None
+    if downloaded is not None and downloaded.is_file():
+        return downloaded
+    try:
+        root = resolve_cache_dir(None)
+        go = gobuild.GoToolchain.discover(root)
+    except HarnessError:
+        return None
+    built = (gobuild.kind_binary_path(go, root, version) if name == "kind"
+             else gobuild.kubernetes_bin_dir(go, root, version) / "kubectl")
+    return built if built.is_file() else None
+
+
 def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print,
                  kubernetes_version: str | None = None) -> Path:
     """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
@@ -147,6 +171,9 @@ def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], Non
             return Path(on_path)
         log(f"tools: kind on PATH ({on_path}) is {_show(found)}, not the pinned {KIND_VERSION}; "
             "using the pinned one")
+    cached = cached_tool("kind", kubernetes_version)
+    if cached is not None:
+        return cached
     downloaded = _download(lambda osa: tooldownload.kind_release(KIND_VERSION, osa), log)
     return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=kubernetes_version, log=log)
 
@@ -172,5 +199,8 @@ def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], 
             return Path(on_path)
         log(f"tools: kubectl on PATH ({on_path}) is {_show(found)}, outside ±1 minor of the "
             f"server (1.{server_minor}); using the pinned {KUBERNETES_VERSION}")
+    cached = cached_tool("kubectl", kubernetes_version)
+    if cached is not None:
+        return cached
     downloaded = _download(lambda osa: tooldownload.kubectl_release(KUBERNETES_VERSION, osa), log)
     return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=kubernetes_version, log=log)

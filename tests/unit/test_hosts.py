@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,64 @@ def test_this_hosts_loopback_is_bindable_and_a_foreign_address_is_not() -> None:
 ])
 def test_the_bridge_gateway_is_read_or_derived(ipam: list[dict[str, str]], gateway: str | None) -> None:
     assert dockercli.bridge_gateway(ipam) == gateway
+
+
+def _settings_in(tmp_path: Path, body: str = "") -> Any:
+    from harness.settings import load_settings
+
+    (tmp_path / "pyproject.toml").write_text("[tool.mlflow-crd-harness]\n" + body)
+    return load_settings(root=tmp_path, environ={})
+
+
+def test_doctor_checks_the_existing_clusters_context_and_api_server(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: closed\n"
+                          "clusters: [{name: closed, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                          "users: [{name: u, user: {token: t}}]\n"
+                          "contexts: [{name: closed, context: {cluster: closed, user: u}}]\n")
+    settings = _settings_in(tmp_path, 'cluster = "existing"\nkubeconfig = "kc"\nregistry = "local"\n')
+    found = doctor.check_existing_cluster(settings)
+    assert (found.level, "the API server does not answer" in found.seen) == ("fail", True)
+    other = _settings_in(tmp_path, 'cluster = "existing"\nkubeconfig = "kc"\nregistry = "local"\ncontext = "staging"\n')
+    found = doctor.check_existing_cluster(other)
+    assert found.level == "fail"
+    assert "context 'staging' is not in" in found.seen
+
+
+def test_doctor_names_a_given_tool_that_is_not_there(tmp_path: Path) -> None:
+    (kind_bin,) = [f for f in doctor.check_kind_tools(_settings_in(tmp_path, 'kind-bin = "nowhere/kind"\n'))
+                   if f.name == "kind"]
+    assert kind_bin.level == "fail"
+    assert "does not exist" in kind_bin.fix
+
+
+def test_doctor_refuses_the_public_node_image_where_it_cannot_run(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import toolchain
+
+    monkeypatch.setattr(toolchain, "host_is_cgroup_v1", lambda: True)
+    found = doctor.check_node_image(_settings_in(tmp_path, 'node-image-mode = "public"\nkubernetes-version = "1.35"\n'))
+    assert found.level == "fail"
+    assert "cannot run on this cgroup v1 host" in found.seen
+
+
+@pytest.mark.parametrize(("level", "code"), [("fail", 1), ("warn", 0)])
+def test_doctor_exits_1_on_a_failed_check_and_reads_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], level: str, code: int
+) -> None:
+    from harness import cli
+
+    seen: list[Any] = []
+
+    def checks(**kw: Any) -> list[doctor.Finding]:
+        seen.append(kw["settings"])
+        return [doctor.Finding("x", level, "seen", "the fix")]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(doctor, "run_checks", checks)
+    (tmp_path / "pyproject.toml").write_text('[tool.mlflow-crd-harness]\nkubernetes-version = "1.37"\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["doctor"]) == code
+    assert seen[0]["kubernetes-version"] == "1.37"
+    (tmp_path / "pyproject.toml").write_text("[tool.mlflow-crd-harness\n")
+    assert cli.main(["doctor"]) == 2, "a malformed settings file is a usage error, not a green doctor"
+    assert "cannot read settings file" in capsys.readouterr().err
