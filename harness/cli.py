@@ -37,9 +37,12 @@ __all__ = ["main"]
 _EXIT_OK, _EXIT_FAILED, _EXIT_SETUP = 0, 1, 2
 
 
-def _add_setting(p: argparse.ArgumentParser | argparse._ArgumentGroup, opt: Option) -> None:
-    help_text = f"{opt.help} [env {opt.env}; default: {opt.describe_default()}]"
-    if opt.kind == "bool":
+def _add_setting(p: argparse.ArgumentParser | argparse._ArgumentGroup, opt: Option, *, shown: bool) -> None:
+    """One settings flag; its help (one default, the env name) only in ``--help-all``."""
+    help_text = f"{opt.help} [env {opt.env}; default: {opt.describe_default()}]" if shown else argparse.SUPPRESS
+    if opt.kind == "bool" and opt.key.startswith("no-"):  # no --no-no-skip
+        p.add_argument(opt.cli_flag, dest=opt.dest, default=None, action="store_const", const=True, help=help_text)
+    elif opt.kind == "bool":
         p.add_argument(opt.cli_flag, dest=opt.dest, default=None, action=argparse.BooleanOptionalAction,
                        help=help_text)
     elif opt.kind == "choice":
@@ -168,18 +171,19 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 def cmd_config(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
-    print(f"project root: {settings.root}")
+    print(f"# project root: {settings.root}")
     print(settings.describe())
+    print("\n# resolved:")
     for spec in settings.projects:
-        print(f"project {spec.name}: {spec.path} (template {spec.template}, workload {spec.workload.name}, "
+        print(f"# project {spec.name}: {spec.path} (template {spec.template}, workload {spec.workload.name}, "
               f"params {dict(spec.params)})")
     for kind in settings.workloads:
-        print(f"workload {kind.name}: {kind.kind} ({kind.api_version}), run closed by the {kind.closes_run}")
+        print(f"# workload {kind.name}: {kind.kind} ({kind.api_version}), run closed by the {kind.closes_run}")
     for image in settings.images:
         source = (f"go build {image.go.package} of {image.go.module}@{image.go.version}" if image.go
                   else str(image.context))
         public = f", or the published {image.public}" if image.public else ""
-        print(f"image {image.name}: {image.repository} from {source}{public} (deliver={image.deliver})")
+        print(f"# image {image.name}: {image.repository} from {source}{public} (deliver={image.deliver})")
     return _EXIT_OK
 
 
@@ -223,20 +227,26 @@ def cmd_base_image(ns: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, help_all: bool = False) -> argparse.ArgumentParser:
+    """The CLI; every command that takes settings lists them in ``--help-all`` (``-h`` stays short)."""
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mlflow-crd-harness {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     def command(name: str, fn: object, help_text: str, *, settings: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog = None
+        if settings and not help_all:
+            epilog = (f"Settings: every [tool.mlflow-crd-harness] key K is also a flag --K and the variable "
+                      f"HARNESS_K (e.g. --cluster-name, HARNESS_CLUSTER_NAME). All {len(OPTIONS)} of them: "
+                      f"python -m harness {name} --help-all")
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
         p.set_defaults(fn=fn)
         if settings:
+            p.add_argument("--help-all", action="store_true", help="show every settings flag with its default")
             g = p.add_argument_group("settings (also [tool.mlflow-crd-harness] keys and HARNESS_* env vars)")
             for opt in OPTIONS:
-                _add_setting(g, opt)
+                _add_setting(g, opt, shown=help_all)
         return p
 
     command("up", cmd_up, "create/reuse the cluster, build and deliver images, deploy the stack")
@@ -272,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["node-image"]:
         from harness.nodeimage.__main__ import main as node_main
 
-        return int(node_main(args[1:]) or 0)
+        return int(node_main(args[1:], prog="python -m harness node-image") or 0)
+    if "--help-all" in args:
+        build_parser(help_all=True).parse_args([a for a in args if a != "--help-all"] + ["--help"])
     ns = build_parser().parse_args(args)
     from harness import interrupts
 

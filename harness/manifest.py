@@ -116,12 +116,12 @@ def load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise ManifestError(f"from-manifest {path}: cannot read it ({exc.strerror or exc})") from exc
+        raise ManifestError(f"run manifest {path}: cannot read it ({exc.strerror or exc})") from exc
     except ValueError as exc:
-        raise ManifestError(f"from-manifest {path}: not JSON ({exc})") from exc
+        raise ManifestError(f"run manifest {path}: not JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ManifestError(f"from-manifest {path}: schema {got!r}, this harness reads schema {SCHEMA}; "
+        raise ManifestError(f"run manifest {path}: schema {got!r}, this harness reads schema {SCHEMA}; "
                             "use the harness release that wrote it (its 'harness.version' field)")
     return data
 

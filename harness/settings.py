@@ -270,11 +270,55 @@ class Settings:
                           f"fix: add it to [[tool.{SECTION}.projects]] or pass a project directory")
 
     def describe(self) -> str:
-        """Every setting with its value and source, for ``python -m harness config``."""
-        lines = []
+        """Every setting as TOML a user can paste back into ``pyproject.toml``, each with its source.
+
+        Scalars and lists come first under ``[tool.mlflow-crd-harness]``; tables of
+        tables (``images``, ``projects``, ``workloads``) follow as ``[[...]]``
+        sections; an unset setting is a comment, so the block parses as it is.
+        """
+        scalars, sections = [f"[tool.{SECTION}]"], []
         for o in OPTIONS:
-            lines.append(f"{o.key:<18} = {self.values[o.key]!r}  ({self.sources[o.key]})")
-        return "\n".join(lines)
+            value, source = self.values[o.key], self.sources[o.key]
+            if o.kind == "table-list":
+                for item in value or ():
+                    sections += [f"[[tool.{SECTION}.{o.key}]]  # {source}"]
+                    sections += [f"{k} = {_toml(v)}" for k, v in item.items() if not str(k).startswith("_")]
+                if not value:
+                    scalars.append(f"# {o.key} = []  ({source})")
+                continue
+            if value is None:
+                scalars.append(f"# {o.key} = (unset)  ({source})")
+            else:
+                scalars.append(f"{o.key} = {_toml(self._relative(value))}  # {source}")
+        return "\n".join(scalars + sections)
+
+    def _relative(self, value: Any) -> Any:
+        """Paths inside the project root as the file would write them (relative to it)."""
+        if isinstance(value, tuple):
+            return [self._relative(v) for v in value]
+        if isinstance(value, (str, Path)) and str(value).startswith(f"{self.root}/"):
+            return str(value)[len(str(self.root)) + 1:]
+        return value
+
+
+def _toml(value: Any) -> str:
+    """A TOML value for what the settings hold (paths as strings, tuples as arrays, tables inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml(v)}" for k, v in value.items()
+                                if not str(k).startswith("_")) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _toml_key(key: Any) -> str:
+    return str(key) if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
 
 
 def find_project(projects: tuple[ProjectSpec, ...], name_or_path: str, *, root: Path | None = None,
@@ -378,7 +422,10 @@ def load_settings(
     where_file = path if cfg_value else found
     file_where = f"[tool.{SECTION}] of {where_file}" if where_file else "file"
 
-    unknown = [k for k in file_values if k not in _BY_KEY or k == "config"]
+    if "config" in file_values:
+        raise ConfigError(f"'config' in {file_where}: it names the settings file, so it cannot be set inside one; "
+                          "use --harness-config / HARNESS_CONFIG, or drop the key")
+    unknown = [k for k in file_values if k not in _BY_KEY]
     if unknown:
         bad = unknown[0]
         near = difflib.get_close_matches(bad, list(_BY_KEY), n=1)

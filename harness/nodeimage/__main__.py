@@ -25,9 +25,9 @@ def _log(msg: str) -> None:
     print(f"nodeimage: {msg}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m harness.nodeimage", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m harness.nodeimage") -> int:
+    """Entry point; returns the process exit code (``prog``: how the help names the command)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("command", choices=["build", "print-tag", "kind-path", "kubectl-path"])
     parser.add_argument(
         "--cache-dir",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,23 @@ def test_bad_settings_fail_with_the_key_and_the_fix(tmp_path: Path, body: str, m
         load_settings(root=_project(tmp_path, body + "\n"), environ={})
 
 
+def test_help_is_short_and_help_all_lists_every_setting_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["up", "-h"])
+    short = capsys.readouterr().out
+    assert len(short.splitlines()) < 30
+    assert "--help-all" in short
+    with pytest.raises(SystemExit):
+        main(["up", "--help-all"])
+    full = capsys.readouterr().out
+    for opt in OPTIONS:
+        assert opt.cli_flag in full
+    assert "--no-no-skip" not in full
+    assert "(default: None)" not in full  # one default per option, the table's
+
+
 def test_cli_flags_pytest_options_and_env_names_come_from_one_table() -> None:
     parser = build_parser()
     up = parser._subparsers._group_actions[0].choices["up"]  # type: ignore[union-attr]
@@ -123,8 +141,11 @@ def test_cli_resolves_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("HARNESS_CLUSTER_NAME", raising=False)
     assert main(["config", "--job-timeout", "42"]) == 0
     out = capsys.readouterr().out
-    assert "cluster-name       = 'from-file'" in out
-    assert "job-timeout        = 42.0  (option" in out
+    assert 'cluster-name = "from-file"  # [tool.mlflow-crd-harness] of' in out
+    assert "job-timeout = 42.0  # option" in out
+    pasted = tomllib.loads(out)["tool"]["mlflow-crd-harness"]  # the output is TOML a user can paste back
+    assert (pasted["cluster-name"], pasted["job-timeout"], pasted["state-dir"]) == ("from-file", 42.0, ".harness")
+    assert "_base" not in out
     with pytest.raises(SystemExit) as info:
         main(["config", "--keep-cluster", "sometimes"])
     assert info.value.code == 2
