@@ -50,14 +50,33 @@ def _start_time(pid: int) -> str | None:
 
 
 @functools.cache
+def _scope() -> str:
+    """This process's pid namespace and boot: where its pids mean something (``?`` where /proc has none)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "?"
+    return f"{namespace}-{boot}"
+
+
+@functools.cache
 def owner_token() -> str:
-    """``<pid>:<start time>`` of this process: names it uniquely, even after its pid is reused."""
-    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}"
+    """``<pid>:<start time>:<pid namespace and boot>`` of this process: unique even after its pid is reused.
+
+    The scope matters where several pid namespaces share one Docker engine (a
+    CI job in a container beside another's): a pid that looks dead from here
+    may run there, so only tokens of this scope can be proven dead.
+    """
+    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}:{_scope()}"
 
 
 def is_alive(token: str) -> bool:
-    """True if the process ``token`` names still runs (the same process, not a reused pid)."""
-    pid_text, _, started = token.partition(":")
+    """False only if the process ``token`` names provably ended (same pid namespace and boot, pid gone or reused)."""
+    pid_text, _, rest = token.partition(":")
+    started, _, scope = rest.partition(":")
+    if scope and scope != _scope():
+        return True  # another pid namespace or boot: its pids are not ours to judge, so it is never reaped
     try:
         pid = int(pid_text)
         os.kill(pid, 0)
@@ -75,7 +94,7 @@ def _records() -> Path:
 
 def record(proc: subprocess.Popen[bytes], what: str) -> None:
     """Remember a spawned process group of this session (see :func:`reap`)."""
-    data = {"pid": proc.pid, "token": f"{proc.pid}:{_start_time(proc.pid) or '?'}", "owner": owner_token(),
+    data = {"pid": proc.pid, "token": f"{proc.pid}:{_start_time(proc.pid) or '?'}:{_scope()}", "owner": owner_token(),
             "what": what, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (_records() / f"proc-{proc.pid}.json").write_text(json.dumps(data))
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from harness.kubeapi import Kube
+if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client waits until a cluster exists
+    from harness.kubeapi import Kube
 
 __all__ = ["MANAGED_BY_LABEL", "SESSION_LABEL", "Cluster", "ClusterProvider", "ImageRoute"]
 

@@ -185,11 +185,22 @@ def _xdist_run(config: pytest.Config) -> XdistRun | None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if (run := _xdist_run(session.config)) is not None:
         run.started()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Reap what a killed session left (its mlflow server, port-forwards, build containers), only when this one
+    will run a test of a tier that makes such things: a unit run, --collect-only or --fixtures touches no
+    process and no Docker. (The test bed reaps again when it starts, under xdist on the worker that owns it.)"""
+    config = session.config
+    if config.option.collectonly or getattr(config.option, "showfixtures", False) or \
+            getattr(config.option, "show_fixtures_per_test", False) or _xdist_run(config) is not None:
         return
-    try:  # what a killed session left (its mlflow server, port-forwards, build containers); cheap if nothing
-        leftovers.reap(session.config.stash[PHASES].log)
+    if not any(item.get_closest_marker(tier) for item in session.items for tier in ("docker", "e2e", "fault")):
+        return
+    try:
+        leftovers.reap(config.stash[PHASES].log)
     except HarnessError as exc:  # no docker CLI at all: nothing of ours can be running there either
-        session.config.stash[PHASES].log(f"leftovers: not checked ({exc})")
+        config.stash[PHASES].log(f"leftovers: not checked ({exc})")
 
 
 @pytest.hookimpl(optionalhook=True)

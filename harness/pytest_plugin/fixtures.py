@@ -12,16 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from harness import baseimage, doctor, images, manifest
+from harness import manifest
 from harness._errors import HarnessError
-from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL
-from harness.evidence import bundle_dir_for, collect_bundle
-from harness.kubeapi import Kube
 from harness.pytest_plugin.shared import XdistRun, attach, bed_record
 from harness.pytest_plugin.state import (
     MANIFEST,
@@ -32,12 +28,20 @@ from harness.pytest_plugin.state import (
     note_ending,
     record_manifest,
 )
-from harness.runs import ProjectRun, ProjectRunner
 from harness.settings import Settings
-from harness.stack import Stack
-from harness.testbed import Testbed, keep_cluster
 from harness.timing import Phases
-from harness.tracking_server import LocalTrackingServer
+
+# The plugin loads in every pytest run of the environment: what only a tier's fixtures need (the Docker
+# SDK, MLflow, the kubernetes client: seconds of imports) is imported inside them, when they are used.
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from harness import images
+    from harness.kubeapi import Kube
+    from harness.runs import ProjectRun, ProjectRunner
+    from harness.stack import Stack
+    from harness.testbed import Testbed
+    from harness.tracking_server import LocalTrackingServer
 
 __all__ = [
     "base_image",
@@ -88,6 +92,8 @@ def docker_ready(pytestconfig: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def base_image(harness_settings: Settings, docker_ready: None, phases: Phases) -> str:
     """The image the harness's Dockerfiles build FROM (public, or built registry-less)."""
+    from harness import baseimage
+
     with phases.phase("base image") as note:
         choice = baseimage.resolve_base_image(mode=harness_settings["base-mode"],
                                               override=harness_settings["base-image"], log=phases.log)
@@ -98,6 +104,8 @@ def base_image(harness_settings: Settings, docker_ready: None, phases: Phases) -
 @pytest.fixture(scope="session")
 def harness_images(harness_settings: Settings, base_image: str, phases: Phases) -> dict[str, images.BuiltImage]:
     """Every configured image, built (content-hash tags; reused when unchanged), by name."""
+    from harness import images
+
     built = {}
     for spec in harness_settings.images:
         with phases.phase(f"build {spec.name} image") as note:
@@ -114,6 +122,8 @@ def local_tracking_server(tmp_path_factory: pytest.TempPathFactory, phases: Phas
     the Docker bridge's gateway on a Linux engine (no host networking), else
     loopback. Pass ``*server.docker_args`` to ``mlflow run`` (empty on Linux).
     """
+    from harness.tracking_server import LocalTrackingServer
+
     with phases.phase("start local MLflow server") as note:
         server = LocalTrackingServer.for_containers(tmp_path_factory.mktemp("mlflow-server")).start()
         shown = f" (containers: {' '.join(server.docker_args)})" if server.docker_args else ""
@@ -127,6 +137,8 @@ def local_tracking_server(tmp_path_factory: pytest.TempPathFactory, phases: Phas
 @pytest.fixture(scope="session")
 def e2e_preflight(pytestconfig: pytest.Config, docker_ready: None) -> None:
     """Docker, privileged containers and disk checked in a second, before any build or cluster work."""
+    from harness import doctor
+
     failures = doctor.preflight_e2e()
     if failures:
         missing_prerequisite(pytestconfig, "preflight failed:\n" + doctor.render(failures))
@@ -142,6 +154,8 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     ``pytest -n N`` the workers share one test bed (:mod:`.shared`): the first
     brings it up, the others attach, and it ends once, after all of them.
     """
+    from harness.testbed import Testbed
+
     run = XdistRun.current(harness_settings.state_dir)
     if run is None:
         bed = Testbed(harness_settings, phases=phases, log=phases.log)
@@ -217,6 +231,10 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
 
     A failed test's namespace is kept when the cluster is kept, to inspect.
     """
+    from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL
+    from harness.evidence import bundle_dir_for, collect_bundle
+    from harness.testbed import keep_cluster
+
     kube = e2e_stack.cluster.kube
     name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
     kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: SESSION_ID})
@@ -240,6 +258,8 @@ def project_runner(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_namespa
 
     Every project image a run used goes into the session's run manifest.
     """
+    from harness.runs import ProjectRunner
+
     def record(project: str, ref: str, image_id: str | None) -> None:
         record_manifest(request.config, {"images": {f"project {project}": {"ref": ref, "id": image_id}}})
 
@@ -273,4 +293,6 @@ def project_run(project_runner: ProjectRunner, harness_settings: Settings,
 @pytest.fixture
 def e2e_mlflow_client(e2e_stack: Stack) -> MlflowClient:
     """A client of the stack's tracking server."""
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=e2e_stack.tracking_uri)

@@ -31,17 +31,15 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import leftovers
 from harness._waiting import Probe, wait_for
-from harness.clusters import Cluster, ImageRoute
-from harness.images import BuiltImage
-from harness.kubeapi import Kube
 from harness.settings import Settings
-from harness.stack import Stack
-from harness.testbed import Testbed
 from harness.timing import Phases
+
+if TYPE_CHECKING:  # the plugin imports this module in every pytest run: the heavy parts only when attaching
+    from harness.testbed import Testbed
 
 __all__ = ["XdistRun", "attach", "bed_record"]
 
@@ -159,6 +157,12 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
 def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
            log: Callable[[str], None]) -> Testbed:
     """A :class:`Testbed` over another worker's cluster and stack; its ``finish()`` ends nothing."""
+    from harness.clusters import Cluster, ImageRoute
+    from harness.images import BuiltImage
+    from harness.kubeapi import Kube
+    from harness.stack import Stack
+    from harness.testbed import Testbed
+
     c, s = record["cluster"], record["stack"]
     kube = Kube(Path(c["kube"]["kubeconfig"]), Path(c["kube"]["kubectl_bin"]), c["kube"]["context"])
     route = dict(c["images"])

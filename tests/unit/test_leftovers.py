@@ -170,3 +170,12 @@ def test_a_creating_marker_owns_the_half_made_node_only_once_its_session_is_gone
     dead.wait()
     assert host_marker_owns({"state": "creating", "owner": f"{dead.pid}:1"}, ["aaa"])
     assert not host_marker_owns({"state": "creating", "owner": leftovers.owner_token()}, ["aaa"])
+
+
+def test_a_token_of_another_pid_namespace_or_boot_is_never_judged_dead() -> None:
+    """Sessions in other containers share one Docker engine: their pids mean nothing here."""
+    mine = leftovers.owner_token()
+    _pid, started, scope = mine.split(":")
+    assert scope == leftovers._scope() != "?"
+    assert leftovers.is_alive(f"999999999:{started}:{scope}") is False  # ours, and provably gone
+    assert leftovers.is_alive(f"999999999:{started}:4026531999-deadbeef") is True  # elsewhere: not provable

@@ -252,3 +252,31 @@ def test_timed(phases):
     seconds = props.get("phase.probe phase.seconds")
     assert seconds is not None, props
     assert float(seconds) >= 0.0
+
+
+@pytest.mark.parametrize("args", [["--collect-only"], ["--fixtures"], []], ids=["collect-only", "fixtures", "unit"])
+def test_a_session_without_tier_tests_touches_no_docker_and_no_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    from harness import leftovers
+
+    calls: list[str] = []
+    monkeypatch.setattr(leftovers, "reap", lambda *a, **kw: calls.append("reap") or [])
+    pytester.makepyfile("def test_pure():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == 0
+    assert calls == []
+    pytester.makepyfile("import pytest\n\n@pytest.mark.docker\ndef test_tier():\n    pass\n")
+    pytester.runpytest()
+    assert calls == ["reap"], "a session that runs a tier test still reaps what a killed one left"
+
+
+def test_the_plugin_imports_in_well_under_a_second() -> None:
+    """MLflow, the kubernetes client and the Docker SDK load when a tier's fixture runs, not with the plugin."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.pytest_plugin; heavy = [m for m in ('mlflow', 'kubernetes', 'docker', 'pandas') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

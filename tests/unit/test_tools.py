@@ -128,7 +128,18 @@ def test_an_old_kubectl_on_path_is_passed_over(tmp_path: Path, monkeypatch: pyte
     old.chmod(0o755)
     pinned = tmp_path / "pinned-kubectl"
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(toolchain, "cached_tool", lambda *_a: None)  # not this machine's cache
     monkeypatch.setattr(toolchain, "_download", lambda *_a: pinned)
     said: list[str] = []
     assert toolchain.resolve_kubectl(log=said.append) == pinned
     assert "outside ±1 minor of the server" in said[0]
+
+
+def test_a_tool_already_on_the_machine_is_used_before_any_download(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No "cannot download ... building it instead" when the pinned binary is in the cache already."""
+    cached = tmp_path / "kind"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(toolchain, "cached_tool", lambda name, version=None: cached if name == "kind" else None)
+    monkeypatch.setattr(toolchain, "_download", lambda *_a: pytest.fail("a cached tool was downloaded again"))
+    assert toolchain.resolve_kind() == cached
