@@ -48,12 +48,13 @@ Mode = Literal["auto", "public", "local"]
 PUBLIC_PYTHON_BASE = "python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
 
 SUITE = "bookworm"
-#: Packages of the local base: an interpreter that can make venvs and talk TLS.
+#: Packages of the local base: an interpreter that can make venvs and talk TLS, ``python`` and ``pip`` on
+#: PATH as in the public ``python:3.11-slim`` image (a user's ``RUN pip install ...`` works on both).
 #: Nothing else: the images add their own dependencies with pip.
-LOCAL_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libgomp1")
+LOCAL_PACKAGES = ("python3", "python3-venv", "python3-pip", "python-is-python3", "ca-certificates", "libgomp1")
 
 #: Bump when the build recipe changes in a way the inputs below do not capture.
-_RECIPE = "2"
+_RECIPE = "3"
 
 _ENV = {
     "LANG": "C.UTF-8",
@@ -157,7 +158,14 @@ def build_local_python_base(*, force: bool = False, log: Callable[[str], None] =
 
 
 def _trim(root: Path) -> None:
-    """Drop what an image never needs: apt lists and caches, docs, man pages, locales."""
+    """Drop what an image never needs (apt lists and caches, docs, man pages, locales), and PEP 668's marker.
+
+    Debian marks its Python "externally managed", so ``pip install`` outside a
+    venv is refused; the public ``python`` images are not marked, and a
+    project's Dockerfile written for them must build here too.
+    """
+    for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+        marker.unlink()
     for rel in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
                 "usr/share/info", "usr/share/locale", "var/log"):
         target = root / rel

@@ -611,14 +611,14 @@ def _images(values: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[Imag
 
     raw = values["images"]
     where = sources["images"]
-    if raw is None:
-        raw = ()
-        where = "default"
-        if "stub" in values["stack"]:
-            raw = ({"name": "controller", "context": "stub:controller", "repository": "customjob-controller",
-                    "_base": "."},)
-    configured = [_image(item, f"images[{i}]", where) for i, item in enumerate(raw)]
+    configured = [_image(item, f"images[{i}]", where) for i, item in enumerate(raw or ())]
     mine = {spec.repository for spec in configured}
+    if "stub" in values["stack"] and "customjob-controller" not in mine:
+        # The stub stack comes with its controller's image, whether or not other images are configured.
+        configured.insert(0, _image({"name": "controller", "context": "stub:controller",
+                                     "repository": "customjob-controller", "_base": "."}, "the stub's controller",
+                                    "built in"))
+        mine.add("customjob-controller")
     for entry in values["stack"]:
         preset = stacks.PRESETS.get(entry)
         for i, item in enumerate(preset.images if preset else ()):

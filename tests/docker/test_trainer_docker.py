@@ -110,3 +110,12 @@ def test_same_params_give_bit_identical_metrics(
 def trainer_image(harness_images: dict[str, BuiltImage]) -> BuiltImage:
     """The trainer image (configured in pyproject as images 'trainer'), also tagged mlflow-crd-example."""
     return harness_images["trainer"]
+
+
+def test_the_base_image_is_a_stand_in_for_the_public_python_image(base_image: str) -> None:
+    """A project's Dockerfile written for python:3.11-slim (python, pip install outside a venv) builds on it."""
+    probe = ("python --version && pip --version && pip install --no-index --dry-run pip 2>&1 | tail -n 1 "
+             "&& python -c 'import ssl, venv'")
+    proc = _exec.run(["docker", "run", "--rm", "--user", "0", base_image, "sh", "-c", probe], timeout=120)
+    assert "Python 3.11" in proc.stdout, proc.stdout
+    assert "externally-managed" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -300,3 +300,11 @@ def test_cli_run_usage_errors_exit_2_before_any_cluster_work(
     monkeypatch.setattr(cli, "_up", lambda ns: pytest.fail("a usage error reached the bring-up"))
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_stub_keeps_its_controller_image_when_other_images_are_configured(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "Dockerfile").write_text("FROM scratch\n")
+    s = load_settings(root=_project(tmp_path, '[[tool.mlflow-crd-harness.images]]\ncontext = "base"\n'
+                                              'repository = "my-base"\ndeliver = false\n'), environ={})
+    assert [i.repository for i in s.images] == ["customjob-controller", "my-base"]
