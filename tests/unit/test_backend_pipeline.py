@@ -23,7 +23,7 @@ from mlflow.projects.backend import loader
 from mlflow.tracking import MlflowClient
 
 from harness import contract
-from harness.backend import CustomJobBackend, kube
+from harness.backend import CustomJobBackend, kube, submitted_run
 from harness.backend.config import BackendConfig
 from harness.backend.errors import (
     ApiRejected,
@@ -124,6 +124,8 @@ def objects(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
         return kube.Workloads(WorkloadClient(fake, fake, kind, namespace), cfg)  # type: ignore[arg-type]
 
     monkeypatch.setattr(kube.Workloads, "connect", connect)
+    # No controller runs here to close a failed stub run: do not wait the real 30 s for it.
+    monkeypatch.setattr(submitted_run, "CONTROLLER_GRACE", 0.2)
     monkeypatch.setattr(mlflow_docker, "validate_docker_installation", lambda: None)
     image = FakeImage()
 
