@@ -183,3 +183,51 @@ def test_closed_port_fails_fast_and_softly() -> None:
         "http://127.0.0.1:9", RUN, status="FINISHED", reason="Completed", message="", end_time_ms=1, timeout=1.0
     )
     assert outcome.action == "error"
+
+
+class _Witness(BaseHTTPRequestHandler):
+    """A loopback server that records every request it gets (and, as 'the attacker', the Authorization header)."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+    redirect_to: ClassVar[str | None] = None
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).seen.append((self.path, self.headers.get("Authorization")))
+        if self.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to + self.path)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"run": {"info": {"status": "RUNNING"}}}')
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[HTTPServer, str]:
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_redirect_never_carries_the_token_to_another_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listed tracking server answers 302 to another host: the token stays home, the call fails."""
+    attacker = type("Attacker", (_Witness,), {"seen": [], "redirect_to": None})
+    listed = type("Listed", (_Witness,), {"seen": []})
+    evil, evil_uri = _serve(attacker)
+    home, home_uri = _serve(listed)
+    listed.redirect_to = evil_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cret")
+    try:
+        outcome = mlflow_rest.finalize_run(home_uri, RUN, status="FAILED", reason="r", message="m",
+                                           end_time_ms=1, with_token=True)
+    finally:
+        evil.shutdown()
+        home.shutdown()
+    assert outcome.action == "error"
+    assert "redirect" in outcome.detail
+    assert listed.seen == [(f"/api/2.0/mlflow/runs/get?run_id={RUN}", "Bearer s3cret")]
+    assert attacker.seen == [], "the redirect was followed (with the token)"

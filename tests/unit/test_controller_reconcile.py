@@ -583,3 +583,17 @@ def test_policy_is_read_from_the_environment_and_bad_values_stop_the_start() -> 
                 {"CUSTOMJOB_POD_CREATE_GRACE_SECONDS": "-1"}):
         with pytest.raises(PolicyError, match=next(iter(bad))):
             Policy.from_env(bad)
+
+
+@pytest.mark.parametrize("uri", [
+    "http://mlflow.mlflow.svc.cluster.local:5000/../tenant-app",
+    "http://mlflow.mlflow.svc.cluster.local:5000/%2e%2e/tenant-app",
+    "http://mlflow.mlflow.svc.cluster.local:5000/./x",
+    "http://mlflow.mlflow.svc.cluster.local:5000/?next=http://evil",
+    "http://mlflow.mlflow.svc.cluster.local:5000/#frag",
+])
+def test_tracking_uris_with_dot_segments_queries_or_fragments_are_not_allowed(uri: str) -> None:
+    policy = Policy()
+    assert policy.tracking_uri_allowed("http://mlflow.mlflow.svc.cluster.local:5000")
+    assert not policy.tracking_uri_allowed(uri)
+    assert not policy.listed(uri), "no token for it either"

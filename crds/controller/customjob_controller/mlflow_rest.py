@@ -79,11 +79,25 @@ def set_tag(tracking_uri: str, run_id: str, key: str, value: str) -> Request:
     )
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an error, never followed: urllib would resend the Authorization header to wherever it points."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused (the token goes to listed "
+                                     "tracking servers only; list the server the redirect names)", headers, fp)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 def send(request: Request, timeout: float) -> Mapping[str, Any]:
     """Perform a request with urllib and return the decoded JSON object.
 
     ``MLFLOW_TRACKING_TOKEN`` (read per call, never at import) becomes a
     bearer token for servers with auth enabled, on requests marked ``bearer``.
+    Redirects are refused, not followed (a listed server's 302 must not carry
+    the token to another host).
     """
     if urllib.parse.urlsplit(request.url).scheme not in ("http", "https"):
         raise ValueError(f"refusing non-HTTP tracking URI {request.url!r}")
@@ -95,7 +109,7 @@ def send(request: Request, timeout: float) -> Mapping[str, Any]:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(request.url, data=data, headers=headers, method=request.method)  # noqa: S310 - scheme checked above
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+    with _NO_REDIRECTS.open(req, timeout=timeout) as resp:
         payload = resp.read()
     decoded = json.loads(payload) if payload.strip() else {}
     return decoded if isinstance(decoded, dict) else {}

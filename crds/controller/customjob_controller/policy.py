@@ -70,6 +70,12 @@ class Origin:
         host = (parts.hostname or "").lower()
         if not host:
             raise PolicyError(f"{uri!r} has no host")
+        if parts.query or parts.fragment or "?" in uri or "#" in uri:
+            raise PolicyError(f"{uri!r} has a query or fragment; a tracking URI is scheme://host[:port][/path]")
+        if any(urllib.parse.unquote(seg) in (".", "..") or "\\" in urllib.parse.unquote(seg)
+               for seg in parts.path.split("/")):
+            # /mlflow/../tenant-app (or %2e%2e) would pass a path-prefix check and reach another app.
+            raise PolicyError(f"{uri!r} has '.' or '..' path segments; write the path it means")
         try:
             port = parts.port or _DEFAULT_PORTS[scheme]
         except ValueError as exc:
