@@ -379,6 +379,11 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "trackingUri no host": _set(("mlflow", "trackingUri"), "http:///x"),
     "trackingUri with user and password": _set(("mlflow", "trackingUri"), "http://user:pass@mlflow.mlflow.svc:5000"),
     "trackingUri with token as user": _set(("mlflow", "trackingUri"), "https://s3cr3t@tracking.example.com/"),
+    "trackingUri with a dot-dot segment": _set(("mlflow", "trackingUri"), "http://gw.corp/mlflow/../tenant-app"),
+    "trackingUri with an encoded dot-dot": _set(("mlflow", "trackingUri"), "http://gw.corp/mlflow/%2E%2e/tenant"),
+    "trackingUri ending in a dot segment": _set(("mlflow", "trackingUri"), "http://gw.corp/mlflow/."),
+    "trackingUri with a query": _set(("mlflow", "trackingUri"), "http://gw.corp/mlflow?next=http://evil"),
+    "trackingUri with a fragment": _set(("mlflow", "trackingUri"), "http://gw.corp/mlflow#x"),
     "env disagrees with mlflow.runId": _mismatched_run_id,
     "mlflow unknown field": _set(("mlflow", "runID"), "a" * 32),
     "podLabels reserved prefix": _set(("podLabels", "training.example.com/customjob"), "x"),
@@ -430,6 +435,7 @@ VALID_MUTATIONS: dict[str, Mutation] = {
     ),
     "trackingUri cluster service": _set(("mlflow", "trackingUri"), "http://mlflow.mlflow.svc:5000"),
     "trackingUri with @ in the path": _set(("mlflow", "trackingUri"), "http://mlflow:5000/u/a@b"),
+    "trackingUri with dots inside a segment": _set(("mlflow", "trackingUri"), "http://gw.corp/v1.2/..x/a..b"),
     "backoffLimit without mlflow.runId": _set(("backoffLimit",), 3),
     "backoffLimit 0 with mlflow.runId": _set(
         ("mlflow",), {"runId": "d" * 32, "trackingUri": "http://mlflow.mlflow.svc:5000"}
