@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from harness.workloads import pods as pod_facts
 from harness.workloads import state
 from harness.workloads.api import WorkloadClient
+from harness.workloads.redact import redact
 
 __all__ = [
     "CLOSED_BY_TAG",
@@ -116,8 +117,8 @@ def explain_failure(client: WorkloadClient, obj: Mapping[str, Any] | None) -> st
                                if c == first.container and previous == first.previous), "")
             except Exception as exc:  # a log read that fails must not cost the run its reason
                 detail = f"(its log could not be read: {type(exc).__name__}: {exc})"
-        if detail:
-            parts.append(f"its last output:\n{detail}")
+        if detail:  # into a run tag, readable by the run's readers: what looks like a secret is masked
+            parts.append(f"its last output:\n{redact(detail)}")
     else:
         parts.extend(pod_facts.stuck(found))
     return "\n".join(parts)

@@ -146,6 +146,15 @@ def test_non_zero_exit_carries_the_termination_message_log_lines() -> None:
     assert not verdict.preempts_job
 
 
+def test_a_printed_secret_never_reaches_the_status_message() -> None:
+    """status.message feeds Events and the run's failure tag: readable by more people than the pod's log."""
+    failed = pod(phase="Failed", state=terminated(1, message="connecting with password=hunter2\nboom"))
+    verdict = classify(job(), failed)
+    assert "hunter2" not in verdict.message
+    assert "password=***" in verdict.message
+    assert "boom" in verdict.message
+
+
 def test_log_tail_is_requested_only_when_the_status_has_no_lines() -> None:
     silent = pod(phase="Failed", state=terminated(1))
     assert status.pod_needing_log_tail([silent]) == "train-1-abcde"

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from customjob_controller import contract
+from customjob_controller.redact import redact
 
 PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
 """Container waiting reasons that fail the job only after the pull grace."""
@@ -171,7 +172,9 @@ def explain_failed_pod(pod: Mapping[str, Any], log_tail: str | None = None) -> V
         message = pstatus.get("message") or f"pod {name} failed without a container status"
         return Verdict(contract.FAILED, _safe_reason(reason, "PodFailed"), f"pod {name}: {message}")
     code = term.get("exitCode")
-    lines = (term.get("message") or "").strip() or (log_tail or "").strip()
+    # The last lines go to status, Events and the run's tag, readable by more people than the pod's log:
+    # what looks like a secret is masked on the way.
+    lines = redact((term.get("message") or "").strip() or (log_tail or "").strip())
     if term.get("reason") == "OOMKilled":
         limit = _memory_limit(pod)
         message = f"container {contract.CONTAINER_NAME} in pod {name} was OOM-killed (exit code {code})"
