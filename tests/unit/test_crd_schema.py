@@ -73,6 +73,14 @@ def _quantity_strings(kind: str) -> st.SearchStrategy[str]:
 # --- names and defaults ------------------------------------------------------
 
 
+BUILT_IN_SHORT_NAMES = frozenset({
+    "cm", "cs", "ds", "deploy", "ep", "eps", "ev", "hpa", "ing", "ingclass", "limits", "ns", "no", "pvc", "pv", "po",
+    "pdb", "pc", "psp", "rs", "rc", "quota", "sa", "svc", "crd", "crds", "cj", "csr", "netpol", "sc", "csinode",
+    "vac", "ipa", "sts", "rtc",
+})
+"""kubectl's short names of built-in resources (kubectl api-resources, Kubernetes 1.35-1.37)."""
+
+
 def test_crd_identity_matches_the_fixed_names() -> None:
     crd = crdv.load_crd()
     assert crd["metadata"]["name"] == f"{contract.PLURAL}.{contract.GROUP}"
@@ -83,9 +91,10 @@ def test_crd_identity_matches_the_fixed_names() -> None:
         "listKind": "CustomJobList",
         "plural": "customjobs",
         "singular": "customjob",
-        "shortNames": ["cj"],
+        "shortNames": ["cjob"],
         "categories": ["training"],
     }
+    assert not set(crd["spec"]["names"]["shortNames"]) & BUILT_IN_SHORT_NAMES, "kubectl would pick the built-in"
     (version,) = crd["spec"]["versions"]
     assert (version["name"], version["served"], version["storage"]) == (contract.VERSION, True, True)
     assert version["subresources"] == {"status": {}}

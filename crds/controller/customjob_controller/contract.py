@@ -21,7 +21,7 @@ VERSION: Final = "v1alpha1"
 KIND: Final = "CustomJob"
 PLURAL: Final = "customjobs"
 SINGULAR: Final = "customjob"
-SHORT_NAME: Final = "cj"
+SHORT_NAME: Final = "cjob"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 PREFIX: Final = "training.example.com"
