@@ -157,8 +157,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
            "(external servers only)", group="stack"),
     Option("registry", "str", None, "where images go instead of kind load: 'local' (the harness's registry on "
-           "127.0.0.1:5001, wired into kind clusters and kept across them) or the host[:port] of a registry the "
-           "cluster pulls from; required for provider existing", group="images"),
+           "127.0.0.1:5001, wired into kind clusters and kept across them) or, with cluster = existing, the "
+           "host[:port] of a registry the cluster pulls from (required there)", group="images"),
     Option("projects", "table-list", (), "MLflow projects: [{name, path, template, workload, entry-point, "
            "params, backend-config}]; workload defaults to the kind the template declares", group="projects"),
     Option("workloads", "table-list", (), "your own workload kinds, besides the presets customjob, job and "
@@ -456,6 +456,11 @@ def load_settings(
     tracking = values["tracking"]
     if tracking != "in-cluster" and not re.match(r"https?://", tracking):
         raise ConfigError(f"tracking {tracking!r} ({sources['tracking']}) must be 'in-cluster' or an http(s) URI")
+    if values["cluster"] == "kind" and values["registry"] not in (None, "local"):
+        raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: the harness "
+                          "wires only its own registry into kind clusters, so the nodes could not pull from this one "
+                          "and images would silently go by kind load instead; use registry = \"local\" (the "
+                          "harness's registry, wired in as kind documents), drop 'registry', or use cluster = existing")
     if tracking == "in-cluster" and values["tracking-pod-uri"] is not None:
         raise ConfigError(f"tracking-pod-uri ({sources['tracking-pod-uri']}) is for an external tracking server; "
                           "with tracking = in-cluster pods use the in-cluster Service: drop tracking-pod-uri, or set "

@@ -243,12 +243,14 @@ MISTAKES = [
     ('kind-config = "nodes.yaml"\nworkers = 1\n', r"workers = 1 .* and kind-config .* lists nodes", None),
     ('tracking-pod-uri = "http://mlflow:5000"\n', r"tracking-pod-uri .* is for an external tracking server", None),
     ('kubernetes-version = 1.36\n', r"kubernetes-version = 1.36 .* quote it", None),
+    ('registry = "registry.corp:5000"\n', r"registry = 'registry.corp:5000' .* with cluster = kind", None),
 ]
 
 
 @pytest.mark.parametrize(("body", "message", "mlproject"), MISTAKES,
                          ids=["no docker_env", "misspelt parameter", "unknown entry point", "kind-config missing",
-                              "workers beside nodes", "pod URI with in-cluster tracking", "version as a number"])
+                              "workers beside nodes", "pod URI with in-cluster tracking", "version as a number",
+                              "a registry kind cannot pull from"])
 def test_everyday_mistakes_stop_at_load_time_naming_the_key_and_the_fix(
     tmp_path: Path, body: str, message: str, mlproject: str | None
 ) -> None:
