@@ -25,8 +25,8 @@ def _log(msg: str) -> None:
     print(f"nodeimage: {msg}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m harness.nodeimage") -> int:
-    """Entry point; returns the process exit code (``prog``: how the help names the command)."""
+def build_parser(prog: str = "python -m harness.nodeimage") -> argparse.ArgumentParser:
+    """The command line (also read by the docs site's generated CLI reference)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("command", choices=["build", "print-tag", "kind-path", "kubectl-path"])
     parser.add_argument(
@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m harness.nodeimage
     parser.add_argument(
         "--force", action="store_true", help="rebuild the node image and component images even if cached"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m harness.nodeimage") -> int:
+    """Entry point; returns the process exit code (``prog``: how the help names the command)."""
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.command == "build":
             timings = Timings()

@@ -225,19 +225,6 @@ def test_containerd2_config_reads_the_registry_hosts_dir() -> None:
     assert containerd_config_paths(_plan("1.35").containerd_config("p:1")) == [CERTS_DIR]
 
 
-def test_readme_version_table_matches_the_code() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### Kubernetes versions: one table", 1)[1].split("\n### ", 1)[0]
-    rows = [ln for ln in section.splitlines() if ln.startswith("| 1.")]
-    assert len(rows) == len(RELEASES)
-    for row, release in zip(rows, RELEASES.values(), strict=True):
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[0].split()[0] == release.minor
-        assert cells[1:5] == [release.kubernetes, release.kind, f"`{release.public_node_image}`",
-                              release.kubeadm_api]
-        assert (cells[5] == "any node image") == cgroup_v1_verdict(release, public=True)[0]
-
-
 def test_tox_matrix_env_runs_the_newest_minor_of_the_table() -> None:
     import configparser
 

@@ -1,0 +1,177 @@
+"""MkDocs hook: the reference pages are generated from the code, so they cannot drift.
+
+A page says ``<!-- generated: NAME -->`` where a table belongs; :func:`on_page_markdown`
+puts the table there at build time, from the one source each table has:
+
+* ``settings``: :data:`harness.settings.OPTIONS` (the same table that makes the pytest
+  options, the env vars and the CLI flags);
+* ``cli``: the argparse parsers of ``python -m harness`` and its ``node-image`` builder;
+* ``versions``: :data:`harness.versions.RELEASES`, the one version table.
+
+``tests/unit/test_docs.py`` renders these and fails when a setting or a flag is missing,
+and the lint tier runs ``mkdocs build --strict``.
+
+:func:`on_post_build` puts a pinned Mermaid (from the npm registry, checked against its
+published sha512, cached outside the clone) into the site, so the diagrams render
+without a CDN: the Material theme only fetches Mermaid from unpkg when none is loaded.
+Where the npm registry cannot be reached the diagrams stay as their source text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import logging
+import os
+import re
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger("mkdocs.hooks.reference")
+
+MERMAID_VERSION = "11.12.2"
+MERMAID_TARBALL = f"https://registry.npmjs.org/mermaid/-/mermaid-{MERMAID_VERSION}.tgz"
+#: npm's ``dist.integrity`` of that tarball (``npm view mermaid@11.12.2 dist.integrity``).
+MERMAID_SHA512 = "n34QPDPEKmaeCG4WDMGy0OT6PSyxKCfy2pJgShP+Qow2KLrvWjclwbc3yXfSIf4BanqWEhQEpngWwNp/XhZt6w=="
+MERMAID_SITE_PATH = "javascripts/mermaid.min.js"
+
+_OR = " \\| "  # "|" inside a table cell
+_MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def settings_table() -> str:
+    """Every setting: its key, env var, pytest option, default and meaning, grouped as the table groups them."""
+    from harness.settings import OPTIONS
+
+    lines: list[str] = []
+    groups: dict[str, list[Any]] = {}
+    for opt in OPTIONS:
+        groups.setdefault(opt.group, []).append(opt)
+    for group, options in groups.items():
+        lines += [f"### {group}", "", "| key | env | pytest option | default | meaning |", "|---|---|---|---|---|"]
+        for opt in options:
+            choices = f" (one of: {', '.join(opt.choices)})" if opt.choices else ""
+            lines.append(f"| `{opt.key}` | `{opt.env}` | `{opt.pytest_flag}` | {_cell(opt.describe_default())} | "
+                         f"{_cell(opt.help)}{_cell(choices)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _parser_rows(parser: argparse.ArgumentParser) -> list[str]:
+    rows = ["| argument | meaning |", "|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+            continue
+        name = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.dest}`"
+        if action.choices and not action.option_strings:
+            name = f"`{action.dest}` ({_OR.join(map(str, action.choices))})"
+        rows.append(f"| {name} | {_cell(action.help or '')} |")
+    return rows
+
+
+def cli_reference() -> str:
+    """Every command of ``python -m harness`` with its own arguments; the settings flags link to the settings page."""
+    from harness.cli import build_parser
+    from harness.nodeimage.__main__ import build_parser as node_image_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    lines: list[str] = []
+    for name, command in sub.choices.items():
+        if name == "node-image":
+            command = node_image_parser("python -m harness node-image")
+        lines += [f"### `{name}`", "", _cell(helps.get(name) or command.description or ""), ""]
+        lines += ["```", command.format_usage().strip(), "```", ""]
+        own = [a for a in command._actions if a.help != argparse.SUPPRESS and a.option_strings[:1] != ["-h"]]
+        if own:
+            lines += _parser_rows(command)
+        takes_settings = any(a.option_strings == ["--help-all"] for a in command._actions)
+        if takes_settings:
+            lines += ["", f"`{name}` also takes every setting as `--KEY` (see [Settings](settings.md)); "
+                      f"`python -m harness {name} --help-all` lists them with their defaults."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def versions_table() -> str:
+    """The version table: per minor what is compiled, kind, the published node image and the cgroup v1 verdict."""
+    from harness.versions import DEFAULT_MINOR, RELEASES, cgroup_v1_verdict
+
+    lines = ["| minor | built by the registry-less builder | kind | kind's published node image | "
+             "kubeadm API kind writes | on cgroup v1 hosts | node runtime (registry-less) |",
+             "|---|---|---|---|---|---|---|"]
+    for release in RELEASES.values():
+        label = release.minor + (" (default)" if release.minor == DEFAULT_MINOR else "")
+        on_v1 = "any node image" if cgroup_v1_verdict(release, public=True)[0] else "registry-less build only"
+        runtime = (f"containerd {release.runtime.containerd} + runc {release.runtime.runc} from Go modules"
+                   if release.runtime else "Debian's containerd 1.6 / runc 1.1")
+        lines.append(f"| {label} | {release.kubernetes} | {release.kind} | `{release.public_node_image}` | "
+                     f"{release.kubeadm_api} | {on_v1} | {runtime} |")
+    return "\n".join(lines)
+
+
+GENERATORS = {"settings": settings_table, "cli": cli_reference, "versions": versions_table}
+
+
+def render(markdown: str) -> str:
+    """Replace every ``<!-- generated: NAME -->`` marker; an unknown name is an error, not a silent gap."""
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in GENERATORS:
+            raise ValueError(f"unknown generated table {name!r}; known: {', '.join(GENERATORS)}")
+        return GENERATORS[name]()
+
+    return _MARKER.sub(one, markdown)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    return render(markdown)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("HARNESS_CACHE_DIR") or (
+        "/var/cache/mlflow-crd-harness" if os.geteuid() == 0 else str(Path.home() / ".cache" / "mlflow-crd-harness"))
+    return Path(root) / "docs"
+
+
+def mermaid_script() -> bytes | None:
+    """The pinned ``mermaid.min.js``: from the cache, else the npm registry (checked), else None."""
+    cached = _cache_dir() / f"mermaid-{MERMAID_VERSION}.min.js"
+    if cached.is_file():
+        return cached.read_bytes()
+    try:
+        with urllib.request.urlopen(MERMAID_TARBALL, timeout=60) as response:  # a pinned https URL
+            tarball = response.read()
+    except OSError as exc:
+        LOG.info("Mermaid %s not fetched (%s): diagrams stay as source text", MERMAID_VERSION, exc)
+        return None
+    digest = base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    if digest != MERMAID_SHA512:
+        raise ValueError(f"{MERMAID_TARBALL}: sha512 {digest} is not the pinned {MERMAID_SHA512}")
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        member = tar.extractfile("package/dist/mermaid.min.js")
+        if member is None:
+            raise ValueError(f"{MERMAID_TARBALL} has no package/dist/mermaid.min.js")
+        script = member.read()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_bytes(script)
+    tmp.replace(cached)
+    return script
+
+
+def on_post_build(config: Any, **_: Any) -> None:
+    script = mermaid_script()
+    if script is not None:
+        target = Path(config["site_dir"]) / MERMAID_SITE_PATH
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(script)
