@@ -4,7 +4,7 @@ A stand-in for a platform team's own controller: it knows nothing of MLflow
 (no run ids, no tracking server), reports no phase, only the conditions
 ``Started`` (its Job exists) and ``Done`` (``True`` when the Job completed,
 ``False`` with the Job's reason when it failed). The harness drives it through
-a workload definition in the settings alone (see ``../../README.md``).
+a workload definition in the settings alone (see ``docs/workloads.md``).
 """
 
 from __future__ import annotations
