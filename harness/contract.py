@@ -42,6 +42,15 @@ CONDITION_RUN_CLOSED: Final = "MLflowRunClosed"
 """CustomJob condition: whether the controller made sure the MLflow run is terminal."""
 TAG_FAILURE_REASON: Final = f"{PREFIX}/failure-reason"
 """MLflow run tag set when the controller fails a run on the workload's behalf."""
+TAG_WORKLOAD: Final = "mlflow-crd-harness/workload"
+"""MLflow run tag naming the one object the run belongs to: ``<Kind> <namespace>/<name>``, and
+``<Kind> <namespace>/<name> uid=<uid>`` once the object exists (single spaces; no part contains one).
+The submitter sets it *before* it creates the object. The controller creates a Job for, and closes,
+only a run whose tag names its CustomJob (and its uid, when the tag has one): a CustomJob naming
+another object's run fails ``RunNotOwned`` and the run is left as it is. The key is the harness's
+(the same tag on runs of every workload kind), hence not under :data:`PREFIX`."""
+REASON_RUN_NOT_OWNED: Final = "RunNotOwned"
+"""CustomJob status reason: ``spec.mlflow.runId`` names a run whose :data:`TAG_WORKLOAD` is not this CustomJob."""
 
 MANAGED_BY: Final = "customjob-controller"
 CONTAINER_NAME: Final = "trainer"

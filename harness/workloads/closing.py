@@ -47,7 +47,14 @@ CLOSED_BY_TAG = "mlflow-crd-harness/closed-by"
 LOGS_TAG = "mlflow-crd-harness/logs"
 """MLflow tag: how many log files were attached under :data:`LOGS_ARTIFACT_DIR`."""
 WORKLOAD_TAG = "mlflow-crd-harness/workload"
-"""MLflow tag: the object the run was submitted as (``Kind namespace/name uid``)."""
+"""MLflow tag: the one object the run belongs to (see :func:`workload_tag` for the format).
+
+The submitter writes it *before* it creates the object, because an
+MLflow-aware controller (the stub's) creates a Job for, and closes, only a run
+whose tag names its object: a run without it, or naming another object, is
+refused (``RunNotOwned``) and left as it is. The controller carries the same
+key as ``TAG_WORKLOAD`` in its contract; a unit test keeps them equal.
+"""
 LOGS_ARTIFACT_DIR = "logs"
 _MAX_TAG = 5000
 """MLflow tag values are limited (8000 chars in 3.x); keep the reason well below."""
@@ -68,8 +75,16 @@ class RunStore(Protocol):
 
 
 def workload_tag(obj: Mapping[str, Any]) -> str:
+    """``<Kind> <namespace>/<name>``, plus `` uid=<uid>`` once the API server gave the object one.
+
+    Single spaces, and no part can contain one (a kind is a CamelCase word,
+    namespace and name are DNS names, a uid a UUID), so it splits back
+    unambiguously: ``CustomJob team-a/train-1 uid=6f1c...``. Written without
+    the uid before the object exists, then again with it.
+    """
     meta = obj.get("metadata") or {}
-    return f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')} uid={meta.get('uid')}"
+    tag = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
+    return f"{tag} uid={meta['uid']}" if meta.get("uid") else tag
 
 
 def close_run(runs: RunStore, run_id: str, end: str, reason: str | None = None, *, failure_tag: str,

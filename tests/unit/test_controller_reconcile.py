@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import io
+import urllib.error
+import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.message import Message
 from typing import Any
 
 import pytest
@@ -15,6 +19,8 @@ NS = "team-a"
 RUN = "0123456789abcdef0123456789abcdef"
 URI = "http://mlflow.mlflow.svc.cluster.local:5000"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+OURS = f"CustomJob {NS}/train-1"
+"""The run's workload tag as the submitter writes it before the CustomJob exists."""
 
 
 class FakeApi:
@@ -143,11 +149,49 @@ def _customjob(uid: str = "cj-uid-1", mlflow: bool = True) -> dict[str, Any]:
     }
 
 
+class FakeTracking:
+    """A tracking server's runs/get, runs/update and runs/set-tag over in-memory runs (mlflow_rest's sender seam).
+
+    The controller's real :mod:`.mlflow_rest` code runs against it, so the
+    ownership decisions under test are the shipped ones; ``writes`` is every
+    request that would have changed a run.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {RUN: {"status": "RUNNING", "tags": {contract.TAG_WORKLOAD: OURS}}}
+        self.down = False
+        self.reads: list[str] = []
+        self.writes: list[mlflow_rest.Request] = []
+
+    def __call__(self, request: mlflow_rest.Request, timeout: float) -> Mapping[str, Any]:
+        if self.down:
+            raise urllib.error.URLError("connection refused")
+        path, _, query = request.url.partition("?")
+        if path.endswith("/runs/get"):
+            run_id = urllib.parse.parse_qs(query)["run_id"][0]
+            self.reads.append(run_id)
+            run = self.runs.get(run_id)
+            if run is None:
+                body = io.BytesIO(b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run not found"}')
+                raise urllib.error.HTTPError(request.url, 404, "NOT FOUND", Message(), body)
+            tags = [{"key": k, "value": v} for k, v in run["tags"].items()]
+            return {"run": {"info": {"run_id": run_id, "status": run["status"]}, "data": {"tags": tags}}}
+        assert request.body is not None
+        self.writes.append(request)
+        run = self.runs[request.body["run_id"]]
+        if path.endswith("/runs/update"):
+            run["status"] = request.body["status"]
+        else:
+            run["tags"][request.body["key"]] = request.body["value"]
+        return {}
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.finalized: list[dict[str, Any]] = []
         self.outages = 0
+        self.tracking = FakeTracking()
 
     def emit(self, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         assert obj["metadata"]["uid"]  # kopf needs a full object reference
@@ -158,16 +202,24 @@ class Recorder:
         if self.outages:
             self.outages -= 1
             return mlflow_rest.Outcome("error", None, "connection refused")
-        return mlflow_rest.Outcome("closed", "RUNNING")
+        return mlflow_rest.finalize_run(uri, run_id, sender=self.tracking, **kw)
+
+    def check(self, uri: str, run_id: str, **kw: Any) -> mlflow_rest.Outcome:
+        return mlflow_rest.check_owner(uri, run_id, sender=self.tracking, **kw)
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]
 
 
+def _reconciler(api: FakeApi, rec: Recorder, **kw: Any) -> reconcile.Reconciler:
+    kw.setdefault("clock", lambda: NOW)
+    return reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, check_owner=rec.check, **kw)
+
+
 @pytest.fixture
 def world() -> tuple[FakeApi, Recorder, reconcile.Reconciler]:
     api, rec = FakeApi(_customjob()), Recorder()
-    return api, rec, reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: NOW)
+    return api, rec, _reconciler(api, rec)
 
 
 def test_create_then_restart_creates_exactly_one_job(
@@ -347,7 +399,7 @@ def test_status_conflicts_are_retried_with_fresh_reads(
 
 def test_no_mlflow_section_means_no_mlflow_calls() -> None:
     api, rec = FakeApi(_customjob(mlflow=False)), Recorder()
-    r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize)
+    r = _reconciler(api, rec)
     r.ensure_job(api.cj)
     api.jobs["train-1"]["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
     r.sync_status(NS, "train-1")
@@ -522,7 +574,7 @@ def test_a_tracking_uri_outside_the_allowlist_fails_before_any_job_and_is_never_
     cj = _customjob()
     cj["spec"]["mlflow"]["trackingUri"] = "http://169.254.169.254:80"
     api, rec = FakeApi(cj), Recorder()
-    r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: NOW)
+    r = _reconciler(api, rec)
     r.ensure_job(api.cj)
     st = api.cj["status"]
     assert (st["phase"], st["reason"]) == ("Failed", "TrackingUriNotAllowed")
@@ -530,13 +582,13 @@ def test_a_tracking_uri_outside_the_allowlist_fails_before_any_job_and_is_never_
     assert api.creates == 0
     r.finish(api.cj)
     assert rec.finalized == []
+    assert rec.tracking.reads == [], "not even asked whose the run is: the policy comes first"
 
 
 def test_a_pod_refused_by_a_quota_fails_once_the_refusal_outlasts_the_grace() -> None:
     api, rec = FakeApi(_customjob()), Recorder()
     clock = {"now": NOW}
-    r = reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, clock=lambda: clock["now"],
-                             policy=Policy(pod_create_grace=30))
+    r = _reconciler(api, rec, clock=lambda: clock["now"], policy=Policy(pod_create_grace=30))
     r.ensure_job(api.cj)
     job = api.jobs["train-1"]
     job["metadata"]["creationTimestamp"] = "2026-01-02T03:04:00Z"
@@ -597,3 +649,142 @@ def test_tracking_uris_with_dot_segments_queries_or_fragments_are_not_allowed(ur
     assert policy.tracking_uri_allowed("http://mlflow.mlflow.svc.cluster.local:5000")
     assert not policy.tracking_uri_allowed(uri)
     assert not policy.listed(uri), "no token for it either"
+
+
+# -- Whose run: a CustomJob acts only on the MLflow run tagged for it (issue #24, the confused deputy) --------------
+
+
+def _untouched(rec: Recorder, tags: Mapping[str, str]) -> None:
+    run = rec.tracking.runs[RUN]
+    assert rec.tracking.writes == [], "nothing was written to a run that is not this CustomJob's"
+    assert run["status"] == "RUNNING"
+    assert run["tags"] == tags
+
+
+@pytest.mark.parametrize(("tags", "names"), [
+    ({contract.TAG_WORKLOAD: "CustomJob team-b/theirs uid=b-1"}, "belongs to CustomJob team-b/theirs"),
+    ({contract.TAG_WORKLOAD: "CustomJob team-b/train-1"}, "belongs to CustomJob team-b/train-1"),
+    ({contract.TAG_WORKLOAD: f"Job {NS}/train-1 uid=j-1"}, f"belongs to Job {NS}/train-1"),
+    ({contract.TAG_WORKLOAD: f"{OURS} uid=old-uid"}, "an earlier CustomJob team-a/train-1 (uid old-uid)"),
+    ({}, "has no mlflow-crd-harness/workload tag"),
+    ({contract.TAG_WORKLOAD: "train-1, please"}, "not '<Kind> <namespace>/<name>[ uid=<uid>]'"),
+], ids=["another CustomJob", "a namesake in another namespace", "another kind", "a deleted namesake",
+        "no tag", "a malformed tag"])
+def test_a_run_that_is_not_this_customjobs_fails_it_run_not_owned_before_any_job_and_is_left_untouched(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler], tags: dict[str, str], names: str,
+) -> None:
+    api, rec, r = world
+    rec.tracking.runs[RUN]["tags"] = dict(tags)
+    r.ensure_job(api.cj)
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", contract.REASON_RUN_NOT_OWNED)
+    assert names in st["message"]
+    assert f"{contract.TAG_WORKLOAD}='{OURS}'" in st["message"], "the message says the fix"
+    assert "please" not in st["message"], "a tag value read from someone else's run is not echoed"
+    assert api.creates == 0
+    assert api.jobs == {}
+    assert ("Warning", contract.REASON_RUN_NOT_OWNED) in [(k, reason) for k, reason, _ in rec.events]
+    r.finish(api.cj)  # the status.phase handler: a Failed CustomJob normally closes its run FAILED
+    r.finish(api.cj, attempt=1)
+    r.ensure_job(api.cj)  # a resume
+    _untouched(rec, tags)
+    assert rec.finalized == [], "not even asked to close"
+    assert _run_closed(api) == [("False", contract.REASON_RUN_NOT_OWNED)]
+    assert api.creates == 0
+
+
+def test_a_run_that_does_not_exist_fails_the_customjob_at_once(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, _, r = world
+    api.cj["spec"]["mlflow"]["runId"] = "f" * 32
+    r.ensure_job(api.cj)
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", contract.REASON_RUN_NOT_OWNED)
+    assert f"{'f' * 32} does not exist at {URI}" in st["message"]
+    assert api.creates == 0
+
+
+@pytest.mark.parametrize("tag", [OURS, f"{OURS} uid=cj-uid-1"], ids=["before creation", "with the uid"])
+def test_a_run_tagged_for_this_customjob_runs_and_is_closed_normally(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler], tag: str,
+) -> None:
+    api, rec, r = world
+    rec.tracking.runs[RUN]["tags"] = {contract.TAG_WORKLOAD: tag}
+    r.ensure_job(api.cj)
+    assert api.creates == 1
+    assert api.cj["status"]["phase"] == "Pending"
+    api.jobs["train-1"]["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                                     "message": "too slow"}]}
+    r.sync_status(NS, "train-1")
+    r.finish(api.cj)
+    run = rec.tracking.runs[RUN]
+    assert run["status"] == "FAILED"
+    assert run["tags"][contract.TAG_FAILURE_REASON] == "DeadlineExceeded: too slow"
+    assert _run_closed(api) == [("True", "Closed")]
+
+
+def test_no_job_starts_while_the_tracking_server_cannot_say_whose_the_run_is(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    rec.tracking.down = True
+    delays = []
+    for attempt in range(2):
+        with pytest.raises(reconcile.RetryLater, match="unreachable") as retry:
+            r.ensure_job(api.cj, attempt=attempt)
+        delays.append(retry.value.delay)
+    assert delays == [5.0, 10.0]
+    assert api.creates == 0
+    st = api.cj["status"]
+    assert (st["phase"], st["reason"]) == ("Pending", "MLflowUnreachable")
+    assert "connection refused" in st["message"]
+    rec.tracking.down = False
+    r.ensure_job(api.cj, attempt=2)
+    assert api.creates == 1
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Pending", "JobCreated")
+
+
+def test_a_run_retagged_for_another_object_while_the_job_ran_is_not_closed(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _succeeded(api, r)
+    theirs = {contract.TAG_WORKLOAD: "CustomJob team-b/theirs"}
+    rec.tracking.runs[RUN]["tags"] = dict(theirs)
+    r.finish(api.cj)
+    _untouched(rec, theirs)
+    assert _run_closed(api) == [("False", contract.REASON_RUN_NOT_OWNED)]
+    assert "belongs to CustomJob team-b/theirs" in rec.events[-1][2]
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == [], "the Job is released all the same: no retry"
+    r.finish(api.cj, attempt=1)  # a replay asks nobody again
+    assert len(rec.finalized) == 1
+
+
+def test_the_run_of_an_orphaned_job_that_names_another_object_is_left_untouched(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _running(api, r)
+    theirs = {contract.TAG_WORKLOAD: "CustomJob team-b/theirs uid=b-1"}
+    rec.tracking.runs[RUN]["tags"] = dict(theirs)
+    api.customjob = None  # deleted mid-run
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    r.sync_status(NS, "train-1")  # stops the Job, its pods go (foreground)
+    r.sync_status(NS, "train-1")
+    assert [f["owner"] for f in rec.finalized] == [mlflow_rest.Owner("CustomJob", NS, "train-1", "cj-uid-1")]
+    _untouched(rec, theirs)
+    assert "train-1" not in api.jobs, "released: a run that is not ours must not hold the Job forever"
+
+
+def test_the_run_of_an_orphaned_job_is_closed_killed_when_it_is_that_customjobs(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    _running(api, r)
+    rec.tracking.runs[RUN]["tags"] = {contract.TAG_WORKLOAD: f"{OURS} uid=cj-uid-1"}
+    api.customjob = None
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    r.sync_status(NS, "train-1")
+    assert rec.tracking.runs[RUN]["status"] == "KILLED"
+    assert "CustomJobDeleted" in rec.tracking.runs[RUN]["tags"][contract.TAG_FAILURE_REASON]

@@ -93,6 +93,8 @@ def ensure_job(body: kopf.Body, retry: int, **_: Any) -> None:
         _get().ensure_job(_plain(body), attempt=retry)
     except reconcile.ForeignJob as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from exc
+    except reconcile.RetryLater as exc:  # the tracking server could not say whose the run is yet
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 def _is_terminal(value: Any, **_: Any) -> bool:

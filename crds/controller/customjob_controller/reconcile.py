@@ -7,6 +7,12 @@ handler threads racing on one CustomJob all end in the same state:
 * :func:`ensure_job` creates the Job under its fixed name. A 409 is success
   when the existing Job is ours (owner UID matches); a Job left by a deleted
   namesake is waited out (its garbage collection is in flight), never adopted.
+  Before that, the MLflow run ``spec.mlflow.runId`` names must be this
+  CustomJob's (its ``mlflow-crd-harness/workload`` tag, see
+  :func:`.mlflow_rest.ownership_problem`): the controller calls MLflow with
+  its own identity, so a CustomJob must not be able to make it fail or kill
+  another team's run. One that is not fails ``RunNotOwned``, no Job is made
+  and the run is never written to; the closing paths check again.
 * :func:`sync_status` recomputes the status from the Job and its Pods and
   writes it with the read ``resourceVersion`` as a precondition. Only the
   writer that wins a phase transition posts its Event.
@@ -58,7 +64,7 @@ class Rejected(Exception):
 
 
 class RetryLater(Exception):
-    """A step of :meth:`Reconciler.finish` must be tried again after ``delay`` seconds."""
+    """A step of :meth:`Reconciler.finish` or :meth:`Reconciler.ensure_job` must be tried again after ``delay`` s."""
 
     def __init__(self, message: str, delay: float) -> None:
         super().__init__(message)
@@ -84,6 +90,8 @@ class Api(Protocol):
 Emit = Callable[[Mapping[str, Any], str, str, str], None]
 """``emit(customjob, type, reason, message)``: post a Kubernetes Event."""
 Finalizer = Callable[..., mlflow_rest.Outcome]
+OwnerCheck = Callable[..., mlflow_rest.Outcome]
+"""``check(uri, run_id, *, owner, with_token)``: see :func:`.mlflow_rest.check_owner`."""
 
 
 def _now() -> datetime:
@@ -92,11 +100,12 @@ def _now() -> datetime:
 
 @dataclasses.dataclass
 class Reconciler:
-    """Binds the API, the event sink, the MLflow finaliser and the clock."""
+    """Binds the API, the event sink, the MLflow calls (ownership check, finaliser) and the clock."""
 
     api: Api
     emit: Emit
     finalize_run: Finalizer = mlflow_rest.finalize_run
+    check_owner: OwnerCheck = mlflow_rest.check_owner
     clock: Callable[[], datetime] = _now
     policy: Policy = dataclasses.field(default_factory=Policy)
 
@@ -108,7 +117,10 @@ class Reconciler:
         Raises :class:`ForeignJob` (retry later) while a deleted namesake's
         Job is still being collected; after :data:`FOREIGN_JOB_ATTEMPTS`, or
         at once for a Job no CustomJob owns, the CustomJob fails
-        ``JobNameTaken``. A spec the policy refuses fails before any Job.
+        ``JobNameTaken``. A spec the policy refuses fails before any Job, and
+        so does one naming an MLflow run that is not this CustomJob's
+        (``RunNotOwned``); :class:`RetryLater` while the tracking server
+        cannot tell.
         """
         meta = customjob["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -122,6 +134,11 @@ class Reconciler:
             return
         existing = self.api.get_job(namespace, job_name)
         if existing is None and not current.get("jobName"):
+            not_owned = self._run_not_owned(customjob, attempt)
+            if not_owned is not None:
+                self._sync_with_retries(
+                    namespace, name, status.Verdict(contract.FAILED, contract.REASON_RUN_NOT_OWNED, not_owned))
+                return
             body = manifests.build_job(customjob)
             try:
                 self.api.create_job(namespace, body)
@@ -149,6 +166,30 @@ class Reconciler:
             self._sync_with_retries(namespace, name, verdict)
             return
         self.sync_status(namespace, name)
+
+    def _run_not_owned(self, customjob: Mapping[str, Any], attempt: int) -> str | None:
+        """Why ``spec.mlflow.runId`` is not this CustomJob's run (None: it is, or there is none).
+
+        Called only with a tracking URI the policy allows (refused specs stop
+        earlier). A server that does not answer is waited for (status Pending
+        ``MLflowUnreachable``, :class:`RetryLater`): no Job starts for a run
+        that may be someone else's.
+        """
+        mlflow = (customjob.get("spec") or {}).get("mlflow") or {}
+        run_id, uri = mlflow.get("runId"), mlflow.get("trackingUri")
+        if not run_id or not uri:
+            return None
+        seen = self.check_owner(uri, run_id, owner=_owner(customjob), with_token=self.policy.listed(uri))
+        if seen.action == "owned":
+            return None
+        if seen.action == "not-owned":
+            return seen.detail
+        meta = customjob["metadata"]
+        waiting = status.Verdict(contract.PENDING, "MLflowUnreachable",
+                                 f"waiting for the tracking server to show whose run {run_id} is (before the Job "
+                                 f"is created): {seen.detail}")
+        self._sync_with_retries(meta["namespace"], meta["name"], waiting)
+        raise RetryLater(f"MLflow at {uri} unreachable: {seen.detail}", min(5.0 * 2**attempt, 60.0))
 
     # -- Status -----------------------------------------------------------
 
@@ -292,11 +333,16 @@ class Reconciler:
         if not run_id or not uri:
             return
         previous = _condition(current, contract.CONDITION_RUN_CLOSED)
-        if previous is not None and (previous.get("status") == "True" or previous.get("reason") == "GaveUp"):
+        if previous is not None and (previous.get("status") == "True"
+                                     or previous.get("reason") in ("GaveUp", contract.REASON_RUN_NOT_OWNED)):
             return
         succeeded = current.get("phase") == contract.SUCCEEDED
         if not self.policy.tracking_uri_allowed(uri):
             self._set_condition(customjob, False, "TrackingUriNotAllowed", f"not calling {uri}: not allowed")
+            return
+        if current.get("reason") == contract.REASON_RUN_NOT_OWNED:  # refused before its Job: nothing to ask
+            self._set_condition(customjob, False, contract.REASON_RUN_NOT_OWNED,
+                                f"MLflow run {run_id} is not this CustomJob's; it was left as it is")
             return
         outcome = self.finalize_run(
             uri,
@@ -305,8 +351,13 @@ class Reconciler:
             reason=str(current.get("reason") or ""),
             message=str(current.get("message") or ""),
             end_time_ms=int(self.clock().timestamp() * 1000),
+            owner=_owner(customjob),
             with_token=self.policy.listed(uri),
         )
+        if outcome.action == "not-owned":  # its tag changed since the Job was created: still not ours to close
+            self._set_condition(customjob, False, contract.REASON_RUN_NOT_OWNED, outcome.detail)
+            self.emit(customjob, "Warning", contract.REASON_RUN_NOT_OWNED, outcome.detail)
+            return
         if outcome.action == "error":
             if attempt + 1 >= FINISH_ATTEMPTS:
                 message = f"gave up closing run {run_id} after {attempt + 1} attempts: {outcome.detail}"
@@ -364,7 +415,12 @@ class Reconciler:
             self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
 
     def _release_orphan(self, namespace: str, name: str, customjob: Mapping[str, Any] | None) -> None:
-        """A Job we hold whose CustomJob is gone: stop it, close its run KILLED (or as it ended), release it."""
+        """A Job we hold whose CustomJob is gone: stop it, close its run KILLED (or as it ended), release it.
+
+        The run is closed only if its tag still names that CustomJob (the
+        Job's controller reference); otherwise it is left as it is and the
+        Job is released all the same.
+        """
         job = self.api.get_job(namespace, manifests.job_name(name))
         if job is None or contract.FINALIZER_OUTCOME not in ((job.get("metadata") or {}).get("finalizers") or ()):
             return
@@ -389,14 +445,20 @@ class Reconciler:
                 reason="CustomJobDeleted",
                 message=f"CustomJob {namespace}/{name} was deleted before its Job finished",
                 end_time_ms=int(self.clock().timestamp() * 1000),
+                owner=mlflow_rest.Owner(contract.KIND, namespace, str(_controller_ref(job).get("name") or name),
+                                        _controller_uid(job)),
                 with_token=self.policy.listed(uri),
             )
-            if outcome.action == "error":
+            if outcome.action == "not-owned":
+                LOG.warning("Job %s/%s of a deleted CustomJob: run %s left as it is: %s", namespace, name, run_id,
+                            outcome.detail)
+            elif outcome.action == "error":
                 LOG.warning("Job %s/%s: could not close run %s (%s); kept until a later event or restart",
                             namespace, name, run_id, outcome.detail)
                 return
-            LOG.info("Job %s/%s of a deleted CustomJob: run %s %s (was %s)", namespace, name, run_id,
-                     target if outcome.action == "closed" else "left", outcome.run_status)
+            else:
+                LOG.info("Job %s/%s of a deleted CustomJob: run %s %s (was %s)", namespace, name, run_id,
+                         target if outcome.action == "closed" else "left", outcome.run_status)
         self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
 
     # -- Spec updates -----------------------------------------------------
@@ -420,6 +482,12 @@ class Reconciler:
             }
         )
         self.api.patch_status(meta["namespace"], meta["name"], {"conditions": conditions}, None)
+
+
+def _owner(customjob: Mapping[str, Any]) -> mlflow_rest.Owner:
+    """The CustomJob as the run's ``mlflow-crd-harness/workload`` tag must name it."""
+    meta = customjob.get("metadata") or {}
+    return mlflow_rest.Owner(contract.KIND, str(meta.get("namespace")), str(meta.get("name")), meta.get("uid"))
 
 
 def _controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
