@@ -134,11 +134,14 @@ class CustomJobBackend(AbstractBackend):
                     labels={kind.run_label: run_id}))
             except render.TemplateError as exc:
                 raise TemplateError(str(exc)) from exc
+            # Before the object exists: an MLflow-aware controller (the stub's) acts only on a run whose tag
+            # names its object, and may read the run the moment the object is created.
+            runs.set_tag(run_id, closing.WORKLOAD_TAG, closing.workload_tag(body))
             created = jobs.create(body)
-            try:
+            try:  # now with the uid, so a later namesake of this object is not the run's owner
                 runs.set_tag(run_id, closing.WORKLOAD_TAG, closing.workload_tag(created))
-            except Exception as exc:  # a record, not a reason to fail a submitted run
-                _log.warning("could not tag run %s with its %s: %s", run_id, kind.kind, exc)
+            except Exception as exc:  # a refinement, not a reason to fail a submitted run
+                _log.warning("could not add the uid of its %s to run %s's tag: %s", kind.kind, run_id, exc)
         except BaseException as exc:
             if created is not None:  # interrupted after the object exists: it must not train on, unowned
                 _delete_quietly(jobs, str(created.get("metadata", {}).get("name")))
@@ -158,6 +161,18 @@ class CustomJobBackend(AbstractBackend):
         )
         if cfg.synchronous:
             return submitted  # MLflow calls wait() itself
+        if not waits and kind.closes_run == "controller":
+            # It closes the run when the job ends, but not one it refuses before the job (its policy may forbid
+            # calling the tracking server): a few seconds' wait for its verdict, so no run stays RUNNING.
+            try:
+                admitted = submitted.wait_admitted()
+            except KeyboardInterrupt:
+                _log.warning("=== Interrupted: deleting %s %s/%s and marking run %s KILLED ===",
+                             kind.kind, namespace, name, run_id)
+                submitted.cancel()
+                raise
+            if not admitted:
+                raise ExecutionException(_failed(runs, run_id, kind))
         if not waits:
             _log.info("=== Not waiting (asynchronous); the %s controller ends run %s when the job ends ===",
                       kind.kind, run_id)
@@ -173,8 +188,7 @@ class CustomJobBackend(AbstractBackend):
             submitted.cancel()
             raise
         if not succeeded:
-            reason = str(runs.get_run(run_id).data.tags.get(kind.failure_tag, "")).splitlines()
-            raise ExecutionException(f"Run (ID '{run_id}') failed" + (f": {reason[0]}" if reason else ""))
+            raise ExecutionException(_failed(runs, run_id, kind))
         _log.info("=== Run %s FINISHED (%s %s/%s succeeded) ===", run_id, kind.kind, namespace, name)
         return submitted
 
@@ -216,6 +230,12 @@ class CustomJobBackend(AbstractBackend):
         runs.set_tag(run_id, MLFLOW_DOCKER_IMAGE_URI, delivered.ref)
         _log.info("=== Delivered %s (%s) in %.1f s ===", delivered.ref, cfg.image_delivery, time.monotonic() - built)
         return delivered
+
+
+def _failed(runs: MlflowClient, run_id: str, kind: WorkloadKind) -> str:
+    """``Run (ID '…') failed: <first line of its failure reason>``, as ``mlflow run`` prints it."""
+    reason = str(runs.get_run(run_id).data.tags.get(kind.failure_tag, "")).splitlines()
+    return f"Run (ID '{run_id}') failed" + (f": {reason[0]}" if reason else "")
 
 
 def _param_values(entry_point: Any, params: Mapping[str, str]) -> dict[str, str]:

@@ -8,7 +8,11 @@ Who ends the MLflow run:
   attaches its pods' logs to the run and ends the run unless someone did.
 * ``mlflow run --backend customjob`` is asynchronous for plugins: MLflow never
   calls ``wait()``. For a kind whose controller closes runs (the stub's), the
-  backend returns at once and the controller ends the run when the job ends.
+  backend returns once the controller took the object
+  (:meth:`CustomJobSubmittedRun.wait_admitted`, seconds) and the controller
+  ends the run when the job ends. One the controller refuses before it runs
+  (a policy, such as a tracking server it may not call) it cannot close, so
+  the backend does, FAILED with the refusal, and ``mlflow run`` exits 1.
   For every other kind (a Job, a PyTorchJob: their controllers know nothing
   of MLflow) the backend calls ``wait()`` itself before returning, so no run is
   left RUNNING (backend config ``wait``).
@@ -27,6 +31,7 @@ from typing import Any, Protocol
 from mlflow.projects.submitted_run import SubmittedRun
 
 from harness._errors import WaitTimeout
+from harness._waiting import Probe, wait_for
 from harness.backend.errors import CustomJobBackendError
 from harness.workloads import closing, state
 from harness.workloads.api import WorkloadClient
@@ -42,6 +47,8 @@ CANCEL_TIMEOUT = 120.0
 """Seconds ``cancel()`` waits for the object to disappear after the delete."""
 CONTROLLER_GRACE = 30.0
 """Seconds ``wait()`` leaves an MLflow-aware controller (the stub's) to close a failed run with its reason."""
+ADMISSION_TIMEOUT = 60.0
+"""Seconds :meth:`CustomJobSubmittedRun.wait_admitted` waits for a controller's first status (about one normally)."""
 
 
 class JobStore(Protocol):
@@ -151,13 +158,47 @@ class CustomJobSubmittedRun(SubmittedRun):
         mark_failed(self._runs, self.run_id, str(timeout), failure_tag=self.kind.failure_tag)
         return False
 
+    def wait_admitted(self, timeout: float | None = None) -> bool:
+        """Until the object's controller accepted or refused it; False if it failed, the run then closed FAILED.
+
+        For a kind whose controller closes runs, ``mlflow run`` does not follow
+        the job. But a controller that refuses the object before anything runs
+        cannot always close the run: the stub's will not call a tracking
+        server its policy does not allow (``TrackingUriNotAllowed``). So the
+        submitter waits, bounded, for the first status: accepted (any
+        non-failed status) returns True; failed closes the run FAILED with the
+        object's reason at once (first writer wins, so a controller that
+        closes it too cannot conflict) and returns False. Without a status
+        after ``timeout`` s (default :data:`ADMISSION_TIMEOUT`) the run is left
+        to the controller (a warning says so).
+        """
+        timeout = ADMISSION_TIMEOUT if timeout is None else timeout
+
+        def probe() -> Probe[tuple[str, dict[str, Any] | None]]:
+            current, obj = self._current()
+            taken = current != "SCHEDULED" or bool((obj or {}).get("status"))
+            return Probe(taken, state.describe(self.kind, obj), (current, obj))
+
+        try:
+            seen = wait_for(probe, what=f"the {self.kind.kind} controller to accept or refuse {self._where()}",
+                            timeout=timeout, interval=min(self._poll, 1.0), transient=(CustomJobBackendError,),
+                            clock=self._clock, sleep=self._sleep)
+        except WaitTimeout as exc:
+            _log.warning("%s; the controller closes run %s once it takes the object", exc, self.run_id)
+            return True
+        assert seen is not None
+        current, obj = seen
+        if current not in ("FAILED", "KILLED"):
+            return True
+        return self._finish(current, obj, controller_grace=False)
+
     def _pause(self, obj: dict[str, Any] | None, seconds: float) -> None:
         """Until the object changes (a watch) or ``seconds`` pass; a plain sleep if it cannot watch."""
         version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
         if version is None or not self._jobs.wait_change(self.job_name, str(version), seconds):
             self._sleep(seconds)
 
-    def _finish(self, end: str, obj: dict[str, Any] | None) -> bool:
+    def _finish(self, end: str, obj: dict[str, Any] | None, *, controller_grace: bool = True) -> bool:
         if obj is not None and self._pods is not None:
             attached = closing.attach_logs(self._runs, self.run_id, self._pods, obj)
             if attached:
@@ -178,7 +219,7 @@ class CustomJobSubmittedRun(SubmittedRun):
                 reason = closing.explain_failure(self._pods, obj)
             else:
                 reason = f"{self._where()}: {state.failure_message(self.kind, obj)}"
-            if self.kind.closes_run == "controller" and not self._cancelled:
+            if self.kind.closes_run == "controller" and not self._cancelled and controller_grace:
                 self._give_the_controller_its_turn()
         finally:  # whatever went wrong above, the run is not left open
             closing.close_run(self._runs, self.run_id, end, reason, failure_tag=self.kind.failure_tag)

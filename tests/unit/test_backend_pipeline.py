@@ -33,6 +33,7 @@ from harness.backend.errors import (
     ProjectError,
     TemplateError,
 )
+from harness.workloads import closing
 from harness.workloads.api import WorkloadClient
 from harness.workloads.kind import WorkloadKind
 from tests.support import crd_validation as crdv
@@ -53,12 +54,19 @@ entry_points:
 
 
 class FakeObjects:
-    """Stands in for CustomObjectsApi: stores created bodies, serves a phase."""
+    """Stands in for CustomObjectsApi: stores created bodies, serves a phase (its controller's verdict).
 
-    def __init__(self, phase: str = "Succeeded", fail_with: Exception | None = None) -> None:
+    ``tags_at_create`` is the run's tags as the tracking store had them at the
+    moment each object was created (what a controller reading the run then sees).
+    """
+
+    def __init__(self, phase: str | None = "Succeeded", fail_with: Exception | None = None) -> None:
         self.created: list[dict[str, Any]] = []
         self.phase = phase
+        self.reason = ""
+        self.message = ""
         self.fail_with = fail_with
+        self.tags_at_create: list[dict[str, str]] = []
 
     def get_api_resources(self, group: str, version: str, **kw: Any) -> Any:
         if self.fail_with is not None:
@@ -79,12 +87,15 @@ class FakeObjects:
     ) -> dict[str, Any]:
         assert (group, version, plural) == (contract.GROUP, contract.VERSION, contract.PLURAL)
         assert "pretty" not in kw
+        self.tags_at_create.append(dict(MlflowClient().get_run(body["spec"]["mlflow"]["runId"]).data.tags))
         self.created.append(body)
-        return body
+        return {**body, "metadata": {**body["metadata"], "uid": f"uid-{len(self.created)}"}}
 
     def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        body = dict(self.created[-1])
-        body["status"] = {"phase": self.phase, "message": "exit code 3" if self.phase == "Failed" else ""}
+        body = {**self.created[-1], "metadata": {**self.created[-1]["metadata"], "uid": f"uid-{len(self.created)}"}}
+        if self.phase is not None:
+            body["status"] = {"phase": self.phase, "reason": self.reason,
+                              "message": self.message or ("exit code 3" if self.phase == "Failed" else "")}
         return body
 
 
@@ -361,3 +372,71 @@ def test_mlflow_projects_run_synchronous_ends_the_run(
     assert run.data.tags["mlflow.project.backend"] == "customjob"
     if final == "FAILED":
         assert "exit code 3" in run.data.tags[contract.TAG_FAILURE_REASON]
+
+
+def test_the_run_names_its_object_before_the_object_exists(
+    tracking: MlflowClient, project: Path, objects: FakeObjects
+) -> None:
+    """A controller that reads the run as the object appears must find it tagged for that object (issue #24)."""
+    from customjob_controller import mlflow_rest
+
+    submitted = CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(SYNCHRONOUS=False),
+                                       tracking.tracking_uri, "0")
+    name = f"pipeline-probe-{submitted.run_id[:8]}"
+    (seen,) = objects.tags_at_create
+    assert seen[closing.WORKLOAD_TAG] == f"CustomJob default/{name}", "tagged before the create, without a uid yet"
+    after = tracking.get_run(submitted.run_id).data.tags[closing.WORKLOAD_TAG]
+    assert after == f"CustomJob default/{name} uid=uid-1", "then with the uid the API server gave it"
+    for value in (seen[closing.WORKLOAD_TAG], after):  # the controller reads what the harness writes
+        owner = mlflow_rest.Owner.parse(value)
+        assert owner is not None
+        assert (owner.kind, owner.namespace, owner.name) == (contract.KIND, "default", name)
+        assert mlflow_rest.ownership_problem(submitted.run_id, {contract.TAG_WORKLOAD: value},
+                                             mlflow_rest.Owner(contract.KIND, "default", name, "uid-1")) is None
+
+
+def test_a_failed_pre_create_tag_fails_the_submission_before_any_object(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the tag the controller would refuse the object: better to say so here, with nothing created."""
+    real = MlflowClient.set_tag
+
+    def flaky(self: MlflowClient, run_id: str, key: str, value: Any, **kw: Any) -> None:
+        if key == closing.WORKLOAD_TAG:
+            raise OSError("tracking server went away")
+        real(self, run_id, key, value, **kw)
+
+    monkeypatch.setattr(MlflowClient, "set_tag", flaky)
+    with pytest.raises(OSError, match="went away"):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(SYNCHRONOUS=False),
+                               tracking.tracking_uri, "0")
+    assert objects.created == []
+    (run,) = runs_in(tracking)
+    assert run.info.status == "FAILED"
+
+
+def test_a_customjob_its_controller_refuses_fails_the_run_and_the_submission(
+    tracking: MlflowClient, project: Path, objects: FakeObjects
+) -> None:
+    """``mlflow run`` does not follow a stub CustomJob, but one refused by policy must not leave its run RUNNING."""
+    objects.phase, objects.reason = "Failed", "TrackingUriNotAllowed"
+    objects.message = "spec.mlflow.trackingUri 'http://mlflow.mlflow.svc:5000' is not one this controller may call"
+    with pytest.raises(mlflow.exceptions.ExecutionException, match="TrackingUriNotAllowed"):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(SYNCHRONOUS=False),
+                               tracking.tracking_uri, "0")
+    (run,) = runs_in(tracking)
+    assert run.info.status == "FAILED"
+    assert "TrackingUriNotAllowed: spec.mlflow.trackingUri" in run.data.tags[contract.TAG_FAILURE_REASON]
+    assert run.data.tags[closing.CLOSED_BY_TAG] == "submitter"
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Running", None], ids=["accepted", "running", "no controller"])
+def test_a_customjob_its_controller_accepts_is_left_to_it(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch,
+    phase: str | None,
+) -> None:
+    monkeypatch.setattr(submitted_run, "ADMISSION_TIMEOUT", 0.3)
+    objects.phase = phase
+    submitted = CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(SYNCHRONOUS=False),
+                                       tracking.tracking_uri, "0")
+    assert tracking.get_run(submitted.run_id).info.status == "RUNNING", "its controller closes it"
