@@ -30,6 +30,8 @@ _dns_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True
 _dns_subdomain = st.lists(_dns_label, min_size=1, max_size=3).map(".".join)
 _text = st.text(st.characters(codec="utf-8"), max_size=24)
 _argv_item = st.text(st.characters(codec="utf-8"), min_size=1, max_size=24)
+_argv = st.builds(lambda first, rest: [first, *rest], _argv_item, st.lists(_text, max_size=3))
+"""argv: the program is never empty, its arguments may be (an empty argument, as in a Pod)."""
 
 
 @st.composite
@@ -73,10 +75,19 @@ def _quantities(suffixes: list[str]) -> st.SearchStrategy[int | str]:
     )
 
 
-quantities = _quantities(["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"])
-"""cpu quantities: millicores (``500m``) included."""
-byte_quantities = _quantities(["", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"])
-"""memory / ephemeral-storage quantities: never the milli suffix (``512m`` is 0.512 bytes)."""
+CPU_MAX = 8192
+"""The CRD's cpu bound, in cores (no node has more)."""
+quantities = _quantities(["", "m", "u", "k", "Ki", "e3", "E-2"]).filter(
+    lambda q: parse_quantity(str(q)) <= CPU_MAX
+)
+"""cpu quantities: millicores (``500m``) included, at most :data:`CPU_MAX`."""
+byte_quantities = _quantities(["", "k", "M", "G", "Ki", "Mi", "Gi", "e3", "E-2"]).filter(
+    lambda q: parse_quantity(str(q)) % 1 == 0
+)
+"""memory / ephemeral-storage quantities: whole bytes, never the milli suffix (``512m`` is 0.512 bytes)."""
+EXTENDED_RESOURCES = ("nvidia.com/gpu", "example.com/foo", "amd.com/gpu", "fpga.example.org/Arria_10.x")
+"""Extended resource names (a domain outside kubernetes.io, '/', a qualified name), as Pods take them."""
+_extended_counts = st.one_of(st.integers(0, 8), st.integers(0, 8).map(str), st.sampled_from(["1e1", "2000m"]))
 
 
 @st.composite
@@ -90,10 +101,20 @@ def _resources(draw: st.DrawFn) -> dict[str, Any]:
     for name in requests.keys() & limits.keys():
         if parse_quantity(str(requests[name])) > parse_quantity(str(limits[name])):
             requests[name], limits[name] = limits[name], requests[name]
+    # Extended resources: whole units, in limits; a request (if any) equal to the limit.
+    for name in draw(st.lists(st.sampled_from(EXTENDED_RESOURCES), unique=True, max_size=2)):
+        count = draw(_extended_counts)
+        out.setdefault("limits", {})[name] = count
+        if draw(st.booleans()):
+            out.setdefault("requests", {})[name] = draw(st.sampled_from([count, str(parse_quantity(str(count)))]))
     return out
 
 
-_env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filter(lambda n: not n.startswith("MLFLOW_"))
+_env_names = st.one_of(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True),
+    # Kubernetes >= 1.34: any printable ASCII but '=' (my.var, my-var, 1X, "a b")
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="="), min_size=1, max_size=16),
+).filter(lambda n: not n.startswith("MLFLOW_"))
 
 
 def _key_ref() -> st.SearchStrategy[dict[str, Any]]:
@@ -103,11 +124,35 @@ def _key_ref() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+RESOURCE_FIELD_DIVISORS: dict[str, tuple[str | int, ...]] = {
+    "cpu": ("1m", "1", 1, "1000m", "0.001", "0"),
+    "memory": ("1", "1k", "1M", "1G", "1E", "1Ki", "1Mi", "1Gi", "1Ei", 1000, "1000000", "0.0009765625Mi"),
+}
+"""Divisors a Pod accepts (their canonical form is in its list: 1m or 1 for cpu, 1..1E and 1Ki..1Ei for bytes)."""
+
+
+@st.composite
+def _resource_field_refs(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["limits", "requests"]))
+    resource = draw(st.sampled_from(["cpu", "memory", "ephemeral-storage"]))
+    ref: dict[str, Any] = {"resource": f"{kind}.{resource}"}
+    if draw(st.booleans()):
+        ref["divisor"] = draw(st.sampled_from(RESOURCE_FIELD_DIVISORS["cpu" if resource == "cpu" else "memory"]))
+    if draw(st.booleans()):
+        ref["containerName"] = "trainer"
+    return {"resourceFieldRef": ref}
+
+
+def _field_ref(path: str, v1: bool) -> dict[str, Any]:
+    return {"fieldRef": {"fieldPath": path, **({"apiVersion": "v1"} if v1 else {})}}
+
+
 _value_from = st.one_of(
     st.builds(lambda r: {"secretKeyRef": r}, _key_ref()),
     st.builds(lambda r: {"configMapKeyRef": r}, _key_ref()),
+    _resource_field_refs(),
     st.builds(
-        lambda p: {"fieldRef": {"fieldPath": p}},
+        _field_ref,
         st.sampled_from(
             [
                 "metadata.name",
@@ -123,6 +168,7 @@ _value_from = st.one_of(
                 "status.podIPs",
             ]
         ),
+        st.booleans(),
     ),
 )
 
@@ -185,7 +231,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     """Specs the CRD must admit (and the controller must turn into a valid Job)."""
     spec: dict[str, Any] = {
         "image": draw(image_refs()),
-        "command": draw(st.lists(_argv_item, min_size=1, max_size=4)),
+        "command": draw(_argv),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
         "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent", "Never"]),
@@ -286,6 +332,27 @@ def _requests_over_limits(name: str, request: int | str, limit: int | str) -> Mu
     return apply
 
 
+def _extended(name: str, *, request: int | str | None = None, limit: int | str | None = None) -> Mutation:
+    """Set (or, with None, remove) one extended resource's request and limit."""
+
+    def apply(spec: dict[str, Any]) -> None:
+        resources = spec.setdefault("resources", {})
+        for kind, value in (("requests", request), ("limits", limit)):
+            section = resources.setdefault(kind, {})
+            if value is None:
+                section.pop(name, None)
+            else:
+                section[name] = value
+            if not section:
+                del resources[kind]
+
+    return apply
+
+
+def _resource_field_ref(ref: dict[str, Any]) -> Mutation:
+    return _append_env({"name": "RES", "valueFrom": {"resourceFieldRef": ref}})
+
+
 def _retrying_run(spec: dict[str, Any]) -> None:
     spec["mlflow"] = {"runId": "c" * 32, "trackingUri": "http://mlflow.mlflow.svc:5000"}
     spec["backoffLimit"] = 3
@@ -308,12 +375,14 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "command missing": _delete("command"),
     "command empty": _set(("command",), []),
     "command empty element": _set(("command",), [""]),
-    "command empty later element": _set(("command",), ["python3", ""]),
     "command not strings": _set(("command",), ["python3", 3]),
     "args not a list": _set(("args",), "train.py"),
     "workingDir relative": _set(("workingDir",), "work"),
-    "env name with dash": _append_env({"name": "BAD-NAME", "value": "x"}),
-    "env name leading digit": _append_env({"name": "1X", "value": "x"}),
+    "env name with =": _append_env({"name": "A=B", "value": "x"}),
+    "env name with a newline": _append_env({"name": "A\nB", "value": "x"}),
+    "env name with a tab": _append_env({"name": "A\tB", "value": "x"}),
+    "env name not ASCII": _append_env({"name": "CAF\u00c9", "value": "x"}),
+    "env name empty": _append_env({"name": "", "value": "x"}),
     "env duplicate name": _duplicate_env,
     "env value and valueFrom": _append_env(
         {"name": "BOTH", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
@@ -338,6 +407,33 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "env fieldRef label key invalid": _append_env(
         {"name": "LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['bad key']"}}}
     ),
+    "env fieldRef apiVersion v2": _append_env(
+        {"name": "POD2", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v2"}}}
+    ),
+    "env resourceFieldRef without resource": _resource_field_ref({"divisor": "1"}),
+    "env resourceFieldRef unknown resource": _resource_field_ref({"resource": "limits.nvidia.com/gpu"}),
+    "env resourceFieldRef resource without requests/limits": _resource_field_ref({"resource": "cpu"}),
+    "env resourceFieldRef cpu divisor 1k": _resource_field_ref({"resource": "limits.cpu", "divisor": "1k"}),
+    "env resourceFieldRef cpu divisor in exponent form": _resource_field_ref(
+        {"resource": "requests.cpu", "divisor": "1e-3"}
+    ),
+    "env resourceFieldRef memory divisor 1m": _resource_field_ref({"resource": "limits.memory", "divisor": "1m"}),
+    "env resourceFieldRef memory divisor 1024": _resource_field_ref(
+        {"resource": "limits.memory", "divisor": "1024"}
+    ),
+    "env resourceFieldRef memory divisor 2Mi": _resource_field_ref({"resource": "limits.memory", "divisor": "2Mi"}),
+    "env resourceFieldRef memory divisor in exponent form": _resource_field_ref(
+        {"resource": "requests.ephemeral-storage", "divisor": "1e3"}
+    ),
+    "env resourceFieldRef another container": _resource_field_ref(
+        {"resource": "limits.memory", "containerName": "sidecar"}
+    ),
+    "env resourceFieldRef next to fieldRef": _append_env(
+        {
+            "name": "BOTH_REFS",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}, "resourceFieldRef": {"resource": "limits.cpu"}},
+        }
+    ),
     "env MLFLOW_RUN_ID valueFrom next to mlflow": _with_mlflow(
         {"name": "MLFLOW_RUN_ID", "valueFrom": {"configMapKeyRef": {"name": "run", "key": "id"}}}
     ),
@@ -347,13 +443,35 @@ INVALID_MUTATIONS: dict[str, Mutation] = {
     "env other MLFLOW_ variable next to mlflow": _with_mlflow(
         {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "password"}}}
     ),
-    "resources gpu": _set(("resources", "limits", "nvidia.com/gpu"), 1),
+    "resources unprefixed unknown name": _set(("resources", "limits", "gpu"), 1),
+    "resources hugepages": _extended("hugepages-2Mi", request="2Mi", limit="2Mi"),
+    "extended resource under kubernetes.io": _extended("kubernetes.io/foo", limit=1),
+    "extended resource under a kubernetes.io subdomain": _extended("gpu.kubernetes.io/foo", limit=1),
+    "extended resource prefixed requests.": _extended("requests.example.com/foo", limit=1),
+    "extended resource uppercase domain": _extended("Example.com/foo", limit=1),
+    "extended resource two slashes": _extended("example.com/a/b", limit=1),
+    "extended resource name too long": _extended("example.com/" + "g" * 64, limit=1),
+    "extended resource domain too long": _extended(".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 53]) + "/x", limit=1),
+    "extended resource fractional": _extended("example.com/foo", limit="0.5"),
+    "extended resource in millis": _extended("nvidia.com/gpu", limit="500m"),
+    "extended resource negative": _extended("nvidia.com/gpu", limit=-1),
+    "extended resource request without limit": _extended("nvidia.com/gpu", request=1),
+    "extended resource request below limit": _extended("nvidia.com/gpu", request=1, limit=2),
+    "extended resource request above limit": _extended("example.com/foo", request="3", limit="2"),
     "resources negative int": _set(("resources", "requests", "cpu"), -1),
     "resources negative string": _set(("resources", "requests", "memory"), "-1Gi"),
     "resources garbage": _set(("resources", "limits", "memory"), "lots"),
     "resources fractional exponent": _set(("resources", "limits", "cpu"), "1e1.5"),
     "resources huge exponent": _set(("resources", "limits", "cpu"), "1e3000000000"),
     "memory milli suffix": _set(("resources", "requests", "memory"), "512m"),
+    "memory nano suffix": _set(("resources", "requests", "memory"), "512n"),
+    "memory micro suffix": _set(("resources", "limits", "memory"), "512u"),
+    "memory half a byte": _set(("resources", "requests", "memory"), "0.5"),
+    "memory negative exponent": _set(("resources", "requests", "memory"), "1e-3"),
+    "ephemeral-storage fractional bytes": _set(("resources", "limits", "ephemeral-storage"), "1.5"),
+    "memory beyond int64 bytes": _set(("resources", "limits", "memory"), "1e19"),
+    "cpu absurd": _set(("resources", "limits", "cpu"), "1e99"),
+    "cpu above 8192 cores": _set(("resources", "requests", "cpu"), 8193),
     "memory limit milli suffix": _set(("resources", "limits", "memory"), "1.5m"),
     "ephemeral-storage milli suffix": _set(("resources", "requests", "ephemeral-storage"), "100m"),
     "memory requests above limits": _requests_over_limits("memory", "2Gi", "1Gi"),
@@ -416,6 +534,33 @@ VALID_MUTATIONS: dict[str, Mutation] = {
     ),
     "requests without limits": _set(("resources",), {"requests": {"cpu": "4", "memory": "64Gi"}}),
     "args empty string": _set(("args",), ["--suffix", ""]),
+    "command with an empty argument": _set(("command",), ["python3", "train.py", "--tag", ""]),
+    "env name with a dot": _append_env({"name": "my.var", "value": "x"}),
+    "env name with a dash": _append_env({"name": "my-var", "value": "x"}),
+    "env name leading digit": _append_env({"name": "1X", "value": "x"}),
+    "env name with space and symbols": _append_env({"name": "a b:c/d@e!~", "value": "x"}),
+    "env fieldRef apiVersion v1": _append_env(
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace", "apiVersion": "v1"}}}
+    ),
+    "env resourceFieldRef limits.memory in Mi": _resource_field_ref({"resource": "limits.memory", "divisor": "1Mi"}),
+    "env resourceFieldRef requests.cpu in millicores of trainer": _resource_field_ref(
+        {"resource": "requests.cpu", "divisor": "1m", "containerName": "trainer"}
+    ),
+    "env resourceFieldRef without divisor": _resource_field_ref({"resource": "limits.ephemeral-storage"}),
+    "env resourceFieldRef cpu divisor 1000m": _resource_field_ref({"resource": "limits.cpu", "divisor": "1000m"}),
+    "env resourceFieldRef memory divisor 1000": _resource_field_ref({"resource": "limits.memory", "divisor": 1000}),
+    "env resourceFieldRef divisor 0 (unset)": _resource_field_ref({"resource": "limits.memory", "divisor": "0"}),
+    "extended resource nvidia.com/gpu limit only": _extended("nvidia.com/gpu", limit=1),
+    "extended resource example.com/foo request equals limit": _extended("example.com/foo", request="2", limit=2),
+    "extended resource zero": _extended("example.com/foo", request=0, limit="0"),
+    "extended resource whole number in millis": _extended("nvidia.com/gpu", limit="2000m"),
+    "extended resource longest names": _extended(
+        ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52]) + "/" + "n" * 63, limit=1
+    ),
+    "memory whole bytes in exponent form": _set(("resources", "requests", "memory"), "1e3"),
+    "memory a fraction of a Gi": _set(("resources", "limits", "memory"), "1.5Gi"),
+    "cpu 8192 cores": _set(("resources", "limits", "cpu"), 8192),
+    "cpu in exponent form": _set(("resources", "limits", "cpu"), "1e1"),
     "image host with port": _set(("image",), "registry.example.com:5000/team/trainer:1"),
     "image localhost registry": _set(("image",), "localhost:5001/trainer:dev"),
     "image host with inner dash": _set(("image",), "my-registry.example.com/trainer@sha256:" + "0" * 64),

@@ -18,7 +18,8 @@ What the API server does on create/update, and how it is reproduced here:
    so a refused object reports the same rule messages here and there.
 5. **The Kubernetes CEL quantity library** (``quantity()``, ``isQuantity()``
    and the comparison methods), which cel-python lacks, is provided here on
-   top of :func:`parse_quantity`, a port of the *rules* of
+   top of :func:`parse_quantity` (``isInteger()`` by representation, as Go
+   answers it: :func:`go_int64`), a port of the *rules* of
    ``resource.ParseQuantity`` (same accepted strings, same exact values,
    rounding up to 1n, the int64 cap of binary values and the int32
    truncation of exponents included).
@@ -266,11 +267,37 @@ def parse_quantity(text: str) -> Decimal:
     return -magnitude if negative else magnitude
 
 
+def go_int64(text: str) -> bool:
+    """Whether Go's ``Quantity.AsInt64()`` succeeds: what the CEL ``isInteger()``/``asInteger()`` answer.
+
+    It goes by *representation*, not value: only a quantity ParseQuantity kept
+    on its int64 fast path with a scale >= 0 qualifies. So ``2k``, ``1e3`` and
+    ``1.5k`` are integers, but ``2000m`` (2000 at scale -3) and ``1.5Gi`` (an
+    inf.Dec) are not, although both are whole numbers; a rule that means "a
+    whole number" compares ``asApproximateFloat()`` with its truncation instead.
+    """
+    value = parse_quantity(text)  # refuses what Go refuses
+    match = _QUANTITY.fullmatch(text)
+    if text == "0" or match is None:
+        return True
+    _sign, _zeros, digits, fraction, suffix = match.groups()
+    if not digits and fraction is None and not suffix:
+        return True  # Go's early zero
+    base, exponent, _fmt = _suffix(suffix)
+    num, denom = digits or "0", (fraction or ".")[1:]
+    if base == 10:
+        fast = 18 - (len(num) + len(denom)) >= 0 and exponent - len(denom) >= -9
+        return fast and exponent - len(denom) >= 0 and _INT64_MIN <= value <= _INT64_MAX
+    return not denom and 15 - len(num) - exponent * 3 // 10 - 1 >= 0 and abs(int(num) << exponent) <= _INT64_MAX
+
+
 @dataclasses.dataclass(frozen=True)
 class Quantity:
     """A CEL ``Quantity`` value (the result of ``quantity(s)``)."""
 
     value: Decimal
+    int64: bool = True
+    """:func:`go_int64` of the text it was parsed from."""
 
 
 def _quantity_functions() -> dict[str, Callable[..., Any]]:
@@ -283,7 +310,7 @@ def _quantity_functions() -> dict[str, Callable[..., Any]]:
         if not isinstance(text, str):
             return error(f"quantity() takes a string, got {type(text).__name__}")
         try:
-            return Quantity(parse_quantity(str(text)))
+            return Quantity(parse_quantity(str(text)), go_int64(str(text)))
         except QuantityError as exc:
             return error(f"quantities must match the regular expression: {exc}")
 
@@ -307,13 +334,17 @@ def _quantity_functions() -> dict[str, Callable[..., Any]]:
     def compare(a: Decimal, b: Decimal) -> int:
         return (a > b) - (a < b)
 
-    def is_integer(a: Decimal) -> bool:
-        return _INT64_MIN <= a <= _INT64_MAX and a == a.to_integral_value(context=_EXACT)
+    def is_integer(q: Any) -> Any:  # by representation, as Go's AsInt64 (see go_int64)
+        if not isinstance(q, Quantity):
+            return error("isInteger() is a Quantity method")
+        return celtypes.BoolType(q.int64)
 
-    def as_integer(a: Decimal) -> Any:
-        if not is_integer(a):
-            return error("asInteger(): the quantity is not an int64")
-        return celtypes.IntType(int(a))
+    def as_integer(q: Any) -> Any:
+        if not isinstance(q, Quantity):
+            return error("asInteger() is a Quantity method")
+        if not q.int64:
+            return error("asInteger(): cannot convert value to integer")
+        return celtypes.IntType(int(q.value))
 
     return {
         "quantity": quantity,
@@ -322,8 +353,8 @@ def _quantity_functions() -> dict[str, Callable[..., Any]]:
         "isLessThan": method(lambda a, b: celtypes.BoolType(a < b)),
         "compareTo": method(lambda a, b: celtypes.IntType(compare(a, b))),
         "sign": method(lambda a: celtypes.IntType(compare(a, Decimal(0)))),
-        "isInteger": method(lambda a: celtypes.BoolType(is_integer(a))),
-        "asInteger": method(as_integer),
+        "isInteger": is_integer,
+        "asInteger": as_integer,
         "asApproximateFloat": method(lambda a: celtypes.DoubleType(float(a))),
     }
 

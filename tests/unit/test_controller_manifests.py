@@ -147,6 +147,49 @@ def test_quantities_become_strings() -> None:
     }
 
 
+def test_extended_resources_reach_the_pod() -> None:
+    spec = {
+        **BASE,
+        "resources": {
+            "requests": {"cpu": "500m", "example.com/foo": "2"},
+            "limits": {"cpu": 1, "nvidia.com/gpu": 1, "example.com/foo": 2},
+        },
+    }
+    assert crdv.validate(_cj(spec)) == []
+    job = manifests.build_job(_cj(spec))
+    assert _container(job)["resources"] == {
+        "requests": {"cpu": "500m", "example.com/foo": "2"},
+        "limits": {"cpu": "1", "nvidia.com/gpu": "1", "example.com/foo": "2"},
+    }
+    V1Job.model_validate(job)
+
+
+def test_resource_field_ref_env_reaches_the_pod() -> None:
+    entries = [
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+        {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"containerName": contract.CONTAINER_NAME,
+                                                             "resource": "requests.cpu", "divisor": "1m"}}},
+        {"name": "DISK", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": 1000}}},
+        {"name": "my.var", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v1"}}},
+    ]
+    spec = {**BASE, "env": entries}
+    assert crdv.validate(_cj(spec)) == []
+    job = manifests.build_job(_cj(spec))
+    env = _container(job)["env"]
+    assert env[:2] == entries[:2]
+    assert env[2] == {"name": "DISK", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage",
+                                                                         "divisor": "1000"}}}
+    assert env[3] == entries[3]
+    model = V1Job.model_validate(job)
+    assert model.spec is not None
+    assert model.spec.template.spec is not None
+    (container,) = model.spec.template.spec.containers
+    assert container.env is not None
+    ref = container.env[0].value_from.resource_field_ref if container.env[0].value_from else None
+    assert ref is not None
+    assert (ref.resource, ref.divisor) == ("limits.memory", "1Mi")
+
+
 def test_mlflow_env_is_injected_from_spec_mlflow() -> None:
     spec = {
         **BASE,
@@ -225,5 +268,14 @@ def test_every_admitted_spec_yields_a_valid_batch_v1_job(spec: dict[str, Any]) -
     assert container.image_pull_policy == stored["spec"]["imagePullPolicy"]
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert all(len(v) <= 63 for v in labels.values())
-    env_names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+    env = job["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    env_names = [e["name"] for e in env]
     assert len(env_names) == len(set(env_names))
+    user_env = [e for e in stored["spec"].get("env", []) if "mlflow" not in stored["spec"] or
+                not e["name"].startswith("MLFLOW_")]
+    for entry, rendered in zip(user_env, env, strict=False):  # every source reaches the pod (none dropped)
+        assert entry["name"] == rendered["name"]
+        assert set(entry.get("valueFrom", {})) == set(rendered.get("valueFrom", {}))
+    resources = job["spec"]["template"]["spec"]["containers"][0].get("resources", {})
+    for kind in ("requests", "limits"):
+        assert set(resources.get(kind, {})) == set((stored["spec"].get("resources") or {}).get(kind) or {})

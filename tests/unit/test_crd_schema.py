@@ -168,10 +168,7 @@ def test_no_mlflow_env_next_to_spec_mlflow_but_fine_without(entry: dict[str, Any
 
 # Each new rule, by case: the local validator's message, and the API server's (crdcheck).
 NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
-    "command empty element": (
-        "spec.command.0: '' should be non-empty",
-        "spec.command[0] in body should be at least 1 chars long",
-    ),
+    "command empty element": ("command[0], the program to run, may not be empty",) * 2,
     "memory milli suffix": ("may not use the milli suffix m (512m is 0.512 bytes): write 512Mi",) * 2,
     "memory requests above limits": ("resources.requests may not exceed resources.limits",) * 2,
     "podLabels key ends with dash": ("podLabels keys must be label keys",) * 2,
@@ -185,6 +182,19 @@ NEW_RULE_MESSAGES: dict[str, tuple[str, str]] = {
         "spec.ttlSecondsAfterFinished in body should be greater than or equal to 60",
     ),
     "env MLFLOW_RUN_ID valueFrom next to mlflow": ("env may not set MLFLOW_* variables (value or valueFrom)",) * 2,
+    "env name with =": ("env name must be printable ASCII characters other than '='",) * 2,
+    "env fieldRef apiVersion v2": ("fieldRef.apiVersion must be v1",) * 2,
+    "env resourceFieldRef cpu divisor 1k": ("resourceFieldRef.divisor must be 1m or 1 for cpu",) * 2,
+    "env resourceFieldRef memory divisor 1024": ("resourceFieldRef.divisor must be 1m or 1 for cpu",) * 2,
+    "env resourceFieldRef another container": ("resourceFieldRef.containerName may only name the Job's one",) * 2,
+    "extended resource under kubernetes.io": ("keys are cpu, memory, ephemeral-storage or an extended resource",) * 2,
+    "extended resource fractional": ("extended resources (such as nvidia.com/gpu) are whole units",) * 2,
+    "extended resource request without limit": ("in resources.requests needs the same value in",) * 2,
+    "extended resource request below limit": ("in resources.requests needs the same value in",) * 2,
+    "memory nano suffix": ("memory and ephemeral-storage are whole bytes below 8Ei",) * 2,
+    "memory half a byte": ("memory and ephemeral-storage are whole bytes below 8Ei",) * 2,
+    "memory negative exponent": ("memory and ephemeral-storage are whole bytes below 8Ei",) * 2,
+    "cpu absurd": ("cpu may be at most 8192 cores",) * 2,
 }
 
 
@@ -203,6 +213,34 @@ def test_admission_case_is_refused(case: str) -> None:
 @pytest.mark.parametrize("case", sorted(strategies.ADMISSION_VALID_CASES))
 def test_valid_neighbour_is_admitted(case: str) -> None:
     assert crdv.validate(crdv.customjob(strategies.ADMISSION_VALID_CASES[case])) == []
+
+
+def test_resource_field_ref_names_the_container_the_controller_creates() -> None:
+    """The CRD's containerName rule names the one container of the Job's Pod (contract.CONTAINER_NAME)."""
+    value_from = _spec_schema()["properties"]["env"]["items"]["properties"]["valueFrom"]
+    (rule, _divisor) = value_from["properties"]["resourceFieldRef"]["x-kubernetes-validations"]
+    assert f"self.containerName == '{contract.CONTAINER_NAME}'" in rule["rule"]
+    assert f"one container, {contract.CONTAINER_NAME}" in rule["message"]
+
+
+@pytest.mark.parametrize(
+    ("case", "verdict"),
+    [
+        # issue #24: admitted though invalid or careless
+        ("memory nano suffix", "refused"), ("memory micro suffix", "refused"), ("memory half a byte", "refused"),
+        ("memory negative exponent", "refused"), ("cpu absurd", "refused"), ("env fieldRef apiVersion v2", "refused"),
+        # ... and refused though a Pod takes them
+        ("env name with a dot", "admitted"), ("env name with a dash", "admitted"),
+        ("env resourceFieldRef limits.memory in Mi", "admitted"),
+        ("extended resource nvidia.com/gpu limit only", "admitted"),
+        ("extended resource example.com/foo request equals limit", "admitted"),
+        ("command with an empty argument", "admitted"),
+    ],
+)
+def test_issue_24_cases_are_in_the_review_set(case: str, verdict: str) -> None:
+    cases = strategies.ADMISSION_CASES if verdict == "refused" else strategies.ADMISSION_VALID_CASES
+    assert case in cases
+    assert bool(crdv.validate(crdv.customjob(cases[case]))) == (verdict == "refused")
 
 
 def test_admission_cases_are_plain_data_without_a_run_id_unless_needed() -> None:
@@ -350,6 +388,10 @@ def test_every_quantity_the_crd_pattern_admits_parses(text: str) -> None:
         "quantity('-3').sign() == -1",
         "quantity('2k').isInteger() && quantity('2k').asInteger() == 2000",
         "!quantity('1.5').isInteger()",
+        # Go's AsInt64 goes by representation: whole numbers off the int64 fast path are not "integers"
+        "quantity('1.5k').isInteger() && quantity('1e3').isInteger() && quantity('1Gi').isInteger()",
+        "!quantity('2000m').isInteger() && !quantity('1.5Gi').isInteger() && !quantity('1e-3').isInteger()",
+        "quantity('1.5Gi').asApproximateFloat() == double(int(quantity('1.5Gi').asApproximateFloat()))",
         "quantity('1.5').asApproximateFloat() == 1.5",
         "isQuantity('1Gi') && !isQuantity('lots') && !isQuantity('1K')",
     ],

@@ -10,7 +10,8 @@ Why the Job looks the way it does:
   the last log lines of a failed container into its status, so the controller
   can report *why* training crashed without reading logs.
 * Quantities are rendered as strings: the kubernetes client models only accept
-  strings there, while the CRD lets users write ``cpu: 1``.
+  strings there, while the CRD lets users write ``cpu: 1`` (requests, limits,
+  extended resources such as ``nvidia.com/gpu``, a ``resourceFieldRef`` divisor).
 * The Job carries the controller's finaliser until its outcome is recorded:
   a Job collected by its TTL (or deleted with its CustomJob) while the
   controller is down keeps its final status until the controller reads it.
@@ -82,11 +83,20 @@ def _value_from(source: Mapping[str, Any]) -> dict[str, Any]:
             out[ref] = {k: source[ref][k] for k in ("name", "key", "optional") if k in source[ref]}
     if "fieldRef" in source:
         out["fieldRef"] = {k: source["fieldRef"][k] for k in ("fieldPath", "apiVersion") if k in source["fieldRef"]}
+    if "resourceFieldRef" in source:
+        ref = source["resourceFieldRef"]
+        out["resourceFieldRef"] = {k: ref[k] for k in ("containerName", "resource") if k in ref}
+        if "divisor" in ref:
+            out["resourceFieldRef"]["divisor"] = str(ref["divisor"])  # a quantity: a string to the client models
     return out
 
 
 def container_resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """Requests/limits with every quantity as a string (``1`` -> ``"1"``)."""
+    """Requests/limits with every quantity as a string (``1`` -> ``"1"``), extended resources included.
+
+    An extended resource (``nvidia.com/gpu``) goes through as written: the CRD
+    already holds it to a Pod's rules (whole units, a request equal to the limit).
+    """
     resources = spec.get("resources") or {}
     out: dict[str, dict[str, str]] = {}
     for kind in ("requests", "limits"):
