@@ -7,19 +7,24 @@ pytest terminal, outside output capture; stderr for the CLI) as it happens,
 and a heartbeat every ``heartbeat`` seconds naming the running phases and the
 last thing each said (:meth:`Phases.log`). The record feeds the end-of-session
 table, JUnit properties, the GitHub step summary (with a Mermaid timeline) and
-an SVG timeline next to the JUnit report. Phases that overlap (threads) are
-timed independently; ``wall`` is the whole session.
+an SVG timeline next to the JUnit report (:mod:`harness.charts`; the session
+report, :mod:`harness.report`, shows the same timeline with each test's
+outcome). Phases that overlap (threads) are timed independently; ``wall`` is
+the whole session. An xdist worker's phases reach the controller named
+``[gw0] <name>``: :attr:`Phase.lane` and :attr:`Phase.label` split that again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from html import escape
+
+from harness.charts import Bar, timeline_svg
 
 __all__ = ["Phase", "Phases"]
 
@@ -34,6 +39,21 @@ class Phase:
     note: str = ""
     start: float = 0.0
     """Seconds after the session started."""
+
+    @property
+    def lane(self) -> str:
+        """The process that ran it: an xdist worker's id (``gw0``) or ``main`` (the session itself)."""
+        match = _WORKER.match(self.name)
+        return match.group(1) if match else "main"
+
+    @property
+    def label(self) -> str:
+        """The name without its worker prefix."""
+        match = _WORKER.match(self.name)
+        return match.group(2) if match else self.name
+
+
+_WORKER = re.compile(r"^\[(gw\d+)\] (.*)$", re.DOTALL)
 
 
 @dataclass
@@ -170,21 +190,6 @@ class Phases:
         return "\n".join(lines)
 
     def svg(self) -> str:
-        """A self-contained SVG timeline (one bar per phase), for a file next to the JUnit report."""
-        total = max([p.start + p.seconds for p in self.items] + [self.wall(), 1.0])
-        row, left, width = 22, 330, 760
-        height = row * (len(self.items) + 2)
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
-                 'font-family="monospace" font-size="12">',
-                 f'<text x="4" y="14">harness phases: {total:.0f} s wall</text>']
-        for i, p in enumerate(self.items):
-            y = row * (i + 1)
-            x = left + width * p.start / total
-            w = max(1.0, width * p.seconds / total)
-            colour = "#3b82f6" if p.ok else "#dc2626"
-            parts.append(f'<text x="4" y="{y + 14}">{escape(p.name[:44])}</text>')
-            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{colour}">'
-                         f'<title>{escape(p.name)}: {p.seconds:.1f} s {escape(p.note)}</title></rect>')
-            parts.append(f'<text x="{min(x + w + 4, left + width - 60):.1f}" y="{y + 14}">{p.seconds:.1f}s</text>')
-        parts.append("</svg>")
-        return "\n".join(parts)
+        """A self-contained SVG timeline: a time axis, one lane per process, each phase's full name."""
+        bars = [Bar(p.lane, p.label, p.start, p.seconds, "ok" if p.ok else "failed", note=p.note) for p in self.items]
+        return timeline_svg(bars, self.wall())

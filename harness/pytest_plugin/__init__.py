@@ -20,8 +20,9 @@ CI) turns that skip into a failure, so a CI run can never go green by skipping.
 
 Parallel runs (``pytest -n N``, pytest-xdist): the workers share one test bed
 (:mod:`harness.pytest_plugin.shared`), print their progress prefixed with
-their id, and hand their phases and ending lines to the controller, which
-prints the one summary.
+their id, and hand their phases, ending lines and the MLflow runs their tests
+made to the controller, which prints the one summary and writes the one
+session report (:mod:`harness.report`, beside the JUnit report).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -56,9 +57,16 @@ from harness.pytest_plugin.state import (
 from harness.settings import OPTIONS, ConfigError, Option, load_settings
 from harness.timing import Phases
 
+if TYPE_CHECKING:
+    from harness import report
+
 __all__ = ["SHAPES", "TIERS", "missing_prerequisite", *fixtures.__all__]
 
 INTERRUPTS = pytest.StashKey[interrupts.Installed]()
+TESTS = pytest.StashKey[dict[str, "report.TestRecord"]]()
+"""Each test's outcome and times, by node id, from the reports (the controller's, under xdist)."""
+RUNS = pytest.StashKey[dict[str, dict[str, Any]]]()
+"""Each test's MLflow runs, by node id, read where the test ran: ``{"runs": [RunRecord.to_json()], "error": ""}``."""
 
 TIERS = {
     "unit": "fast, pure tests: no Docker, no cluster",
@@ -110,6 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # What the signal handlers recorded is said by _SayInterrupt, from the main thread (see harness.interrupts).
     config.stash[INTERRUPTS] = interrupts.install(config.stash[PHASES].log)
     config.pluginmanager.register(_SayInterrupt(config), "mlflow-crd-harness-interrupts")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Reports(config), "mlflow-crd-harness-reports")
     explicit = {o.key: config.getoption(o.dest) for o in OPTIONS}
     try:
         config.stash[SETTINGS] = load_settings(root=Path(config.rootpath), explicit=explicit)
@@ -174,7 +184,56 @@ def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
+    if report.when == "call" and "project_runner" in getattr(item, "funcargs", {}):
+        _record_runs(item)
     return report
+
+
+def _record_runs(item: pytest.Item) -> None:
+    """The MLflow runs of a test that ran projects, read now: the tracking server is up until the session ends.
+
+    Never fails the test: what could not be read is said in the report.
+    """
+    runner = item.funcargs["project_runner"]  # type: ignore[attr-defined]
+    started = time.monotonic()
+    entry: dict[str, Any] = {"runs": [], "error": ""}
+    try:
+        from harness import report
+
+        entry["runs"] = [r.to_json() for r in report.collect_runs(runner.client, f"{runner.namespace}-",
+                                                                  runner.stack.tracking_uri)]
+    except Exception as exc:
+        entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    item.config.stash.setdefault(RUNS, {})[item.nodeid] = entry
+    spent = time.monotonic() - started
+    if spent > 2 or entry["error"]:
+        item.config.stash[PHASES].log(f"report: read {len(entry['runs'])} MLflow runs of {item.name} in "
+                                      f"{spent:.1f} s{'; ' + entry['error'] if entry['error'] else ''}")
+
+
+class _Reports:
+    """Each test's outcome, process and times for the session report, from its reports (setup, call, teardown).
+
+    Kept where the report is written: under xdist the controller, which sees every worker's reports.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from harness.report import TestRecord
+
+        tests = self.config.stash.setdefault(TESTS, {})
+        node = getattr(report, "node", None)
+        worker = str(getattr(report, "worker_id", None) or getattr(getattr(node, "gateway", None), "id", "main"))
+        record = tests.setdefault(report.nodeid, TestRecord(report.nodeid, worker=worker))
+        text = ""
+        if report.failed and report.longrepr is not None:
+            text = report.longreprtext
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            text = str(report.longrepr[2])
+        record.add(report.when, report.outcome, start=report.start, stop=report.stop, duration=report.duration,
+                   text=text, xfail=hasattr(report, "wasxfail"))
 
 
 def _xdist_run(config: pytest.Config) -> XdistRun | None:
@@ -218,31 +277,76 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         note_ending(node.config, line)
     if data.get("manifest"):
         record_manifest(node.config, data["manifest"])
+    node.config.stash.setdefault(RUNS, {}).update(data.get("runs") or {})
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the controller prints the summary (pytest_testnodedown)
         return
     found = config.stash.get(PHASES, None)
+    xml_path = getattr(config.option, "xmlpath", None)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    page = Path(xml_path).with_suffix(".report.html") if xml_path else None
+    timeline = Path(xml_path).with_suffix(".timeline.svg") if xml_path else None
     if found and found.items:
         found.close()
         terminalreporter.write_sep("=", "harness phase timings")
         terminalreporter.write_line(found.table())
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write("\n### Harness phase timings\n\n" + found.markdown() + "\n\n" + found.mermaid() + "\n")
-        xml_path = getattr(config.option, "xmlpath", None)
-        if xml_path:
-            timeline = Path(xml_path).with_suffix(".timeline.svg")
+        if timeline is not None:
             timeline.parent.mkdir(parents=True, exist_ok=True)
             timeline.write_text(found.svg())
             note_ending(config, f"phase timeline: {timeline}")
-    lines = ending_lines(config)  # after the timeline, so its path is among them
+    if xml_path and page is not None and found is not None:
+        _write_report(config, page, found, files=[Path(xml_path), *([timeline] if timeline else [])])
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(_summary_link(page))
+    lines = ending_lines(config)  # after the timeline and the report, so their paths are among them
     if lines:
         terminalreporter.write_sep("=", "harness: what is left and where")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def _write_report(config: pytest.Config, page: Path, found: Phases, files: list[Path]) -> None:
+    """The session report beside the JUnit report (:mod:`harness.report`); a failure to write it is said, never
+    raised (the tests' outcome stands)."""
+    try:
+        with found.phase("write session report") as note:
+            from harness import report
+
+            settings = config.stash.get(SETTINGS, None)
+            runs = config.stash.get(RUNS, {})
+            tests = list(config.stash.get(TESTS, {}).values())
+            for test in tests:
+                entry = runs.get(test.nodeid) or {}
+                test.runs = [report.RunRecord.from_json(r) for r in entry.get("runs", ())]
+                test.runs_error = str(entry.get("error") or "")
+            manifest_file = (manifest.manifest_path_for(str(files[0]), settings.state_dir)
+                             if settings is not None else None)
+            report.write(page, phases=list(found.items), wall=found.wall(),
+                         epoch_started=time.time() - found.wall(), tests=tests,
+                         bundle_dir=settings.bundle_dir if settings is not None else None,
+                         manifest=config.stash.get(MANIFEST, None), manifest_file=manifest_file, files=files)
+            note["note"] = f"{len(tests)} tests, {sum(len(t.runs) for t in tests)} MLflow runs"
+    except Exception as exc:
+        note_ending(config, f"session report: not written ({type(exc).__name__}: {exc})")
+    else:
+        note_ending(config, f"session report: {page}")
+    finally:
+        found.close()
+
+
+def _summary_link(page: Path) -> str:
+    """The GitHub step summary's pointer to the report: the run's artifacts, where CI uploads build/."""
+    where = ""
+    server, repo, run_id = (os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    if server and repo and run_id:
+        where = f" in [this run's artifacts]({server}/{repo}/actions/runs/{run_id}#artifacts)"
+    return f"\n**Session report**: `{page}`{where} (one HTML page: timeline, tests, MLflow runs, evidence, manifest)\n"
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the report with these properties
@@ -257,6 +361,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 "manifest": session.config.stash.get(MANIFEST, {}),
                 "epoch_started": time.time() - (found.clock() - found.started),
                 "phases": [dataclasses.asdict(p) for p in found.items],
+                "runs": session.config.stash.get(RUNS, {}),
             }
         return
     _write_manifest(session)
