@@ -216,13 +216,18 @@ class ProjectSpec:
     """The entry point's declared parameters (checked before ``mlflow run``); None: not known, any."""
 
     def check_params(self, params: Mapping[str, object]) -> None:
-        """A parameter the entry point does not declare is a typo: :class:`ConfigError` naming it."""
-        for name in params:
+        """A parameter the entry point does not declare is a typo, an empty or blank value a slip (an unset
+        ``$VAR``): :class:`ConfigError` naming it, before any cluster work or image build."""
+        for name, value in params.items():
             if self.declared_params is not None and name not in self.declared_params:
                 near = difflib.get_close_matches(name, self.declared_params, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise ConfigError(f"project {self.name}: parameter {name!r} is not declared by entry point "
                                   f"{self.entry_point!r}{hint}; declared: {', '.join(self.declared_params) or 'none'}")
+            if not str(value).strip():  # the backend's argv.validate_params refuses it too, for `mlflow run -P`
+                what = "empty" if not str(value) else f"only whitespace ({str(value)!r})"
+                raise ConfigError(f"project {self.name}: parameter {name!r} is {what} (-P {name}={value}): give it a "
+                                  "value, or leave it out to use the entry point's default")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,19 @@ from typing import Any
 
 from harness.backend.errors import ParameterError, ProjectError
 
-__all__ = ["entry_point_argv", "shell_operators", "validate_params"]
+__all__ = ["empty_param", "entry_point_argv", "shell_operators", "validate_params"]
 
 _OPERATOR_CHARS = frozenset("();<>|&")
+
+
+def empty_param(name: str, value: object) -> str | None:
+    """The message for a parameter given an empty or whitespace-only value; None when it has one."""
+    text = str(value)
+    if text.strip():
+        return None
+    what = "empty" if not text else f"only whitespace ({text!r})"
+    return (f"parameter {name!r} is {what} (-P {name}={text}): give it a value, or leave it out to use the "
+            "entry point's default; an empty value is almost always an unset variable in a script")
 
 
 def validate_params(entry_point: Any, params: Mapping[str, str]) -> None:
@@ -32,8 +42,14 @@ def validate_params(entry_point: Any, params: Mapping[str, str]) -> None:
 
     MLflow 3.17's ``Parameter.compute_value`` passes ``float`` values through
     unchecked, so ``-P alpha=abc`` would otherwise surface only as a crash inside
-    the pod after a build, an image load and a scheduling round trip.
+    the pod after a build, an image load and a scheduling round trip. An empty or
+    whitespace-only value (``-P msg=``, often an unset ``$VAR``) is refused too,
+    naming the parameter, before any image is built.
     """
+    for name, value in params.items():
+        problem = empty_param(str(name), value)
+        if problem:
+            raise ParameterError(problem)
     for name, param in entry_point.parameters.items():
         value = params.get(name, param.default)
         if value is None:

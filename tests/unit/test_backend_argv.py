@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.projects import _project_spec
 
-from harness.backend.argv import entry_point_argv, shell_operators
+from harness.backend.argv import empty_param, entry_point_argv, shell_operators
 from harness.backend.errors import ParameterError, ProjectError
 
 MLPROJECT = """\
@@ -30,11 +30,12 @@ entry_points:
 """
 
 # Any text a process argv can carry: everything but NUL (and lone surrogates,
-# which are not encodable). Spaces, quotes, $, backslashes, newlines included.
+# which are not encodable). Spaces, quotes, $, backslashes, newlines included;
+# not blank (an empty or whitespace-only parameter is refused, see below).
 ARGV_TEXT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
     max_size=60,
-)
+).filter(str.strip)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_extra_param_key_and_value_survive(project: _project_spec.Project, key: 
 
 @pytest.mark.parametrize(
     "value",
-    ["a b", "it's", '"q"', "$HOME", "`id`", "back\\slash", "two\nlines", "", "}{: x", "- -x"],
+    ["a b", "it's", '"q"', "$HOME", "`id`", "back\\slash", "two\nlines", " padded ", "}{: x", "- -x"],
 )
 def test_hostile_examples(project: _project_spec.Project, value: str) -> None:
     assert entry_point_argv(project, "main", {"msg": value})[3] == value
@@ -89,6 +90,25 @@ def test_bad_float_is_rejected_with_the_param_name(project: _project_spec.Projec
 @pytest.mark.parametrize("good", ["0.5", "1", "-2.5e-3", ".5", "inf"])
 def test_valid_floats_pass_verbatim(project: _project_spec.Project, good: str) -> None:
     assert entry_point_argv(project, "main", {"msg": "m", "alpha": good})[-1] == good
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("msg", ""), ("msg", " "), ("msg", "\t\n"), ("extra", ""), ("alpha", "  ")]
+)
+def test_empty_or_blank_param_is_rejected_naming_it(project: _project_spec.Project, name: str, value: str) -> None:
+    """-P msg= (often an unset $VAR in a script) stops before any run or image build, naming the parameter."""
+    params = {"msg": "m", name: value}
+    with pytest.raises(ParameterError, match=rf"parameter '{name}' is (empty|only whitespace).*-P {name}=") as info:
+        entry_point_argv(project, "main", params)
+    assert "give it a value, or leave it out" in str(info.value)
+
+
+def test_empty_param_helper() -> None:
+    assert empty_param("msg", "x") is None
+    assert empty_param("msg", " x ") is None
+    assert empty_param("n", 0) is None
+    assert "'msg' is empty (-P msg=)" in (empty_param("msg", "") or "")
+    assert "only whitespace (' ')" in (empty_param("msg", " ") or "")
 
 
 def test_nul_is_rejected(project: _project_spec.Project) -> None:
