@@ -33,6 +33,8 @@ import datetime
 import json
 import os
 import re
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,12 +129,26 @@ def _thin(points: list[tuple[int, float, int]], most: int) -> list[tuple[int, fl
     return [points[min(len(points) - 1, round(i * stride))] for i in range(most - 1)] + [points[-1]]
 
 
+def _answers(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Raise at once when an HTTP tracking server does not answer: MLflow's client would retry for minutes."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):  # noqa: S310 - http(s)
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (an auth proxy, a server without /health): the client may still read runs
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"tracking server {tracking_uri} did not answer within {timeout:.0f} s: {exc}") from exc
+
+
 def collect_runs(client: Any, experiment_prefix: str, tracking_uri: str) -> list[RunRecord]:
     """Every run in the experiments named ``<experiment_prefix>...`` (a test's namespace), with metric histories.
 
     ``client`` is an ``MlflowClient``. Raises what MLflow raises: the caller
     notes it in the report instead of failing the test.
     """
+    _answers(client.tracking_uri)
     found: list[RunRecord] = []
     escaped = experiment_prefix.replace("'", "")
     experiments = [e for e in client.search_experiments(filter_string=f"name LIKE '{escaped}%'")
