@@ -37,6 +37,7 @@ _CHAR = 7.3    # px per character of 12 px monospace (DejaVu Sans Mono: 7.22)
 _ROW = 20
 _LEFT = 64     # the lane-name gutter
 _PLOT = 1000   # px for the whole session on the time axis
+_OVERHANG = 150  # px a label may run past the axis's end before it goes left of its bar
 _AXIS = 26
 
 
@@ -86,6 +87,7 @@ def timeline_svg(bars: Sequence[Bar], total: float, *, title: str = "harness pha
     right_edge = float(_LEFT + _PLOT)
     for lane in lanes:
         rows: list[list[tuple[float, float]]] = []
+        spans: list[tuple[float, float, int]] = []   # placed bars of this lane: start, end, row
         for bar in sorted((b for b in bars if b.lane == lane), key=lambda b: (b.start, -b.seconds)):
             x = _LEFT + bar.start * scale
             w = max(1.5, bar.seconds * scale)
@@ -93,19 +95,23 @@ def timeline_svg(bars: Sequence[Bar], total: float, *, title: str = "harness pha
             tw = len(text) * _CHAR
             if tw + 8 <= w:
                 where, extent, tx = "inside", (x, x + w), x + 4
-            elif x + w + 4 + tw <= _LEFT + _PLOT or x - 4 - tw < _LEFT:
+            elif x + w + 4 + tw <= _LEFT + _PLOT + _OVERHANG or x - 4 - tw < _LEFT:
                 where, extent, tx = "right", (x, x + w + 4 + tw), x + w + 4
             else:
                 where, extent, tx = "left", (x - 4 - tw, x + w), x - 4
             right_edge = max(right_edge, extent[1])
-            for index, taken in enumerate(rows):
-                if all(extent[1] + 2 <= a or extent[0] >= b + 2 for a, b in taken):
-                    taken.append(extent)
+            # A phase inside another (a project run inside its test) goes below it, never above.
+            inside = [r for a, b, r in spans if a <= bar.start and bar.start + bar.seconds <= b]
+            first = max(inside) + 1 if inside else 0
+            for index in range(first, len(rows)):
+                if all(extent[1] + 2 <= a or extent[0] >= b + 2 for a, b in rows[index]):
+                    rows[index].append(extent)
                     row = index
                     break
             else:
                 rows.append([extent])
                 row = len(rows) - 1
+            spans.append((bar.start, bar.start + bar.seconds, row))
             placed.append((bar, row_base + row, x, w, where, tx))
         count = max(1, len(rows))
         lane_rows.append((lane, row_base, count))

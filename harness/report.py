@@ -228,6 +228,12 @@ class _TestView:
     """(path inside the bundle, href relative to the page)."""
     evidence_more: int
 
+    @property
+    def grouped(self) -> list[tuple[str, list[Phase]]]:
+        """The phases by setup, call and teardown (a first test's setup lists the whole test bed)."""
+        return [(when, [p for w, p in self.phases if w == when]) for when in ("setup", "call", "teardown")
+                if any(w == when for w, _p in self.phases)]
+
 
 def _href(target: Path, page_dir: Path) -> str:
     return quote(Path(os.path.relpath(target.resolve(), page_dir.resolve())).as_posix())
@@ -309,6 +315,9 @@ pre { background: #f9fafb; border: 1px solid var(--line); padding: 8px; overflow
 .muted { color: var(--muted); }
 ul.files { columns: 2; margin: 4px 0; }
 tr.hidden { display: none; }
+[id] { scroll-margin-top: 44px; }
+td.phases { min-width: 330px; }
+#test-table td.mono { word-break: break-word; max-width: 520px; }
 </style>
 </head>
 <body>
@@ -345,7 +354,8 @@ tr.hidden { display: none; }
 <td><span class="badge {{ t.outcome }}">{{ t.outcome }}</span></td>
 <td>{{ t.worker }}</td>
 <td class="num">{{ "%.1f"|format(t.duration) }}</td>
-<td>{% for when, p in v.phases %}<div>{{ when }}: {{ p.label }} <span class="muted">{{ "%.1f"|format(p.seconds) }} s</span></div>{% endfor %}</td>
+<td class="phases">{% for when, items in v.grouped %}{% if items|length > 2 %}<details><summary>{{ when }}: {{ items|length }} phases</summary>{% endif %}
+{% for p in items %}<div>{{ when }}: {{ p.label }} <span class="muted">{{ "%.1f"|format(p.seconds) }} s</span></div>{% endfor %}{% if items|length > 2 %}</details>{% endif %}{% endfor %}</td>
 <td>{% for r in t.runs %}<div><a class="mono" href="#run-{{ r.run_id }}">{{ r.run_id[:12] }}</a> {{ r.status }}</div>{% endfor %}
 {%- if t.runs_error %}<div class="muted">not read: {{ t.runs_error }}</div>{% endif %}</td>
 <td>{% if v.evidence %}<a href="#evidence-{{ t.anchor }}">bundle ({{ v.evidence_files|length + v.evidence_more }} file{{ "" if v.evidence_files|length + v.evidence_more == 1 else "s" }})</a>{% endif %}</td>
