@@ -300,8 +300,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             timeline.write_text(found.svg())
             note_ending(config, f"phase timeline: {timeline}")
     if xml_path and page is not None and found is not None:
-        _write_report(config, page, found, files=[Path(xml_path), *([timeline] if timeline else [])])
-        if summary:
+        written = _write_report(config, page, found, files=[Path(xml_path), *([timeline] if timeline else [])])
+        if summary and written:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(_summary_link(page))
     lines = ending_lines(config)  # after the timeline and the report, so their paths are among them
@@ -311,9 +311,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line)
 
 
-def _write_report(config: pytest.Config, page: Path, found: Phases, files: list[Path]) -> None:
+def _write_report(config: pytest.Config, page: Path, found: Phases, files: list[Path]) -> bool:
     """The session report beside the JUnit report (:mod:`harness.report`); a failure to write it is said, never
-    raised (the tests' outcome stands)."""
+    raised (the tests' outcome stands). True if it was written."""
     try:
         with found.phase("write session report") as note:
             from harness import report
@@ -334,8 +334,10 @@ def _write_report(config: pytest.Config, page: Path, found: Phases, files: list[
             note["note"] = f"{len(tests)} tests, {sum(len(t.runs) for t in tests)} MLflow runs"
     except Exception as exc:
         note_ending(config, f"session report: not written ({type(exc).__name__}: {exc})")
+        return False
     else:
         note_ending(config, f"session report: {page}")
+        return True
     finally:
         found.close()
 
