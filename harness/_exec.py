@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness._errors import CommandError
@@ -31,31 +31,38 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     capture: bool = True,
+    started: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` and return the completed process (text mode).
 
     ``env`` replaces the environment; ``extra_env`` is layered on top of
     ``env`` (or of ``os.environ``) for this call only, so callers never have
     to mutate the process-wide environment. ``capture=False`` streams output
-    to the terminal (for long builds) and keeps nothing.
+    to the terminal (for long builds) and keeps nothing. ``started`` is given
+    the child as soon as it runs, so another thread can stop it (a ``kind
+    create`` that is no longer wanted because an image build failed).
     """
     args = [os.fspath(a) for a in argv]
     full_env = dict(os.environ if env is None else env)
     if extra_env:
         full_env.update(extra_env)
     data = input.decode() if isinstance(input, bytes) else input
+    pipe = subprocess.PIPE if capture else None
     try:
-        proc = subprocess.run(
-            args,
-            env=full_env,
-            input=data,
-            cwd=cwd,
-            timeout=timeout,
-            text=True,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
-            check=False,
-        )
+        with subprocess.Popen(args, env=full_env, cwd=cwd, text=True, stdout=pipe, stderr=pipe,
+                              stdin=subprocess.PIPE if data is not None else None) as child:
+            if started is not None:
+                started(child)
+            try:
+                out, err = child.communicate(data, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                out, err = child.communicate()
+                raise subprocess.TimeoutExpired(args, timeout or 0, out, err) from None
+            except BaseException:  # an interrupt: the child must not outlive the call that owns it
+                child.kill()
+                raise
+        proc = subprocess.CompletedProcess(args, child.returncode, out, err)
     except FileNotFoundError as exc:
         raise CommandError(args, 127, "", f"{args[0]}: not found on PATH ({exc})") from exc
     except subprocess.TimeoutExpired as exc:

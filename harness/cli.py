@@ -63,7 +63,18 @@ def _up(ns: argparse.Namespace) -> tuple[Testbed, Stack, Phases]:
 
     phases = Phases(sink=lambda line: print(line, file=sys.stderr, flush=True))
     bed = Testbed(_settings(ns), phases=phases, log=phases.log)
-    bed.start()
+    try:
+        bed.start()
+    except BaseException:
+        # The ending on this path too: what ran, and what is left (start() has finished the cluster by now).
+        print(phases.table(), file=sys.stderr)
+        cluster = bed.cluster
+        left = ("no cluster was created" if cluster is None
+                else f"cluster {cluster.name}: left as found" if not cluster.created
+                else f"cluster {cluster.name}: kept (python -m harness down --cluster-name {cluster.name})"
+                if bed.kept else f"cluster {cluster.name}: deleted")
+        print(f"bring-up failed; {left}", file=sys.stderr)
+        raise
     assert bed.stack is not None  # start() returns only with the stack deployed
     return bed, bed.stack, phases
 

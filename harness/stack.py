@@ -205,8 +205,9 @@ def render_stack(kube_kustomize: Callable[[Path], str], dirs: Sequence[Path],
         docs += [doc for doc in yaml.safe_load_all(kube_kustomize(d)) if doc]
     for repo, ref in images.items():
         if replace_images(docs, {repo: ref}) == 0:
-            raise HarnessError(f"image {repo} was built for the stack, but no container in {[str(d) for d in dirs]} "
-                               f"uses it; fix the image's repository (setting images) or the manifests")
+            raise HarnessError(f"image {repo} is to be delivered to the stack (setting images), but no container "
+                               f"in {[str(d) for d in dirs]} uses it; fix the image's repository, set "
+                               "deliver = false for an image that is only built FROM, or fix the manifests")
     for doc in docs:
         if doc.get("kind") == "Namespace":
             doc.setdefault("metadata", {}).setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY

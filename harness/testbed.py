@@ -31,7 +31,7 @@ from harness.clusters.existing import ExistingProvider
 from harness.clusters.kind import KindProvider
 from harness.sessionlock import SessionLock
 from harness.settings import ImageSpec, Settings, env_flag
-from harness.stack import Stack, deploy_stack
+from harness.stack import Stack, deploy_stack, render_stack
 from harness.timing import Phases
 from harness.workloads import stub
 
@@ -164,6 +164,10 @@ class Testbed:
     """What this test bed runs with (:mod:`harness.manifest`), filled in once it is up."""
     _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
     _lock: SessionLock | None = field(default=None, init=False, repr=False)
+    kept: bool = field(default=False, init=False)
+    """After :meth:`finish`: whether the cluster was kept."""
+    _build_failed: bool = field(default=False, init=False, repr=False)
+    _stack_dirs: list[Path] = field(default_factory=list, init=False, repr=False)
 
     def __enter__(self) -> Self:
         self.start()
@@ -188,7 +192,7 @@ class Testbed:
             if recorded is not None:
                 self._check_reproduces(recorded)
         except BaseException:
-            self.finish(failed=True)
+            self.finish(failed=True, build_failed=self._build_failed)
             raise
         return self
 
@@ -267,6 +271,7 @@ class Testbed:
             note["note"] = f"{base.source}: {base.image}"
         self.base = base
         specs = list(s.images)
+        self._stack_dirs = self._check_stack_uses_the_images(specs)
         if s["tracking"] == "in-cluster":
             specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),
                                    repository=TRACKING_REPOSITORY))
@@ -325,9 +330,21 @@ class Testbed:
                 errors.append(exc)
                 return None
 
+        def stop_the_cluster_if_failed(fut: Future[images.BuiltImage]) -> None:
+            """A failed build ends the bring-up: a cluster still being created is not waited for."""
+            if not fut.cancelled() and fut.exception() is not None:
+                from harness.clusters.kind_cli import abort_creates
+
+                self._build_failed = True
+                if abort_creates():
+                    self.log("cluster: an image build failed; stopping kind create (the half-made cluster is "
+                             "deleted)")
+
         with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
             f_images.update({spec.name: pool.submit(build, spec) for spec in specs})  # before the preload reads it
             f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
+            for fut in f_images.values():
+                fut.add_done_callback(stop_the_cluster_if_failed)
             self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
             self.cluster = settle(f_cluster)
             self.registry = settle(f_registry)
@@ -363,7 +380,7 @@ class Testbed:
             refs = dict(zip([sp.repository for sp in wanted],
                             self._deliver([self.built[sp.name].tag for sp in wanted], cluster.images), strict=True))
             note["note"] = ", ".join(refs.values())
-        stack_dirs = [self._stack_dir(d) for d in s["stack"]]
+        stack_dirs = self._stack_dirs
         tracking_image = refs.pop(TRACKING_REPOSITORY, None)
         with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
             stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s["tracking"],
@@ -371,6 +388,18 @@ class Testbed:
                                  timeout=s["deploy-timeout"], log=self.log)
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
+
+    def _check_stack_uses_the_images(self, specs: list[ImageSpec]) -> list[Path]:
+        """The stack's kustomize dirs, rendered once before any build or cluster: an image to deliver that no
+        container uses (a misspelt ``repository``) stops the session now, not after minutes of bring-up."""
+        assert self.kubectl_bin is not None
+        kubectl = self.kubectl_bin
+        with self.phases.phase("check the stack") as note:
+            dirs = [self._stack_dir(d) for d in self.settings["stack"]]
+            wanted = {sp.repository: f"{sp.repository}:to-be-built" for sp in specs if sp.deliver}
+            render_stack(lambda d: _exec.run([kubectl, "kustomize", str(d)], timeout=120).stdout, dirs, wanted)
+            note["note"] = f"{len(dirs)} kustomize dir(s) use every image to deliver ({len(wanted)})"
+        return dirs
 
     def _stack_dir(self, entry: str) -> Path:
         """A ``stack`` entry as a kustomize directory: the stub, a stack preset (materialised), or a path."""
@@ -409,9 +438,18 @@ class Testbed:
         wait_for(probe, what="the controller to release the Jobs of deleted namespaces", timeout=timeout,
                  interval=2.0, hint="the customjob controller must be running; its log says why it holds them")
 
-    def finish(self, *, failed: bool = False) -> bool:
-        """Tear down what this test bed started; return True if the cluster was kept."""
+    def finish(self, *, failed: bool = False, build_failed: bool = False) -> bool:
+        """Tear down what this test bed started; return True if the cluster was kept.
+
+        ``build_failed``: an image build failed during the bring-up, so nothing was
+        deployed and no test ran. A cluster this session created is then deleted under
+        ``keep-cluster = auto`` too: there is nothing on it to look at. ``always`` and
+        ``on-failure`` still keep it; a reused cluster is always left as it was.
+        """
         keep = keep_cluster(self.settings, failed=failed)
+        if build_failed and self.settings["keep-cluster"] == "auto":
+            keep = False
+        self.kept = keep
         try:
             if self.stack is not None and self.stack.forward is not None:
                 _exec.stop(self.stack.forward)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ import yaml
 from harness import _exec
 from harness.cachedir import cache_dir
 
-__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "kind_config", "node_container_ids", "thaw_frozen_cgroups"]
+__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "abort_creates", "kind_config", "node_container_ids",
+           "thaw_frozen_cgroups"]
 
 #: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
 MLFLOW_NODE_PORT = 30500
@@ -33,6 +35,40 @@ KUBELET_HOST_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_m
 
 PROC_SYS = Path("/proc/sys")
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
+
+
+class _Creates:
+    """The ``kind create`` children this process has in flight, so another thread can stop them.
+
+    Cluster creation runs beside the image builds; when a build fails there is no
+    reason to wait half a minute for a cluster nobody will use. The caller of
+    :meth:`KindCluster.create` sees the stopped child fail and removes the
+    half-made cluster as after any failed create.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: list[_exec.Popen[str]] = []
+
+    def add(self, child: _exec.Popen[str]) -> None:
+        with self._lock:
+            self._children = [c for c in self._children if c.poll() is None] + [child]
+
+    def abort(self) -> int:
+        """SIGTERM every ``kind create`` still running; return how many."""
+        with self._lock:
+            running = [c for c in self._children if c.poll() is None]
+        for child in running:
+            child.terminate()
+        return len(running)
+
+
+_creating = _Creates()
+
+
+def abort_creates() -> int:
+    """Stop this process's ``kind create`` runs in flight (see :class:`_Creates`); return how many."""
+    return _creating.abort()
 
 
 def node_container_ids(name: str) -> list[str]:
@@ -132,12 +168,9 @@ class KindCluster:
         self.save_host_sysctls()
         config_path = self.state_dir / "kind-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self._kind(
-            "create", "cluster", "--name", self.name, "--image", node_image,
-            "--config", str(config_path), "--kubeconfig", str(self.kubeconfig),
-            "--wait", f"{wait_seconds}s",
-            timeout=wait_seconds + 300,
-        )
+        _exec.run([self.kind_bin, "create", "cluster", "--name", self.name, "--image", node_image,
+                   "--config", str(config_path), "--kubeconfig", str(self.kubeconfig), "--wait", f"{wait_seconds}s"],
+                  timeout=wait_seconds + 300, started=_creating.add)
         os.chmod(self.kubeconfig, 0o600)
 
     def export_kubeconfig(self) -> None:

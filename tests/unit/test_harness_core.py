@@ -242,3 +242,33 @@ def test_the_sessions_tracking_server_is_added_to_the_controllers_allowlist_in_t
     assert env["CUSTOMJOB_ALLOWED_TRACKING_URIS"] == ("http://mlflow.mlflow.svc.cluster.local:5000,"
                                                       "http://172.18.0.1:39001")
     assert trust_tracking_uri(docs, "http://172.18.0.1:39001/") == [], "idempotent"
+
+
+def test_a_run_can_be_stopped_from_another_thread_through_started() -> None:
+    """What stops a ``kind create`` nobody needs any more: the child is handed out as soon as it runs."""
+    import signal
+    import threading
+
+    from harness import _exec
+    from harness.clusters.kind_cli import _Creates
+
+    creates = _Creates()
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            _exec.run(["sleep", "60"], timeout=120, started=creates.add)
+            outcome.append(None)
+        except CommandError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: Probe(bool(creates._children), "child started"), what="the child runs", timeout=30, interval=0.05)
+    assert creates.abort() == 1
+    thread.join(30)
+    assert not thread.is_alive()
+    [exc] = outcome
+    assert isinstance(exc, CommandError)
+    assert exc.returncode == -signal.SIGTERM
+    assert creates.abort() == 0, "a child that ended is not stopped again"
