@@ -229,6 +229,18 @@ class _TestView:
     evidence_more: int
 
     @property
+    def evidence_groups(self) -> list[tuple[str, list[tuple[str, str]], bool]]:
+        """The bundle's files by top directory: (directory, files, shown open). The test's namespaces open first;
+        the stack's namespaces (system/) and the node logs (kind-logs/, most of the files) folded."""
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for name, href in self.evidence_files:
+            top = name.split("/", 1)[0] if "/" in name else ""
+            groups.setdefault(top, []).append((name, href))
+        folded = ("system", "kind-logs")
+        order = sorted(groups, key=lambda g: (g in folded, folded.index(g) if g in folded else 0, g))
+        return [(g, groups[g], g not in folded) for g in order]
+
+    @property
     def grouped(self) -> list[tuple[str, list[Phase]]]:
         """The phases by setup, call and teardown (a first test's setup lists the whole test bed)."""
         return [(when, [p for w, p in self.phases if w == when]) for when in ("setup", "call", "teardown")
@@ -390,7 +402,9 @@ td.phases { min-width: 330px; }
 {% for v in views if v.evidence %}
 <h3 id="evidence-{{ v.test.anchor }}"><a class="mono" href="{{ v.evidence }}">{{ v.evidence }}</a></h3>
 <p>of <a class="mono" href="#{{ v.test.anchor }}">{{ v.test.nodeid }}</a></p>
-<ul class="files">{% for name, href in v.evidence_files %}<li><a class="mono" href="{{ href }}">{{ name }}</a></li>{% endfor %}</ul>
+{% for group, files, open in v.evidence_groups %}{% if group %}<details{% if open %} open{% endif %}><summary class="mono">{{ group }}/ ({{ files|length }} file{{ "" if files|length == 1 else "s" }})</summary>{% endif %}
+<ul class="files">{% for name, href in files %}<li><a class="mono" href="{{ href }}">{{ name }}</a></li>{% endfor %}</ul>{% if group %}</details>{% endif %}
+{% endfor %}
 {% if v.evidence_more %}<p class="muted">and {{ v.evidence_more }} more files in the directory</p>{% endif %}
 {% endfor %}
 </section>
@@ -461,7 +475,8 @@ def render(*, page: Path, phases: Sequence[Phase], wall: float, epoch_started: f
         "counts": sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99),
         "colours": order,
         "legend": _LEGEND,
-        "files": [(f.name, _href(f, page_dir)) for f in files if f.exists()],
+        "files": [(f.name, _href(f, page_dir)) for f in (*files, *([manifest_file] if manifest_file else []))
+                  if f.exists()],
         "phases": list(phases),
         # harness.charts escapes every text it draws (the test names, notes): its SVG is markup as it stands.
         "timeline": Markup(timeline_svg(_bars(phases, tests), wall)) if phases else "",  # noqa: S704
