@@ -1,6 +1,6 @@
 """Unit tier: the session report (harness.report) and its charts (harness.charts).
 
-The plugin test runs a real pytest session under xdist (``-n 2``) with
+The plugin test runs a real pytest session under xdist (``-n 2``), and in one process, with
 ``--junitxml`` whose tests "ran projects": their ``project_runner`` is a stand-in
 over a local MLflow store with runs logged here, so the path from a worker
 (runs read after the test) through xdist's channel to the controller (which
@@ -121,8 +121,11 @@ def test_skipped():
 '''
 
 
+@pytest.mark.parametrize(("args", "lanes"), [(("-n", "2"), {"gw0", "gw1"}), (("-p", "no:xdist"), {"main"})],
+                         ids=["xdist", "one-process"])
 def test_a_session_with_junitxml_writes_the_report(pytester: pytest.Pytester, store: tuple[str, dict[str, str]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...],
+                                                    lanes: set[str]) -> None:
     uri, run_ids = store
     for name in ("HARNESS_NO_SKIP", "CI", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
@@ -137,7 +140,7 @@ def test_a_session_with_junitxml_writes_the_report(pytester: pytest.Pytester, st
     evidence.parent.mkdir(parents=True)
     evidence.write_text("Warning BackOff pod/x\n")
 
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--junitxml=build/junit-x.xml")
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", "--junitxml=build/junit-x.xml")
     result.assert_outcomes(passed=1, failed=1, skipped=1)
 
     page_path = pytester.path / "build" / "junit-x.report.html"
@@ -152,13 +155,13 @@ def test_a_session_with_junitxml_writes_the_report(pytester: pytest.Pytester, st
     assert not [a for t, a, _ in page.elements if t == "link"]
     assert not [a for t, a, _ in page.elements if t == "img"]
 
-    # The timeline: one lane per worker that ran a project, each project phase a bar.
+    # The timeline: one lane per process that ran a project (each xdist worker), each project phase a bar.
     assert len(page.classed("svg", "timeline")) == 1
     bars = page.inside("timeline", "rect")
     assert len(bars) >= 2
-    lanes = re.findall(r'font-weight="bold" fill="#111827">(gw\d)</text>', text)
-    assert lanes
-    assert set(lanes) <= {"gw0", "gw1"}
+    shown = re.findall(r'font-weight="bold" fill="#111827">(gw\d|main)</text>', text)
+    assert shown
+    assert set(shown) <= lanes
 
     # Every test, with its outcome and process.
     rows = {a["id"]: a["data-outcome"] for a in page.having("tr") if "data-outcome" in a}
