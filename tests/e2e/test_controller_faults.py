@@ -4,8 +4,10 @@ State means API objects (the CustomJob's phase, reason and conditions, the
 Job's UID and finalizers, Pods), the MLflow run's status, never log lines.
 The workload is the controller's own image running ``python3 -c`` (non-root,
 already on the node), so each scenario costs seconds and no image build; its
-MLflow run is created by the test and left open, so closing it is the
-controller's job -- the path a trainer that closes its own run never shows.
+MLflow run is created by the test (tagged for its CustomJob, as the
+customjob backend does: the controller acts only on such runs) and left open,
+so closing it is the controller's job -- the path a trainer that closes its
+own run never shows.
 
 Runs in the e2e tier (kind), sharing its cluster; workers run these in
 parallel with other tests, which is itself part of the point (the MLflow
@@ -15,6 +17,7 @@ freeze below stalls their MLflow calls for some seconds; they must cope).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import uuid
@@ -33,6 +36,7 @@ from harness.kubeapi import Kube
 from harness.runs import ProjectRunner
 from harness.stack import MLFLOW_NAMESPACE
 from harness.waits import wait_customjob
+from harness.workloads import closing
 from tests.support.registry import attached_registry
 
 CONTROLLER_NS = "customjob-system"
@@ -43,11 +47,16 @@ def _controller_image(kube: Kube) -> str:
     return str(dep.spec.template.spec.containers[0].image)
 
 
-def _open_run(launcher: ProjectRunner) -> tuple[str, str]:
-    """(experiment id, run id) of a RUNNING run nobody will close but the controller."""
+def _open_run(launcher: ProjectRunner, owner: str) -> tuple[str, str]:
+    """(experiment id, run id) of a RUNNING run nobody will close but the controller of CustomJob ``owner``.
+
+    Tagged for that CustomJob before it exists, with the submitter's own function: the controller
+    creates a Job for, and closes, only a run whose workload tag names its CustomJob.
+    """
     mlflow = launcher.client
     experiment = mlflow.create_experiment(f"{launcher.namespace}-{uuid.uuid4().hex[:6]}")
-    return experiment, mlflow.create_run(experiment).info.run_id
+    tag = closing.workload_tag({"kind": contract.KIND, "metadata": {"namespace": launcher.namespace, "name": owner}})
+    return experiment, mlflow.create_run(experiment, tags={contract.TAG_WORKLOAD: tag}).info.run_id
 
 
 def _customjob(launcher: ProjectRunner, name: str, script: str, *, image: str | None = None,
@@ -147,7 +156,7 @@ def _mlflow_frozen(launcher: ProjectRunner) -> Iterator[None]:
 def test_the_controller_closes_an_open_run_even_when_mlflow_is_down_as_the_job_ends(
         launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
-    run = _open_run(launcher)
+    run = _open_run(launcher, "outage")
     _customjob(launcher, "outage", "import time; time.sleep(15)", run=run)
     wait_customjob(kube, launcher.namespace, "outage", timeout=120, phases=frozenset({contract.RUNNING}))
     with _mlflow_frozen(launcher):
@@ -165,7 +174,7 @@ def test_the_controller_closes_an_open_run_even_when_mlflow_is_down_as_the_job_e
 
 def test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
-    run = _open_run(launcher)
+    run = _open_run(launcher, "restart")
     _customjob(launcher, "restart", "import time; time.sleep(25)", run=run)
     wait_customjob(kube, launcher.namespace, "restart", timeout=120, phases=frozenset({contract.RUNNING}))
     job_uid = kube.batch.read_namespaced_job("restart", launcher.namespace).metadata.uid
@@ -182,7 +191,7 @@ def test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod(launch
 
 def test_a_customjob_deleted_mid_run_stops_its_pod_and_ends_its_run_killed(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
-    run = _open_run(launcher)
+    run = _open_run(launcher, "deleted")
     _customjob(launcher, "deleted", "import time; time.sleep(600)", run=run)
     wait_customjob(kube, launcher.namespace, "deleted", timeout=120, phases=frozenset({contract.RUNNING}))
     job_uid = kube.batch.read_namespaced_job("deleted", launcher.namespace).metadata.uid
@@ -265,3 +274,59 @@ def test_a_pull_error_that_clears_within_the_grace_still_succeeds(launcher: Proj
         _exec.run(["docker", "image", "rm", *tags], timeout=60, check=False)
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
 
+
+
+def test_a_customjob_naming_another_customjobs_run_fails_and_leaves_that_run_alone(
+        launcher: ProjectRunner) -> None:
+    """The confused deputy (issue #24): creating a CustomJob must not let anyone end someone else's run."""
+    kube = launcher.stack.cluster.kube
+    theirs = _open_run(launcher, "theirs")
+    ours = _open_run(launcher, "deputy")  # the deputy's own run, which it does not name
+    _customjob(launcher, "theirs", "import time; time.sleep(45)", run=theirs)
+    wait_customjob(kube, launcher.namespace, "theirs", timeout=120, phases=frozenset({contract.RUNNING}))
+    before = {run_id: launcher.client.get_run(run_id) for _, run_id in (theirs, ours)}
+
+    _customjob(launcher, "deputy", "print('never runs')", run=theirs)
+    done = wait_customjob(kube, launcher.namespace, "deputy", timeout=120)
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == (contract.FAILED, contract.REASON_RUN_NOT_OWNED), status
+    assert f"belongs to CustomJob {launcher.namespace}/theirs, not to CustomJob {launcher.namespace}/deputy" \
+        in status["message"], status
+    assert f"{contract.TAG_WORKLOAD}='CustomJob {launcher.namespace}/deputy'" in status["message"], "names the fix"
+    # finish() has run for the Failed deputy (its decision is recorded): only now is "untouched" a fact
+    _wait_run_closed(kube, launcher.namespace, "deputy", status="False", reason=contract.REASON_RUN_NOT_OWNED)
+    jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(launcher.namespace).items]
+    assert jobs == ["theirs"], f"no Job for the deputy: {jobs}"
+    for run_id, was in before.items():
+        now = launcher.client.get_run(run_id)
+        assert now.info.status == "RUNNING", (run_id, now.info.status)
+        assert now.info.end_time is None
+        assert now.data.tags == was.data.tags, f"tags of run {run_id} changed"
+
+    # Its owner still runs it to the end and closes it.
+    ended = wait_customjob(kube, launcher.namespace, "theirs", timeout=180)
+    assert ended["status"]["phase"] == contract.SUCCEEDED, ended["status"]
+    _wait_run_status(launcher, theirs[1], "FINISHED")
+    assert _run_status(launcher, ours[1]) == "RUNNING"
+
+
+def test_a_customjob_refused_by_policy_fails_its_run_and_mlflow_run(launcher: ProjectRunner) -> None:
+    """A tracking server the controller may not call: it cannot close the run, so the submitter does."""
+    kube = launcher.stack.cluster.kube
+    trainer = launcher.spec("trainer")
+    elsewhere = "http://mlflow.not-allowed.invalid:5000"
+    spec = dataclasses.replace(trainer, name="trainer-elsewhere",
+                               backend_config={**trainer.backend_config, "tracking-uri": elsewhere})
+    experiment, proc = launcher.mlflow_run("alpha=0.5", project=spec, check=False)
+    assert proc.returncode != 0, "mlflow run reports the refusal"
+    run_id = launcher.only_run_id(experiment)
+    run = launcher.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert "TrackingUriNotAllowed" in run.data.tags[contract.TAG_FAILURE_REASON], run.data.tags
+    assert elsewhere in run.data.tags[contract.TAG_FAILURE_REASON]
+    assert run.data.tags[closing.CLOSED_BY_TAG] == "submitter"
+    found = launcher.customjob(run_id)
+    assert found is not None
+    status = found["status"]
+    assert (status["phase"], status["reason"]) == (contract.FAILED, "TrackingUriNotAllowed"), status
+    assert kube.batch.list_namespaced_job(launcher.namespace).items == [], "nothing ran"
