@@ -189,8 +189,12 @@ def _shot_name(page: Path, base: Path | None) -> str:
 def check_pages(pages: Sequence[Path], *, require: Sequence[str] = (), screenshots: Path | None = None,
                 serve: Path | None = None, allow_console: Sequence[str] = (), chromium: str = "/usr/bin/chromium",
                 chromedriver: str = "/usr/bin/chromedriver", width: int = 1280, height: int = 800,
-                base: Path | None = None) -> list[Checked]:
-    """Load each page and check it (see the module's docstring); the browser is started once."""
+                base: Path | None = None, search: str | None = None) -> list[Checked]:
+    """Load each page and check it (see the module's docstring); the browser is started once.
+
+    ``search``: on the first page, type this into the site's search box (MkDocs Material's) and
+    require at least one result, as a reader would see them.
+    """
     allowed = [re.compile(p) for p in (*allow_console, BROWSER_OWN)]
     results: list[Checked] = []
     if screenshots is not None:
@@ -223,8 +227,12 @@ def check_pages(pages: Sequence[Path], *, require: Sequence[str] = (), screensho
                     if problem:
                         checked.problems.append(f"link <{tag} {attr}={value!r}>: {problem}")
                 for selector in require:
-                    if not driver.execute_script("return document.querySelectorAll(arguments[0]).length", selector):
+                    if not _appears(driver, selector):
                         checked.problems.append(f"required element missing: {selector}")
+                if search and page is pages[0]:
+                    found = _search_problem(driver, search)
+                    if found:
+                        checked.problems.append(found)
                 if screenshots is not None:
                     checked.screenshot = screenshots / _shot_name(page, base)
                     driver.execute_script("window.scrollTo(0, 0)")
@@ -232,6 +240,39 @@ def check_pages(pages: Sequence[Path], *, require: Sequence[str] = (), screensho
         finally:
             driver.quit()
     return results
+
+
+def _appears(driver: Any, selector: str, timeout: float = 10.0) -> bool:
+    """Whether ``selector`` matches within ``timeout``: pages render some parts after load (diagrams)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+            lambda d: d.execute_script("return document.querySelectorAll(arguments[0]).length", selector))
+    except TimeoutException:
+        return False
+    return True
+
+
+def _search_problem(driver: Any, query: str, timeout: float = 20.0) -> str | None:
+    """None if the site's search answers ``query`` with a result; else what went wrong."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    boxes = driver.find_elements(By.CSS_SELECTOR, "input.md-search__input")
+    if not boxes:
+        return "search: the page has no search box (input.md-search__input)"
+    boxes[0].click()
+    boxes[0].send_keys(query)
+    try:
+        WebDriverWait(driver, timeout).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".md-search-result__item")))
+    except TimeoutException:
+        return f"search: no result for {query!r} within {timeout:.0f} s (is search_index.json served?)"
+    return None
 
 
 def _expand(targets: Sequence[Path]) -> tuple[list[Path], Path | None]:
@@ -259,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--chromedriver", default=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
     parser.add_argument("--size", default="1280x800", help="the window (and first screen), WIDTHxHEIGHT")
+    parser.add_argument("--search", metavar="QUERY",
+                        help="on the first page, search the site (MkDocs Material) for QUERY: a result must appear")
     args = parser.parse_args(argv)
     pages, base = _expand(args.targets)
     missing = [p for p in pages if not p.is_file()]
@@ -287,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = check_pages(pages, require=args.require, screenshots=args.screenshots, serve=args.serve,
                           allow_console=args.allow_console, chromium=args.chromium, chromedriver=args.chromedriver,
-                          width=width, height=height, base=base)
+                          width=width, height=height, base=base, search=args.search)
     bad = 0
     for r in results:
         shot = f"; first screen: {r.screenshot}" if r.screenshot else ""

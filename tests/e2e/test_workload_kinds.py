@@ -144,7 +144,7 @@ def test_the_stub_customjobs_run_carries_its_logs_and_is_closed_by_its_owner(
     assert assert_run(run, logs=True).logs == run.logs
     assert any(path.endswith("/trainer.txt") for path in run.logs), run.logs
     assert_workload(e2e_kube, CUSTOMJOB, run.namespace, run.name, run_id=run.run_id)
-    # The controller page's kubectl lines (docs/controller.md), on the real API server: the short name is the CustomJob's (cj is CronJob's).
+    # The kubectl lines of docs/controller.md, on the real API server: the short name is the CustomJob's.
     listed = e2e_kube.kubectl("get", "cjob", "-n", run.namespace, "-o", "name").stdout.split()
     assert listed == [f"customjob.training.example.com/{run.name}"]
     e2e_kube.kubectl("wait", "--for=condition=Complete", f"cjob/{run.name}", "-n", run.namespace, "--timeout=30s")
