@@ -30,7 +30,7 @@ import ipaddress
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlflow.exceptions import ExecutionException, MlflowException
@@ -164,13 +164,7 @@ class CustomJobBackend(AbstractBackend):
         if not waits and kind.closes_run == "controller":
             # It closes the run when the job ends, but not one it refuses before the job (its policy may forbid
             # calling the tracking server): a few seconds' wait for its verdict, so no run stays RUNNING.
-            try:
-                admitted = submitted.wait_admitted()
-            except KeyboardInterrupt:
-                _log.warning("=== Interrupted: deleting %s %s/%s and marking run %s KILLED ===",
-                             kind.kind, namespace, name, run_id)
-                submitted.cancel()
-                raise
+            admitted = _cancelled_on_interrupt(submitted, submitted.wait_admitted)
             if not admitted:
                 raise ExecutionException(_failed(runs, run_id, kind))
         if not waits:
@@ -180,13 +174,7 @@ class CustomJobBackend(AbstractBackend):
         why = ("its controller does not close MLflow runs" if kind.closes_run == "submitter"
                else "backend config 'wait' is true")
         _log.info("=== Waiting for %s %s/%s to end (%s) ===", kind.kind, namespace, name, why)
-        try:
-            succeeded = submitted.wait()
-        except KeyboardInterrupt:
-            _log.warning("=== Interrupted: deleting %s %s/%s and marking run %s KILLED ===",
-                         kind.kind, namespace, name, run_id)
-            submitted.cancel()
-            raise
+        succeeded = _cancelled_on_interrupt(submitted, submitted.wait)
         if not succeeded:
             raise ExecutionException(_failed(runs, run_id, kind))
         _log.info("=== Run %s FINISHED (%s %s/%s succeeded) ===", run_id, kind.kind, namespace, name)
@@ -231,6 +219,17 @@ class CustomJobBackend(AbstractBackend):
         _log.info("=== Delivered %s (%s) in %.1f s ===", delivered.ref, cfg.image_delivery, time.monotonic() - built)
         return delivered
 
+
+
+def _cancelled_on_interrupt(submitted: CustomJobSubmittedRun, wait: Callable[[], bool]) -> bool:
+    """``wait()``; on Ctrl-C the object is deleted and the run marked KILLED before the interrupt goes on."""
+    try:
+        return wait()
+    except KeyboardInterrupt:
+        _log.warning("=== Interrupted: deleting %s %s/%s and marking run %s KILLED ===",
+                     submitted.kind.kind, submitted.namespace, submitted.job_name, submitted.run_id)
+        submitted.cancel()
+        raise
 
 def _failed(runs: MlflowClient, run_id: str, kind: WorkloadKind) -> str:
     """``Run (ID '…') failed: <first line of its failure reason>``, as ``mlflow run`` prints it."""
