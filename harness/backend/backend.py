@@ -44,12 +44,12 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PROJECT_ENV,
 )
 
-from harness.backend import delivery, kube, naming
+from harness.backend import delivery, imageuser, kube, naming
 from harness.backend.argv import entry_point_argv
 from harness.backend.config import BackendConfig
 from harness.backend.errors import BackendConfigError, ProjectError, TemplateError
 from harness.backend.submitted_run import CustomJobSubmittedRun, mark_failed
-from harness.workloads import closing, presets, render
+from harness.workloads import closing, presets, render, stub
 from harness.workloads.kind import DefinitionError, WorkloadKind
 
 __all__ = ["CustomJobBackend"]
@@ -112,7 +112,9 @@ class CustomJobBackend(AbstractBackend):
         try:
             runs.set_tag(run_id, MLFLOW_PROJECT_ENV, "docker")
             jobs.preflight()
-            image = self._build_and_deliver(cfg, project, work_dir, run_id, runs)
+            stub_kind = (kind.api_version, kind.kind) == (stub.CUSTOMJOB.api_version, stub.CUSTOMJOB.kind)
+            check_user = stub_kind or imageuser.demands_image_user(tmpl)
+            image = self._build_and_deliver(cfg, project, work_dir, run_id, runs, check_user=check_user)
             run_experiment = str(active_run.info.experiment_id)
             job_name = naming.job_name(project.name, run_id)
             values = {
@@ -182,9 +184,13 @@ class CustomJobBackend(AbstractBackend):
 
     @staticmethod
     def _build_and_deliver(
-        cfg: BackendConfig, project: Any, work_dir: str, run_id: str, runs: MlflowClient
+        cfg: BackendConfig, project: Any, work_dir: str, run_id: str, runs: MlflowClient, *, check_user: bool
     ) -> delivery.DeliveredImage:
-        """Build with the project code inside (always), then get it to the nodes."""
+        """Build with the project code inside (always), then get it to the nodes.
+
+        ``check_user``: the pods must run as non-root and take the user from the image, so an
+        image that runs as root (or as a user name) is refused here, before it is delivered.
+        """
         base_image = str(project.docker_env.get("image"))
         repository = cfg.repository_uri or naming.repository_name(project.name)
         if not cfg.repository_uri and repository == naming.repository_of(base_image):
@@ -206,6 +212,10 @@ class CustomJobBackend(AbstractBackend):
         image.tag(repository, tag=tag)
         built = time.monotonic()
         _log.info("=== Built %s in %.1f s ===", ref, built - started)
+        if check_user:
+            problem = imageuser.root_problem((image.attrs.get("Config") or {}).get("User"), ref)
+            if problem:
+                raise ProjectError(problem)
         if cfg.image_delivery == "kind":
             assert cfg.kind_cluster is not None  # enforced by BackendConfig.from_dict
             delivery.load_verified(cfg.resolve_kind_binary(), cfg.kind_cluster, ref)

@@ -102,6 +102,7 @@ class FakeObjects:
 class FakeImage:
     id = "sha256:" + "ab" * 32
     client = None
+    attrs: dict[str, Any] = {"Config": {"User": "10001:10001"}}  # what `docker image inspect` says
 
     def __init__(self) -> None:
         self.tags_added: list[tuple[str, str]] = []
@@ -197,6 +198,20 @@ def test_submit_renders_the_expected_customjob(tracking: MlflowClient, project: 
     assert run.data.tags["mlflow.docker.image.uri"] == "pipeline-probe:abababababab"
     # MLflow's _create_run logs the shell-quoted form (upstream behaviour); argv is unquoted.
     assert run.data.params == {"msg": shlex.quote(hostile), "alpha": "0.5"}
+
+
+@pytest.mark.parametrize("user", ["", "root", "0:0", "trainer"])
+def test_an_image_a_non_root_pod_refuses_fails_the_run_before_delivery(
+    tracking: MlflowClient, project: Path, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch, user: str
+) -> None:
+    """The stub's pods must run as non-root with the image's user: a root (or named) USER never gets a CustomJob."""
+    monkeypatch.setattr(FakeImage, "attrs", {"Config": {"User": user}})
+    with pytest.raises(ProjectError, match=r"image pipeline-probe:\w+ runs as .*fix: add a numeric non-root user"):
+        CustomJobBackend().run(str(project), "main", {"msg": "m"}, None, config(), tracking.tracking_uri, "0")
+    assert objects.created == []
+    [run] = runs_in(tracking)
+    assert run.info.status == "FAILED"
+    assert "mlflow.docker.image.uri" not in run.data.tags, "nothing was delivered"
 
 
 def test_bad_float_fails_before_any_run_or_cluster_call(
