@@ -13,7 +13,7 @@ import shlex
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 import pytest
@@ -102,7 +102,7 @@ class FakeObjects:
 class FakeImage:
     id = "sha256:" + "ab" * 32
     client = None
-    attrs: dict[str, Any] = {"Config": {"User": "10001:10001"}}  # what `docker image inspect` says
+    attrs: ClassVar[dict[str, Any]] = {"Config": {"User": "10001:10001"}}  # what `docker image inspect` says
 
     def __init__(self) -> None:
         self.tags_added: list[tuple[str, str]] = []
