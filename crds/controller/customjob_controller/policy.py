@@ -14,8 +14,11 @@ always and the second on request:
   old behaviour; then the token is still sent only to listed origins, i.e.
   to none). A CustomJob naming another server fails before its Job exists.
 * ``CUSTOMJOB_ALLOWED_SERVICE_ACCOUNTS`` / ``CUSTOMJOB_ALLOWED_SECRETS``:
-  optional comma-separated names; unset means any (Kubernetes RBAC on Jobs
-  is then the only bound, as for a plain Job).
+  comma-separated names; set but empty means none; ``*`` or unset means any
+  (Kubernetes RBAC on Jobs is then the only bound, as for a plain Job). The
+  shipped Deployment allows the namespace's own ``default`` ServiceAccount and
+  no Secret: a CustomJob cannot borrow a more powerful identity or read a
+  Secret of its namespace unless the cluster admin widens the lists.
 * ``CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS`` (default 45: the kubelet retries at about 10 and 30 s): how long image pull
   errors may last before they fail the job (a registry restarting is not a
   bad image). ``CUSTOMJOB_POD_CREATE_GRACE_SECONDS`` (default 30): how long
@@ -98,7 +101,8 @@ class Origin:
 
 
 def _names(raw: str | None) -> frozenset[str] | None:
-    if raw is None or not raw.strip():
+    """Unset or ``*``: None (any); set: those names, none when empty."""
+    if raw is None or raw.strip() == "*":
         return None
     return frozenset(n.strip() for n in raw.split(",") if n.strip())
 
@@ -177,8 +181,8 @@ class Policy:
             return (
                 "ServiceAccountNotAllowed",
                 f"spec.serviceAccountName {account!r} is not allowed here (allowed: "
-                f"{', '.join(sorted(self.service_accounts))}); pick one of those, or have the cluster admin add it "
-                f"to {ENV_SERVICE_ACCOUNTS}",
+                f"{', '.join(sorted(self.service_accounts)) or 'none'}); pick one of those, or have the cluster "
+                f"admin add it to {ENV_SERVICE_ACCOUNTS}",
             )
         if self.secrets is not None:
             for i, entry in enumerate(spec.get("env") or ()):
@@ -195,7 +199,7 @@ class Policy:
     def describe(self) -> str:
         """One log line for start-up."""
         uris = "any" if self.any_tracking_uri else ", ".join(str(o) for o in self.tracking_uris) or "none"
-        sas = "any" if self.service_accounts is None else ", ".join(sorted(self.service_accounts))
-        secrets = "any" if self.secrets is None else ", ".join(sorted(self.secrets))
+        sas = "any" if self.service_accounts is None else ", ".join(sorted(self.service_accounts)) or "none"
+        secrets = "any" if self.secrets is None else ", ".join(sorted(self.secrets)) or "none"
         return (f"policy: tracking URIs {uris}; service accounts {sas}; secrets {secrets}; "
                 f"image pull grace {self.image_pull_grace:g} s; pod create grace {self.pod_create_grace:g} s")
