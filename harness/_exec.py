@@ -99,10 +99,10 @@ def spawn(
 
     Its own session (process group) lets :func:`stop` end it together with
     every child it forks (MLflow's server runs uvicorn workers and job runners).
-    It is recorded as this session's (:mod:`harness.leftovers`), so if the
+    It is recorded as this session's (:mod:`harness.owners`), so if the
     session is killed before it can stop it, the next session does.
     """
-    from harness import leftovers
+    from harness import owners
 
     env = dict(os.environ)
     if extra_env:
@@ -118,7 +118,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    leftovers.record(proc, " ".join(os.fspath(a) for a in argv[:4]))
+    owners.record(proc, " ".join(os.fspath(a) for a in argv[:4]))
     return proc
 
 
@@ -126,7 +126,7 @@ def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     """Stop a process started by :func:`spawn` and its whole process group."""
     import signal
 
-    from harness import leftovers
+    from harness import owners
 
     try:
         if proc.poll() is not None:
@@ -140,4 +140,4 @@ def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
         except ProcessLookupError:
             pass
     finally:
-        leftovers.forget(proc)
+        owners.forget(proc)

@@ -14,94 +14,26 @@ owner that is gone:
   (``sessions/proc-<pid>.json``), removed when the process is stopped;
 * containers: the Docker label ``mlflow-crd-harness/owner``.
 
+Owner tokens and the records are :mod:`harness.owners` (below :mod:`harness._exec`,
+which writes a record for every group it spawns); this module only reaps.
+
 Stdlib only (the registry-less builders use it too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import signal
-import subprocess
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from harness import _exec
 from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
-from harness.cachedir import cache_dir
+from harness.owners import OWNER_LABEL, is_alive, records_dir
 
-__all__ = ["OWNER_LABEL", "forget", "is_alive", "owner_token", "reap", "record"]
-
-OWNER_LABEL = "mlflow-crd-harness/owner"
-"""Docker label on containers a session makes and removes itself (value: :func:`owner_token`)."""
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None where /proc has none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name may contain spaces
-
-
-@functools.cache
-def _scope() -> str:
-    """This process's pid namespace and boot: where its pids mean something (``?`` where /proc has none)."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "?"
-    return f"{namespace}-{boot}"
-
-
-@functools.cache
-def owner_token() -> str:
-    """``<pid>:<start time>:<pid namespace and boot>`` of this process: unique even after its pid is reused.
-
-    The scope matters where several pid namespaces share one Docker engine (a
-    CI job in a container beside another's): a pid that looks dead from here
-    may run there, so only tokens of this scope can be proven dead.
-    """
-    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}:{_scope()}"
-
-
-def is_alive(token: str) -> bool:
-    """False only if the process ``token`` names provably ended (same pid namespace and boot, pid gone or reused)."""
-    pid_text, _, rest = token.partition(":")
-    started, _, scope = rest.partition(":")
-    if scope and scope != _scope():
-        return True  # another pid namespace or boot: its pids are not ours to judge, so it is never reaped
-    try:
-        pid = int(pid_text)
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    now = _start_time(pid)
-    return now is None or started in ("", "?") or now == started
-
-
-def _records() -> Path:
-    return cache_dir("sessions")
-
-
-def record(proc: subprocess.Popen[bytes], what: str) -> None:
-    """Remember a spawned process group of this session (see :func:`reap`)."""
-    data = {"pid": proc.pid, "token": f"{proc.pid}:{_start_time(proc.pid) or '?'}:{_scope()}", "owner": owner_token(),
-            "what": what, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (_records() / f"proc-{proc.pid}.json").write_text(json.dumps(data))
-
-
-def forget(proc: subprocess.Popen[bytes]) -> None:
-    (_records() / f"proc-{proc.pid}.json").unlink(missing_ok=True)
-
+__all__ = ["reap"]
 
 def _group_gone(pid: int) -> Probe[None]:
     try:
@@ -128,7 +60,7 @@ def _kill_group(pid: int, grace: float = 5.0) -> None:
 def reap_processes(log: Callable[[str], None]) -> list[str]:
     """Stop process groups whose recording session is gone; drop records of ended ones."""
     reaped = []
-    for path in sorted(_records().glob("proc-*.json")):
+    for path in sorted(records_dir().glob("proc-*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from harness import leftovers
+from harness import owners
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
@@ -83,7 +83,7 @@ class SessionLock:
                 info = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(info, dict) and leftovers.is_alive(str(info.get("owner", ""))):
+            if isinstance(info, dict) and owners.is_alive(str(info.get("owner", ""))):
                 found.append(info)
             else:
                 path.unlink(missing_ok=True)
@@ -128,7 +128,7 @@ class SessionLock:
 
     @staticmethod
     def _me() -> dict[str, Any]:
-        return {"pid": os.getpid(), "owner": leftovers.owner_token(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {"pid": os.getpid(), "owner": owners.owner_token(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def release(self) -> None:
         if self._fh is not None:

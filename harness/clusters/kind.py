@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from harness import _exec, dockercli, leftovers
+from harness import _exec, dockercli, owners
 from harness._errors import HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
@@ -130,7 +130,7 @@ def host_marker_owns(marker: dict[str, Any] | None, node_ids: list[str]) -> bool
     if not marker or not node_ids:
         return False
     if marker.get("state") == "creating":
-        return not leftovers.is_alive(str(marker.get("owner", "")))
+        return not owners.is_alive(str(marker.get("owner", "")))
     return set(node_ids) <= set(marker.get("nodes") or [])
 
 
@@ -302,7 +302,7 @@ class KindProvider:
         self.log(f"cluster: creating {kind.name} from {self.node_image} (MLflow on 127.0.0.1:{port})")
         # Before the first node exists: if this session is killed mid-create, the next one knows the half-made
         # node is the harness's (and its session gone), removes it and starts over.
-        host_marker_path(kind.name).write_text(json.dumps({"state": "creating", "owner": leftovers.owner_token(),
+        host_marker_path(kind.name).write_text(json.dumps({"state": "creating", "owner": owners.owner_token(),
                                                            "created-at": _now()}))
         beside = self._start_preload(kind)
         try:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness import _exec, leftovers
+from harness import _exec, owners
 from harness._errors import HarnessError
 
 __all__ = ["MissingImagesError", "assemble_node_image", "missing_images"]
@@ -63,7 +63,7 @@ def assemble_node_image(
     name = f"nodeimg-build-{os.getpid()}-{int(time.time())}"
     # Labelled with its owner: if this process is killed before the finally below, the next session removes it.
     _exec.run(["docker", "run", "-d", "--privileged", "--name", name, "--label",
-               f"{leftovers.OWNER_LABEL}={leftovers.owner_token()}", "--entrypoint", "sleep", base_ref, "infinity"])
+               f"{owners.OWNER_LABEL}={owners.owner_token()}", "--entrypoint", "sleep", base_ref, "infinity"])
     try:
         with tempfile.TemporaryDirectory(prefix="nodeimg-stage-") as stage_dir:
             stage = Path(stage_dir)
@@ -94,7 +94,7 @@ def assemble_node_image(
                 # docker commit would copy the build container's owner label into the image, and so onto
                 # every kind node run from it; blank it (leftovers also reaps only nodeimg-build-* names).
                 "--change",
-                f'LABEL {leftovers.OWNER_LABEL}=""',
+                f'LABEL {owners.OWNER_LABEL}=""',
                 name,
                 target_ref,
             ],

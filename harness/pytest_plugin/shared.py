@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import leftovers
+from harness import owners
 from harness._waiting import Probe, wait_for
 from harness.settings import Settings
 from harness.timing import Phases
@@ -67,7 +67,7 @@ class XdistRun:
     def started(self) -> None:
         """Say this worker exists (its pid tells the owner if it dies without finishing)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._file(f"{self.worker}.pid").write_text(leftovers.owner_token())
+        self._file(f"{self.worker}.pid").write_text(owners.owner_token())
 
     def finished(self, failures: int) -> None:
         """Say this worker's session is over, with how many of its tests failed."""
@@ -108,7 +108,7 @@ class XdistRun:
         pid_file = self._file(f"{worker}.pid")
         if not pid_file.exists():
             return "not started"
-        return "running" if leftovers.is_alive(pid_file.read_text().strip()) else "gone"
+        return "running" if owners.is_alive(pid_file.read_text().strip()) else "gone"
 
     def wait_for_others(self, timeout: float, log: Callable[[str], None]) -> int:
         """Block until every other worker is done or gone; return their failures (a gone one counts as one)."""

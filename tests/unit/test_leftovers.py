@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import _exec, leftovers
+from harness import _exec, leftovers, owners
 
 # A "session": handlers installed, then a cleanup in `finally` that takes a while and is signalled again.
 SESSION = textwrap.dedent("""
@@ -87,12 +87,12 @@ def test_a_users_own_handler_is_kept() -> None:
 
 
 def test_owner_tokens_tell_a_live_process_from_a_dead_or_reused_pid() -> None:
-    assert leftovers.is_alive(leftovers.owner_token())
+    assert owners.is_alive(owners.owner_token())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert not leftovers.is_alive(f"{child.pid}:1")
-    me = leftovers.owner_token().split(":")[0]
-    assert not leftovers.is_alive(f"{me}:0")  # this pid, but not this process's start time: a reused pid
+    assert not owners.is_alive(f"{child.pid}:1")
+    me = owners.owner_token().split(":")[0]
+    assert not owners.is_alive(f"{me}:0")  # this pid, but not this process's start time: a reused pid
 
 
 def test_a_killed_sessions_spawned_server_is_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,7 +145,7 @@ def test_a_live_sessions_processes_are_left_alone(tmp_path: Path, monkeypatch: p
 def test_containers_of_dead_owners_are_picked() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    listing = (f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {leftovers.owner_token()}\n"
+    listing = (f"nodeimg-build-1 {dead.pid}:1\nnodeimg-build-2 {owners.owner_token()}\n"
                # a kind node run from a committed node image inherits its builder's label: never reaped
                f"someones-cluster-control-plane {dead.pid}:1\nother-worker \n")
     assert leftovers.dead_owner_containers(listing) == ["nodeimg-build-1"]
@@ -169,13 +169,13 @@ def test_a_creating_marker_owns_the_half_made_node_only_once_its_session_is_gone
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert host_marker_owns({"state": "creating", "owner": f"{dead.pid}:1"}, ["aaa"])
-    assert not host_marker_owns({"state": "creating", "owner": leftovers.owner_token()}, ["aaa"])
+    assert not host_marker_owns({"state": "creating", "owner": owners.owner_token()}, ["aaa"])
 
 
 def test_a_token_of_another_pid_namespace_or_boot_is_never_judged_dead() -> None:
     """Sessions in other containers share one Docker engine: their pids mean nothing here."""
-    mine = leftovers.owner_token()
+    mine = owners.owner_token()
     _pid, started, scope = mine.split(":")
-    assert scope == leftovers._scope() != "?"
-    assert leftovers.is_alive(f"999999999:{started}:{scope}") is False  # ours, and provably gone
-    assert leftovers.is_alive(f"999999999:{started}:4026531999-deadbeef") is True  # elsewhere: not provable
+    assert scope == owners._scope() != "?"
+    assert owners.is_alive(f"999999999:{started}:{scope}") is False  # ours, and provably gone
+    assert owners.is_alive(f"999999999:{started}:4026531999-deadbeef") is True  # elsewhere: not provable

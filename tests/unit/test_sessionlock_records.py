@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import leftovers
+from harness import owners
 from harness._waiting import Probe, wait_for
 from harness.sessionlock import ClusterBusy, SessionLock
 
@@ -33,7 +33,7 @@ def test_the_holder_and_a_waiter_are_recorded_until_the_waiter_has_the_lock(tmp_
     with lock:
         mine = lock.holder_record()
         assert mine["pid"] > 0
-        assert leftovers.is_alive(mine["owner"])
+        assert owners.is_alive(mine["owner"])
         waiter = _take(tmp_path, 30, 0)
 
         def waiting() -> Probe[list[dict[str, object]]]:
