@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from harness._version import __version__
 
 if TYPE_CHECKING:
     from harness._errors import CommandError, HarnessError, WaitTimeout

@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__, baseimage, doctor, toolchain
+from harness import baseimage, doctor, toolchain
 from harness._errors import HarnessError
+from harness._version import __version__
 from harness.settings import OPTIONS, Option, Settings, load_settings
 from harness.timing import Phases
 

@@ -144,7 +144,7 @@ def _flatten(node: Any, prefix: str) -> dict[str, Any]:
 def environment_differences(recorded: Mapping[str, Any], now: Mapping[str, Any] | None = None) -> list[str]:
     """What of the recorded harness release and Python packages this interpreter does not have."""
     if now is None:
-        from harness import __version__
+        from harness._version import __version__
 
         now = {"harness": {"version": __version__, "python": python_environment()}}
     return _differences(recorded, now, sections=("harness",), skip=_NOT_COMPARED)

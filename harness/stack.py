@@ -38,8 +38,7 @@ from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
 from harness.clusters.kind import MARKER_NAMESPACE
-from harness.clusters.kind_cli import MLFLOW_NODE_PORT
-from harness.tracking_server import free_port
+from harness.ports import MLFLOW_NODE_PORT, free_port
 
 __all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images", "trust_tracking_uri"]
 

@@ -225,7 +225,8 @@ class Testbed:
 
     def _describe(self) -> dict[str, Any]:
         """The run manifest of this test bed: versions and digests of everything that decides what runs."""
-        from harness import __version__, dockercli
+        from harness import dockercli
+        from harness._version import __version__
         from harness.nodeimage.versions import NODE_IMAGE_REPO
         from harness.versions import release_for
 

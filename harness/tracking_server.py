@@ -8,7 +8,6 @@ filesystem to store models) and an explicit ``--allowed-hosts`` list — never
 
 from __future__ import annotations
 
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -19,15 +18,9 @@ from typing import Self
 
 from harness import _exec, dockercli
 from harness._waiting import Probe, wait_for
+from harness.ports import free_port
 
-__all__ = ["LocalTrackingServer", "free_port"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the kernel says is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+__all__ = ["LocalTrackingServer"]
 
 
 @dataclass

@@ -48,7 +48,7 @@ from harness.cachedir import cache_dir
 from harness.clusters import Cluster, ImageRoute
 from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
 from harness.kubeapi import Kube
-from harness.tracking_server import free_port
+from harness.ports import free_port
 
 __all__ = ["KindProvider", "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours",
            "merge_kind_config", "nodes_configured"]

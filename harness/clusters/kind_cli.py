@@ -19,12 +19,12 @@ import yaml
 
 from harness import _exec
 from harness.cachedir import cache_dir
+from harness.ports import MLFLOW_NODE_PORT
 
-__all__ = ["MLFLOW_NODE_PORT", "KindCluster", "abort_creates", "kind_config", "node_container_ids",
+__all__ = ["KindCluster", "abort_creates", "kind_config", "node_container_ids",
            "thaw_frozen_cgroups"]
 
 #: The NodePort the in-cluster MLflow server listens on; kind maps it to a host port.
-MLFLOW_NODE_PORT = 30500
 
 #: Host sysctls the kubelet in a privileged kind node rewrites (panic on oops,
 #: reboot after 10 s). Saved before create and restored after delete, so a test

@@ -13,9 +13,10 @@ from harness._errors import CommandError, HarnessError, WaitTimeout
 from harness._exec import run
 from harness._waiting import Probe, wait_for
 from harness.clusters.kind import cluster_fingerprint, merge_kind_config
-from harness.clusters.kind_cli import MLFLOW_NODE_PORT, kind_config
+from harness.clusters.kind_cli import kind_config
 from harness.evidence import bundle_dir_for
 from harness.images import context_digest
+from harness.ports import MLFLOW_NODE_PORT
 from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_stack, replace_images
 from harness.timing import Phases
 from tests.unit.fakes import FakeClock
