@@ -17,12 +17,11 @@ import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mlflow.tracking import MlflowClient
 
 from harness.kubeapi import Kube
-from harness.runs import ProjectRun
 from harness.workloads import CUSTOMJOB, closing, state, stub
 from harness.workloads.api import WorkloadClient
 from harness.workloads.kind import WorkloadKind
@@ -53,8 +52,19 @@ def _fail(run_id: str, what: str, data: Any) -> AssertionError:
     return AssertionError(f"run {run_id}: {what}\n  actual: {data!r}")
 
 
+class RunRef(Protocol):
+    """What :func:`assert_run` needs of a run: a :class:`~harness.runs.ProjectRun` is one (no import of it here,
+    so the assertions stay below the run driver)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def client(self) -> MlflowClient: ...
+
+
 def assert_run(
-    run: ProjectRun | str,
+    run: RunRef | str,
     *,
     client: MlflowClient | None = None,
     status: str = "FINISHED",
@@ -71,13 +81,13 @@ def assert_run(
     predict one finite value for each; None skips the model checks.
     ``logs``: the pods' logs must be attached to the run (``logs/<pod>/<container>.txt``).
     """
-    if isinstance(run, ProjectRun):
-        client = client or run.client
-        run_id = run.run_id
-    else:
+    if isinstance(run, str):
         if client is None:
             raise TypeError("assert_run(run_id, ...) needs client=")
         run_id = run
+    else:
+        client = client or run.client
+        run_id = run.run_id
     got = client.get_run(run_id)
     info, data = got.info, got.data
     if info.status != status:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import re
 import tomllib
 from pathlib import Path
 
@@ -64,7 +65,7 @@ RULES = {
     "harness/settings.py": ("harness.pytest_plugin", "harness.testbed", "pytest", "mlflow", "kubernetes"),
     "harness/testbed.py": ("harness.pytest_plugin", "pytest"),
     "harness/runs.py": ("harness.pytest_plugin", "pytest"),
-    "harness/assertions.py": ("harness.pytest_plugin", "pytest"),
+    "harness/assertions.py": ("harness.pytest_plugin", "harness.runs", "pytest"),
     "harness/cli.py": ("harness.pytest_plugin", "pytest"),
     "crds/controller/customjob_controller": ("harness", "tests", "pytest"),
 }
@@ -145,3 +146,88 @@ def test_materialised_stub_is_a_kustomize_base(tmp_path: Path) -> None:
         assert rel in text
         assert (out / rel).is_file()
     assert not (out / "controller").exists(), "the overlay base holds manifests only"
+
+
+LAYERS: list[set[str]] = [
+    {"_errors", "_version", "ports", "cachedir", "contract", "imagerefs", "versions", "charts", "tooldownload"},
+    {"_waiting", "owners"},
+    {"_exec", "interrupts"},
+    {"dockercli", "leftovers", "debian", "timing", "kubeapi", "assets"},
+    {"workloads"},
+    {"nodeimage", "baseimage", "goimage", "toolchain", "sessionlock"},
+    {"registry", "clusters", "stacks", "manifest", "waits", "evidence", "tracking_server"},
+    {"settings", "stack", "images", "report"},
+    {"backend", "runs", "assertions", "doctor", "testbed"},
+    {"cli", "__main__", "pytest_plugin"},
+]
+"""The harness from the bottom up: a module may import its own layer and the ones below, nothing above.
+docs/development.md's layout lists the same layers. The package's ``__init__`` (the public facade)
+sits above them all and no module imports it."""
+
+KNOWN_WRONG_WAY = {("images", "backend")}
+"""Arrows that point up today, each named with its way out: ``images`` delivers through the MLflow
+backend's ``delivery`` (issue #23: one delivery package both import)."""
+
+
+def _unit(module: str) -> str | None:
+    """``harness.clusters.kind`` -> ``clusters``; ``harness`` itself -> ``harness``; not ours -> None."""
+    parts = module.split(".")
+    if parts[0] != "harness":
+        return None
+    return parts[1] if len(parts) > 1 else "harness"
+
+
+def _harness_units() -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in _modules(PACKAGE):
+        rel = path.relative_to(PACKAGE)
+        name = rel.parts[0].removesuffix(".py")
+        if name != "__init__":
+            found.setdefault(name, []).append(path)
+    return found
+
+
+def _layer_of(unit: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def test_every_module_has_a_layer_and_imports_only_its_own_or_lower_ones() -> None:
+    units = _harness_units()
+    placed = set().union(*LAYERS)
+    assert sorted(set(units) - placed) == [], "give these a row in LAYERS (and in docs/development.md's layout)"
+    assert sorted(placed - set(units)) == [], "LAYERS names modules that no longer exist"
+    bad = []
+    for unit, files in units.items():
+        for path in files:
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = ([f"harness.{a.name}" for a in node.names] if node.module == "harness"
+                             else [node.module])
+                else:
+                    continue
+                for name in names:
+                    target = _unit(name)
+                    if target is None or target == unit:
+                        continue
+                    if target == "harness" or (target in placed and _layer_of(target) > _layer_of(unit)
+                                               and (unit, target) not in KNOWN_WRONG_WAY):
+                        bad.append(f"{path.relative_to(REPO)} (layer {_layer_of(unit)}) imports {name} "
+                                   f"(layer {_layer_of(target) if target in placed else 'facade'})")
+    assert bad == [], "imports pointing up:\n" + "\n".join(bad)
+
+
+def test_the_known_wrong_way_arrows_still_exist() -> None:
+    """An exception nobody needs any more must go, or the table would forgive a new arrow there."""
+    for unit, target in KNOWN_WRONG_WAY:
+        assert any(f"harness.{target}" in _imports(p) or any(i.startswith(f"harness.{target}.") for i in _imports(p))
+                   for p in _harness_units()[unit]), f"{unit} no longer imports {target}: drop it from KNOWN_WRONG_WAY"
+
+
+def test_the_docs_layout_names_every_module() -> None:
+    text = (REPO / "docs" / "development.md").read_text()
+    layout = text.split("## Layout", 1)[1].split("```", 2)[1]
+    missing = [u for u in _harness_units() if not re.search(rf"(?<![\w/]){re.escape(u)}(\.py|/)", layout)]
+    assert missing == [], f"docs/development.md's layout does not name: {missing}"
