@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import _exec, owners
-from harness._errors import HarnessError
+from harness._errors import HarnessError, WaitTimeout
+from harness._waiting import Probe, wait_for
 
 __all__ = ["MissingImagesError", "assemble_node_image", "missing_images"]
 
@@ -137,15 +138,15 @@ def _import_images(name: str, archives: Sequence[Path], log: Log) -> None:
             f"echo $$ > {_PIDFILE}; exec containerd > /var/log/containerd-build.log 2>&1",
         ]
     )
-    deadline = time.monotonic() + _CONTAINERD_SOCK_WAIT
-    while True:
+    def answers() -> Probe[None]:
         probe = _exec.run(["docker", "exec", name, "ctr", "version"], check=False)
-        if probe.returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            log_tail = _docker_exec(name, "tail", "-n", "40", "/var/log/containerd-build.log", check=False)
-            raise HarnessError(f"containerd did not start in the build container:\n{log_tail}")
-        time.sleep(0.5)
+        return Probe(probe.returncode == 0, "answers" if probe.returncode == 0 else "ctr version fails")
+
+    try:
+        wait_for(answers, what="containerd in the build container", timeout=_CONTAINERD_SOCK_WAIT, interval=0.5)
+    except WaitTimeout as exc:
+        log_tail = _docker_exec(name, "tail", "-n", "40", "/var/log/containerd-build.log", check=False)
+        raise HarnessError(f"containerd did not start in the build container ({exc}):\n{log_tail}") from exc
     for i, _archive in enumerate(archives):
         _docker_exec(
             name,
@@ -164,9 +165,9 @@ def _import_images(name: str, archives: Sequence[Path], log: Log) -> None:
 
 def _stop_containerd(name: str) -> None:
     _docker_exec(name, "sh", "-c", f'kill "$(cat {_PIDFILE})"', check=False)
-    for _ in range(60):
+
+    def stopped() -> Probe[None]:
         alive = _exec.run(["docker", "exec", name, "sh", "-c", f'kill -0 "$(cat {_PIDFILE})"'], check=False)
-        if alive.returncode != 0:
-            return
-        time.sleep(0.5)
-    raise HarnessError("containerd in the build container did not stop within 30 s")
+        return Probe(alive.returncode != 0, "stopped" if alive.returncode != 0 else "still running")
+
+    wait_for(stopped, what="containerd in the build container to stop", timeout=30, interval=0.5)

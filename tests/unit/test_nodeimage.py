@@ -321,3 +321,42 @@ def test_node_files_exist_and_are_executable() -> None:
     assert 'echo "detected cgroup v1"' in entry  # kind's readiness regexp depends on it
     unit = (root / "rootfs/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
     assert "/var/lib/kubelet/kubeadm-flags.env" in unit
+
+
+def test_the_build_containers_containerd_is_waited_for_and_stopped_by_bounded_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """containerd answers on the third try; after the kill it is gone on the third check."""
+    import subprocess
+
+    from harness import _exec
+
+    calls: list[str] = []
+    answers = iter([1, 1, 0])
+    alive = iter([0, 0, 1])
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        cmd = " ".join(argv)
+        calls.append(cmd)
+        code = next(answers) if "ctr version" in cmd else next(alive) if "kill -0" in cmd else 0
+        return subprocess.CompletedProcess(argv, code, "", "")
+
+    monkeypatch.setattr(_exec, "run", run)
+    monkeypatch.setattr(assemble, "_docker_exec", lambda *a, **k: "")
+    monkeypatch.setattr("harness._waiting.time.sleep", lambda _s: None)
+    assemble._import_images("b", [], log=lambda _m: None)
+    assemble._stop_containerd("b")
+    assert sum("ctr version" in c for c in calls) == 3
+    assert sum("kill -0" in c for c in calls) == 3
+
+
+def test_a_containerd_that_never_answers_fails_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from harness import _exec
+
+    monkeypatch.setattr(_exec, "run", lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", ""))
+    monkeypatch.setattr(assemble, "_docker_exec", lambda *a, **k: "containerd: permission denied")
+    monkeypatch.setattr(assemble, "_CONTAINERD_SOCK_WAIT", 0.05)
+    with pytest.raises(HarnessError, match="(?s)containerd did not start.*permission denied"):
+        assemble._import_images("b", [], log=lambda _m: None)
