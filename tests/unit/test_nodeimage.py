@@ -358,5 +358,5 @@ def test_a_containerd_that_never_answers_fails_with_its_log(monkeypatch: pytest.
     monkeypatch.setattr(_exec, "run", lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", ""))
     monkeypatch.setattr(assemble, "_docker_exec", lambda *a, **k: "containerd: permission denied")
     monkeypatch.setattr(assemble, "_CONTAINERD_SOCK_WAIT", 0.05)
-    with pytest.raises(HarnessError, match="(?s)containerd did not start.*permission denied"):
+    with pytest.raises(HarnessError, match=r"(?s)containerd did not start.*permission denied"):
         assemble._import_images("b", [], log=lambda _m: None)
