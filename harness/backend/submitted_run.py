@@ -23,6 +23,7 @@ nothing, so the parties cannot fight (:mod:`harness.workloads.closing`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -234,9 +235,13 @@ class CustomJobSubmittedRun(SubmittedRun):
 
     def _give_the_controller_its_turn(self) -> None:
         """An MLflow-aware controller closes a failed run with its own reason: wait for that, bounded."""
-        deadline = self._clock() + CONTROLLER_GRACE
-        while self._run_status() not in state.TERMINAL and self._clock() < deadline:
-            self._sleep(min(self._poll, 1.0))
+        def closed() -> Probe[None]:
+            status = self._run_status()
+            return Probe(status in state.TERMINAL, f"MLflow run {status}")
+
+        with contextlib.suppress(WaitTimeout):  # the grace ran out: the submitter closes it
+            wait_for(closed, what=f"the {self.kind.kind} controller to close run {self.run_id}",
+                     timeout=CONTROLLER_GRACE, interval=min(self._poll, 1.0), clock=self._clock, sleep=self._sleep)
 
     def cancel(self) -> None:
         """Delete the object (background propagation), wait until it is gone, mark the run KILLED.
@@ -246,21 +251,14 @@ class CustomJobSubmittedRun(SubmittedRun):
         self._cancelled = True
         try:
             self._jobs.delete(self.job_name)
-            deadline = self._clock() + CANCEL_TIMEOUT
-            history: list[str] = []
-            while True:
+
+            def gone() -> Probe[None]:
                 obj = self._jobs.get(self.job_name)
-                if obj is None:
-                    break
-                _record(history, state.describe(self.kind, obj))
-                if self._clock() >= deadline:
-                    raise WaitTimeout(
-                        f"{self._where()} to be deleted",
-                        CANCEL_TIMEOUT,
-                        history,
-                        hint="a finalizer may be blocking deletion; check metadata.finalizers",
-                    )
-                self._sleep(min(self._poll, 1.0))
+                return Probe(obj is None, "gone" if obj is None else state.describe(self.kind, obj))
+
+            wait_for(gone, what=f"{self._where()} to be deleted", timeout=CANCEL_TIMEOUT,
+                     interval=min(self._poll, 1.0), hint="a finalizer may be blocking deletion; check "
+                     "metadata.finalizers", clock=self._clock, sleep=self._sleep)
         finally:
             mark_failed(self._runs, self.run_id, f"{self._where()} was cancelled", failure_tag=self.kind.failure_tag,
                         end="KILLED")
