@@ -7,13 +7,15 @@ import io
 import urllib.error
 import urllib.parse
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
 
 import pytest
 from customjob_controller import contract, manifests, mlflow_rest, reconcile
 from customjob_controller.policy import Policy, PolicyError
+
+from tests.unit.fakes import FakeClock
 
 NS = "team-a"
 RUN = "0123456789abcdef0123456789abcdef"
@@ -38,6 +40,7 @@ class FakeApi:
         self.conflicts_to_inject = 0
         self.log_requests: list[str] = []
         self.gc_pods_on_foreground_delete = True
+        self.patch_errors_to_inject = 0
 
     @property
     def cj(self) -> dict[str, Any]:
@@ -99,6 +102,9 @@ class FakeApi:
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
     ) -> dict[str, Any]:
         cj = self.cj
+        if self.patch_errors_to_inject:
+            self.patch_errors_to_inject -= 1
+            raise RuntimeError("500 Internal Server Error: etcdserver: request timed out")
         if self.conflicts_to_inject:
             self.conflicts_to_inject -= 1
             cj["metadata"]["resourceVersion"] = str(int(cj["metadata"]["resourceVersion"]) + 1)
@@ -213,6 +219,9 @@ class Recorder:
 
 def _reconciler(api: FakeApi, rec: Recorder, **kw: Any) -> reconcile.Reconciler:
     kw.setdefault("clock", lambda: NOW)
+    monotonic = FakeClock()
+    kw.setdefault("monotonic", monotonic)
+    kw.setdefault("sleep", monotonic.sleep)
     return reconcile.Reconciler(api=api, emit=rec.emit, finalize_run=rec.finalize, check_owner=rec.check, **kw)
 
 
@@ -421,9 +430,11 @@ def test_spec_update_is_reported_as_event_and_condition(
     assert "image" in rec.events[-1][2]
 
 
-def test_handlers_register_no_finalizer_timer_or_daemon() -> None:
+def test_handlers_register_no_finalizer_and_one_resync_timer_without_one() -> None:
+    """Deleting a CustomJob must not wait for the controller: no handler, the timer included, needs kopf's finalizer."""
     import kopf
     from customjob_controller import handlers
+    from kopf._core.intents import handlers as kopf_handlers
 
     registry = kopf.get_default_registry()
     changing = registry._changing.get_all_handlers()
@@ -433,11 +444,28 @@ def test_handlers_register_no_finalizer_timer_or_daemon() -> None:
     assert fields["finish"] == ("status", "phase")
     assert fields["recheck"] == ("status", "reason")
     assert not any(h.requires_finalizer for h in changing)
-    assert not registry._spawning.get_all_handlers()
+    spawning = registry._spawning.get_all_handlers()
+    assert [(type(h), h.id, h.interval, h.requires_finalizer) for h in spawning] == [
+        (kopf_handlers.TimerHandler, "resync", handlers.RESYNC_SECONDS, False)]
+    assert not any(isinstance(h, kopf_handlers.DaemonHandler) for h in spawning)
     watching = registry._watching.get_all_handlers()
-    assert sorted(h.id for h in watching) == ["owned_changed", "owned_changed"]  # jobs + pods
+    assert sorted(h.id for h in watching) == ["customjob_gone", "owned_changed", "owned_changed"]  # + jobs, pods
     assert handlers.owned_changed is not None
     assert contract.PREFIX == "training.example.com"
+
+
+def test_the_resync_timer_runs_while_the_customjob_exists_and_is_not_terminal() -> None:
+    """kopf stops a timer whose filter turns False: on a terminal phase, and on the DELETED event's mark."""
+    import kopf
+    from customjob_controller import handlers
+
+    memo = kopf.Memo()
+    assert handlers._resync_wanted(status={}, memo=memo)
+    assert handlers._resync_wanted(status={"phase": "Running"}, memo=memo)
+    assert not handlers._resync_wanted(status={"phase": "Succeeded"}, memo=memo)
+    assert not handlers._resync_wanted(status={"phase": "Failed"}, memo=memo)
+    memo[handlers.GONE] = True
+    assert not handlers._resync_wanted(status={"phase": "Running"}, memo=memo)
 
 
 def test_rejected_job_fails_the_customjob_permanently(
@@ -481,36 +509,44 @@ def _run_closed(api: FakeApi) -> list[tuple[str, str]]:
             if c["type"] == contract.CONDITION_RUN_CLOSED]
 
 
-def test_an_mlflow_outage_when_the_job_ends_delays_the_close_and_never_loses_it(
-    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
-) -> None:
-    api, rec, r = world
+def test_an_mlflow_outage_when_the_job_ends_delays_the_close_and_never_loses_it() -> None:
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    r = _reconciler(api, rec, clock=lambda: clock["now"])
     _succeeded(api, r)
-    rec.outages = 2
+    rec.outages = 3
     delays = []
-    for attempt in range(2):
+    for attempt in range(3):
         with pytest.raises(reconcile.RetryLater) as retry:
             r.finish(api.cj, attempt=attempt)
         delays.append(retry.value.delay)
+        clock["now"] += timedelta(seconds=retry.value.delay)
         assert _run_closed(api) == [("False", "MLflowUnreachable")]
         assert api.jobs["train-1"]["metadata"]["finalizers"], "the Job is held while the run is open"
-    assert delays == [5.0, 10.0]
-    r.finish(api.cj, attempt=2)
+    assert delays == [5.0, 5.0, 10.0], "5 s, then the time already failed (doubling), up to 60 s"
+    r.finish(api.cj, attempt=3)
     assert _run_closed(api) == [("True", "Closed")]
-    assert [f["status"] for f in rec.finalized] == ["FINISHED"] * 3
+    assert [f["status"] for f in rec.finalized] == ["FINISHED"] * 4
     assert rec.reasons().count("MLflowUnreachable") == 1, "one warning per outage, not per retry"
     assert api.jobs["train-1"]["metadata"]["finalizers"] == []
-    r.finish(api.cj, attempt=3)  # a replay after the close
-    assert len(rec.finalized) == 3
+    r.finish(api.cj, attempt=4)  # a replay after the close
+    assert len(rec.finalized) == 4
 
 
-def test_closing_gives_up_after_the_last_attempt_and_lets_the_job_go(
-    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
-) -> None:
-    api, rec, r = world
+def test_closing_gives_up_after_its_own_time_budget_and_lets_the_job_go() -> None:
+    """The close is bounded by time since its first failure, not by kopf's retry count (which Pod waits also use)."""
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    r = _reconciler(api, rec, clock=lambda: clock["now"])
     _succeeded(api, r)
-    rec.outages = 1
-    r.finish(api.cj, attempt=reconcile.FINISH_ATTEMPTS - 1)
+    rec.outages = 3
+    with pytest.raises(reconcile.RetryLater):
+        r.finish(api.cj, attempt=900)  # a high count alone gives up nothing
+    clock["now"] += timedelta(seconds=reconcile.CLOSE_SECONDS - 1)
+    with pytest.raises(reconcile.RetryLater):
+        r.finish(api.cj, attempt=901)
+    clock["now"] += timedelta(seconds=1)
+    r.finish(api.cj, attempt=902)
     assert _run_closed(api) == [("False", "GaveUp")]
     assert "MLflowRunNotClosed" in rec.reasons()
     assert api.jobs["train-1"]["metadata"]["finalizers"] == []
@@ -788,3 +824,189 @@ def test_the_run_of_an_orphaned_job_is_closed_killed_when_it_is_that_customjobs(
     r.sync_status(NS, "train-1")
     assert rec.tracking.runs[RUN]["status"] == "KILLED"
     assert "CustomJobDeleted" in rec.tracking.runs[RUN]["tags"][contract.TAG_FAILURE_REASON]
+
+
+# -- The controller never loses or strands an outcome (issue #24, item 3) ---------------------------------------------
+
+
+def _orphan(api: FakeApi) -> None:
+    """``kubectl delete customjob --cascade=orphan``: the collector strips the Job's ownerReference, keeps the rest."""
+    api.customjob = None
+    del api.jobs["train-1"]["metadata"]["ownerReferences"]
+
+
+def test_a_job_orphaned_by_cascade_orphan_is_stopped_its_run_killed_and_it_is_let_go(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    """Without an ownerReference nothing would delete the Job, and our finalizer would hold it (and its namespace)."""
+    api, rec, r = world
+    _running(api, r)
+    _orphan(api)
+    assert api.jobs["train-1"]["metadata"]["finalizers"] == [contract.FINALIZER_OUTCOME]
+    r.sync_status(NS, "train-1")  # the Job's MODIFIED event (its ownerReference went)
+    assert api.deleted == ["train-1"], "stopped: the trainer must not run on unowned"
+    assert [(f["status"], f["reason"]) for f in rec.finalized] == [("KILLED", "CustomJobDeleted")]
+    assert rec.tracking.runs[RUN]["status"] == "KILLED"
+    assert "train-1" not in api.jobs, "released, so the stopped Job could go"
+
+
+def test_an_orphaned_jobs_run_tagged_with_the_uid_is_closed_from_the_deletion_event_or_memory(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    """The backend's tag carries the uid, which the orphaned Job lost; the CustomJob's DELETED event still has it."""
+    api, rec, r = world
+    rec.tracking.runs[RUN]["tags"] = {contract.TAG_WORKLOAD: f"{OURS} uid=cj-uid-1"}
+    _running(api, r)
+    _orphan(api)
+    api.gc_pods_on_foreground_delete = False
+    r.release_orphan(NS, "train-1", "cj-uid-1")  # the CustomJob's DELETED event
+    assert rec.finalized == [], "not closed while the trainer may still log"
+    api.pods.clear()
+    r.sync_status(NS, "train-1")  # the last Pod's DELETED event: no uid on it, remembered from the event
+    assert [f["owner"] for f in rec.finalized] == [mlflow_rest.Owner("CustomJob", NS, "train-1", "cj-uid-1")]
+    assert rec.tracking.runs[RUN]["status"] == "KILLED"
+    assert "train-1" not in api.jobs
+
+
+def test_a_customjob_being_deleted_counts_as_gone(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    """``--cascade=orphan`` first marks the CustomJob deleting (the orphan finalizer), with the Job still owned."""
+    api, rec, r = world
+    rec.tracking.runs[RUN]["tags"] = {contract.TAG_WORKLOAD: f"{OURS} uid=cj-uid-1"}
+    _running(api, r)
+    api.cj["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    api.cj["metadata"]["finalizers"] = ["orphan"]
+    r.release_orphan(NS, "train-1", "cj-uid-1")  # its MODIFIED event
+    assert rec.tracking.runs[RUN]["status"] == "KILLED"
+    assert "train-1" not in api.jobs
+
+
+def test_an_orphaned_job_whose_run_cannot_be_shown_its_customjobs_is_let_go_and_the_run_left(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    """A restarted controller never saw the uid the run's tag names: the run is not touched, the Job still released."""
+    api, rec, r = world
+    tags = {contract.TAG_WORKLOAD: f"{OURS} uid=cj-uid-1"}
+    rec.tracking.runs[RUN]["tags"] = dict(tags)
+    _running(api, r)
+    _orphan(api)
+    restarted = _reconciler(api, rec)
+    restarted.sync_status(NS, "train-1")  # kopf's replay of the Job at start-up
+    _untouched(rec, tags)
+    assert "train-1" not in api.jobs
+
+
+def test_a_namesake_created_while_an_orphaned_job_is_held_waits_for_it(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, _, r = world
+    _running(api, r)
+    _orphan(api)
+    api.gc_pods_on_foreground_delete = False  # its pod takes a while to stop
+    api.customjob = _customjob(uid="cj-uid-2")
+    with pytest.raises(reconcile.ForeignJob, match="orphaned"):
+        r.ensure_job(api.cj)
+    assert api.creates == 1
+    assert api.deleted == ["train-1"], "and the orphan was stopped meanwhile"
+
+
+def test_pods_that_never_stop_are_waited_for_by_time_then_the_run_is_closed_and_the_job_released() -> None:
+    """A NotReady node keeps the Pods forever; kopf's retry count must not decide, and the outcome must not strand."""
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    r = _reconciler(api, rec, clock=lambda: clock["now"])
+    _running(api, r)
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"  # kubectl delete job
+    r.sync_status(NS, "train-1")
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Failed", "JobDeleted")
+    api.gc_pods_on_foreground_delete = False
+    for attempt in range(0, 300, 30):  # far past the old 40-attempt budget, within the time budget
+        with pytest.raises(reconcile.RetryLater, match="pods"):
+            r.finish(api.cj, attempt=attempt)
+        clock["now"] += timedelta(seconds=reconcile.POD_STOP_SECONDS / 10 - 1)
+    assert rec.finalized == []
+    pods_stopped = [c for c in api.cj["status"]["conditions"] if c["type"] == reconcile.CONDITION_PODS_STOPPED]
+    assert [(c["status"], c["reason"]) for c in pods_stopped] == [("False", "Waiting")]
+    clock["now"] += timedelta(seconds=10)
+    r.finish(api.cj, attempt=301)
+    pods_stopped = [c for c in api.cj["status"]["conditions"] if c["type"] == reconcile.CONDITION_PODS_STOPPED]
+    assert [(c["status"], c["reason"]) for c in pods_stopped] == [("False", reconcile.REASON_PODS_DID_NOT_STOP)]
+    assert ("Warning", reconcile.REASON_PODS_DID_NOT_STOP) in [(k, reason) for k, reason, _ in rec.events]
+    assert rec.tracking.runs[RUN]["status"] == "FAILED"
+    assert _run_closed(api) == [("True", "Closed")]
+    assert "train-1" not in api.jobs, "our finalizer released (the API deletes the Job once its Pods go)"
+    r.finish(api.cj, attempt=302)  # a replay changes nothing
+    assert len(rec.finalized) == 1
+
+
+def test_pods_that_stop_within_the_budget_are_recorded_stopped() -> None:
+    api, rec = FakeApi(_customjob()), Recorder()
+    r = _reconciler(api, rec)
+    _running(api, r)
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    r.sync_status(NS, "train-1")
+    api.gc_pods_on_foreground_delete = False
+    with pytest.raises(reconcile.RetryLater):
+        r.finish(api.cj)
+    api.pods.clear()
+    r.finish(api.cj, attempt=1)
+    pods_stopped = [c for c in api.cj["status"]["conditions"] if c["type"] == reconcile.CONDITION_PODS_STOPPED]
+    assert [(c["status"], c["reason"]) for c in pods_stopped] == [("True", "Stopped")]
+    assert rec.tracking.runs[RUN]["status"] == "FAILED"
+
+
+def test_an_event_whose_sync_failed_is_repaired_by_the_periodic_resync(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    """kopf does not retry an ``on.event`` handler: a failed last Job event must not leave the CustomJob Running."""
+    api, _, r = world
+    _running(api, r)
+    _complete(api)
+    api.patch_errors_to_inject = 1
+    with pytest.raises(RuntimeError, match="500"):
+        r.sync_status(NS, "train-1")  # the Job's final event: kopf logs it and moves on
+    assert api.cj["status"]["phase"] == "Running"
+    r.resync(NS, "train-1")  # the timer, some seconds later
+    assert (api.cj["status"]["phase"], api.cj["status"]["reason"]) == ("Succeeded", "Completed")
+
+
+def test_the_resync_leaves_a_customjob_without_a_job_to_ensure_job(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, rec, r = world
+    rec.tracking.down = True
+    with pytest.raises(reconcile.RetryLater):
+        r.ensure_job(api.cj)
+    writes = len(api.patches)
+    r.resync(NS, "train-1")
+    assert len(api.patches) == writes
+    assert api.cj["status"]["reason"] == "MLflowUnreachable", "not overwritten with JobNotCreated"
+
+
+def test_ten_conflicts_in_a_row_still_end_with_the_status_written(
+    world: tuple[FakeApi, Recorder, reconcile.Reconciler],
+) -> None:
+    api, _, r = world
+    r.ensure_job(api.cj)
+    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
+    api.conflicts_to_inject = 10
+    r.sync_status(NS, "train-1")
+    assert api.conflicts_to_inject == 0
+    assert api.cj["status"]["phase"] == "Running"
+
+
+def test_conflicts_without_end_give_up_after_the_time_budget() -> None:
+    """Bounded by time, so a handler thread is never pinned; the next event or resync tries again."""
+    api, rec = FakeApi(_customjob()), Recorder()
+    monotonic = FakeClock()
+    r = _reconciler(api, rec, monotonic=monotonic, sleep=monotonic.sleep)
+    r.ensure_job(api.cj)
+    api.add_pod("train-1", phase="Running", containerStatuses=[{"name": "trainer", "state": {"running": {}}}])
+    api.conflicts_to_inject = 10**6
+    r.sync_status(NS, "train-1")
+    assert reconcile.STATUS_WRITE_SECONDS <= monotonic.now < reconcile.STATUS_WRITE_SECONDS + 2
+    assert api.cj["status"]["phase"] == "Pending"
+    api.conflicts_to_inject = 0
+    r.resync(NS, "train-1")
+    assert api.cj["status"]["phase"] == "Running"

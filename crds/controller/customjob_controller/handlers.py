@@ -2,10 +2,22 @@
 
 Design constraints (kopf 1.45 behaviour, checked in its source):
 
-* **No finalizers.** No ``kopf.daemon``/``kopf.timer``/non-optional
+* **No finalizers on CustomJobs.** No ``kopf.daemon``/non-optional
   ``on.delete``: each adds kopf's finalizer, and then deleting a CustomJob (or
   its namespace) hangs whenever the controller is down. Cleanup is the
-  garbage collector's job, through the Job's ownerReference.
+  garbage collector's job, through the Job's ownerReference; a Job that lost
+  it (``--cascade=orphan``) is let go by :func:`customjob_gone`, on the
+  CustomJob's own deletion events.
+* **One timer, without its finalizer.** kopf never retries an ``on.event``
+  handler and its watch never re-lists, so one failed API call on a Job's
+  last event (or a status write that kept meeting conflicts) would leave a
+  CustomJob Running until its Job's TTL. :func:`resync` re-runs the same sync
+  every :data:`RESYNC_SECONDS` while a CustomJob is not terminal. kopf gives
+  every timer its finalizer (so that it can stop the timer before the object
+  goes); this one is registered without it (:func:`_register_resync`), and is
+  stopped instead by its filter: :func:`customjob_gone` marks the object's
+  kopf memo on its ``DELETED`` event, which kopf handles before it re-matches
+  timers in the same cycle, and a terminal phase stops it too.
 * **Handlers return None**, so kopf never writes ``status.<handler>`` (the
   strict status schema would prune it and kopf would log inconsistencies).
 * **Progress and diff-base live in annotations** under ``training.example.com``.
@@ -14,19 +26,21 @@ Design constraints (kopf 1.45 behaviour, checked in its source):
   the fixed Job name turns the second create into a 409). Watch events on Jobs
   and Pods -- filtered server-side by the owner label -- re-derive the status,
   and at start-up kopf replays every existing Job/Pod (``type=None``), which is
-  the resync after a restart. No timer is needed for stuck states: a stuck Pod
-  still changes status (back-off, scheduling) and every change is an event.
+  the resync after a restart; :func:`resync` covers events lost or failed
+  while running.
 * Sync handlers run in kopf's thread pool; :mod:`.reconcile` makes concurrent
   runs for one CustomJob safe with resourceVersion preconditions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 from kubernetes import config as kube_config
 
 from customjob_controller import contract, kube, reconcile, status
@@ -37,6 +51,10 @@ _reconciler: reconcile.Reconciler | None = None
 RECHECK_SECONDS = 5.0
 RECHECK_ATTEMPTS = 720
 """``recheck`` gives up after an hour of a reason that should end within the graces."""
+RESYNC_SECONDS = 30.0
+"""How often a CustomJob that is not terminal is synced even without a watch event."""
+GONE = "customjob_gone"
+"""Key in an object's kopf memo: its ``DELETED`` event was seen (stops its resync timer)."""
 
 
 def _emit(customjob: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
@@ -106,7 +124,7 @@ def _is_recheckable(value: Any, **_: Any) -> bool:
 
 
 @kopf.on.field(contract.GROUP, contract.VERSION, contract.PLURAL, field="status.phase", new=_is_terminal,
-               retries=reconcile.FINISH_ATTEMPTS)
+               retries=reconcile.FINISH_ATTEMPTS)  # a safety net: finish() bounds its waits by time
 def finish(body: kopf.Body, retry: int, **_: Any) -> None:
     """Terminal side effects, retried until done (see :meth:`reconcile.Reconciler.finish`)."""
     try:
@@ -145,6 +163,55 @@ def owned_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     owner = labels.get(contract.LABEL_CUSTOMJOB)
     if namespace and owner:
         _get().sync_status(namespace, owner)
+
+
+@kopf.on.event(contract.GROUP, contract.VERSION, contract.PLURAL)
+def customjob_gone(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A CustomJob is being deleted, or is gone: stop its resync timer and let its Job go.
+
+    Needed for ``kubectl delete --cascade=orphan``: the garbage collector then
+    strips the Job's ownerReference, so no Job event says whose it was; this
+    event still carries the CustomJob's uid, which its run's tag may name.
+    """
+    meta = body.metadata
+    if type == "DELETED":
+        memo[GONE] = True
+    elif not meta.get("deletionTimestamp"):
+        return
+    if meta.namespace and meta.name:
+        _get().release_orphan(str(meta.namespace), str(meta.name), meta.uid)
+
+
+def _resync_wanted(status: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> bool:
+    """The timer runs while the CustomJob exists and is not terminal (kopf stops it when this turns False)."""
+    return not memo.get(GONE) and status.get("phase") not in contract.TERMINAL_PHASES
+
+
+def resync(meta: kopf.Meta, **_: Any) -> None:
+    """Sync the status even without an event (see the module docstring); a no-op before the Job exists."""
+    _get().resync(str(meta.namespace), str(meta.name))
+
+
+def _register_resync(registry: kopf.OperatorRegistry | None = None) -> None:
+    """``@kopf.timer(..., interval=RESYNC_SECONDS)`` for :func:`resync`, minus the finalizer kopf gives timers.
+
+    The finalizer only lets kopf stop a timer before its object goes; here
+    :func:`_resync_wanted` stops it (a deleted object's memo is marked), and
+    the handler does nothing for an object that is gone. A finalizer would
+    make deleting a running CustomJob hang whenever the controller is down.
+    """
+    real = registry if registry is not None else kopf.get_default_registry()
+    kopf.timer(contract.GROUP, contract.VERSION, contract.PLURAL, interval=RESYNC_SECONDS,
+               initial_delay=RESYNC_SECONDS, when=_resync_wanted, registry=real)(resync)
+    spawning = real._spawning
+    spawning._handlers[:] = [
+        dataclasses.replace(h, requires_finalizer=False)
+        if isinstance(h, kopf_handlers.TimerHandler) and h.fn is resync else h
+        for h in spawning._handlers
+    ]
+
+
+_register_resync()
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -16,15 +16,26 @@ handler threads racing on one CustomJob all end in the same state:
 * :func:`sync_status` recomputes the status from the Job and its Pods and
   writes it with the read ``resourceVersion`` as a precondition. Only the
   writer that wins a phase transition posts its Event.
+* A status write that meets a conflict re-reads and tries again for up to
+  :data:`STATUS_WRITE_SECONDS` (not a few times): under contention the
+  last event of a Job must still reach the status.
 * :func:`finish` runs the terminal side effects -- stop a stuck Job and wait
   for its Pods to go, close the MLflow run, release the Job's finaliser --
   and is *retried* by its caller (a kopf field handler on ``status.phase``)
   until they all worked: an MLflow outage at the moment a job ends delays
-  the close, it does not lose it. Progress is recorded in the
-  ``MLflowRunClosed`` condition, so retries and restarts do each step once.
-* A Job whose CustomJob is gone (deleted mid-run) is stopped, its run closed
-  ``KILLED`` from the Job's own labels and annotations, and then released
-  (:func:`sync_status` does this on the Job's and its Pods' watch events).
+  the close, it does not lose it. Each wait has its own clock, kept in a
+  condition so it survives restarts: Pods that do not stop (a NotReady node)
+  are waited for :data:`POD_STOP_SECONDS` (``PodsStopped``), then the run is
+  closed and the Job released all the same; an unreachable tracking server
+  is retried for :data:`CLOSE_SECONDS` (``MLflowRunClosed``). Progress is
+  recorded in those conditions, so retries and restarts do each step once.
+* A Job we hold whose CustomJob is gone -- deleted mid-run, being deleted,
+  or deleted with ``--cascade=orphan`` (the garbage collector then removes
+  the Job's ownerReference but not our finaliser) -- is stopped, its run
+  closed ``KILLED`` (or as the Job ended) from the Job's own labels and
+  annotations, and then released (:func:`sync_status` does this on the
+  Job's and its Pods' watch events, :func:`release_orphan` on the
+  CustomJob's own deletion events).
 
 The kopf wiring lives in :mod:`.handlers`; the real API in :mod:`.kube`.
 """
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,12 +55,25 @@ from customjob_controller.policy import Policy
 LOG = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
-STATUS_WRITE_ATTEMPTS = 4
+STATUS_WRITE_SECONDS = 30.0
+"""How long a status write that keeps meeting conflicts is retried (fresh read each time) before giving up;
+the next event or the periodic resync tries again."""
 FOREIGN_JOB_ATTEMPTS = 18
 """Retries (10 s apart) for a deleted namesake's Job to be collected before ``JobNameTaken``."""
-FINISH_ATTEMPTS = 40
-"""Retries of :meth:`Reconciler.finish` (5 s doubling to 60 s: about 35 minutes) before giving up."""
+CLOSE_SECONDS = 35 * 60.0
+"""How long closing the run is retried while the tracking server fails (5 s doubling to 60 s) before giving up."""
+POD_STOP_SECONDS = 600.0
+"""How long :meth:`Reconciler.finish` waits for a stopped Job's Pods to go (a NotReady node keeps them) before it
+records ``PodsDidNotStop``, closes the run and releases the Job all the same."""
+FINISH_ATTEMPTS = 1000
+"""kopf's retry cap for :meth:`Reconciler.finish`: only a safety net. The waits inside are bounded by time
+(:data:`POD_STOP_SECONDS` at :data:`POD_WAIT_DELAY`, then :data:`CLOSE_SECONDS`), not by this count, so a long
+wait for Pods cannot use up the attempts closing the run needs."""
 POD_WAIT_DELAY = 2.0
+CONDITION_PODS_STOPPED = "PodsStopped"
+"""CustomJob condition: whether the Pods of the Job the controller stopped are gone (``PodsDidNotStop``: not in
+:data:`POD_STOP_SECONDS`, and the run was closed anyway)."""
+REASON_PODS_DID_NOT_STOP = "PodsDidNotStop"
 
 
 class Conflict(Exception):
@@ -108,6 +133,12 @@ class Reconciler:
     check_owner: OwnerCheck = mlflow_rest.check_owner
     clock: Callable[[], datetime] = _now
     policy: Policy = dataclasses.field(default_factory=Policy)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    """The status write's conflict back-off (seams for tests)."""
+    _owners: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """Job uid -> its CustomJob's uid, as last seen: an orphaned Job (``--cascade=orphan``) has lost its
+    ownerReference, and the run's tag may name that uid. In memory only (see :meth:`_release_orphan`)."""
 
     # -- Job creation -----------------------------------------------------
 
@@ -156,6 +187,12 @@ class Reconciler:
                     f"Job {namespace}/{job_name} belongs to a deleted CustomJob of the same name (uid "
                     f"{owner.get('uid')}); waiting for it to be garbage-collected"
                 )
+            if not owner and _held(existing) and attempt < FOREIGN_JOB_ATTEMPTS:
+                self._release_orphan(namespace, name, customjob)
+                raise ForeignJob(
+                    f"Job {namespace}/{job_name} was orphaned by a deleted CustomJob of the same name "
+                    "(--cascade=orphan); waiting for it to be stopped and let go"
+                )
             whose = f"{owner.get('kind')} {owner.get('name')} (uid {owner.get('uid')})" if owner else "nothing"
             verdict = status.Verdict(
                 contract.FAILED,
@@ -198,6 +235,27 @@ class Reconciler:
         customjob = self._sync_with_retries(namespace, name, None)
         self._release_orphan(namespace, name, customjob)
 
+    def resync(self, namespace: str, name: str) -> None:
+        """The periodic resync (a kopf timer): :meth:`sync_status` for a CustomJob whose Job was created.
+
+        Repairs what a lost watch event or a failed event handler left
+        behind (kopf retries neither). Before its Job exists a CustomJob
+        belongs to :meth:`ensure_job` and its own retries (a Pending reason
+        such as ``MLflowUnreachable`` must not be overwritten); once terminal,
+        to :meth:`finish`.
+        """
+        current = (self.api.get_customjob(namespace, name) or {}).get("status") or {}
+        if current.get("jobName") and not status.is_terminal(current):
+            self.sync_status(namespace, name)
+
+    def release_orphan(self, namespace: str, name: str, uid: str | None) -> None:
+        """The CustomJob ``uid`` is being deleted or gone (its own watch event): let its Job go.
+
+        As :meth:`sync_status` does on the Job's events; this event also knows
+        the uid, which an orphaned Job no longer says (the run's tag may name it).
+        """
+        self._release_orphan(namespace, name, self.api.get_customjob(namespace, name), gone_uid=uid)
+
     def recheck(self, namespace: str, name: str) -> str | None:
         """Sync again; the reason if it is still one only the clock can end (the caller retries), else None."""
         self.sync_status(namespace, name)
@@ -209,8 +267,16 @@ class Reconciler:
     def _sync_with_retries(
         self, namespace: str, name: str, forced: status.Verdict | None
     ) -> dict[str, Any] | None:
-        customjob = None
-        for _ in range(STATUS_WRITE_ATTEMPTS):
+        """Sync until the status is written (or needs no write): conflicts are retried for a time, not a count.
+
+        Each conflict means someone else wrote first; the next attempt re-reads
+        and re-derives. A short, growing pause spreads out writers racing on
+        one object. After :data:`STATUS_WRITE_SECONDS` it gives up; the next
+        watch event or the periodic resync (see :mod:`.handlers`) tries again.
+        """
+        deadline = self.monotonic() + STATUS_WRITE_SECONDS
+        conflicts = 0
+        while True:
             customjob = self.api.get_customjob(namespace, name)
             if customjob is None:
                 return None
@@ -218,9 +284,13 @@ class Reconciler:
                 self._sync_once(customjob, forced)
                 return customjob
             except Conflict:
+                conflicts += 1
                 LOG.debug("status of %s/%s changed underneath us; re-reading", namespace, name)
-        LOG.warning("gave up writing the status of %s/%s after %d conflicts", namespace, name, STATUS_WRITE_ATTEMPTS)
-        return customjob
+            if self.monotonic() >= deadline:
+                LOG.warning("gave up writing the status of %s/%s after %d conflicts in %.0f s", namespace, name,
+                            conflicts, STATUS_WRITE_SECONDS)
+                return customjob
+            self.sleep(min(0.05 * conflicts, 1.0))
 
     def _observe(self, customjob: Mapping[str, Any]) -> status.Observation:
         meta = customjob["metadata"]
@@ -232,6 +302,8 @@ class Reconciler:
         pods: Sequence[dict[str, Any]] = ()
         if job is not None:
             job_uid = (job.get("metadata") or {}).get("uid")
+            if job_uid and meta.get("uid"):
+                self._owners[str(job_uid)] = str(meta["uid"])
             pods = [
                 p
                 for p in self.api.list_pods(namespace, f"{contract.LABEL_CUSTOMJOB}={name}")
@@ -302,7 +374,11 @@ class Reconciler:
         """Stop a stuck Job, close the MLflow run, release the Job; raise :class:`RetryLater` to be called again.
 
         Idempotent: each step checks the world first, and the run's closing is
-        recorded in the ``MLflowRunClosed`` condition.
+        recorded in the ``MLflowRunClosed`` condition. Waiting for the Pods of
+        a stopped Job is bounded by :data:`POD_STOP_SECONDS` from the first
+        wait (the ``PodsStopped`` condition's transition time), separately
+        from closing the run: Pods on a node that stopped answering never go,
+        and the run must still be closed and the Job released.
         """
         meta = customjob["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -319,11 +395,46 @@ class Reconciler:
             stopping = current.get("reason") in status.PREEMPTING_REASONS or _deleting(job)
             if stopping:
                 self._stop(namespace, job)
-                if self._live_pods(namespace, name, job):
-                    raise RetryLater(f"waiting for the pods of Job {_name(job)} to stop", POD_WAIT_DELAY)
+                self._wait_for_pods(fresh, job)
         self._close_run(fresh, attempt)
         if job is not None:
             self._release(namespace, job)
+
+    def _wait_for_pods(self, customjob: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+        """Raise :class:`RetryLater` while the stopped Job's Pods run, for at most :data:`POD_STOP_SECONDS`.
+
+        The trainer may still log while its Pod runs, so the run is closed
+        only after; but a Pod on a NotReady node is never confirmed gone, and
+        then the outcome is recorded (``PodsStopped`` False ``PodsDidNotStop``
+        and a Warning Event) and the caller goes on to close the run.
+        """
+        meta = customjob["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        live = self._live_pods(namespace, name, job)
+        previous = _condition(customjob.get("status") or {}, CONDITION_PODS_STOPPED)
+        if not live:
+            if previous is not None and previous.get("status") == "False" \
+                    and previous.get("reason") != REASON_PODS_DID_NOT_STOP:
+                self._set_condition(customjob, True, "Stopped", f"the Pods of Job {_name(job)} are gone",
+                                    ctype=CONDITION_PODS_STOPPED)
+            return
+        if previous is not None and previous.get("reason") == REASON_PODS_DID_NOT_STOP:
+            return  # already given up on them
+        pods = ", ".join(sorted(_name(p) for p in live))
+        since = _parse_time(previous.get("lastTransitionTime")) if previous and previous.get("status") == "False" \
+            else None
+        waited = (self.clock() - since).total_seconds() if since else 0.0
+        if waited < POD_STOP_SECONDS:
+            if previous is None or previous.get("status") != "False":
+                self._set_condition(customjob, False, "Waiting",
+                                    f"waiting up to {POD_STOP_SECONDS:.0f} s for Pods {pods} of the stopped Job "
+                                    f"{_name(job)} to stop", ctype=CONDITION_PODS_STOPPED)
+            raise RetryLater(f"waiting for the pods of Job {_name(job)} to stop", POD_WAIT_DELAY)
+        message = (f"Pods {pods} of the stopped Job {_name(job)} did not stop within {POD_STOP_SECONDS:.0f} s (is "
+                   "their node NotReady?); the run is closed and the Job released all the same; delete the Pods "
+                   "by hand once the node is gone or back")
+        self._set_condition(customjob, False, REASON_PODS_DID_NOT_STOP, message, ctype=CONDITION_PODS_STOPPED)
+        self.emit(customjob, "Warning", REASON_PODS_DID_NOT_STOP, message)
 
     def _close_run(self, customjob: Mapping[str, Any], attempt: int) -> None:
         spec = customjob.get("spec") or {}
@@ -359,16 +470,22 @@ class Reconciler:
             self.emit(customjob, "Warning", contract.REASON_RUN_NOT_OWNED, outcome.detail)
             return
         if outcome.action == "error":
-            if attempt + 1 >= FINISH_ATTEMPTS:
-                message = f"gave up closing run {run_id} after {attempt + 1} attempts: {outcome.detail}"
+            failing = previous is not None and previous.get("reason") == "MLflowUnreachable"
+            since = _parse_time(previous.get("lastTransitionTime")) if failing and previous else None
+            waited = max((self.clock() - since).total_seconds(), 0.0) if since else 0.0
+            if waited >= CLOSE_SECONDS:
+                message = f"gave up closing run {run_id} after {waited:.0f} s: {outcome.detail}"
                 self._set_condition(customjob, False, "GaveUp", message)
                 self.emit(customjob, "Warning", "MLflowRunNotClosed", message)
                 return
-            if previous is None or previous.get("reason") != "MLflowUnreachable":
+            if not failing:
                 self.emit(customjob, "Warning", "MLflowUnreachable", f"could not close run {run_id}: {outcome.detail}")
             self._set_condition(customjob, False, "MLflowUnreachable",
-                                f"could not close run {run_id} yet (attempt {attempt + 1}): {outcome.detail}")
-            raise RetryLater(f"MLflow at {uri} unreachable: {outcome.detail}", min(5.0 * 2**attempt, 60.0))
+                                f"could not close run {run_id} yet (attempt {attempt + 1}, failing for {waited:.0f} "
+                                f"s): {outcome.detail}")
+            # 5 s, then about doubling up to 60 s: the delay follows the time already failed, not kopf's retry
+            # count, which waits for Pods also raise.
+            raise RetryLater(f"MLflow at {uri} unreachable: {outcome.detail}", min(max(5.0, waited), 60.0))
         target = "FINISHED" if succeeded else "FAILED"
         if outcome.action == "closed":
             message = f"MLflow run {run_id} was {outcome.run_status}; marked it {target}"
@@ -378,15 +495,16 @@ class Reconciler:
             self._set_condition(customjob, True, "AlreadyTerminal",
                                 f"MLflow run {run_id} was already {outcome.run_status}")
 
-    def _set_condition(self, customjob: Mapping[str, Any], is_true: bool, reason: str, message: str) -> None:
+    def _set_condition(self, customjob: Mapping[str, Any], is_true: bool, reason: str, message: str,
+                       ctype: str = contract.CONDITION_RUN_CLOSED) -> None:
         meta = customjob["metadata"]
         fresh = self.api.get_customjob(meta["namespace"], meta["name"]) or customjob
         current = fresh.get("status") or {}
-        old = _condition(current, contract.CONDITION_RUN_CLOSED)
+        old = _condition(current, ctype)
         flag = "True" if is_true else "False"
         since = old.get("lastTransitionTime") if old and old.get("status") == flag else None
         cond = {
-            "type": contract.CONDITION_RUN_CLOSED,
+            "type": ctype,
             "status": flag,
             "reason": reason,
             "message": message[-status.MAX_MESSAGE:],
@@ -394,7 +512,7 @@ class Reconciler:
         }
         if meta.get("generation") is not None:
             cond["observedGeneration"] = meta["generation"]
-        others = [c for c in current.get("conditions") or () if c.get("type") != contract.CONDITION_RUN_CLOSED]
+        others = [c for c in current.get("conditions") or () if c.get("type") != ctype]
         self.api.patch_status(meta["namespace"], meta["name"], {"conditions": [*others, cond]}, None)
 
     def _stop(self, namespace: str, job: Mapping[str, Any]) -> None:
@@ -414,26 +532,51 @@ class Reconciler:
         if contract.FINALIZER_OUTCOME in ((job.get("metadata") or {}).get("finalizers") or ()):
             self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
 
-    def _release_orphan(self, namespace: str, name: str, customjob: Mapping[str, Any] | None) -> None:
+    def _release_orphan(self, namespace: str, name: str, customjob: Mapping[str, Any] | None,
+                        gone_uid: str | None = None) -> None:
         """A Job we hold whose CustomJob is gone: stop it, close its run KILLED (or as it ended), release it.
 
-        The run is closed only if its tag still names that CustomJob (the
-        Job's controller reference); otherwise it is left as it is and the
-        Job is released all the same.
+        "We hold" is our finaliser; "gone" is: the CustomJob does not exist,
+        is being deleted, or is not the Job's controller. That covers a Job
+        orphaned by ``kubectl delete --cascade=orphan``: the garbage collector
+        removed its ownerReference (so nothing would ever delete it) but not
+        our finaliser and label, so it is still ours to let go.
+
+        The run is closed only if its tag names that CustomJob: the owner is
+        the Job's controller reference, or for an orphaned Job the name in its
+        label with the uid from the CustomJob's deletion event, the CustomJob
+        being deleted, or what this process saw before (a tag that carries a
+        uid needs it). Otherwise the run is left as it is and the Job is
+        released all the same.
         """
         job = self.api.get_job(namespace, manifests.job_name(name))
         if job is None or contract.FINALIZER_OUTCOME not in ((job.get("metadata") or {}).get("finalizers") or ()):
             return
-        if customjob is not None and _owned_by(job, (customjob.get("metadata") or {}).get("uid")):
-            return  # ours and alive: finish() releases it
-        if not _is_customjob_ref(_controller_ref(job)):
-            return  # not a Job this controller made
+        job_uid = str((job.get("metadata") or {}).get("uid") or "")
+        cj_meta = (customjob or {}).get("metadata") or {}
+        deleting = customjob is None or bool(cj_meta.get("deletionTimestamp"))
+        ref = _controller_ref(job)
+        if ref:
+            if not _is_customjob_ref(ref):
+                return  # not a Job this controller made
+            if not deleting and ref.get("uid") == cj_meta.get("uid"):
+                return  # ours and alive: finish() releases it
+            owner_name, owner_uid = str(ref.get("name") or name), _controller_uid(job)
+            deleting = True  # its controller is gone (a deleted namesake's Job) or going
+        else:  # orphaned: no ownerReference left (--cascade=orphan, or removed by hand)
+            if job_uid and job_uid not in self._owners and customjob is not None and deleting:
+                self._owners[job_uid] = str(cj_meta.get("uid"))
+            owner_name, owner_uid = name, gone_uid or self._owners.get(job_uid)
         true = {c.get("type") for c in (job.get("status") or {}).get("conditions") or () if c.get("status") == "True"}
         if not true & {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"}:
             self._stop(namespace, job)
             if self._live_pods(namespace, name, job):
+                if gone_uid and job_uid:
+                    self._owners[job_uid] = gone_uid  # the Pods' deletion events come back without it
                 return  # their deletion events bring us back
         target = "FINISHED" if true & {"Complete", "SuccessCriteriaMet"} else "FAILED" if true else "KILLED"
+        reason = "CustomJobDeleted" if deleting else "JobOrphaned"
+        why = "was deleted" if deleting else "no longer owns it (its ownerReference was removed)"
         labels = (job.get("metadata") or {}).get("labels") or {}
         annotations = (job.get("metadata") or {}).get("annotations") or {}
         run_id, uri = labels.get(contract.LABEL_RUN_ID), annotations.get(contract.ANNOTATION_TRACKING_URI)
@@ -442,11 +585,10 @@ class Reconciler:
                 uri,
                 run_id,
                 status=target,
-                reason="CustomJobDeleted",
-                message=f"CustomJob {namespace}/{name} was deleted before its Job finished",
+                reason=reason,
+                message=f"CustomJob {namespace}/{owner_name} {why} before its Job finished",
                 end_time_ms=int(self.clock().timestamp() * 1000),
-                owner=mlflow_rest.Owner(contract.KIND, namespace, str(_controller_ref(job).get("name") or name),
-                                        _controller_uid(job)),
+                owner=mlflow_rest.Owner(contract.KIND, namespace, owner_name, owner_uid),
                 with_token=self.policy.listed(uri),
             )
             if outcome.action == "not-owned":
@@ -455,11 +597,14 @@ class Reconciler:
             elif outcome.action == "error":
                 LOG.warning("Job %s/%s: could not close run %s (%s); kept until a later event or restart",
                             namespace, name, run_id, outcome.detail)
+                if gone_uid and job_uid:
+                    self._owners[job_uid] = gone_uid
                 return
             else:
                 LOG.info("Job %s/%s of a deleted CustomJob: run %s %s (was %s)", namespace, name, run_id,
                          target if outcome.action == "closed" else "left", outcome.run_status)
         self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
+        self._owners.pop(job_uid, None)
 
     # -- Spec updates -----------------------------------------------------
 
@@ -510,6 +655,11 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name"))
 
 
+def _held(job: Mapping[str, Any]) -> bool:
+    """The Job carries our finaliser: this controller made it and has not let it go yet."""
+    return contract.FINALIZER_OUTCOME in ((job.get("metadata") or {}).get("finalizers") or ())
+
+
 def _deleting(obj: Mapping[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -518,6 +668,17 @@ def _job_finished(job: Mapping[str, Any]) -> bool:
     conds = (job.get("status") or {}).get("conditions") or ()
     done = {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"}
     return any(c.get("type") in done and c.get("status") == "True" for c in conds)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as written by :func:`.status.rfc3339` (None if absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _condition(st: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
