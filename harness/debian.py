@@ -12,25 +12,31 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_MIRROR", "HOST_CA_BUNDLE", "debian_mirror", "host_ca_bundle"]
+__all__ = ["DEFAULT_MIRROR", "HOST_CA_BUNDLE", "MIRROR_ENV", "debian_mirror", "host_ca_bundle", "parse_mirror"]
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+MIRROR_ENV = "HARNESS_DEBIAN_MIRROR"
+"""Overrides the mirror apt's sources name (a setting of the builders, read where they start)."""
 
-_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+_SOURCES_D = Path("/etc/apt/sources.list.d")
+_SOURCES = (_SOURCES_D / "debian.sources", Path("/etc/apt/sources.list"))
 
 
-def debian_mirror(env: dict[str, str] | None = None, sources: tuple[Path, ...] = _SOURCES) -> str:
-    """The Debian mirror to bootstrap from: ``HARNESS_DEBIAN_MIRROR``, else apt's own.
+def debian_mirror(env: dict[str, str] | None = None, sources: tuple[Path, ...] = _SOURCES,
+                  sources_d: Path = _SOURCES_D) -> str:
+    """The Debian mirror to bootstrap from: ``HARNESS_DEBIAN_MIRROR``, else apt's own, else the public one.
 
-    apt's configuration is read (deb822 ``URIs:`` or one-line ``deb URL``) so that
-    a machine behind a local mirror keeps using it; the public mirror is the
-    last resort.
+    The one reading of apt's configuration for both registry-less builders (the
+    base image and the node image), so they can never pick different mirrors on
+    one host: the two main files first, then every ``*.sources`` and ``*.list``
+    in ``sources.list.d``; a machine behind a local mirror keeps using it.
     """
     env = dict(os.environ) if env is None else env
-    if env.get("HARNESS_DEBIAN_MIRROR"):
-        return env["HARNESS_DEBIAN_MIRROR"].rstrip("/")
-    for path in sources:
+    if env.get(MIRROR_ENV):
+        return env[MIRROR_ENV].rstrip("/")
+    extra = (sorted(sources_d.glob("*.sources")) + sorted(sources_d.glob("*.list"))) if sources_d.is_dir() else []
+    for path in (*sources, *extra):
         try:
             text = path.read_text()
         except OSError:
@@ -42,12 +48,23 @@ def debian_mirror(env: dict[str, str] | None = None, sources: tuple[Path, ...] =
 
 
 def parse_mirror(text: str) -> str | None:
-    """First main-archive mirror in an apt sources text (deb822 or one-line form)."""
-    for line in text.splitlines():
-        line = line.strip()
-        m = re.match(r"^URIs:\s*(\S+)", line) or re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s", line)
-        if m and "security" not in m.group(1):
-            return m.group(1).rstrip("/")
+    """The first plain Debian archive URI in an apt sources text (deb822 or one-line form), else None.
+
+    Security archives are skipped (debootstrap wants the main archive), and so is
+    anything that is not an http(s) or file URI.
+    """
+    candidates: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("URIs:"):
+            candidates.extend(line.split(":", 1)[1].split())
+        elif line.startswith("deb "):
+            parts = re.sub(r"\[[^\]]*\]", " ", line).split()
+            if len(parts) >= 2:
+                candidates.append(parts[1])
+    for uri in candidates:
+        if "security" not in uri and uri.startswith(("http://", "https://", "file:/")):
+            return uri.rstrip("/")
     return None
 
 

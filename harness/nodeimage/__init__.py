@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.debian import debian_mirror
 from harness.nodeimage import cache as _cache
 from harness.nodeimage import gobuild as _gobuild
 from harness.nodeimage import images as _images
 from harness.nodeimage import nodebase as _nodebase
 from harness.nodeimage import pipeline as _pipeline
-from harness.nodeimage import rootfs as _rootfs
 from harness.nodeimage import versions as _versions
 from harness.nodeimage.hostcheck import (
     RuntimeStatus,
@@ -60,7 +60,7 @@ def _plan(cache_dir: Path | None, kubernetes_version: str | None = None,
         _versions.release_for(kubernetes_version),
         cache_dir=root,
         go_version=go.version,
-        mirror=_rootfs.debian_mirror(),
+        mirror=debian_mirror(),
         files_hash=_nodebase.node_files_hash(),
     )
     return plan, go

@@ -9,31 +9,24 @@ mirror, the one source every CI machine of ours can reach.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import _exec
 from harness._errors import PreflightError
+from harness.debian import debian_mirror
 from harness.nodeimage import cache, versions
 
 __all__ = [
-    "MIRROR_ENV",
     "NET_BASE_PACKAGES",
     "NODE_PACKAGES",
     "NODE_PACKAGES_BUILT_RUNTIME",
     "build_rootfs_tarball",
-    "debian_mirror",
-    "parse_mirror",
     "tarball_key",
 ]
 
 Log = Callable[[str], None]
-
-#: Environment variable overriding the Debian mirror URL.
-MIRROR_ENV = "HARNESS_DEBIAN_MIRROR"
 
 #: Node packages. containerd 1.6 / runc 1.1 / CNI plugins 1.1 from bookworm
 #: are old but speak CRI v1 and cgroup v1, which is all 1.34 needs.
@@ -87,47 +80,6 @@ _TRIM = (
     "var/log",
 )
 
-_DEFAULT_MIRROR = "http://deb.debian.org/debian"
-
-
-def parse_mirror(sources_text: str) -> str | None:
-    """Return the first plain Debian archive URI from deb822 or one-line sources.
-
-    Security and ports archives are skipped: debootstrap wants the main
-    archive. Returns ``None`` if nothing usable is listed.
-    """
-    candidates: list[str] = []
-    for raw in sources_text.splitlines():
-        line = raw.strip()
-        if line.startswith("URIs:"):
-            candidates.extend(line.split(":", 1)[1].split())
-        elif line.startswith("deb "):
-            parts = re.sub(r"\[[^\]]*\]", " ", line).split()
-            if len(parts) >= 2:
-                candidates.append(parts[1])
-    for uri in candidates:
-        if "security" not in uri and uri.startswith(("http://", "https://", "file:/")):
-            return uri.rstrip("/")
-    return None
-
-
-def debian_mirror() -> str:
-    """The mirror for debootstrap: ``$HARNESS_DEBIAN_MIRROR``, else the host's apt sources."""
-    env = os.environ.get(MIRROR_ENV)
-    if env:
-        return env.rstrip("/")
-    for path in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
-        if path.is_file():
-            found = parse_mirror(path.read_text())
-            if found:
-                return found
-    sources_d = Path("/etc/apt/sources.list.d")
-    if sources_d.is_dir():
-        for path in sorted(sources_d.glob("*.sources")) + sorted(sources_d.glob("*.list")):
-            found = parse_mirror(path.read_text())
-            if found:
-                return found
-    return _DEFAULT_MIRROR
 
 
 def rootfs_key(name: str, packages: Sequence[str], mirror: str) -> str:

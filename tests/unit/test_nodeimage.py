@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import debian
 from harness._errors import HarnessError
-from harness.nodeimage import assemble, cache, gobuild, hostcheck, images, nodefiles, rootfs, versions
+from harness.nodeimage import assemble, cache, gobuild, hostcheck, images, nodefiles, versions
 from harness.nodeimage.pipeline import BuildPlan
 
 pytestmark = pytest.mark.unit
@@ -258,15 +259,15 @@ def test_parse_mirror_deb822_and_one_line() -> None:
         "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\n"
         "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
     )
-    assert rootfs.parse_mirror(deb822) == "http://mirror.example/debian"
+    assert debian.parse_mirror(deb822) == "http://mirror.example/debian"
     one_line = "deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n"
-    assert rootfs.parse_mirror(one_line) == "http://m.example/debian"
-    assert rootfs.parse_mirror("# nothing\n") is None
+    assert debian.parse_mirror(one_line) == "http://m.example/debian"
+    assert debian.parse_mirror("# nothing\n") is None
 
 
 def test_debian_mirror_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(rootfs.MIRROR_ENV, "http://override.example/debian/")
-    assert rootfs.debian_mirror() == "http://override.example/debian"
+    monkeypatch.setenv(debian.MIRROR_ENV, "http://override.example/debian/")
+    assert debian.debian_mirror() == "http://override.example/debian"
 
 
 def test_missing_capabilities() -> None:
