@@ -330,3 +330,49 @@ def test_a_customjob_refused_by_policy_fails_its_run_and_mlflow_run(launcher: Pr
     status = found["status"]
     assert (status["phase"], status["reason"]) == (contract.FAILED, "TrackingUriNotAllowed"), status
     assert kube.batch.list_namespaced_job(launcher.namespace).items == [], "nothing ran"
+
+
+def test_a_customjob_deleted_with_cascade_orphan_strands_neither_its_job_nor_its_run(launcher: ProjectRunner) -> None:
+    """``kubectl delete cjob NAME --cascade=orphan`` (issue #24): the Job loses its ownerReference, not its finalizer.
+
+    Before, nothing released that finalizer: the Job could never be deleted
+    (nor its namespace) and the run stayed RUNNING. The run is tagged with
+    the CustomJob's uid as the backend tags it once the object exists, the
+    case in which the orphaned Job alone no longer says whose run it is.
+    """
+    kube = launcher.stack.cluster.kube
+    run = _open_run(launcher, "orphaned")
+    created = _customjob(launcher, "orphaned", "import time; time.sleep(600)", run=run)
+    launcher.client.set_tag(run[1], contract.TAG_WORKLOAD, closing.workload_tag(created))
+    wait_customjob(kube, launcher.namespace, "orphaned", timeout=120, phases=frozenset({contract.RUNNING}))
+    running = _get(kube, launcher.namespace, "orphaned") or {}
+    assert not running["metadata"].get("finalizers"), "the resync timer puts no kopf finalizer on a CustomJob"
+    job_uid = kube.batch.read_namespaced_job("orphaned", launcher.namespace).metadata.uid
+    kube.custom.delete_namespaced_custom_object(contract.GROUP, contract.VERSION, launcher.namespace,
+                                                contract.PLURAL, "orphaned",
+                                                body=client.V1DeleteOptions(propagation_policy="Orphan"))
+
+    def released() -> Probe[None]:
+        try:
+            job = kube.batch.read_namespaced_job("orphaned", launcher.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Probe(True, "Job gone")
+            raise
+        finalizers = job.metadata.finalizers or []
+        refs = [ref.kind for ref in job.metadata.owner_references or ()]
+        return Probe(contract.FINALIZER_OUTCOME not in finalizers, f"finalizers {finalizers}, owners {refs}")
+
+    wait_for(released, what="the orphaned Job to lose the controller's finalizer", timeout=120)
+    assert _get(kube, launcher.namespace, "orphaned") is None, "the CustomJob is gone"
+    with contextlib.suppress(ApiException):  # 404: the controller's stop already removed it
+        kube.batch.delete_namespaced_job("orphaned", launcher.namespace, propagation_policy="Foreground")
+
+    def gone() -> Probe[None]:
+        jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(launcher.namespace).items]
+        pods = _job_pods(kube, launcher.namespace, "orphaned", job_uid)
+        return Probe(not jobs and not pods, f"jobs {jobs}, {len(pods)} pods")
+
+    wait_for(gone, what="the orphaned Job and its pod to be deleted", timeout=120)
+    _wait_run_status(launcher, run[1], "KILLED", timeout=60)
+    assert "CustomJobDeleted" in launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
