@@ -6,7 +6,9 @@ puts the table there at build time, from the one source each table has:
 * ``settings``: :data:`harness.settings.OPTIONS` (the same table that makes the pytest
   options, the env vars and the CLI flags);
 * ``cli``: the argparse parsers of ``python -m harness`` and its ``node-image`` builder;
-* ``versions``: :data:`harness.versions.RELEASES`, the one version table.
+* ``versions``: :data:`harness.versions.RELEASES`, the one version table;
+* ``errors``: every message the harness raises for a user (read from the code's ``raise``
+  statements), so the troubleshooting page lists them all, each with the fix it names.
 
 ``tests/unit/test_docs.py`` renders these and fails when a setting or a flag is missing,
 and the lint tier runs ``mkdocs build --strict``.
@@ -119,7 +121,58 @@ def versions_table() -> str:
     return "\n".join(lines)
 
 
-GENERATORS = {"settings": settings_table, "cli": cli_reference, "versions": versions_table}
+USER_ERRORS = ("ConfigError", "HarnessError", "TemplateError", "DefinitionError", "BackendConfigError",
+               "PreflightError", "ImageDeliveryError", "ProjectError", "PathError", "ParameterError", "DownloadError",
+               "ManifestError", "KindNotServed", "MissingImagesError", "ClusterBusy")
+"""The harness's own error classes: what a user sees as ``error: …`` (ValueError and friends are bugs)."""
+
+
+def _message(node: object) -> str | None:
+    """An error's message as written in the code: literal text kept, every ``{…}`` shown as ``…``."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "…" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _message(node.left), _message(node.right)
+        return None if left is None and right is None else (left or "…") + (right or "…")
+    return None
+
+
+def error_messages() -> str:
+    """Every message the harness raises for a user to act on, by module: read from the code, so none is missed."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "harness"
+    lines: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        found: list[tuple[str, str]] = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_problem"):
+                # A check that returns the message its caller raises (or reports): every string it returns.
+                for ret in ast.walk(node):
+                    text = _message(ret.value) if isinstance(ret, ast.Return) and ret.value is not None else None
+                    if text and text.strip("… "):
+                        found.append((f"{node.name}()", " ".join(text.split())))
+                continue
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args):
+                continue
+            func = node.exc.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            text = _message(node.exc.args[0]) if name in USER_ERRORS else None
+            if text and text.strip("… "):
+                found.append((name, " ".join(text.split())))
+        if found:
+            rel = path.relative_to(root.parent).as_posix()
+            lines += [f"### `{rel}`", "", "| error | message (`…`: a value filled in at run time) |", "|---|---|"]
+            lines += [f"| `{name}` | {_cell(text)} |" for name, text in found]
+            lines.append("")
+    return "\n".join(lines)
+
+
+GENERATORS = {"settings": settings_table, "cli": cli_reference, "versions": versions_table, "errors": error_messages}
 
 
 def render(markdown: str) -> str:

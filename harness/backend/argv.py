@@ -22,12 +22,12 @@ from typing import Any
 
 from harness.backend.errors import ParameterError, ProjectError
 
-__all__ = ["empty_param", "entry_point_argv", "shell_operators", "validate_params"]
+__all__ = ["empty_param_problem", "entry_point_argv", "shell_operators", "validate_params"]
 
 _OPERATOR_CHARS = frozenset("();<>|&")
 
 
-def empty_param(name: str, value: object) -> str | None:
+def empty_param_problem(name: str, value: object) -> str | None:
     """The message for a parameter given an empty or whitespace-only value; None when it has one."""
     text = str(value)
     if text.strip():
@@ -47,7 +47,7 @@ def validate_params(entry_point: Any, params: Mapping[str, str]) -> None:
     naming the parameter, before any image is built.
     """
     for name, value in params.items():
-        problem = empty_param(str(name), value)
+        problem = empty_param_problem(str(name), value)
         if problem:
             raise ParameterError(problem)
     for name, param in entry_point.parameters.items():

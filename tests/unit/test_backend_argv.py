@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.projects import _project_spec
 
-from harness.backend.argv import empty_param, entry_point_argv, shell_operators
+from harness.backend.argv import empty_param_problem, entry_point_argv, shell_operators
 from harness.backend.errors import ParameterError, ProjectError
 
 MLPROJECT = """\
@@ -104,11 +104,11 @@ def test_empty_or_blank_param_is_rejected_naming_it(project: _project_spec.Proje
 
 
 def test_empty_param_helper() -> None:
-    assert empty_param("msg", "x") is None
-    assert empty_param("msg", " x ") is None
-    assert empty_param("n", 0) is None
-    assert "'msg' is empty (-P msg=)" in (empty_param("msg", "") or "")
-    assert "only whitespace (' ')" in (empty_param("msg", " ") or "")
+    assert empty_param_problem("msg", "x") is None
+    assert empty_param_problem("msg", " x ") is None
+    assert empty_param_problem("n", 0) is None
+    assert "'msg' is empty (-P msg=)" in (empty_param_problem("msg", "") or "")
+    assert "only whitespace (' ')" in (empty_param_problem("msg", " ") or "")
 
 
 def test_nul_is_rejected(project: _project_spec.Project) -> None:

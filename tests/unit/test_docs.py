@@ -128,3 +128,13 @@ def test_the_quick_starts_image_pins_are_the_hosts_so_its_model_loads_there() ->
     lock = dict(re.findall(r"^([a-z-]+)==([\w.]+)$", (REPO / "requirements" / "constraints.txt").read_text(), re.M))
     assert pins
     assert {name: lock.get(name) for name in pins} == pins
+
+
+def test_the_troubleshooting_page_lists_every_user_facing_message_from_the_code() -> None:
+    page = _reference().render((REPO / "docs" / "troubleshooting.md").read_text())
+    generated = page.split("## Every message, from the code", 1)[1]
+    rows = [line for line in generated.splitlines() if line.startswith("| `")]
+    assert len(rows) > 150, f"only {len(rows)} messages found: the scan reads the code wrongly"
+    for known in ("is to be delivered to the stack (setting images), but no container",
+                  "does not exist; give", "runs as root"):
+        assert any(known in row for row in rows), f"missing: {known}"
