@@ -342,13 +342,19 @@ class Testbed:
                              "deleted)")
 
         with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
-            f_images.update({spec.name: pool.submit(build, spec) for spec in specs})  # before the preload reads it
-            f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
-            for fut in f_images.values():
-                fut.add_done_callback(stop_the_cluster_if_failed)
-            self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
-            self.cluster = settle(f_cluster)
-            self.registry = settle(f_registry)
+            try:
+                f_images.update({spec.name: pool.submit(build, spec) for spec in specs})  # before the preload
+                f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
+                for fut in f_images.values():
+                    fut.add_done_callback(stop_the_cluster_if_failed)
+                self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
+                self.cluster = settle(f_cluster)
+                self.registry = settle(f_registry)
+            except BaseException:
+                # An interrupt outside settle(): the pool's exit waits for every thread, so a build left running
+                # would hold the session for its whole length (a 10-minute RUN step, say). Stop them first.
+                images.cancel_builds()
+                raise
         if errors:
             raise errors[0]
         if self.registry is not None:
