@@ -26,7 +26,6 @@ import base64
 import hashlib
 import io
 import logging
-import os
 import re
 import tarfile
 import urllib.request
@@ -190,15 +189,11 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
     return render(markdown)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("HARNESS_CACHE_DIR") or (
-        "/var/cache/mlflow-crd-harness" if os.geteuid() == 0 else str(Path.home() / ".cache" / "mlflow-crd-harness"))
-    return Path(root) / "docs"
-
-
 def mermaid_script() -> bytes | None:
     """The pinned ``mermaid.min.js``: from the cache, else the npm registry (checked), else None."""
-    cached = _cache_dir() / f"mermaid-{MERMAID_VERSION}.min.js"
+    from harness.cachedir import cache_dir
+
+    cached = cache_dir("docs") / f"mermaid-{MERMAID_VERSION}.min.js"
     if cached.is_file():
         return cached.read_bytes()
     try:
@@ -215,7 +210,6 @@ def mermaid_script() -> bytes | None:
         if member is None:
             raise ValueError(f"{MERMAID_TARBALL} has no package/dist/mermaid.min.js")
         script = member.read()
-    cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_bytes(script)
     tmp.replace(cached)
