@@ -75,8 +75,10 @@ def wait_workload(client: WorkloadClient, name: str, *, timeout: float,
     kind = client.kind
     done = until or (lambda obj: state.is_terminal(state.run_state(kind, obj)))
 
+    seen: list[dict[str, Any] | None] = [None]
+
     def probe() -> Probe[dict[str, Any]]:
-        obj = client.get(name)
+        obj = seen[0] = client.get(name)
         if obj is None:
             return Probe(False, "absent")
         return Probe(done(obj), f"{state.describe(kind, obj)} | pods: {pod_summary(client, obj)}", obj)
@@ -84,8 +86,11 @@ def wait_workload(client: WorkloadClient, name: str, *, timeout: float,
     group = f".{kind.group}" if kind.group else ""
     hint = hint or (f"kubectl -n {client.namespace} describe {kind.kind.lower()}{group}/{name}; its pods: "
                     f"kubectl -n {client.namespace} get pods -l {kind.pod_selector(name) or '<owned by it>'}")
+    # Event-driven: between probes, a watch on the object wakes the wait the moment its status is written
+    # (every 2 s at the latest, for the pods' states in the log), instead of a sleep that sees it up to a
+    # poll interval late, seconds on every run.
     found = wait_for(probe, what=what or f"{kind.kind} {client.namespace}/{name} to end", timeout=timeout,
-                     interval=1.0, hint=hint)
+                     interval=2.0, hint=hint, sleep=lambda seconds: client.pause(seen[0], seconds))
     assert found is not None
     return found
 
@@ -97,7 +102,8 @@ def wait_run_terminal(client: MlflowClient, run_id: str, *, timeout: float) -> s
         status = str(client.get_run(run_id).info.status)
         return Probe(status in TERMINAL_RUN_STATES, status, status)
 
-    result = wait_for(probe, what=f"MLflow run {run_id} to end", timeout=timeout, interval=1.0)
+    # No watch on a tracking server: a short interval, as the run is usually closed by the time this is asked.
+    result = wait_for(probe, what=f"MLflow run {run_id} to end", timeout=timeout, interval=0.25)
     assert result is not None
     return result
 

@@ -175,15 +175,19 @@ class CustomJobSubmittedRun(SubmittedRun):
         """
         timeout = ADMISSION_TIMEOUT if timeout is None else timeout
 
+        last: list[dict[str, Any] | None] = [None]
+
         def probe() -> Probe[tuple[str, dict[str, Any] | None]]:
             current, obj = self._current()
+            last[0] = obj
             taken = current != "SCHEDULED" or bool((obj or {}).get("status"))
             return Probe(taken, state.describe(self.kind, obj), (current, obj))
 
         try:
+            # Woken by a watch the moment the controller writes its first status (about 0.1 s), not a poll later.
             seen = wait_for(probe, what=f"the {self.kind.kind} controller to accept or refuse {self._where()}",
                             timeout=timeout, interval=min(self._poll, 1.0), transient=(CustomJobBackendError,),
-                            clock=self._clock, sleep=self._sleep)
+                            clock=self._clock, sleep=lambda seconds: self._pause(last[0], seconds))
         except WaitTimeout as exc:
             _log.warning("%s; the controller closes run %s once it takes the object", exc, self.run_id)
             return True

@@ -12,7 +12,8 @@ as custom resources. The plural is found by API discovery.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -83,18 +84,31 @@ def discover(objects: k8s_client.CustomObjectsApi, kind: WorkloadKind) -> Served
 class WorkloadClient:
     """One kind's objects in one namespace, plus their pods; raw ``ApiException``s (callers translate)."""
 
-    def __init__(self, objects: k8s_client.CustomObjectsApi, core: k8s_client.CoreV1Api, kind: WorkloadKind,
-                 namespace: str, served: Served | None = None) -> None:
+    def __init__(self, objects: k8s_client.CustomObjectsApi, core: k8s_client.CoreV1Api | None, kind: WorkloadKind,
+                 namespace: str, served: Served | None = None, *,
+                 api_client: k8s_client.ApiClient | None = None) -> None:
         self.kind = kind
         self.namespace = namespace
         self.objects = objects
-        self.core = core
+        self._core = core
+        self._api_client = api_client
         self._served = served
 
     @classmethod
     def of(cls, api_client: k8s_client.ApiClient, kind: WorkloadKind, namespace: str) -> WorkloadClient:
         """A client of ``kind`` in ``namespace`` over ``api_client`` (the harness's :class:`Kube` has one)."""
-        return cls(k8s_client.CustomObjectsApi(api_client), k8s_client.CoreV1Api(api_client), kind, namespace)
+        return cls(k8s_client.CustomObjectsApi(api_client), None, kind, namespace, api_client=api_client)
+
+    @property
+    def core(self) -> k8s_client.CoreV1Api:
+        """The core API (pods, logs), made on first use.
+
+        Lazily, because its module alone takes about 0.7 s to import and the
+        MLflow backend, a process per run, reads no pod on a run that goes well.
+        """
+        if self._core is None:
+            self._core = k8s_client.CoreV1Api(self._api_client)
+        return self._core
 
     @property
     def served(self) -> Served:
@@ -170,6 +184,19 @@ class WorkloadClient:
         finally:
             watcher.stop()
         return True
+
+    def pause(self, obj: Mapping[str, Any] | None, seconds: float, *,
+              sleep: Callable[[float], None] = time.sleep) -> None:
+        """Until ``obj`` changes (a watch from its resourceVersion) or ``seconds`` pass: a ``wait_for`` sleep.
+
+        A poll loop sees an end up to a whole interval late; this one sees it as
+        the controller writes it. Without a version to watch from, or when the
+        watch cannot run, it sleeps.
+        """
+        version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+        name = ((obj or {}).get("metadata") or {}).get("name")
+        if version is None or name is None or not self.wait_change(str(name), str(version), seconds):
+            sleep(seconds)
 
     def pods(self, obj: Mapping[str, Any]) -> list[Any]:
         """The object's pods: by the kind's label selector, else by walking ownerReferences down from it."""

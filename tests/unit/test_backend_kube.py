@@ -138,3 +138,46 @@ def test_preflight_translates() -> None:
     jobs = CustomJobs(fake_api(urllib3.exceptions.ProtocolError("Connection aborted.")), CFG)
     with pytest.raises(ClusterUnreachable, match="kind-c"):
         jobs.preflight()
+
+
+class _Watching(WorkloadClient):
+    """A client whose watch is scripted: records what it was asked to watch and answers ``can_watch``."""
+
+    def __init__(self, can_watch: bool) -> None:
+        super().__init__(object(), None, CUSTOMJOB, "team", served=Served("customjobs", True))  # type: ignore[arg-type]
+        self.can_watch = can_watch
+        self.watched: list[tuple[str, str, float]] = []
+
+    def wait_change(self, name: str, resource_version: str, timeout: float) -> bool:
+        self.watched.append((name, resource_version, timeout))
+        return self.can_watch
+
+
+@pytest.mark.parametrize(
+    ("obj", "can_watch", "watched", "slept"),
+    [
+        ({"metadata": {"name": "j", "resourceVersion": "41"}}, True, [("j", "41", 2.0)], []),
+        ({"metadata": {"name": "j", "resourceVersion": "41"}}, False, [("j", "41", 2.0)], [2.0]),
+        (None, True, [], [2.0]),
+        ({"metadata": {"name": "j"}}, True, [], [2.0]),
+    ],
+    ids=["woken-by-the-watch", "watch-refused-so-it-sleeps", "absent-object-sleeps", "no-version-sleeps"],
+)
+def test_pause_watches_from_the_version_it_saw_and_sleeps_only_when_it_cannot(
+    obj: dict[str, Any] | None, can_watch: bool, watched: list[tuple[str, str, float]], slept: list[float]
+) -> None:
+    client = _Watching(can_watch)
+    sleeps: list[float] = []
+    client.pause(obj, 2.0, sleep=sleeps.append)
+    assert client.watched == watched
+    assert sleeps == slept
+
+
+def test_the_core_api_is_made_on_first_use_over_the_same_api_client() -> None:
+    from kubernetes import client as k8s_client
+
+    api = k8s_client.ApiClient(k8s_client.Configuration())
+    client = WorkloadClient.of(api, CUSTOMJOB, "team")
+    assert client._core is None  # not made by `of`: its import costs the backend's process ~0.7 s
+    assert client.core.api_client is api
+    assert client.core is client.core
