@@ -1,6 +1,6 @@
 """Benchmark the e2e path, every ratio of the speed issue side by side in one run.
 
-    python benchmarks/e2e.py [--only session,runs,tier] [--rounds 5] [--workers 2,3]
+    python benchmarks/e2e.py [--only session,loop,runs,tier] [--rounds 5] [--workers 2,3]
                              [--registry local] [--cluster-name bench-e2e]
 
 ``session``  a cold session (the cluster deleted first; caches warm) and a warm
@@ -13,6 +13,11 @@
              and the breakdown of the last ``ProjectRunner.run`` (build, delivery, pod
              scheduled, container started, first metric, MLflow run closed) from the
              objects' stamps.
+``loop``     the platform developer's loop on the warm cluster: the trainer's e2e test
+             unchanged, then after a one-line controller edit, a one-line train.py edit
+             and a CRD description edit: wall time from the command to green, split into
+             start and checks, build, deliver, roll and test; once per delivery route
+             (``kind load``, and the local registry on a cluster of its own).
 ``tier``     the whole e2e tier on the warm cluster, serial and with ``-n N`` for each N.
 
 Everything runs the real thing (pytest and the harness as CI does); nothing is
@@ -217,6 +222,57 @@ def bench_runs(cluster: str, rounds: int, registry: str | None) -> None:
     RESULTS.append(("  last ProjectRunner.run: returned", f"at +{harnessed[-1]:.1f} s"))
 
 
+EDITS: dict[str, tuple[str, str, str]] = {
+    # label: (file, text to find, what to put after it); each edit is a real change to what is built or applied.
+    "controller edit": ("crds/controller/customjob_controller/handlers.py", "", "\n# benchmark edit {token}\n"),
+    "project edit (train.py)": ("trainer/train.py", "", "\n# benchmark edit {token}\n"),
+    "CRD edit (a description)": ("crds/bases/customjob.yaml",
+                                 "description: CustomJob runs one training container to completion as a batch/v1 Job.",
+                                 " (benchmark edit {token})"),
+}
+"""The platform developer's loop (user story 2): one edit, then the trainer's e2e test on the kept cluster."""
+
+
+def _edit(path: Path, find: str, add: str) -> None:
+    text = path.read_text()
+    if find:
+        assert find in text, f"{path}: the text the benchmark edits is gone: {find!r}"
+        path.write_text(text.replace(find, find + add, 1))
+    else:
+        path.write_text(text + add)
+
+
+def bench_loop(cluster: str, extra: list[str], route: str) -> None:
+    """Edit, then green: wall time from the command to the trainer's test passing, with its breakdown.
+
+    Each edit is applied on top of the previous one (so each scenario changes exactly one thing against
+    the cluster as the last session left it); every file is restored at the end and one more session
+    (not timed) puts the cluster back.
+    """
+    only = ["-k", "trainer_runs_through_customjob", *extra]
+    pytest_session("loop warm-up (cluster made or reused)", cluster, only)
+    originals = {rel: (ROOT / rel).read_text() for rel, _find, _add in EDITS.values()}
+    token = uuid.uuid4().hex[:8]
+    try:
+        for label in ("unchanged", *EDITS):
+            if label in EDITS:
+                rel, find, add = EDITS[label]
+                _edit(ROOT / rel, find, add.format(token=token))
+            wall, phases = pytest_session(f"loop: {label}", cluster, only)
+            build = sum(v for k, v in phases.items() if k.startswith("build ") and k.endswith(" image"))
+            deliver = phases.get("deliver images", 0.0)
+            roll = phases.get("deploy stack (CRDs, controllers, tracking)", 0.0)
+            test = phases.get("test test_trainer_runs_through_customjob", 0.0)
+            start = wall - build - deliver - roll - test
+            RESULTS.append((f"edit-to-green ({route}): {label}",
+                            f"{wall:.1f} s wall (target <= 25 s): start and checks {start:.1f}, build {build:.1f}, "
+                            f"deliver {deliver:.1f}, roll {roll:.1f}, test {test:.1f}"))
+    finally:
+        for rel, text in originals.items():
+            (ROOT / rel).write_text(text)
+    pytest_session("loop: back to the checkout as it was (not timed)", cluster, only)
+
+
 def bench_tier(cluster: str, workers: list[int], extra: list[str]) -> None:
     pytest_session("warm-up session (cluster reused)", cluster, ["-k", "trainer_runs_through_customjob", *extra])
     serial, _ = pytest_session("e2e tier, serial", cluster, extra)
@@ -246,10 +302,12 @@ def _with_byte_code() -> None:
 def main() -> int:
     _with_byte_code()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="session,runs,tier")
+    parser.add_argument("--only", default="session,loop,runs,tier")
     parser.add_argument("--cluster-name", default="bench-e2e")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", default="2", help="xdist worker counts for the tier, comma-separated")
+    parser.add_argument("--loop-routes", default="kind-load,local",
+                        help="delivery routes for the loop, comma-separated: kind-load, or a registry setting")
     parser.add_argument("--registry", default=None, help="settings 'registry' for every part (e.g. local)")
     args = parser.parse_args()
     os.environ.pop("CI", None)
@@ -260,6 +318,13 @@ def main() -> int:
         bench_session(args.cluster_name, extra)
     if "runs" in parts:
         bench_runs(args.cluster_name, args.rounds, args.registry)
+    if "loop" in parts:
+        # Both delivery routes side by side: `kind load` sends whole images, a registry only changed layers.
+        for route in args.loop_routes.split(","):
+            if route == "kind-load":
+                bench_loop(args.cluster_name, [], route)
+            else:
+                bench_loop(f"{args.cluster_name}-reg", [f"--harness-registry={route}"], f"registry {route}")
     if "tier" in parts:
         bench_tier(args.cluster_name, [int(n) for n in args.workers.split(",")], extra)
     say(f"\n== benchmark results ({time.monotonic() - started:.0f} s in all; registry: {args.registry or 'none'})")
