@@ -238,7 +238,7 @@ class _Reports:
 
 def _xdist_run(config: pytest.Config) -> XdistRun | None:
     settings = config.stash.get(SETTINGS, None)
-    return XdistRun.current(settings.state_dir) if settings is not None and hasattr(config, "workerinput") else None
+    return XdistRun.of_session(config, settings.state_dir) if settings is not None else None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -156,7 +156,7 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     """
     from harness.testbed import Testbed
 
-    run = XdistRun.current(harness_settings.state_dir)
+    run = XdistRun.of_session(request.config, harness_settings.state_dir)
     if run is None:
         bed = Testbed(harness_settings, phases=phases, log=phases.log)
         bed.start()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,13 +52,27 @@ class XdistRun:
     count: int
 
     @classmethod
-    def current(cls, state_dir: Path, environ: Mapping[str, str] | None = None) -> XdistRun | None:
-        """The run this process is a worker of, or None outside xdist (or in its controller)."""
-        env = os.environ if environ is None else environ
-        uid, worker = env.get("PYTEST_XDIST_TESTRUNUID"), env.get("PYTEST_XDIST_WORKER")
+    def current(cls, state_dir: Path, workerinput: Mapping[str, Any] | None) -> XdistRun | None:
+        """The run this process is a worker of, or None outside xdist or in its controller.
+
+        From xdist's ``config.workerinput`` (``testrunuid``, ``workerid``,
+        ``workercount``), not from the ``PYTEST_XDIST_*`` environment: a pytest
+        session that a worker's test *starts* (the fault tier's child sessions,
+        a quick start run by a test) inherits that environment but is a session
+        of its own. Read from the environment, it took itself for a worker of
+        the outer run and attached to another session's test bed.
+        """
+        if not workerinput:
+            return None
+        uid, worker = workerinput.get("testrunuid"), workerinput.get("workerid")
         if not uid or not worker:
             return None
-        return cls(state_dir / "xdist" / uid, worker, int(env.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+        return cls(state_dir / "xdist" / str(uid), str(worker), int(workerinput.get("workercount") or 1))
+
+    @classmethod
+    def of_session(cls, config: Any, state_dir: Path) -> XdistRun | None:
+        """:meth:`current` for a pytest session's ``config`` (xdist sets ``workerinput`` on its workers only)."""
+        return cls.current(state_dir, getattr(config, "workerinput", None))
 
     def _file(self, name: str) -> Path:
         return self.root / name

@@ -25,17 +25,41 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: x, context: {cluster: c, user: u}}]
 current-context: x
 """
+pytest_plugins = ["pytester"]
 
 
-def _env(uid: str, worker: str, count: int = 2) -> dict[str, str]:
-    return {"PYTEST_XDIST_TESTRUNUID": uid, "PYTEST_XDIST_WORKER": worker, "PYTEST_XDIST_WORKER_COUNT": str(count)}
+def _workerinput(uid: str, worker: str, count: int = 2) -> dict[str, object]:
+    return {"testrunuid": uid, "workerid": worker, "workercount": count, "mainargv": ["pytest"]}
 
 
 def test_outside_xdist_there_is_no_shared_run(tmp_path: Path) -> None:
-    assert XdistRun.current(tmp_path, environ={}) is None
-    run = XdistRun.current(tmp_path, environ=_env("abc", "gw1", 3))
+    assert XdistRun.current(tmp_path, None) is None
+    assert XdistRun.current(tmp_path, {}) is None
+    run = XdistRun.current(tmp_path, _workerinput("abc", "gw1", 3))
     assert run == XdistRun(tmp_path / "xdist" / "abc", "gw1", 3)
     assert run.others() == ["gw0", "gw2"]
+
+
+def test_a_session_started_by_a_worker_is_not_a_worker_of_its_run(monkeypatch: pytest.MonkeyPatch,
+                                                                  pytester: pytest.Pytester) -> None:
+    """A worker's environment says PYTEST_XDIST_*; a pytest session its test starts inherits it, but is its own.
+
+    (Seen in the fault tier under ``-n 2``: child sessions took themselves for workers of the outer
+    run and attached to each other's test beds.)
+    """
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "outer")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    pytester.makepyfile(test_child="""
+        import os
+        from harness.pytest_plugin.shared import XdistRun
+
+        def test_child(request, tmp_path):
+            assert os.environ["PYTEST_XDIST_WORKER"] == "gw0"  # inherited from the outer worker
+            assert XdistRun.of_session(request.config, tmp_path) is None  # as the testbed fixture asks
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
 
 
 def _hold(root: str, seconds: float, marker: str) -> None:
