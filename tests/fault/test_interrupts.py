@@ -25,7 +25,15 @@ from harness import _exec
 from harness.cachedir import cache_dir
 from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
-from tests.fault.childsession import Child, alive, assert_nothing_left, group_alive, wait_until
+from tests.fault.childsession import (
+    Child,
+    alive,
+    assert_nothing_left,
+    down_if_left,
+    group_alive,
+    kind_clusters,
+    wait_until,
+)
 
 CLUSTER = "fault-interrupts"
 Start = Callable[..., Child]
@@ -40,18 +48,42 @@ def test_ctrl_c_during_kind_create_leaves_no_cluster(child: Start) -> None:
     assert_nothing_left(CLUSTER)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to pytest", "SIGINT to tox", "Ctrl-C to the process group through tox"])
-def test_an_interrupted_test_leaves_nothing_behind(how: str, child: Start) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def _no_cluster_outlives_the_module() -> Iterator[None]:
+    yield
+    down_if_left(CLUSTER)
+
+
+_kept: dict[str, list[str]] = {}
+"""Node container ids of the cluster an interrupted session kept, for the next scenario to find again."""
+
+
+@pytest.mark.parametrize(("how", "keep"), [
+    ("SIGTERM to pytest", "always"),
+    ("SIGINT to tox", "always"),
+    ("Ctrl-C to the process group through tox", "never"),
+])
+def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: Start) -> None:
     """A test is running on a live cluster (and the docker tier's mlflow server) when the signal comes.
 
     Through tox, the group's Ctrl-C reaches pytest directly and again twice from tox (its main thread and
     its scheduler each interrupt the env, "forcing full stop" the second time, but still waiting
     interrupt_timeout before SIGTERM); the teardown must shrug off the extra signals and end in time.
+
+    The first two sessions keep their cluster (``keep-cluster=always``): the interrupt must leave it
+    whole, and the second session, interrupted another way, reuses it (one bring-up for two
+    interrupts). The last one makes a fresh cluster (reuse off: a reused cluster is always left as
+    it was) and must delete it under the signals (``never``). Both endings are proven.
     """
-    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never",
+    fresh = ("--harness-reuse=false",) if keep == "never" else ()
+    session = child("--harness-cluster-name", CLUSTER, f"--harness-keep-cluster={keep}", *fresh,
                     select="test_hold_the_session", via_tox="tox" in how)
     info = session.wait_ready("the child's test is running", 1200)
-    assert node_container_ids(CLUSTER), "the cluster runs while the test does"
+    nodes = node_container_ids(CLUSTER)
+    assert nodes, "the cluster runs while the test does"
+    if _kept:
+        reused = nodes == _kept["nodes"]
+        assert reused == (keep != "never"), f"reused the kept cluster: {reused}, reuse allowed: {keep != 'never'}"
     if how == "SIGTERM to pytest":
         os.kill(session.pid, signal.SIGTERM)  # to pytest alone, as `kill`, a CI runner or tox's escalation send it
     elif how == "SIGINT to tox":
@@ -60,7 +92,14 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, child: Start) -> No
         os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
     assert session.finish(300) != 0
     _assert_session_gone(session, pytest_pid=info["pid"])
-    assert_nothing_left(CLUSTER, info["server_pid"])
+    if keep == "never":
+        _kept.clear()
+        assert_nothing_left(CLUSTER, info["server_pid"])
+        return
+    assert not alive(info["server_pid"]), f"the session's mlflow server (pid {info['server_pid']}) still runs"
+    assert node_container_ids(CLUSTER) == nodes, "the interrupt left the kept cluster whole"
+    assert CLUSTER in kind_clusters()
+    _kept["nodes"] = nodes
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ on what the first kept, as the next local run would.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +22,7 @@ from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
-from tests.fault.childsession import REPO, Child, assert_nothing_left, kind_clusters, wait_until
+from tests.fault.childsession import Child, assert_nothing_left, down_if_left, wait_until
 
 A, B = "fault-sessions-a", "fault-sessions-b"
 Start = Callable[..., Child]
@@ -36,10 +34,7 @@ BRING_UP = 1500.0
 def _no_cluster_outlives_the_module() -> Iterator[None]:
     """After the assertions: a failed scenario's clusters are not left for the machine's next user."""
     yield
-    for name in (A, B):
-        if name in kind_clusters():
-            subprocess.run([sys.executable, "-m", "harness", "down", "--cluster-name", name], cwd=REPO,
-                           check=False, timeout=300)
+    down_if_left(A, B)
 
 
 def _hold_for(what: str, seconds: float, invariant: Callable[[], str | None]) -> None:
