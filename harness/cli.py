@@ -161,19 +161,34 @@ def cmd_manifest(ns: argparse.Namespace) -> int:
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
-    from harness.clusters.kind import delete_cluster, is_ours
-    from harness.clusters.kind_cli import KindCluster
-
     settings = _settings(ns)
     if settings["cluster"] != "kind":
         raise HarnessError("down deletes kind clusters only; an existing cluster is never deleted by the harness")
+    # The lock a session holds from bring-up to teardown: a cluster is never deleted under a running session
+    # (or one still creating it). By default `down` does not wait; --wait SECONDS does.
+    from harness.sessionlock import ClusterBusy, SessionLock
+
+    lock = SessionLock(settings.cluster_name, timeout=ns.wait, log=print if ns.wait > 0 else lambda _line: None)
+    try:
+        lock.acquire()
+    except ClusterBusy:
+        raise HarnessError(f"cluster {settings.cluster_name} is in use by {lock.holder()}; not deleting it under a "
+                           f"running session. Let that session end, or wait for it: down --wait SECONDS") from None
+    with lock:
+        return _down(settings, force=ns.force)
+
+
+def _down(settings: Settings, *, force: bool) -> int:
+    from harness.clusters.kind import delete_cluster, is_ours
+    from harness.clusters.kind_cli import KindCluster
+
     kind_bin = toolchain.resolve_kind(settings["kind-bin"], kubernetes_version=settings["kubernetes-version"])
     kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
     if not kind.exists():
         print(f"no kind cluster named {settings.cluster_name}")
         return _EXIT_OK
     kubectl = toolchain.resolve_kubectl(settings["kubectl-bin"], kubernetes_version=settings["kubernetes-version"])
-    if not is_ours(kind, kubectl) and not ns.force:
+    if not is_ours(kind, kubectl) and not force:
         raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")
     delete_cluster(kind)
@@ -269,6 +284,8 @@ def build_parser(*, help_all: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="default", help="namespace of the CustomJob")
     p = command("down", cmd_down, "delete the kind cluster (only one the harness created)")
     p.add_argument("--force", action="store_true", help="delete even a cluster without the harness's marker")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a session using the cluster to end (default: refuse at once)")
     command("config", cmd_config, "print every setting, its value and its source")
     p = command("stub", cmd_stub, "copy the stub CustomJob stack's manifests to DEST (to overlay them)",
                 settings=False)

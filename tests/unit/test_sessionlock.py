@@ -66,3 +66,25 @@ def test_other_cluster_names_do_not_wait(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_down_refuses_a_cluster_a_session_holds_and_deletes_nothing(tmp_path: Path) -> None:
+    """`python -m harness down` takes the session's lock: it never deletes a cluster under a running session.
+
+    The real CLI in a real process, against a real held lock; it must stop before it even looks for kind.
+    """
+    import os
+
+    locks = tmp_path / "locks"
+    other = _holder(locks, 30)  # holds cluster "c1" in this lock directory
+    try:
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path), "HARNESS_KIND_BIN": str(tmp_path / "no-kind")}
+        done = subprocess.run([sys.executable, "-m", "harness", "down", "--cluster-name", "c1"], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr  # the CLI's exit for a refusal before any work
+        assert f"in use by pid {other.pid}" in done.stderr
+        assert "down --wait SECONDS" in done.stderr
+        assert other.poll() is None, "the holder is untouched"
+    finally:
+        other.kill()
+        other.wait()
