@@ -11,6 +11,13 @@ and ignored, so the cleanup is not cut short; SIGKILL still ends it, and the
 next session reaps what is left (:mod:`harness.leftovers`). Handlers a user
 installed themselves are kept.
 
+A teardown that runs because the session simply ended (no signal yet) is
+guarded the same way: inside :meth:`Installed.shielded` even the *first*
+signal is recorded instead of raised, so a SIGTERM that lands while the test
+bed deletes its cluster does not cut ``kind delete`` short and skip the
+finalizers after it. (Only the teardown itself: a wait before it, such as for
+a hung xdist worker, still stops at the first signal.)
+
 The handler itself writes nothing: it runs in the main thread between two
 bytecodes, possibly while that thread holds the terminal's or the phase
 timer's lock (a teardown writing a progress line), so logging from it
@@ -23,10 +30,11 @@ session; :meth:`Installed.restore` flushes too.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -52,6 +60,25 @@ class Installed:
     log: Callable[[str], None] = field(default=_quiet, repr=False)
     _said_stopping: bool = field(default=False, repr=False)
     _said_ignored: int = field(default=0, repr=False)
+    _shielded: int = field(default=0, repr=False)
+
+    @property
+    def shielding(self) -> bool:
+        """Inside :meth:`shielded`: a signal now is recorded, never raised."""
+        return self._shielded > 0
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A teardown that must run to its end: signals during it are recorded and ignored, the first one too.
+
+        Says what came once the block is done (:meth:`flush`).
+        """
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
+            self.flush()
 
     @property
     def stopping_line(self) -> str | None:
@@ -93,7 +120,9 @@ def install(log: Callable[[str], None]) -> Installed:
         name = signal.Signals(signum).name
         if state.interrupted is None:
             state.interrupted = name
-            raise KeyboardInterrupt(name)
+            if not state.shielding:
+                raise KeyboardInterrupt(name)
+            return  # the first signal, during a shielded teardown: that teardown is the stop it asks for
         state.ignored.append(name)
 
     for signum in SIGNALS:

@@ -44,6 +44,7 @@ from harness.pytest_plugin import fixtures
 from harness.pytest_plugin.fixtures import *  # noqa: F403 - exactly fixtures.__all__
 from harness.pytest_plugin.shared import XdistRun
 from harness.pytest_plugin.state import (
+    INTERRUPTS,
     MANIFEST,
     PHASES,
     REPORTS,
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SHAPES", "TIERS", "missing_prerequisite", *fixtures.__all__]
 
-INTERRUPTS = pytest.StashKey[interrupts.Installed]()
 TESTS = pytest.StashKey[dict[str, "report.TestRecord"]]()
 """Each test's outcome and times, by node id, from the reports (the controller's, under xdist)."""
 RUNS = pytest.StashKey[dict[str, dict[str, Any]]]()

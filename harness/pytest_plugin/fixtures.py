@@ -27,6 +27,7 @@ from harness.pytest_plugin.state import (
     missing_prerequisite,
     note_ending,
     record_manifest,
+    shielded,
 )
 from harness.settings import Settings
 from harness.timing import Phases
@@ -164,7 +165,8 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
         try:
             yield bed
         finally:
-            kept = bed.finish(failed=request.session.testsfailed > 0)
+            with shielded(request.config):  # a SIGTERM now must not cut `kind delete` short
+                kept = bed.finish(failed=request.session.testsfailed > 0)
             _note_ending(request.config, bed, kept)
         return
     with run.bringup():
@@ -190,7 +192,8 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
         if owner:
             bound = max(3600.0, 4 * harness_settings["job-timeout"])
             failures = request.session.testsfailed + run.wait_for_others(bound, phases.log)
-            kept = bed.finish(failed=failures > 0)
+            with shielded(request.config):
+                kept = bed.finish(failed=failures > 0)
             _note_ending(request.config, bed, kept)
 
 

@@ -10,12 +10,12 @@ from typing import Any, NoReturn
 
 import pytest
 
-from harness import manifest
+from harness import interrupts, manifest
 from harness.settings import Settings
 from harness.timing import Phases
 
-__all__ = ["ENDING", "MANIFEST", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed", "missing_prerequisite",
-           "note_ending", "record_manifest", "terminal_sink"]
+__all__ = ["ENDING", "INTERRUPTS", "MANIFEST", "PHASES", "REPORTS", "SETTINGS", "ending_lines", "failed",
+           "missing_prerequisite", "note_ending", "record_manifest", "shielded", "terminal_sink"]
 
 PHASES = pytest.StashKey[Phases]()
 SETTINGS = pytest.StashKey[Settings]()
@@ -24,6 +24,14 @@ ENDING = pytest.StashKey[list[str]]()
 """Lines for the end of the session: kept cluster, kubeconfig, MLflow UI, bundles."""
 MANIFEST = pytest.StashKey[dict[str, Any]]()
 """This session's run manifest so far (:mod:`harness.manifest`): the test bed's, then each project image."""
+INTERRUPTS = pytest.StashKey[interrupts.Installed]()
+"""The session's SIGINT/SIGTERM/SIGHUP handling (:mod:`harness.interrupts`)."""
+
+
+def shielded(config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    """Signals are recorded, not raised, inside: for a teardown that must run to its end (the test bed's)."""
+    installed = config.stash.get(INTERRUPTS, None)
+    return installed.shielded() if installed is not None else contextlib.nullcontext()
 
 
 def terminal_sink(config: pytest.Config) -> Callable[[str], None]:

@@ -102,3 +102,48 @@ def test_the_handler_only_records_and_flush_says_it_once() -> None:
     assert said[0].startswith("SIGINT: stopping")
     assert len(said) == 2
     assert said[1].startswith("SIGINT x2 during the cleanup after SIGINT: ignored")
+
+
+# A session that ended on its own: its teardown (a child process standing for `kind delete`, then a finalizer)
+# runs shielded, and a SIGTERM lands in the middle of it.
+SHIELDED = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from harness import _exec, interrupts
+    out = Path(sys.argv[1])
+    said, steps = [], []
+    installed = interrupts.install(said.append)
+    with installed.shielded():
+        print("tearing down", flush=True)
+        _exec.run(["sleep", "2"], timeout=30)
+        steps.append("the child ran to its end")
+    steps.append("the finalizer after it ran")
+    installed.restore()
+    out.write_text(json.dumps({"steps": steps, "interrupted": installed.interrupted,
+                               "ignored": installed.ignored, "said": said}))
+""")
+
+
+def test_a_signal_during_an_ordinary_teardown_does_not_cut_it_short(tmp_path: Path) -> None:
+    """Issue 24: a SIGTERM during a session's normal end raised into the teardown and killed `kind delete`."""
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen([sys.executable, "-c", SHIELDED, str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                            preexec_fn=_as_from_a_terminal)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "tearing down"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = json.loads(out.read_text())
+    assert result["steps"] == ["the child ran to its end", "the finalizer after it ran"]
+    assert result["interrupted"] == "SIGTERM"
+    assert result["ignored"] == ["SIGINT"]
+    assert result["said"][0].startswith("SIGTERM: stopping")
