@@ -191,10 +191,14 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
     finally:
         if owner:
             bound = max(3600.0, 4 * harness_settings["job-timeout"])
-            failures = request.session.testsfailed + run.wait_for_others(bound, phases.log)
-            with shielded(request.config):
-                kept = bed.finish(failed=failures > 0)
-            _note_ending(request.config, bed, kept)
+            failures, all_done = request.session.testsfailed, False
+            try:
+                failures += run.wait_for_others(bound, phases.log)
+                all_done = True
+            finally:  # a worker that hung past the bound, or a Ctrl-C while waiting: the bed still ends
+                with shielded(request.config):
+                    kept = bed.finish(failed=failures > 0 or not all_done)
+                _note_ending(request.config, bed, kept)
 
 
 def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:

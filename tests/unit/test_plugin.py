@@ -184,6 +184,15 @@ def fake_finish(self, *, failed=False):
 tb.Testbed.start = fake_start
 tb.Testbed.finish = fake_finish
 
+if os.environ.get("HUNG_WORKER") == "1":  # the owner's bounded wait for the others runs out
+    from harness._errors import WaitTimeout
+    from harness.pytest_plugin import shared
+
+    def _hung(self, timeout, log):
+        raise WaitTimeout("the other xdist workers to finish", timeout, ["+0.0s  waiting for gw1"])
+
+    shared.XdistRun.wait_for_others = _hung
+
 @pytest.fixture(scope="session")
 def e2e_preflight():  # no Docker here: the bring-up is faked
     pass
@@ -235,6 +244,29 @@ def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
     assert finishes[0]["worker"] == starts[0]["worker"]
     assert events[-1]["event"].startswith("finish"), "the owner ends the bed after every test of every worker"
     assert {e["worker"] for e in events if e["event"] == "test"} == {"gw0", "gw1"}
+
+
+def test_a_hung_worker_does_not_keep_the_owner_from_ending_the_test_bed(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: the owner's wait for a hung worker ran out (or was interrupted) and skipped the bed's finish."""
+    import json
+
+    log = pytester.path / "events.jsonl"
+    kubeconfig = pytester.path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n"
+                          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                          "users: [{name: u, user: {token: t}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    for name, value in {"XDIST_LOG": str(log), "XDIST_KUBECONFIG": str(kubeconfig), "FAIL_ONE": "0",
+                        "HUNG_WORKER": "1", "HARNESS_STATE_DIR": str(pytester.path / "state")}.items():
+        monkeypatch.setenv(name, value)
+    pytester.makeconftest(XDIST_CONFTEST)
+    pytester.makepyfile(XDIST_TESTS)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    assert result.ret != 0, "the timed-out wait is reported"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    finishes = [e["event"] for e in events if e["event"].startswith("finish")]
+    assert finishes == ["finish owner=True failed=True"], events  # ended, and counted as failed (keep-on-failure)
 
 
 def test_phase_timings_reach_the_junit_report(pytester: pytest.Pytester) -> None:
