@@ -8,12 +8,13 @@ says what failed without a re-run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness._errors import CommandError
+from harness._errors import CommandError, WaitTimeout
 
 __all__ = ["CompletedProcess", "Popen", "run", "spawn", "stop", "which"]
 
@@ -123,21 +124,40 @@ def spawn(
 
 
 def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """Stop a process started by :func:`spawn` and its whole process group."""
+    """Stop a process started by :func:`spawn` and its whole process group.
+
+    The group is signalled even when its leader has already exited: its
+    members (a server's workers) may live on, and the group's id stays theirs
+    (Linux does not hand out a pid that is still a live group's id), so
+    ``killpg`` can reach nothing else. SIGTERM, then SIGKILL after ``grace`` s.
+    """
     import signal
 
     from harness import owners
+    from harness._waiting import Probe, wait_for
+
+    def group_gone() -> Probe[None]:
+        with contextlib.suppress(ChildProcessError, OSError):
+            proc.poll()  # reap the leader, or it stays a zombie member of its group
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return Probe(True, "gone")
+        except PermissionError:  # cannot signal it: nothing of ours
+            return Probe(True, "not ours")
+        return Probe(False, "members alive")
 
     try:
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace)
-        except ProcessLookupError:
-            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return  # nothing of the group is left
+            try:
+                wait_for(group_gone, what=f"process group {proc.pid} to exit after {sig.name}", timeout=grace,
+                         interval=0.1)
+                return
+            except WaitTimeout:
+                continue
     finally:
         owners.forget(proc)

@@ -179,3 +179,29 @@ def test_a_token_of_another_pid_namespace_or_boot_is_never_judged_dead() -> None
     assert scope == owners._scope() != "?"
     assert owners.is_alive(f"999999999:{started}:{scope}") is False  # ours, and provably gone
     assert owners.is_alive(f"999999999:{started}:4026531999-deadbeef") is True  # elsewhere: not provable
+
+
+def test_stop_ends_a_group_whose_leader_already_exited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: stop() returned as soon as the leader had exited, and the group's members (workers) lived on."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    member_pid = tmp_path / "member.pid"
+    # The leader forks a member into its own group (as a server forks workers), says so, and exits at once.
+    leader = _exec.spawn([sys.executable, "-c", (
+        "import subprocess, sys; "
+        "m = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        f"open({str(member_pid)!r}, 'w').write(str(m.pid))")], log_path=tmp_path / "x.log")
+    leader.wait(timeout=30)
+    member = int(member_pid.read_text())
+    os.kill(member, 0)  # alive, in the leader's group
+    assert os.getpgid(member) == leader.pid
+    _exec.stop(leader, grace=5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(member, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the group's member {member} still runs after stop()")
+    assert not list((tmp_path / "cache" / "sessions").glob("proc-*.json")), "stop() forgets the record"
