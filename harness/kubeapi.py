@@ -8,6 +8,7 @@ Waits are bounded and report the object's state history on timeout.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,21 @@ class Kube:
         return _exec.run([self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *ctx, *args],
                          input=input, timeout=timeout, check=check)
 
-    def apply(self, manifest: str, *, field_manager: str = "mlflow-crd-harness") -> str:
-        """Server-side apply of a multi-document YAML manifest (from stdin)."""
-        return self.kubectl("apply", "--server-side", "--force-conflicts",
+    def apply(self, manifest: str, *, field_manager: str = "mlflow-crd-harness", force: bool = True) -> str:
+        """Server-side apply of a multi-document YAML manifest (from stdin).
+
+        ``force`` takes fields another manager owns (``--force-conflicts``): right on a cluster the
+        harness made, never on a shared one, where a conflict must stop the session instead.
+        """
+        return self.kubectl("apply", "--server-side", *(["--force-conflicts"] if force else []),
                             f"--field-manager={field_manager}", "-f", "-", input=manifest).stdout or ""
+
+    def get_object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """A cluster-scoped object by apiVersion, kind and name, as JSON; None when absent."""
+        group = api_version.split("/", 1)[0] if "/" in api_version else ""
+        resource = f"{kind.lower()}.{group}" if group else kind.lower()
+        out = self.kubectl("get", f"{resource}/{name}", "-o", "json", "--ignore-not-found", timeout=60).stdout
+        return json.loads(out) if out and out.strip() else None
 
     def kustomize(self, path: Path) -> str:
         return self.kubectl("kustomize", str(path)).stdout or ""

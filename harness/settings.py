@@ -122,6 +122,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("cluster-name", "str", None, "kind cluster to create or reuse (default: <project dir name>-e2e)"),
     Option("kubeconfig", "path", None, "kubeconfig of an existing cluster (provider existing)"),
     Option("context", "str", None, "kubeconfig context of an existing cluster (default: its current context)"),
+    Option("cluster-objects", "choice", "refuse", "existing cluster: when a CRD, ClusterRole or other cluster-scoped "
+           "object of the stack is already there, was not made by the harness and differs from the stack's: refuse "
+           "(stop before applying anything, with the differences) or use (run against the cluster's as it is). One "
+           "that says the same is used either way; it is never overwritten", choices=("refuse", "use")),
     Option("keep-cluster", "choice", "auto", "after the session: auto (keep locally, delete under CI), always, "
            "never, on-failure", choices=("auto", "always", "never", "on-failure")),
     Option("reuse", "bool", _not_ci, "reuse a kind cluster whose fingerprint matches (default: on, off under CI)"),

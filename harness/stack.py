@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from harness import _exec, imagerefs
+from harness import _exec, clusterobjects, imagerefs
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
@@ -60,6 +60,9 @@ class Stack:
     """``namespace/name`` of every Deployment waited for."""
     redeployed: bool = True
     forward: _exec.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+    cluster_objects: tuple[str, ...] = ()
+    """On an existing cluster: the stack's cluster-scoped objects this session created (``Kind/name``), left
+    in place at the end, as other sessions on the cluster may use them (:mod:`harness.clusterobjects`)."""
 
     @property
     def controllers(self) -> tuple[tuple[str, str], ...]:
@@ -240,6 +243,7 @@ def deploy_stack(
     tracking_pod_uri: str | None = None,
     timeout: float = 300,
     log: Callable[[str], None] = print,
+    cluster_objects: str = "refuse",
 ) -> Stack:
     """Apply the stack and (unless external) the tracking server; wait until all are ready.
 
@@ -260,8 +264,19 @@ def deploy_stack(
         mlflow_docs = mlflow_server_manifests(tracking_image, host_port)
         mlflow_docs[0]["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY
     all_docs = docs + mlflow_docs
-    if cluster.provider == "existing":
+    shared = cluster.provider == "existing"
+    created: list[str] = []
+    if shared:
         _check_namespaces_are_ours(cluster, all_docs)
+        # Before anything is applied: someone else's CRDs and cluster RBAC are used or refused, never overwritten.
+        decided = clusterobjects.plan(all_docs, kube.get_object, label=(MANAGED_BY_LABEL, MANAGED_BY),
+                                      policy=cluster_objects, cluster=cluster.name)
+        for ref in decided.used:
+            log(f"stack: using the cluster's own {ref} as it is (not applied)")
+        for ref in decided.created:
+            log(f"stack: creating {ref}, labelled {MANAGED_BY_LABEL}={MANAGED_BY}; left in place at the end "
+                "(cluster-scoped objects are shared by every session on the cluster)")
+        all_docs, created = decided.apply, decided.created
     digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
     marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if cluster.provider == "kind" else None
     up_to_date = (marker or {}).get("digest") == digest
@@ -272,10 +287,10 @@ def deploy_stack(
         crd_docs = [d for d in all_docs if d["kind"] == "CustomResourceDefinition"]
         rest = [d for d in all_docs if d["kind"] != "CustomResourceDefinition"]
         if crd_docs:
-            kube.apply(_dump(crd_docs))
+            kube.apply(_dump(crd_docs), force=not shared)
             for crd in crd_docs:
                 kube.wait_crd_established(crd["metadata"]["name"])
-        kube.apply(_dump(rest))
+        kube.apply(_dump(rest), force=not shared)
     deployments = [f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
                    for d in all_docs if d.get("kind") == "Deployment"]
     for ref in deployments:
@@ -301,7 +316,8 @@ def deploy_stack(
     if not up_to_date and cluster.provider == "kind":
         kube.write_config_map(MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
-                 deployments=tuple(deployments), redeployed=not up_to_date, forward=forward)
+                 deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,
+                 cluster_objects=tuple(created))
 
 
 def _port_forward(cluster: Cluster, port: int, log: Callable[[str], None]) -> _exec.Popen[bytes]:

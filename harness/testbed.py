@@ -392,7 +392,7 @@ class Testbed:
         with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
             stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s["tracking"],
                                  tracking_image=tracking_image, tracking_pod_uri=s["tracking-pod-uri"],
-                                 timeout=s["deploy-timeout"], log=self.log)
+                                 timeout=s["deploy-timeout"], log=self.log, cluster_objects=s["cluster-objects"])
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
 

@@ -208,6 +208,11 @@ def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:
     if cluster.provider == "existing":
         note_ending(config, f"existing cluster {cluster.name}: untouched; harness namespaces "
                             f"{'kept' if kept else 'removed'}")
+        if stack is not None and stack.cluster_objects:
+            from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
+
+            note_ending(config, f"  left in place, shared by every session on it: {', '.join(stack.cluster_objects)} "
+                                f"(labelled {MANAGED_BY_LABEL}={MANAGED_BY}; delete them when no one needs them)")
         return
     if kept or not cluster.created:
         note_ending(config, f"kind cluster {cluster.name}: kept (settings keep-cluster={bed.settings['keep-cluster']})")
