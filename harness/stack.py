@@ -60,6 +60,8 @@ class Stack:
     """``namespace/name`` of every Deployment waited for."""
     redeployed: bool = True
     forward: _exec.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+    session: str = ""
+    """The id of the session using this stack (test namespaces carry it in ``SESSION_LABEL``)."""
     cluster_objects: tuple[str, ...] = ()
     """On an existing cluster: the stack's cluster-scoped objects this session created (``Kind/name``), left
     in place at the end, as other sessions on the cluster may use them (:mod:`harness.clusterobjects`)."""
@@ -71,14 +73,21 @@ class Stack:
         return tuple((ns, name) for ns, name in pairs if ns != MLFLOW_NAMESPACE)
 
 
-def mlflow_allowed_hosts(host_port: int, namespace: str = MLFLOW_NAMESPACE) -> list[str]:
-    """Exactly the Host headers our clients send: Service DNS forms and the mapped loopback port."""
+def mlflow_allowed_hosts(host_port: int | None, namespace: str = MLFLOW_NAMESPACE) -> list[str]:
+    """Exactly the Host headers our clients send: Service DNS forms and the mapped loopback port.
+
+    ``host_port`` None (a shared cluster, reached through port-forwards): every session forwards from
+    a loopback port of its own machine's choosing, so any loopback port. A page on another site that
+    a browser resolves to 127.0.0.1 still sends its own name as Host and is still refused.
+    """
     names = ["mlflow", f"mlflow.{namespace}", f"mlflow.{namespace}.svc", f"mlflow.{namespace}.svc.cluster.local"]
     hosts = [h for n in names for h in (n, f"{n}:{MLFLOW_PORT}")]
-    return [*hosts, f"127.0.0.1:{host_port}", f"localhost:{host_port}"]
+    port = "*" if host_port is None else str(host_port)
+    return [*hosts, f"127.0.0.1:{port}", f"localhost:{port}"]
 
 
-def mlflow_server_manifests(image: str, host_port: int, namespace: str = MLFLOW_NAMESPACE) -> list[dict[str, Any]]:
+def mlflow_server_manifests(image: str, host_port: int | None,
+                            namespace: str = MLFLOW_NAMESPACE) -> list[dict[str, Any]]:
     """Namespace, Deployment and NodePort Service of the in-cluster tracking server."""
     labels = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "mlflow-crd-harness"}
     args = [
@@ -261,7 +270,9 @@ def deploy_stack(
     if tracking == "in-cluster":
         if tracking_image is None:
             raise HarnessError("the in-cluster tracking server needs its image (tracking_image)")
-        mlflow_docs = mlflow_server_manifests(tracking_image, host_port)
+        # The same manifests from every session on a shared cluster: one session's apply must not roll the
+        # server (and break the port-forwards) of another.
+        mlflow_docs = mlflow_server_manifests(tracking_image, cluster.mlflow_host_port)
         mlflow_docs[0]["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY
     all_docs = docs + mlflow_docs
     shared = cluster.provider == "existing"

@@ -16,6 +16,7 @@ Ctrl-C itself, and a cluster it finishes anyway is deleted with the rest.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -65,11 +66,15 @@ def keep_cluster(settings: Settings, *, failed: bool) -> bool:
 
 def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None] = print,
                   phases: Phases | None = None,
-                  preload: Callable[[ImageRoute], None] | None = None) -> ClusterProvider:
-    """The cluster provider the settings name (``cluster``); ``preload`` runs beside ``kind create``."""
+                  preload: Callable[[ImageRoute], None] | None = None, session: str = "") -> ClusterProvider:
+    """The cluster provider the settings name (``cluster``); ``preload`` runs beside ``kind create``.
+
+    ``session``: this session's id; on an existing cluster it holds a Lease under it (shared-cluster
+    bookkeeping, :mod:`harness.sessionlease`).
+    """
     if settings["cluster"] == "existing":
         return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
-                                registry=settings["registry"], context=settings["context"], log=log)
+                                registry=settings["registry"], context=settings["context"], log=log, session=session)
     kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=settings["kubernetes-version"])
     timer = phases or Phases()
     with timer.phase("node image") as note:
@@ -168,6 +173,8 @@ class Testbed:
     """After :meth:`finish`: whether the cluster was kept."""
     _build_failed: bool = field(default=False, init=False, repr=False)
     _stack_dirs: list[Path] = field(default_factory=list, init=False, repr=False)
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
+    """This session's id: the label of its test namespaces, its Lease on a shared cluster."""
 
     def __enter__(self) -> Self:
         self.start()
@@ -308,7 +315,7 @@ class Testbed:
             # The kind route only: a session with a registry delivers through it (attached after creation).
             early = preload if s["cluster"] == "kind" and s["registry"] != "local" else None
             provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases,
-                                     preload=early)
+                                     preload=early, session=self.session)
             self._provider = provider
             with self.phases.phase("cluster") as note:
                 found = provider.start()
@@ -394,7 +401,7 @@ class Testbed:
                                  tracking_image=tracking_image, tracking_pod_uri=s["tracking-pod-uri"],
                                  timeout=s["deploy-timeout"], log=self.log, cluster_objects=s["cluster-objects"])
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
-        return stack
+        return replace(stack, session=self.session)
 
     def _check_stack_uses_the_images(self, specs: list[ImageSpec]) -> list[Path]:
         """The stack's kustomize dirs, rendered once before any build or cluster: an image to deliver that no
@@ -462,9 +469,14 @@ class Testbed:
                 _exec.stop(self.stack.forward)
             if self.cluster is not None and self._provider is not None:
                 if self.cluster.provider == "existing" and not keep and self.stack is not None:
-                    self._let_the_controller_release_its_jobs()
-                    for ns in self.stack.namespaces:
-                        self.cluster.kube.delete_namespace(ns)
+                    others = self._provider.others() if isinstance(self._provider, ExistingProvider) else set()
+                    if others:  # the last session out removes the shared stack; this one is not the last
+                        self.log(f"stack: left in place: {len(others)} other session(s) on {self.cluster.name} use "
+                                 f"it ({', '.join(sorted(others))}); the last one out removes it")
+                    else:
+                        self._let_the_controller_release_its_jobs()
+                        for ns in self.stack.namespaces:
+                            self.cluster.kube.delete_namespace(ns)
                 with self.phases.phase("finish cluster") as note:
                     self._provider.finish(self.cluster, keep=keep)
                     note["note"] = ("left as found" if self.cluster.provider == "existing"

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
 
 from harness._errors import HarnessError
-from harness.clusters import Cluster, ImageRoute
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute
 from harness.kubeapi import Kube
+from harness.sessionlease import NAMESPACE as LEASE_NAMESPACE
+from harness.sessionlease import SessionLease
 
 __all__ = ["ExistingProvider"]
 
@@ -34,6 +36,9 @@ class ExistingProvider:
     registry: str
     context: str | None = None
     log: Callable[[str], None] = print
+    session: str = ""
+    """This session's id: its Lease on the cluster (:mod:`harness.sessionlease`) and its namespaces' label."""
+    lease: SessionLease | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Cluster:
         if not self.kubeconfig.is_file():
@@ -47,10 +52,29 @@ class ExistingProvider:
                                f"{type(exc).__name__}: {exc}") from exc
         name = self.context or "existing"
         self.log(f"cluster: using existing cluster {name} (Kubernetes {git}); it is never created or deleted here")
+        if self.session:
+            self._join(kube)
         fingerprint = hashlib.sha256(f"{self.kubeconfig}|{self.context}|{git}".encode()).hexdigest()[:16]
         return Cluster(name=name, provider="existing", kube=kube, created=False,
                        images=ImageRoute("registry", registry=self.registry), fingerprint=fingerprint,
                        mlflow_host_port=None)
 
+    def _join(self, kube: Kube) -> None:
+        """Hold this session's Lease, then delete the namespaces of sessions whose Lease is gone."""
+        self.lease = SessionLease(kube, self.session, log=self.log, labels={MANAGED_BY_LABEL: MANAGED_BY})
+        self.lease.start()
+        ours = kube.core.list_namespace(label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{SESSION_LABEL}").items
+        for name in self.lease.dead_namespaces(ours, SESSION_LABEL):
+            self.log(f"cluster: deleting namespace {name}: its session is gone (no live Lease in "
+                     f"{LEASE_NAMESPACE})")
+            kube.delete_namespace(name)
+
+    def others(self) -> set[str]:
+        """Ids of the other sessions using this cluster now (their Leases are alive)."""
+        return self.lease.others() if self.lease is not None else set()
+
     def finish(self, cluster: Cluster, *, keep: bool) -> None:
-        """Nothing to undo at cluster level: namespaces are the stack's and the tests' to remove."""
+        """Nothing to undo at cluster level (namespaces are the stack's and the tests'); the Lease ends."""
+        if self.lease is not None:
+            self.lease.end()
+            self.lease = None

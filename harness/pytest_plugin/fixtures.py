@@ -249,7 +249,7 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
 
     kube = e2e_stack.cluster.kube
     name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
-    kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: SESSION_ID})
+    kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: e2e_stack.session or SESSION_ID})
     yield name
     if failed(request.node):
         dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)

@@ -118,6 +118,19 @@ def test_mlflow_server_allows_explicit_hosts_only() -> None:
     assert service["spec"]["ports"][0]["nodePort"] == MLFLOW_NODE_PORT
 
 
+def test_on_a_shared_cluster_every_session_renders_the_same_tracking_server() -> None:
+    """Each session forwards from a loopback port of its own; none may roll the server under another."""
+    import fnmatch
+
+    hosts = mlflow_allowed_hosts(None)
+    assert "*" not in hosts
+    assert any(fnmatch.fnmatch("127.0.0.1:41234", h) for h in hosts)  # MLflow matches Host with fnmatch
+    assert not any(fnmatch.fnmatch("evil.example:41234", h) for h in hosts)
+    docs = mlflow_server_manifests("mlflow-server:abc", None)
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--allowed-hosts") + 1] == ",".join(hosts)
+
+
 def test_replace_images_swaps_exactly_the_configured_repository() -> None:
     docs = [
         {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [

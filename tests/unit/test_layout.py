@@ -154,7 +154,7 @@ LAYERS: list[set[str]] = [
     {"_exec", "interrupts", "clusterobjects"},
     {"dockercli", "leftovers", "debian", "timing", "kubeapi", "assets"},
     {"workloads"},
-    {"nodeimage", "baseimage", "goimage", "toolchain", "sessionlock"},
+    {"nodeimage", "baseimage", "goimage", "toolchain", "sessionlock", "sessionlease"},
     {"registry", "clusters", "stacks", "manifest", "waits", "evidence", "tracking_server"},
     {"settings", "stack", "images", "report"},
     {"backend", "runs", "assertions", "doctor", "testbed"},
