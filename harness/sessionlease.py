@@ -103,6 +103,8 @@ class SessionLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        else:
+            return  # never held (start failed or was not called)
         try:
             self._api.delete_namespaced_lease(self.name, NAMESPACE)
         except ApiException as exc:

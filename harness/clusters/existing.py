@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from harness._errors import HarnessError
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute
@@ -62,7 +63,14 @@ class ExistingProvider:
     def _join(self, kube: Kube) -> None:
         """Hold this session's Lease, then delete the namespaces of sessions whose Lease is gone."""
         self.lease = SessionLease(kube, self.session, log=self.log, labels={MANAGED_BY_LABEL: MANAGED_BY})
-        self.lease.start()
+        try:
+            self.lease.start()
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            self.log(f"cluster: may not hold a session Lease in {LEASE_NAMESPACE} (HTTP 403): other sessions cannot "
+                     "see this one, so one that ends first may remove the shared stack under it. Grant create/patch/"
+                     f"delete on leases.coordination.k8s.io in {LEASE_NAMESPACE} to share the cluster safely")
         ours = kube.core.list_namespace(label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{SESSION_LABEL}").items
         for name in self.lease.dead_namespaces(ours, SESSION_LABEL):
             self.log(f"cluster: deleting namespace {name}: its session is gone (no live Lease in "

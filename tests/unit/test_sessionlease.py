@@ -82,3 +82,12 @@ def test_no_lease_namespace_yet_means_no_other_session(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(SessionLease, "_api", property(lambda _self: Absent()))
     assert SessionLease(kube=None, session="me").others() == set()  # type: ignore[arg-type]
+
+
+def test_a_lease_never_held_is_not_deleted_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refuses:
+        def delete_namespaced_lease(self, name: str, namespace: str) -> None:
+            raise AssertionError("a lease this session never held must not be deleted")
+
+    monkeypatch.setattr(SessionLease, "_api", property(lambda _self: Refuses()))
+    SessionLease(kube=None, session="me").end()  # type: ignore[arg-type]
