@@ -469,7 +469,7 @@ class Testbed:
                 _exec.stop(self.stack.forward)
             if self.cluster is not None and self._provider is not None:
                 if self.cluster.provider == "existing" and not keep and self.stack is not None:
-                    others = self._provider.others() if isinstance(self._provider, ExistingProvider) else set()
+                    others = self._provider.others()
                     if others:  # the last session out removes the shared stack; this one is not the last
                         self.log(f"stack: left in place: {len(others)} other session(s) on {self.cluster.name} use "
                                  f"it ({', '.join(sorted(others))}); the last one out removes it")

@@ -345,6 +345,10 @@ class KindProvider:
             fingerprint=fingerprint, mlflow_host_port=port, node_image=self.node_image,
         )
 
+    def others(self) -> set[str]:
+        """None: a kind cluster belongs to this machine, and its session lock admits one session at a time."""
+        return set()
+
     def finish(self, cluster: Cluster, *, keep: bool) -> None:
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
