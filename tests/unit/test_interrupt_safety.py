@@ -7,6 +7,7 @@ directly and tox relays it twice), once froze a teardown until tox's SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -52,24 +55,32 @@ def _as_from_a_terminal() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-def test_a_flood_of_signals_during_a_logging_cleanup_does_not_freeze_it(tmp_path: Path) -> None:
-    out = tmp_path / "out.json"
-    proc = subprocess.Popen([sys.executable, "-c", SESSION, str(out)], stdout=subprocess.PIPE, text=True,
+@contextlib.contextmanager
+def _session(script: str, out: Path) -> Iterator[tuple[subprocess.Popen[str], IO[str]]]:
+    """``script`` in a real process with a terminal's signal dispositions (it writes its record to ``out``):
+    yields the process and its stdout; killed at the end if it still runs."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                             preexec_fn=_as_from_a_terminal)
     assert proc.stdout is not None
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        assert proc.stdout.readline().strip() == "cleaning"
-        for i in range(100):
-            proc.send_signal(signal.SIGTERM if i % 3 else signal.SIGINT)
-            time.sleep(0.01)
-        assert proc.wait(30) == 0
+        yield proc, proc.stdout
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_flood_of_signals_during_a_logging_cleanup_does_not_freeze_it(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    with _session(SESSION, out) as (proc, stdout):
+        assert stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        assert stdout.readline().strip() == "cleaning"
+        for i in range(100):
+            proc.send_signal(signal.SIGTERM if i % 3 else signal.SIGINT)
+            time.sleep(0.01)
+        assert proc.wait(30) == 0
     result = json.loads(out.read_text())
     assert result["ignored"], "the later signals were noted"
     assert set(result["ignored"]) <= {"SIGINT", "SIGTERM"}
@@ -127,21 +138,13 @@ SHIELDED = textwrap.dedent("""
 def test_a_signal_during_an_ordinary_teardown_does_not_cut_it_short(tmp_path: Path) -> None:
     """Issue 24: a SIGTERM during a session's normal end raised into the teardown and killed `kind delete`."""
     out = tmp_path / "out.json"
-    proc = subprocess.Popen([sys.executable, "-c", SHIELDED, str(out)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-                            preexec_fn=_as_from_a_terminal)
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "tearing down"
+    with _session(SHIELDED, out) as (proc, stdout):
+        assert stdout.readline().strip() == "tearing down"
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     result = json.loads(out.read_text())
     assert result["steps"] == ["the child ran to its end", "the finalizer after it ran"]
     assert result["interrupted"] == "SIGTERM"

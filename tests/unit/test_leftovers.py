@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -119,15 +118,7 @@ def test_a_killed_sessions_spawned_server_is_reaped(tmp_path: Path, monkeypatch:
 
     assert len(reaped) == 1
     assert "sleep(300)" in reaped[0] or sys.executable in reaped[0]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(server_pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"pid {server_pid} still runs after the reap")
+    _wait_gone(server_pid, "after the reap")
     assert not list((tmp_path / "cache" / "sessions").glob("proc-*.json"))
 
 
@@ -195,13 +186,19 @@ def test_stop_ends_a_group_whose_leader_already_exited(tmp_path: Path, monkeypat
     os.kill(member, 0)  # alive, in the leader's group
     assert os.getpgid(member) == leader.pid
     _exec.stop(leader, grace=5)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(member, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"the group's member {member} still runs after stop()")
+    _wait_gone(member, "(a member of the stopped group)")
     assert not list((tmp_path / "cache" / "sessions").glob("proc-*.json")), "stop() forgets the record"
+
+
+def _wait_gone(pid: int, why: str) -> None:
+    """Until ``pid`` has exited (10 s at most)."""
+    from harness._waiting import Probe, wait_for
+
+    def probe() -> Probe[None]:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return Probe(True, "gone")
+        return Probe(False, "alive")
+
+    wait_for(probe, what=f"pid {pid} to exit {why}", timeout=10, interval=0.1)

@@ -6,6 +6,8 @@ project: none of these inner runs names it with ``-p``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -215,6 +217,15 @@ def test_docker_only(): time.sleep(2)
 '''
 
 
+def _unreachable_kubeconfig(path: Path) -> Path:
+    """A kubeconfig of a cluster nobody answers for: the faked test bed never calls it."""
+    path.write_text("apiVersion: v1\nkind: Config\n"
+                    "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                    "users: [{name: u, user: {token: t}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    return path
+
+
 def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers, one bring-up, one finish after both are done, with every worker's failures counted."""
@@ -223,11 +234,7 @@ def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
     fail_one = True  # one failing test on either worker must reach the owner's keep-cluster decision
     import xdist  # noqa: F401 - in the test extra; without it this test must fail, not skip
     log = pytester.path / "events.jsonl"
-    kubeconfig = pytester.path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n"
-                          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                          "users: [{name: u, user: {token: t}}]\n"
-                          "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    kubeconfig = _unreachable_kubeconfig(pytester.path / "kubeconfig")
     monkeypatch.setenv("XDIST_LOG", str(log))
     monkeypatch.setenv("XDIST_KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("FAIL_ONE", "1" if fail_one else "0")
@@ -252,11 +259,7 @@ def test_a_hung_worker_does_not_keep_the_owner_from_ending_the_test_bed(
     import json
 
     log = pytester.path / "events.jsonl"
-    kubeconfig = pytester.path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n"
-                          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                          "users: [{name: u, user: {token: t}}]\n"
-                          "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    kubeconfig = _unreachable_kubeconfig(pytester.path / "kubeconfig")
     for name, value in {"XDIST_LOG": str(log), "XDIST_KUBECONFIG": str(kubeconfig), "FAIL_ONE": "0",
                         "HUNG_WORKER": "1", "HARNESS_STATE_DIR": str(pytester.path / "state")}.items():
         monkeypatch.setenv(name, value)
