@@ -60,8 +60,6 @@ class Stack:
     """``namespace/name`` of every Deployment waited for."""
     redeployed: bool = True
     forward: _exec.Popen[bytes] | None = field(default=None, compare=False, repr=False)
-    session: str = ""
-    """The id of the session using this stack (test namespaces carry it in ``SESSION_LABEL``)."""
     cluster_objects: tuple[str, ...] = ()
     """On an existing cluster: the stack's cluster-scoped objects this session created (``Kind/name``), left
     in place at the end, as other sessions on the cluster may use them (:mod:`harness.clusterobjects`)."""

@@ -401,7 +401,7 @@ class Testbed:
                                  tracking_image=tracking_image, tracking_pod_uri=s["tracking-pod-uri"],
                                  timeout=s["deploy-timeout"], log=self.log, cluster_objects=s["cluster-objects"])
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
-        return replace(stack, session=self.session)
+        return stack
 
     def _check_stack_uses_the_images(self, specs: list[ImageSpec]) -> list[Path]:
         """The stack's kustomize dirs, rendered once before any build or cluster: an image to deliver that no

@@ -61,8 +61,6 @@ __all__ = [
     "testbed",
 ]
 
-SESSION_ID = uuid.uuid4().hex[:8]
-
 
 @pytest.fixture(scope="session")
 def harness_settings(pytestconfig: pytest.Config) -> Settings:
@@ -238,7 +236,8 @@ def e2e_kube(e2e_stack: Stack) -> Kube:
 
 
 @pytest.fixture
-def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_settings: Settings) -> Iterator[str]:
+def e2e_namespace(request: pytest.FixtureRequest, testbed: Testbed, e2e_stack: Stack,
+                  harness_settings: Settings) -> Iterator[str]:
     """A fresh namespace per test, labelled as the harness's; on failure its evidence bundle is written.
 
     A failed test's namespace is kept when the cluster is kept, to inspect.
@@ -249,7 +248,7 @@ def e2e_namespace(request: pytest.FixtureRequest, e2e_stack: Stack, harness_sett
 
     kube = e2e_stack.cluster.kube
     name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
-    kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: e2e_stack.session or SESSION_ID})
+    kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: testbed.session})
     yield name
     if failed(request.node):
         dest = bundle_dir_for(harness_settings.bundle_dir, request.node.nodeid)

@@ -161,7 +161,8 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
         },
         "stack": {"tracking_uri": stack.tracking_uri, "pod_tracking_uri": stack.pod_tracking_uri,
                   "namespaces": list(stack.namespaces), "deployments": list(stack.deployments),
-                  "redeployed": stack.redeployed, "session": stack.session},
+                  "redeployed": stack.redeployed},
+        "session": bed.session,
         "built": {name: asdict(img) for name, img in bed.built.items()},
         "manifest": bed.manifest,
     }
@@ -188,8 +189,8 @@ def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
     bed.kubectl_bin = kube.kubectl_bin
     bed.stack = Stack(cluster=cluster, tracking_uri=s["tracking_uri"], pod_tracking_uri=s["pod_tracking_uri"],
                       namespaces=tuple(s["namespaces"]), deployments=tuple(s["deployments"]),
-                      redeployed=s["redeployed"], session=s.get("session", ""))
-    bed.session = s.get("session") or bed.session  # the owner's: one session, however many workers
+                      redeployed=s["redeployed"])
+    bed.session = record["session"]  # the owner's: one session, however many workers
     bed.built = {name: BuiltImage(**img) for name, img in record["built"].items()}
     bed.manifest = dict(record.get("manifest") or {})
     return bed
