@@ -174,8 +174,10 @@ def cmd_down(ns: argparse.Namespace) -> int:
     except ClusterBusy:
         raise HarnessError(f"cluster {settings.cluster_name} is in use by {lock.holder()}; not deleting it under a "
                            f"running session. Let that session end, or wait for it: down --wait SECONDS") from None
-    with lock:
+    try:
         return _down(settings, force=ns.force)
+    finally:
+        lock.release()
 
 
 def _down(settings: Settings, *, force: bool) -> int:
