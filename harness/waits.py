@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from harness._waiting import Probe, wait_for
 from harness.kubeapi import Kube
 from harness.workloads import CUSTOMJOB, state, stub
-from harness.workloads.api import WorkloadClient
+from harness.workloads.api import WorkloadClient, pause_until_changed
 from harness.workloads.kind import WorkloadKind
 
 __all__ = [
@@ -90,7 +90,8 @@ def wait_workload(client: WorkloadClient, name: str, *, timeout: float,
     # (every 2 s at the latest, for the pods' states in the log), instead of a sleep that sees it up to a
     # poll interval late, seconds on every run.
     found = wait_for(probe, what=what or f"{kind.kind} {client.namespace}/{name} to end", timeout=timeout,
-                     interval=2.0, hint=hint, sleep=lambda seconds: client.pause(seen[0], seconds))
+                     interval=2.0, hint=hint,
+                     sleep=lambda seconds: pause_until_changed(client.wait_change, name, seen[0], seconds))
     assert found is not None
     return found
 

@@ -35,7 +35,7 @@ from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.backend.errors import CustomJobBackendError
 from harness.workloads import closing, state
-from harness.workloads.api import WorkloadClient
+from harness.workloads.api import WorkloadClient, pause_until_changed
 from harness.workloads.kind import WorkloadKind
 
 __all__ = ["CustomJobSubmittedRun", "JobStore", "mark_failed"]
@@ -199,9 +199,7 @@ class CustomJobSubmittedRun(SubmittedRun):
 
     def _pause(self, obj: dict[str, Any] | None, seconds: float) -> None:
         """Until the object changes (a watch) or ``seconds`` pass; a plain sleep if it cannot watch."""
-        version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
-        if version is None or not self._jobs.wait_change(self.job_name, str(version), seconds):
-            self._sleep(seconds)
+        pause_until_changed(self._jobs.wait_change, self.job_name, obj, seconds, self._sleep)
 
     def _finish(self, end: str, obj: dict[str, Any] | None, *, controller_grace: bool = True) -> bool:
         if obj is not None and self._pods is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "discover",
     "not_found_kind",
     "owner_refs",
+    "pause_until_changed",
 ]
 
 REQUEST_TIMEOUT: tuple[float, float] = (10.0, 60.0)
@@ -185,19 +186,6 @@ class WorkloadClient:
             watcher.stop()
         return True
 
-    def pause(self, obj: Mapping[str, Any] | None, seconds: float, *,
-              sleep: Callable[[float], None] = time.sleep) -> None:
-        """Until ``obj`` changes (a watch from its resourceVersion) or ``seconds`` pass: a ``wait_for`` sleep.
-
-        A poll loop sees an end up to a whole interval late; this one sees it as
-        the controller writes it. Without a version to watch from, or when the
-        watch cannot run, it sleeps.
-        """
-        version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
-        name = ((obj or {}).get("metadata") or {}).get("name")
-        if version is None or name is None or not self.wait_change(str(name), str(version), seconds):
-            sleep(seconds)
-
     def pods(self, obj: Mapping[str, Any]) -> list[Any]:
         """The object's pods: by the kind's label selector, else by walking ownerReferences down from it."""
         name = str(obj["metadata"]["name"])
@@ -228,6 +216,21 @@ class WorkloadClient:
                 except Exception as exc:  # a read timeout or a broken stream: say so, keep the other logs
                     text = f"<no log: {type(exc).__name__}: {exc}>"
                 yield container, previous, str(text or "")
+
+
+def pause_until_changed(wait_change: Callable[[str, str, float], bool], name: str, obj: Mapping[str, Any] | None,
+                        seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until ``obj`` (named ``name``) changes, or ``seconds`` pass: the sleep of a ``wait_for`` on an object.
+
+    ``wait_change`` is a watch from the object's resourceVersion
+    (:meth:`WorkloadClient.wait_change`, or the backend's wrapper of it). A poll
+    loop sees an end up to a whole interval late; this sees it as the controller
+    writes it. Without a version to watch from, or when the watch cannot run,
+    it sleeps.
+    """
+    version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    if version is None or not wait_change(name, str(version), seconds):
+        sleep(seconds)
 
 
 def owner_refs(pod: Any) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from harness.backend.errors import (
 from harness.backend.kube import Workloads
 from harness.backend.kube import translate_error as _translate
 from harness.workloads import CUSTOMJOB
-from harness.workloads.api import Served, WorkloadClient
+from harness.workloads.api import Served, WorkloadClient, pause_until_changed
 
 CFG = BackendConfig.from_dict(
     {"template-path": "t", "kind-cluster": "c", "kube-context": "kind-c", "namespace": "team"}
@@ -168,7 +168,7 @@ def test_pause_watches_from_the_version_it_saw_and_sleeps_only_when_it_cannot(
 ) -> None:
     client = _Watching(can_watch)
     sleeps: list[float] = []
-    client.pause(obj, 2.0, sleep=sleeps.append)
+    pause_until_changed(client.wait_change, "j", obj, 2.0, sleep=sleeps.append)
     assert client.watched == watched
     assert sleeps == slept
 
