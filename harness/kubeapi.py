@@ -59,11 +59,17 @@ class Kube:
         return self.kubectl("apply", "--server-side", *(["--force-conflicts"] if force else []),
                             f"--field-manager={field_manager}", "-f", "-", input=manifest).stdout or ""
 
-    def get_object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        """A cluster-scoped object by apiVersion, kind and name, as JSON; None when absent."""
+    def get_object(self, api_version: str, kind: str, name: str, *,
+                   managed_fields: bool = False) -> dict[str, Any] | None:
+        """A cluster-scoped object by apiVersion, kind and name, as JSON; None when absent.
+
+        ``managed_fields``: with ``metadata.managedFields`` (who applied what), which kubectl leaves out by default.
+        """
         group = api_version.split("/", 1)[0] if "/" in api_version else ""
         resource = f"{kind.lower()}.{group}" if group else kind.lower()
-        out = self.kubectl("get", f"{resource}/{name}", "-o", "json", "--ignore-not-found", timeout=60).stdout
+        shown = ["--show-managed-fields"] if managed_fields else []
+        out = self.kubectl("get", f"{resource}/{name}", "-o", "json", "--ignore-not-found", *shown,
+                           timeout=60).stdout
         return json.loads(out) if out and out.strip() else None
 
     def kustomize(self, path: Path) -> str:
