@@ -120,10 +120,29 @@ def versions_table() -> str:
     return "\n".join(lines)
 
 
-USER_ERRORS = ("ConfigError", "HarnessError", "TemplateError", "DefinitionError", "BackendConfigError",
-               "PreflightError", "ImageDeliveryError", "ProjectError", "PathError", "ParameterError", "DownloadError",
-               "ManifestError", "KindNotServed", "MissingImagesError", "ClusterBusy")
-"""The harness's own error classes: what a user sees as ``error: …`` (ValueError and friends are bugs)."""
+NOT_A_MESSAGE = frozenset({"CommandError", "WaitTimeout"})
+"""Harness errors whose first argument is not the message (a command's argv; what a wait waited for)."""
+ALSO_FOR_USERS = frozenset({"PathError"})
+"""A ``ValueError`` the settings loader reports to the user as it is (other ValueErrors are bugs)."""
+
+
+def user_errors(trees: list[object]) -> frozenset[str]:
+    """The harness's own error classes, read from the code: ``HarnessError`` and every class under it.
+
+    Derived, not listed, so a new error class is on the troubleshooting page without anyone adding it here.
+    """
+    import ast
+
+    bases: dict[str, set[str]] = {}
+    for tree in trees:
+        for node in ast.walk(tree):  # type: ignore[arg-type]
+            if isinstance(node, ast.ClassDef):
+                bases[node.name] = {b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute)
+                                    else "" for b in node.bases}
+    found = {"HarnessError"}
+    while grown := {name for name, of in bases.items() if of & found} - found:
+        found |= grown
+    return frozenset(found - NOT_A_MESSAGE) | ALSO_FOR_USERS
 
 
 def _message(node: object) -> str | None:
@@ -145,10 +164,12 @@ def error_messages() -> str:
     import ast
 
     root = Path(__file__).resolve().parents[2] / "harness"
+    trees = {path: ast.parse(path.read_text()) for path in sorted(root.rglob("*.py"))}
+    errors = user_errors(list(trees.values()))
     lines: list[str] = []
-    for path in sorted(root.rglob("*.py")):
+    for path, tree in trees.items():
         found: list[tuple[str, str]] = []
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name.endswith("_problem"):
                 # A check that returns the message its caller raises (or reports): every string it returns.
                 for ret in ast.walk(node):
@@ -160,7 +181,7 @@ def error_messages() -> str:
                 continue
             func = node.exc.func
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            text = _message(node.exc.args[0]) if name in USER_ERRORS else None
+            text = _message(node.exc.args[0]) if name in errors else None
             if text and text.strip("… "):
                 found.append((name, " ".join(text.split())))
         if found:

@@ -138,3 +138,14 @@ def test_the_troubleshooting_page_lists_every_user_facing_message_from_the_code(
     for known in ("is to be delivered to the stack (setting images), but no container",
                   "does not exist; give", "runs as root"):
         assert any(known in row for row in rows), f"missing: {known}"
+
+
+def test_the_error_classes_on_that_page_are_read_from_the_code_not_listed() -> None:
+    """A new error class under HarnessError (at any depth) is on the page without anyone adding it to a list."""
+    import ast
+
+    reference = _reference()
+    code = ast.parse("class HarnessError(Exception): ...\nclass NewError(HarnessError): ...\n"
+                     "class Deeper(errors.NewError): ...\nclass CommandError(HarnessError): ...\n"
+                     "class Unrelated(ValueError): ...\n")
+    assert reference.user_errors([code]) == {"HarnessError", "NewError", "Deeper", "PathError"}
