@@ -87,6 +87,14 @@ def test_unrecoverable_waiting_reasons_fail_at_once_with_kubelet_message(reason:
     assert verdict.preempts_job  # the caller deletes the Job, which would wait forever
 
 
+def test_a_pod_that_exited_0_before_its_job_says_complete_keeps_the_job_running() -> None:
+    """Seen on the real API (a status write refused, then re-derived in that window): it went back to Pending."""
+    verdict = classify(job(), pod(phase="Succeeded", state=terminated(0, "Completed")))
+    assert (verdict.phase, verdict.reason) == (contract.RUNNING, "PodSucceeded")
+    assert "waiting for Job" in verdict.message
+    assert classify(job(("Complete", "True", "")), pod(phase="Succeeded")).phase == contract.SUCCEEDED
+
+
 @pytest.mark.parametrize("reason", sorted(status.PULL_REASONS))
 def test_a_pull_error_fails_only_once_it_outlasts_the_grace(reason: str) -> None:
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -335,6 +335,13 @@ def classify(obs: Observation) -> Verdict:
             return Verdict(contract.RUNNING, "PodRunning", f"pod {_pod_name(pod)} is running{retry_note}")
 
     for pod in pods:
+        # Its pod exited 0 a moment before the Job says Complete (the Job controller first removes the pod's
+        # tracking finalizer): still Running, not back to Pending.
+        if (pod.get("status") or {}).get("phase") == "Succeeded":
+            return Verdict(contract.RUNNING, "PodSucceeded",
+                           f"pod {_pod_name(pod)} exited 0; waiting for Job {_pod_name(job)} to complete{retry_note}")
+
+    for pod in pods:
         if (pod.get("status") or {}).get("phase") not in (None, "Pending"):
             continue
         waiting = _waiting(pod)
