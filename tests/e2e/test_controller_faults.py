@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -376,3 +377,157 @@ def test_a_customjob_deleted_with_cascade_orphan_strands_neither_its_job_nor_its
     wait_for(gone, what="the orphaned Job and its pod to be deleted", timeout=120)
     _wait_run_status(launcher, run[1], "KILLED", timeout=60)
     assert "CustomJobDeleted" in launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
+
+
+@contextmanager
+def _status_writes_refused(kube: Kube, namespace: str, phase: str) -> Iterator[None]:
+    """The API server refuses every status write that sets ``phase`` on a CustomJob of ``namespace``.
+
+    A ValidatingAdmissionPolicy (CEL, no webhook server to run) bound to this
+    namespace only, so tests beside it are untouched. It is in force once a
+    dry-run write of that phase is refused, not merely once it exists.
+    """
+    admission = client.AdmissionregistrationV1Api(kube.api)
+    name = f"harness-fault-{namespace}"
+    admission.create_validating_admission_policy({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [contract.GROUP], "apiVersions": ["*"], "operations": ["UPDATE"],
+                "resources": [f"{contract.PLURAL}/status"]}]},
+            "validations": [{
+                "expression": f"!has(object.status) || !has(object.status.phase) || object.status.phase != '{phase}'",
+                "message": f"fault test: status writes that set phase {phase} are refused"}]}})
+    try:
+        admission.create_validating_admission_policy_binding({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}}})
+        yield
+    finally:
+        with contextlib.suppress(ApiException):
+            admission.delete_validating_admission_policy_binding(name)
+        with contextlib.suppress(ApiException):
+            admission.delete_validating_admission_policy(name)
+
+
+def _refused(kube: Kube, namespace: str, name: str, phase: str) -> Probe[None]:
+    """Whether a dry-run status write of ``phase`` on CustomJob ``name`` is refused (HTTP 422) now."""
+    try:
+        kube.custom.patch_namespaced_custom_object_status(
+            contract.GROUP, contract.VERSION, namespace, contract.PLURAL, name, {"status": {"phase": phase}},
+            dry_run="All")
+    except ApiException as exc:
+        return Probe(exc.status == 422, f"HTTP {exc.status}")
+    return Probe(False, "admitted")
+
+
+def test_a_refused_final_status_write_is_repaired_by_the_resync(launcher: ProjectRunner) -> None:
+    """The API refuses the status write that ends the job (issue #24): kopf retries no event, the resync must.
+
+    While the refusal lasts, the Job completes and every event it sends is
+    lost (the write is refused); afterwards no event comes, so only the
+    controller's periodic resync can write ``Succeeded`` and close the run.
+    """
+    kube = launcher.stack.cluster.kube
+    ns = launcher.namespace
+    run = _open_run(launcher, "refused-write")
+    _customjob(launcher, "refused-write", "import time; time.sleep(15)", run=run)
+    wait_customjob(kube, ns, "refused-write", timeout=120, phases=frozenset({contract.RUNNING}))
+    with _status_writes_refused(kube, ns, contract.SUCCEEDED):
+        wait_for(lambda: _refused(kube, ns, "refused-write", contract.SUCCEEDED),
+                 what="the admission policy to refuse a Succeeded status write", timeout=60)
+
+        def complete() -> Probe[None]:
+            job = kube.batch.read_namespaced_job("refused-write", ns)
+            conds = [c.type for c in job.status.conditions or () if c.status == "True"]
+            return Probe("Complete" in conds, f"Job conditions {conds}")
+
+        wait_for(complete, what="the Job to complete", timeout=120)
+        # The Job's trailing events (pod counts, the finished Pod) arrive while writes are still refused.
+        time.sleep(8)
+        held = (_get(kube, ns, "refused-write") or {}).get("status") or {}
+        assert held.get("phase") == contract.RUNNING, f"the refused write did not land: {held}"
+        assert _run_status(launcher, run[1]) == "RUNNING", "nothing closed the run meanwhile"
+    done = wait_customjob(kube, ns, "refused-write", timeout=120)  # resync every 30 s
+    assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
+    _wait_run_status(launcher, run[1], "FINISHED")
+    closed = _wait_run_closed(kube, ns, "refused-write", status="True")
+    assert closed["reason"] == "Closed", closed
+
+    def released() -> Probe[None]:
+        finalizers = kube.batch.read_namespaced_job("refused-write", ns).metadata.finalizers or []
+        return Probe(contract.FINALIZER_OUTCOME not in finalizers, f"finalizers {finalizers}")
+
+    wait_for(released, what="the Job to be released", timeout=60)
+
+
+@contextmanager
+def _controller_env(kube: Kube, name: str, value: str) -> Iterator[None]:
+    """The controller runs with ``name=value`` (a rollout), and with its shipped value again afterwards.
+
+    Tests beside this one see the controller restart twice, as in
+    :func:`test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod`; they must cope.
+    """
+    dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
+    [container] = dep.spec.template.spec.containers
+    shipped = next(e.value for e in container.env or () if e.name == name)
+
+    def set_to(v: str) -> None:
+        kube.apps.patch_namespaced_deployment("customjob-controller", CONTROLLER_NS, {"spec": {"template": {"spec": {
+            "containers": [{"name": container.name, "env": [{"name": name, "value": v}]}]}}}})
+        kube.wait_deployment_available(CONTROLLER_NS, "customjob-controller", timeout=180)
+
+    set_to(value)
+    try:
+        yield
+    finally:
+        set_to(shipped)
+
+
+def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(launcher: ProjectRunner) -> None:
+    """A stopped Job's Pod that does not go (issue #24): the wait has its own budget and its end is recorded.
+
+    The Pod ignores SIGTERM, so after the Job is deleted it runs on for its
+    30 s grace period, as a Pod on a NotReady node runs on for good. With a
+    10 s budget (``CUSTOMJOB_POD_STOP_SECONDS``; 600 as shipped) the
+    controller records ``PodsDidNotStop``, closes the run and releases the
+    Job while that Pod still runs.
+    """
+    kube = launcher.stack.cluster.kube
+    ns = launcher.namespace
+    run = _open_run(launcher, "stuck")
+    with _controller_env(kube, "CUSTOMJOB_POD_STOP_SECONDS", "10"):
+        _customjob(launcher, "stuck",
+                   "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)", run=run)
+        wait_customjob(kube, ns, "stuck", timeout=120, phases=frozenset({contract.RUNNING}))
+        job_uid = kube.batch.read_namespaced_job("stuck", ns).metadata.uid
+        kube.batch.delete_namespaced_job("stuck", ns, propagation_policy="Foreground")  # `kubectl delete job`
+
+        def gave_up() -> Probe[dict[str, Any]]:
+            conds = ((_get(kube, ns, "stuck") or {}).get("status") or {}).get("conditions") or ()
+            found = next((dict(c) for c in conds if c.get("type") == "PodsStopped"), None)
+            return Probe(bool(found) and found.get("reason") == "PodsDidNotStop",
+                         f"PodsStopped: {found.get('reason') if found else 'absent'}", found)
+
+        condition = wait_for(gave_up, what="the controller to give up waiting for the Pod", timeout=90)
+        assert condition is not None
+        assert condition["status"] == "False", condition
+        pods = _job_pods(kube, ns, "stuck", job_uid)
+        assert [(p.status.phase, bool(p.metadata.deletion_timestamp)) for p in pods] == [("Running", True)], \
+            "the Pod still runs: the budget ended the wait, not the Pod"
+        _wait_run_status(launcher, run[1], "FAILED", timeout=60)
+        assert "JobDeleted" in launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
+        job = kube.batch.read_namespaced_job("stuck", ns)
+        assert contract.FINALIZER_OUTCOME not in (job.metadata.finalizers or ()), "the Job is released"
+        events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=stuck").items
+        assert ("Warning", "PodsDidNotStop") in {(e.type, e.reason) for e in events}
+
+    def gone() -> Probe[None]:
+        jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(ns).items]
+        return Probe(not jobs and not _job_pods(kube, ns, "stuck", job_uid), f"jobs {jobs}")
+
+    wait_for(gone, what="the Job and its Pod to go once the Pod's grace period ends", timeout=120)

@@ -648,6 +648,7 @@ def test_policy_is_read_from_the_environment_and_bad_values_stop_the_start() -> 
         "CUSTOMJOB_ALLOWED_TRACKING_URIS": "http://mlflow.mlflow.svc.cluster.local:5000, https://mlflow.*.example.com",
         "CUSTOMJOB_ALLOWED_SERVICE_ACCOUNTS": "trainer",
         "CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS": "15",
+        "CUSTOMJOB_POD_STOP_SECONDS": "20",
     })
     assert p.listed("http://mlflow.mlflow.svc.cluster.local:5000/")
     assert p.listed("https://mlflow.team-a.example.com/prefix")
@@ -656,6 +657,8 @@ def test_policy_is_read_from_the_environment_and_bad_values_stop_the_start() -> 
     assert not p.listed("http://user:pw@mlflow.mlflow.svc.cluster.local:5000")
     assert p.image_pull_grace == 15
     assert p.pod_create_grace == 30
+    assert p.pod_stop_seconds == 20
+    assert Policy.from_env({}).pod_stop_seconds == reconcile.POD_STOP_SECONDS == 600
     assert p.refusal({"serviceAccountName": "admin", "image": "x", "command": ["y"]}) is not None
     assert p.refusal({"serviceAccountName": "trainer", "image": "x", "command": ["y"]}) is None
     anything = Policy.from_env({"CUSTOMJOB_ALLOWED_TRACKING_URIS": "*"})
@@ -668,7 +671,8 @@ def test_policy_is_read_from_the_environment_and_bad_values_stop_the_start() -> 
         "mlflow-token); have the cluster admin add it to CUSTOMJOB_ALLOWED_SECRETS")
     for bad in ({"CUSTOMJOB_ALLOWED_TRACKING_URIS": "mlflow:5000"},
                 {"CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS": "soon"},
-                {"CUSTOMJOB_POD_CREATE_GRACE_SECONDS": "-1"}):
+                {"CUSTOMJOB_POD_CREATE_GRACE_SECONDS": "-1"},
+                {"CUSTOMJOB_POD_STOP_SECONDS": "forever"}):
         with pytest.raises(PolicyError, match=next(iter(bad))):
             Policy.from_env(bad)
 
@@ -938,6 +942,27 @@ def test_pods_that_never_stop_are_waited_for_by_time_then_the_run_is_closed_and_
     assert "train-1" not in api.jobs, "our finalizer released (the API deletes the Job once its Pods go)"
     r.finish(api.cj, attempt=302)  # a replay changes nothing
     assert len(rec.finalized) == 1
+
+
+def test_the_pod_stop_budget_is_the_deployments_setting() -> None:
+    """``CUSTOMJOB_POD_STOP_SECONDS``: the e2e fault test runs the real wait with a budget of seconds."""
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    r = _reconciler(api, rec, clock=lambda: clock["now"], policy=Policy(pod_stop_seconds=8))
+    _running(api, r)
+    api.jobs["train-1"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:06:00Z"
+    r.sync_status(NS, "train-1")
+    api.gc_pods_on_foreground_delete = False
+    with pytest.raises(reconcile.RetryLater, match="pods"):
+        r.finish(api.cj)
+    waiting = [c for c in api.cj["status"]["conditions"] if c["type"] == reconcile.CONDITION_PODS_STOPPED]
+    assert "waiting up to 8 s" in waiting[0]["message"]
+    clock["now"] += timedelta(seconds=9)
+    r.finish(api.cj, attempt=1)
+    pods_stopped = [c for c in api.cj["status"]["conditions"] if c["type"] == reconcile.CONDITION_PODS_STOPPED]
+    assert [(c["status"], c["reason"]) for c in pods_stopped] == [("False", reconcile.REASON_PODS_DID_NOT_STOP)]
+    assert "within 8 s" in pods_stopped[0]["message"]
+    assert rec.tracking.runs[RUN]["status"] == "FAILED"
 
 
 def test_pods_that_stop_within_the_budget_are_recorded_stopped() -> None:

@@ -44,6 +44,7 @@ ENV_SERVICE_ACCOUNTS = "CUSTOMJOB_ALLOWED_SERVICE_ACCOUNTS"
 ENV_SECRETS = "CUSTOMJOB_ALLOWED_SECRETS"
 ENV_PULL_GRACE = "CUSTOMJOB_IMAGE_PULL_GRACE_SECONDS"
 ENV_CREATE_GRACE = "CUSTOMJOB_POD_CREATE_GRACE_SECONDS"
+ENV_POD_STOP = "CUSTOMJOB_POD_STOP_SECONDS"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -130,6 +131,9 @@ class Policy:
     secrets: frozenset[str] | None = None
     image_pull_grace: float = 45.0
     pod_create_grace: float = 30.0
+    pod_stop_seconds: float = 600.0
+    """How long the Pods of a Job the controller stopped are waited for before ``PodsDidNotStop`` (a NotReady
+    node keeps them forever); the run is then closed and the Job released all the same."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Policy:
@@ -151,6 +155,7 @@ class Policy:
             secrets=_names(environ.get(ENV_SECRETS)),
             image_pull_grace=_seconds(environ, ENV_PULL_GRACE, 45.0),
             pod_create_grace=_seconds(environ, ENV_CREATE_GRACE, 30.0),
+            pod_stop_seconds=_seconds(environ, ENV_POD_STOP, 600.0),
         )
 
     def listed(self, uri: str) -> bool:

@@ -25,7 +25,7 @@ handler threads racing on one CustomJob all end in the same state:
   until they all worked: an MLflow outage at the moment a job ends delays
   the close, it does not lose it. Each wait has its own clock, kept in a
   condition so it survives restarts: Pods that do not stop (a NotReady node)
-  are waited for :data:`POD_STOP_SECONDS` (``PodsStopped``), then the run is
+  are waited for ``CUSTOMJOB_POD_STOP_SECONDS`` (``PodsStopped``), then the run is
   closed and the Job released all the same; an unreachable tracking server
   is retried for :data:`CLOSE_SECONDS` (``MLflowRunClosed``). Progress is
   recorded in those conditions, so retries and restarts do each step once.
@@ -62,9 +62,10 @@ FOREIGN_JOB_ATTEMPTS = 18
 """Retries (10 s apart) for a deleted namesake's Job to be collected before ``JobNameTaken``."""
 CLOSE_SECONDS = 35 * 60.0
 """How long closing the run is retried while the tracking server fails (5 s doubling to 60 s) before giving up."""
-POD_STOP_SECONDS = 600.0
-"""How long :meth:`Reconciler.finish` waits for a stopped Job's Pods to go (a NotReady node keeps them) before it
-records ``PodsDidNotStop``, closes the run and releases the Job all the same."""
+POD_STOP_SECONDS = Policy.pod_stop_seconds
+"""The default of how long :meth:`Reconciler.finish` waits for a stopped Job's Pods to go (a NotReady node keeps
+them) before it records ``PodsDidNotStop``, closes the run and releases the Job all the same; the Deployment sets
+it (``CUSTOMJOB_POD_STOP_SECONDS``, :attr:`.Policy.pod_stop_seconds`)."""
 FINISH_ATTEMPTS = 1000
 """kopf's retry cap for :meth:`Reconciler.finish`: only a safety net. The waits inside are bounded by time
 (:data:`POD_STOP_SECONDS` at :data:`POD_WAIT_DELAY`, then :data:`CLOSE_SECONDS`), not by this count, so a long
@@ -424,13 +425,14 @@ class Reconciler:
         since = _parse_time(previous.get("lastTransitionTime")) if previous and previous.get("status") == "False" \
             else None
         waited = (self.clock() - since).total_seconds() if since else 0.0
-        if waited < POD_STOP_SECONDS:
+        budget = self.policy.pod_stop_seconds
+        if waited < budget:
             if previous is None or previous.get("status") != "False":
                 self._set_condition(customjob, False, "Waiting",
-                                    f"waiting up to {POD_STOP_SECONDS:.0f} s for Pods {pods} of the stopped Job "
+                                    f"waiting up to {budget:.0f} s for Pods {pods} of the stopped Job "
                                     f"{_name(job)} to stop", ctype=CONDITION_PODS_STOPPED)
             raise RetryLater(f"waiting for the pods of Job {_name(job)} to stop", POD_WAIT_DELAY)
-        message = (f"Pods {pods} of the stopped Job {_name(job)} did not stop within {POD_STOP_SECONDS:.0f} s (is "
+        message = (f"Pods {pods} of the stopped Job {_name(job)} did not stop within {budget:.0f} s (is "
                    "their node NotReady?); the run is closed and the Job released all the same; delete the Pods "
                    "by hand once the node is gone or back")
         self._set_condition(customjob, False, REASON_PODS_DID_NOT_STOP, message, ctype=CONDITION_PODS_STOPPED)
