@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness import _exec
+from harness._errors import HarnessError
 
-__all__ = ["HostReach", "bridge_gateway", "choose_host_reach", "docker_env", "docker_host", "host_reach",
+__all__ = ["HostReach", "bridge_gateway", "choose_host_reach", "docker_env", "docker_host", "engine_id", "host_reach",
            "image_exists", "image_id", "obtain", "sdk_client"]
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -61,6 +62,22 @@ def sdk_client(timeout: int = 600) -> Any:
 
     host = docker_host()
     return docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
+
+
+def engine_id(timeout: float = 20.0) -> str:
+    """The id of the Docker engine the CLI talks to (``docker info``'s ``ID``); raises if it does not answer.
+
+    Whoever asks (root, another user, through another socket path or
+    ``DOCKER_HOST`` that reaches the same daemon) gets the same id, so it names
+    what kind clusters belong to: the engine, not the user. Bounded, because a
+    hung daemon must not hang whoever asks; the CLI resolves ``docker context``
+    itself, so no :func:`docker_host` is needed here.
+    """
+    proc = _exec.run(["docker", "info", "--format", "{{.ID}}"], timeout=timeout)
+    found = (proc.stdout or "").strip()
+    if not found or found == "<no value>":
+        raise HarnessError(f"docker info names no engine ID (stdout {proc.stdout!r}, stderr {proc.stderr!r})")
+    return found
 
 
 def image_exists(ref: str) -> bool:

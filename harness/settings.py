@@ -384,8 +384,12 @@ OTHER_ENV = (
     "HARNESS_KIND_DOWNLOAD_BASE",
     "HARNESS_KUBECTL_DOWNLOAD_BASE",
     "HARNESS_TOOLS_VENV",
+    "HARNESS_LOCK_DIR",  # harness.sessionlock: where every user of a Docker engine finds its session locks
 )
-"""``HARNESS_*`` variables read outside this table (caches, mirrors, tool downloads): known, so not typos."""
+"""``HARNESS_*`` variables read outside this table (caches, locks, mirrors, tool downloads): known, so not typos.
+
+Not settings, because they are the machine's and not a project's: ``HARNESS_LOCK_DIR`` in a project's
+``pyproject.toml`` would split the session lock between projects that drive the same kind cluster."""
 
 
 def _check_env_names(env: Mapping[str, str]) -> None:

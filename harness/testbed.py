@@ -191,7 +191,8 @@ class Testbed:
         recorded = self._recorded_manifest()  # before any work: a run that cannot be reproduced stops here
         leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
         with self.phases.phase("session lock") as note:
-            self._lock = SessionLock(name, log=self.log).acquire()
+            # Keyed by the Docker engine (every user's kind clusters); an existing cluster may do without Docker.
+            self._lock = SessionLock(name, log=self.log, docker_optional=s["cluster"] != "kind").acquire()
             note["note"] = f"cluster {name} is this session's until it ends"
         try:
             self._start()

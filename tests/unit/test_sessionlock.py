@@ -72,13 +72,20 @@ def test_down_refuses_a_cluster_a_session_holds_and_deletes_nothing(tmp_path: Pa
     """`python -m harness down` takes the session's lock: it never deletes a cluster under a running session.
 
     The real CLI in a real process, against a real held lock; it must stop before it even looks for kind.
+    Its ``docker`` is a stand-in that names an engine: the lock is that engine's, in ``HARNESS_LOCK_DIR``.
     """
     import os
 
-    locks = tmp_path / "locks"
-    other = _holder(locks, 30)  # holds cluster "c1" in this lock directory
+    from harness.sessionlock import engine_dir
+
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text('#!/bin/sh\n[ "$1" = info ] && echo engine-1 && exit 0\nexit 1\n')
+    docker.chmod(0o755)
+    other = _holder(engine_dir("engine-1", base=tmp_path / "locks"), 30)  # holds cluster "c1" of engine-1
     try:
-        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path), "HARNESS_KIND_BIN": str(tmp_path / "no-kind")}
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path), "HARNESS_KIND_BIN": str(tmp_path / "no-kind"),
+               "HARNESS_LOCK_DIR": str(tmp_path / "locks"), "PATH": f"{docker.parent}{os.pathsep}{os.environ['PATH']}"}
         done = subprocess.run([sys.executable, "-m", "harness", "down", "--cluster-name", "c1"], env=env,
                               capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert done.returncode == 2, done.stdout + done.stderr  # the CLI's exit for a refusal before any work
