@@ -53,9 +53,22 @@ def _until_go(seconds=900):
         assert time.monotonic() < deadline, "the parent never said go"
         time.sleep(0.5)
 
-def test_hold_the_session(e2e_namespace, e2e_kube, local_tracking_server):
-    _ready(namespace=e2e_namespace, server_pid=local_tracking_server.pid)
-    time.sleep(900)
+def test_hold_a_run(project_runner, harness_images, local_tracking_server, tmp_path):
+    """`mlflow run --backend customjob` of a project that sleeps, built FROM the controller's image (non-root,
+    already built, 275 MB to load: no trainer image for the fault tier); the parent interrupts it."""
+    import dataclasses
+    project = tmp_path / "sleeper"
+    project.mkdir()
+    (project / "MLproject").write_text(
+        "name: sleeper\\n"
+        f"docker_env:\\n  image: {harness_images['controller'].tag}\\n"
+        "entry_points:\\n  main:\\n    command: python3 -c 'import time; time.sleep(900)'\\n")
+    spec = dataclasses.replace(project_runner.spec("trainer"), name="sleeper", path=project, params={},
+                               declared_params=())
+    stack = project_runner.stack
+    _ready(namespace=project_runner.namespace, server_pid=local_tracking_server.pid,
+           tracking_uri=stack.tracking_uri, kubeconfig=str(stack.cluster.kube.kubeconfig))
+    project_runner.run(spec)
 
 def test_hold_without_cluster(local_tracking_server):
     _ready(server_pid=local_tracking_server.pid)

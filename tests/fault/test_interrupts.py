@@ -15,13 +15,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config
 
-from harness import _exec
+from harness import _exec, contract
+from harness._waiting import Probe
 from harness.cachedir import cache_dir
 from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
@@ -40,7 +46,7 @@ Start = Callable[..., Child]
 
 
 def test_ctrl_c_during_kind_create_leaves_no_cluster(child: Start) -> None:
-    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never", select="test_hold_the_session")
+    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never", select="test_hold_a_run")
     wait_until("kind made the first node container", lambda: bool(node_container_ids(CLUSTER)), 900, session)
     os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground process group
     assert session.finish(240) != 0
@@ -64,7 +70,10 @@ _kept: dict[str, list[str]] = {}
     ("Ctrl-C to the process group through tox", "never"),
 ])
 def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: Start) -> None:
-    """A test is running on a live cluster (and the docker tier's mlflow server) when the signal comes.
+    """A test's ``mlflow run --backend customjob`` runs its CustomJob on a live cluster (beside the docker
+    tier's mlflow server) when the signal comes. Whichever process the signal reaches (pytest alone, or
+    the ``mlflow run`` child too), the run must end KILLED, never stay RUNNING (issue #24): it is read from
+    the tracking server as the session ends, and again from a kept cluster afterwards.
 
     Through tox, the group's Ctrl-C reaches pytest directly and again twice from tox (its main thread and
     its scheduler each interrupt the env, "forcing full stop" the second time, but still waiting
@@ -77,8 +86,9 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: S
     """
     fresh = ("--harness-reuse=false",) if keep == "never" else ()
     session = child("--harness-cluster-name", CLUSTER, f"--harness-keep-cluster={keep}", *fresh,
-                    select="test_hold_the_session", via_tox="tox" in how)
+                    select="test_hold_a_run", via_tox="tox" in how)
     info = session.wait_ready("the child's test is running", 1200)
+    run_id = wait_until("the child's mlflow run to run its CustomJob", lambda: _running_customjob(info), 600, session)
     nodes = node_container_ids(CLUSTER)
     assert nodes, "the cluster runs while the test does"
     if _kept:
@@ -90,6 +100,11 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: S
         os.kill(session.pid, signal.SIGINT)  # to tox alone, as a CI runner cancelling it does; tox relays it
     else:
         os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
+    # Read while the session ends: a cluster it deletes takes its tracking server along.
+    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: _run_ended(info["tracking_uri"], run_id), 240,
+                       session)
+    assert ended["status"] == "KILLED", ended
+    assert ended.get("end_time"), ended
     assert session.finish(300) != 0
     _assert_session_gone(session, pytest_pid=info["pid"])
     if keep == "never":
@@ -98,6 +113,9 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: S
         return
     assert not alive(info["server_pid"]), f"the session's mlflow server (pid {info['server_pid']}) still runs"
     assert node_container_ids(CLUSTER) == nodes, "the interrupt left the kept cluster whole"
+    after = _run_ended(info["tracking_uri"], run_id).value
+    assert after is not None, "the kept cluster's tracking server still answers"
+    assert after["status"] == "KILLED", f"nothing reopened or re-ended the run: {after}"
     assert CLUSTER in kind_clusters()
     _kept["nodes"] = nodes
 
@@ -164,6 +182,33 @@ def test_a_killed_sessions_server_is_reaped_by_the_next_session(child: Start) ->
     again = child(select="test_docker_answers")  # the next session that runs a tier test does reap
     assert again.finish(300) == 0, again.tail()
     wait_until("the next session stopped the orphaned server", lambda: not alive(server), 30)
+
+
+def _running_customjob(info: dict[str, Any]) -> Probe[str]:
+    """The MLflow run id of a Running CustomJob in the child's namespace (the trigger: a run under way)."""
+    api = config.new_client_from_config(config_file=info["kubeconfig"])
+    try:
+        items = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, info["namespace"], contract.PLURAL)["items"]
+    finally:
+        api.close()
+    phases = [(obj.get("status") or {}).get("phase") for obj in items]
+    running = [obj for obj in items if (obj.get("status") or {}).get("phase") == contract.RUNNING]
+    run_id = str(running[0]["spec"]["mlflow"]["runId"]) if running else None
+    return Probe(run_id is not None, f"CustomJobs: {phases or 'none'}", run_id)
+
+
+def _run_ended(tracking_uri: str, run_id: str) -> Probe[dict[str, Any]]:
+    """The run's info from the tracking server's REST API once it is terminal (no client retries: a server that
+    is gone is a state to report, not to wait out)."""
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/runs/get?{urllib.parse.urlencode({'run_id': run_id})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            run = json.load(resp)["run"]["info"]
+    except (OSError, ValueError, KeyError) as exc:
+        return Probe(False, f"tracking server: {type(exc).__name__}: {exc}")
+    status = str(run.get("status"))
+    return Probe(status in ("FINISHED", "FAILED", "KILLED"), f"run {status}", dict(run))
 
 
 def _assert_session_gone(session: Child, pytest_pid: int | None = None) -> None:
