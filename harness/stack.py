@@ -15,7 +15,10 @@ supervised ``kubectl port-forward`` (existing clusters).
 Every Namespace the stack creates is labelled as the harness's own; on an
 existing cluster, applying into a namespace that exists without that label is
 refused. Re-applying is skipped when a hash of the rendered manifests matches
-what the cluster already runs (a warm, reused cluster).
+what the cluster already runs (a warm, reused cluster). On an existing cluster
+every session applies the same shared stack, so its digest goes on the
+session's Lease first, and a session whose stack differs from a live session's
+stops there (:meth:`harness.sessionlease.SessionLease.claim_stack`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from harness import _exec, clusterobjects, imagerefs
+from harness import _exec, clusterobjects, imagerefs, sessionlease
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
@@ -273,6 +276,11 @@ def deploy_stack(
         mlflow_docs = mlflow_server_manifests(tracking_image, cluster.mlflow_host_port)
         mlflow_docs[0]["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY
     all_docs = docs + mlflow_docs
+    # What this session would make the cluster run, whoever made which object first: every session on a shared
+    # cluster renders the same text for the same stack (images by digest, the tracking server's allowed hosts the
+    # same for all). A session's own external tracking server in the controller's allowlist counts too: its apply
+    # would replace another session's list.
+    stack_digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
     shared = cluster.provider == "existing"
     created: list[str] = []
     if shared:
@@ -286,6 +294,10 @@ def deploy_stack(
             log(f"stack: creating {ref}, labelled {MANAGED_BY_LABEL}={MANAGED_BY}; left in place at the end "
                 "(cluster-scoped objects are shared by every session on the cluster)")
         all_docs, created = decided.apply, decided.created
+        lease = sessionlease.held(kube)
+        if lease is not None:  # last before applying: a session whose stack differs from a live one's stops here
+            lease.claim_stack(stack_digest)
+            log(f"stack: digest {stack_digest}, named on this session's Lease; no live session runs another stack")
     digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
     marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if cluster.provider == "kind" else None
     up_to_date = (marker or {}).get("digest") == digest

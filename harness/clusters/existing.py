@@ -38,7 +38,9 @@ class ExistingProvider:
     context: str | None = None
     log: Callable[[str], None] = print
     session: str = ""
-    """This session's id: its Lease on the cluster (:mod:`harness.sessionlease`) and its namespaces' label."""
+    """This session's id: its Lease on the cluster (:mod:`harness.sessionlease`) and its namespaces' label. The
+    stack finds that Lease by the cluster's connection (:func:`harness.sessionlease.held`) to name its digest there
+    before applying, so a session whose stack differs from a live one's is refused."""
     lease: SessionLease | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Cluster:
@@ -69,8 +71,9 @@ class ExistingProvider:
             if exc.status != 403:
                 raise
             self.log(f"cluster: may not hold a session Lease in {LEASE_NAMESPACE} (HTTP 403): other sessions cannot "
-                     "see this one, so one that ends first may remove the shared stack under it. Grant create/patch/"
-                     f"delete on leases.coordination.k8s.io in {LEASE_NAMESPACE} to share the cluster safely")
+                     "see this one, so one that ends first may remove the shared stack under it, and its stack is not "
+                     "compared with theirs. Grant get/list/create/patch/delete on leases.coordination.k8s.io in "
+                     f"{LEASE_NAMESPACE} to share the cluster safely")
         ours = kube.core.list_namespace(label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{SESSION_LABEL}").items
         for name in self.lease.dead_namespaces(ours, SESSION_LABEL):
             self.log(f"cluster: deleting namespace {name}: its session is gone (no live Lease in "
@@ -82,7 +85,11 @@ class ExistingProvider:
         return self.lease.others() if self.lease is not None else set()
 
     def finish(self, cluster: Cluster, *, keep: bool) -> None:
-        """Nothing to undo at cluster level (namespaces are the stack's and the tests'); the Lease ends."""
+        """Nothing to undo at cluster level (namespaces are the stack's and the tests'); the Lease ends.
+
+        Ending it also deletes the Leases' namespace when this session was the last
+        one in it and the harness made it (:meth:`harness.sessionlease.SessionLease.end`).
+        """
         if self.lease is not None:
             self.lease.end()
             self.lease = None
