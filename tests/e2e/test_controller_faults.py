@@ -491,21 +491,29 @@ def _controller_env(kube: Kube, name: str, value: str) -> Iterator[None]:
 def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(launcher: ProjectRunner) -> None:
     """A stopped Job's Pod that does not go (issue #24): the wait has its own budget and its end is recorded.
 
-    The Pod ignores SIGTERM, so after the Job is deleted it runs on for its
-    30 s grace period, as a Pod on a NotReady node runs on for good. With a
-    10 s budget (``CUSTOMJOB_POD_STOP_SECONDS``; 600 as shipped) the
-    controller records ``PodsDidNotStop``, closes the run and releases the
-    Job while that Pod still runs.
+    The Pods ignore SIGTERM, so once stopped they run on for their 30 s grace
+    period, as a Pod on a NotReady node runs on for good. With a 10 s budget
+    (``CUSTOMJOB_POD_STOP_SECONDS``; 600 as shipped) the controller gives up
+    on them while they still run, twice: for a Job deleted by hand (its
+    CustomJob records ``PodsDidNotStop``) and for a Job whose CustomJob was
+    deleted with ``--cascade=orphan`` (no CustomJob is left to hold a
+    condition or a timer: the stopping Pod's own timer brings it back).
     """
     kube = launcher.stack.cluster.kube
     ns = launcher.namespace
-    run = _open_run(launcher, "stuck")
+    ignore_sigterm = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    runs = {name: _open_run(launcher, name) for name in ("stuck", "stuck-orphan")}
     with _controller_env(kube, "CUSTOMJOB_POD_STOP_SECONDS", "10"):
-        _customjob(launcher, "stuck",
-                   "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)", run=run)
-        wait_customjob(kube, ns, "stuck", timeout=120, phases=frozenset({contract.RUNNING}))
-        job_uid = kube.batch.read_namespaced_job("stuck", ns).metadata.uid
+        for name, run in runs.items():
+            _customjob(launcher, name, ignore_sigterm, run=run)
+        uids = {}
+        for name in runs:
+            wait_customjob(kube, ns, name, timeout=120, phases=frozenset({contract.RUNNING}))
+            uids[name] = kube.batch.read_namespaced_job(name, ns).metadata.uid
         kube.batch.delete_namespaced_job("stuck", ns, propagation_policy="Foreground")  # `kubectl delete job`
+        orphan = client.V1DeleteOptions(propagation_policy="Orphan")  # `kubectl delete cjob --cascade=orphan`
+        kube.custom.delete_namespaced_custom_object(contract.GROUP, contract.VERSION, ns, contract.PLURAL,
+                                                    "stuck-orphan", body=orphan)
 
         def gave_up() -> Probe[dict[str, Any]]:
             conds = ((_get(kube, ns, "stuck") or {}).get("status") or {}).get("conditions") or ()
@@ -513,21 +521,28 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
             return Probe(bool(found) and found.get("reason") == "PodsDidNotStop",
                          f"PodsStopped: {found.get('reason') if found else 'absent'}", found)
 
+        def still_running(name: str) -> None:
+            pods = _job_pods(kube, ns, name, uids[name])
+            assert [(p.status.phase, bool(p.metadata.deletion_timestamp)) for p in pods] == [("Running", True)], \
+                f"the Pod of {name} still runs: the budget ended the wait, not the Pod"
+            jobs = {j.metadata.name: j for j in kube.batch.list_namespaced_job(ns).items}
+            held = name in jobs and contract.FINALIZER_OUTCOME in (jobs[name].metadata.finalizers or ())
+            assert not held, f"Job {name} is released (or already collected)"
+
         condition = wait_for(gave_up, what="the controller to give up waiting for the Pod", timeout=90)
         assert condition is not None
         assert condition["status"] == "False", condition
-        pods = _job_pods(kube, ns, "stuck", job_uid)
-        assert [(p.status.phase, bool(p.metadata.deletion_timestamp)) for p in pods] == [("Running", True)], \
-            "the Pod still runs: the budget ended the wait, not the Pod"
-        _wait_run_status(launcher, run[1], "FAILED", timeout=60)
-        assert "JobDeleted" in launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
-        job = kube.batch.read_namespaced_job("stuck", ns)
-        assert contract.FINALIZER_OUTCOME not in (job.metadata.finalizers or ()), "the Job is released"
+        _wait_run_status(launcher, runs["stuck"][1], "FAILED", timeout=60)
+        still_running("stuck")
+        assert "JobDeleted" in launcher.client.get_run(runs["stuck"][1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
         events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=stuck").items
         assert ("Warning", "PodsDidNotStop") in {(e.type, e.reason) for e in events}
+        _wait_run_status(launcher, runs["stuck-orphan"][1], "KILLED", timeout=60)
+        still_running("stuck-orphan")
 
     def gone() -> Probe[None]:
         jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(ns).items]
-        return Probe(not jobs and not _job_pods(kube, ns, "stuck", job_uid), f"jobs {jobs}")
+        left = [name for name in runs if _job_pods(kube, ns, name, uids[name])]
+        return Probe(not jobs and not left, f"jobs {jobs}, pods of {left}")
 
-    wait_for(gone, what="the Job and its Pod to go once the Pod's grace period ends", timeout=120)
+    wait_for(gone, what="the Jobs and their Pods to go once the Pods' grace period ends", timeout=120)

@@ -6,7 +6,7 @@ import copy
 import io
 import urllib.error
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
@@ -870,6 +870,36 @@ def test_an_orphaned_jobs_run_tagged_with_the_uid_is_closed_from_the_deletion_ev
     assert [f["owner"] for f in rec.finalized] == [mlflow_rest.Owner("CustomJob", NS, "train-1", "cj-uid-1")]
     assert rec.tracking.runs[RUN]["status"] == "KILLED"
     assert "train-1" not in api.jobs
+
+
+def test_an_orphaned_jobs_pods_that_never_stop_are_waited_for_the_budget_from_its_deletion() -> None:
+    """A NotReady node keeps the orphan's Pods: no CustomJob holds a condition; the Job's deletion starts the clock.
+
+    No event comes from such Pods (and kopf stops timers on objects being deleted), so the controller
+    schedules its own re-check for when the budget ends.
+    """
+    api, rec = FakeApi(_customjob()), Recorder()
+    clock = {"now": NOW}
+    scheduled: list[tuple[float, Callable[[], None]]] = []
+    r = _reconciler(api, rec, clock=lambda: clock["now"], policy=Policy(pod_stop_seconds=60),
+                    later=lambda delay, fn: scheduled.append((delay, fn)))
+    _running(api, r)
+    _orphan(api)
+    api.gc_pods_on_foreground_delete = False
+    clock["now"] = datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC)
+    r.sync_status(NS, "train-1")  # the Job's MODIFIED event: stopped (deletionTimestamp 03:05:00)
+    r.sync_status(NS, "train-1")  # the Pod's deletion event
+    assert api.deleted == ["train-1", "train-1"]
+    assert [delay for delay, _ in scheduled] == [61.0], "one re-check, when the budget is spent"
+    clock["now"] = datetime(2026, 1, 2, 3, 5, 59, tzinfo=UTC)
+    r.sync_status(NS, "train-1")
+    assert rec.finalized == [], "within the budget: the trainer may still log"
+    assert "train-1" in api.jobs
+    clock["now"] = datetime(2026, 1, 2, 3, 6, 1, tzinfo=UTC)
+    scheduled[0][1]()
+    assert [(f["status"], f["reason"]) for f in rec.finalized] == [("KILLED", "CustomJobDeleted")]
+    assert api.released == ["train-1"]
+    assert "train-1" not in api.jobs, "released, so the API deletes it (its Pods go with the node)"
 
 
 def test_a_customjob_being_deleted_counts_as_gone(

@@ -207,4 +207,5 @@ class Policy:
         sas = "any" if self.service_accounts is None else ", ".join(sorted(self.service_accounts)) or "none"
         secrets = "any" if self.secrets is None else ", ".join(sorted(self.secrets)) or "none"
         return (f"policy: tracking URIs {uris}; service accounts {sas}; secrets {secrets}; "
-                f"image pull grace {self.image_pull_grace:g} s; pod create grace {self.pod_create_grace:g} s")
+                f"image pull grace {self.image_pull_grace:g} s; pod create grace {self.pod_create_grace:g} s; "
+                f"wait for a stopped Job's Pods {self.pod_stop_seconds:g} s")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -124,6 +125,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _later(delay: float, fn: Callable[[], None]) -> None:
+    """Call ``fn`` in ``delay`` s on a daemon thread (in memory: a restarted controller's replay re-checks)."""
+    timer = threading.Timer(delay, fn)
+    timer.daemon = True
+    timer.start()
+
+
 @dataclasses.dataclass
 class Reconciler:
     """Binds the API, the event sink, the MLflow calls (ownership check, finaliser) and the clock."""
@@ -137,6 +145,10 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     """The status write's conflict back-off (seams for tests)."""
+    later: Callable[[float, Callable[[], None]], None] = _later
+    """Schedules a re-check of an orphaned Job whose Pods have not stopped (a seam for tests)."""
+    _rechecks: set[str] = dataclasses.field(default_factory=set, repr=False)
+    """Job uids with a re-check scheduled (one each)."""
     _owners: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     """Job uid -> its CustomJob's uid, as last seen: an orphaned Job (``--cascade=orphan``) has lost its
     ownerReference, and the run's tag may name that uid. In memory only (see :meth:`_release_orphan`)."""
@@ -572,10 +584,20 @@ class Reconciler:
         true = {c.get("type") for c in (job.get("status") or {}).get("conditions") or () if c.get("status") == "True"}
         if not true & {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"}:
             self._stop(namespace, job)
-            if self._live_pods(namespace, name, job):
+            live = self._live_pods(namespace, name, job)
+            since = _parse_time((job.get("metadata") or {}).get("deletionTimestamp"))
+            waited = max(0.0, (self.clock() - since).total_seconds()) if live and since else 0.0
+            if live and waited < self.policy.pod_stop_seconds:
                 if gone_uid and job_uid:
                     self._owners[job_uid] = gone_uid  # the Pods' deletion events come back without it
-                return  # their deletion events bring us back
+                # Their deletion events bring us back; Pods on a NotReady node send none (and kopf stops timers
+                # on objects being deleted), so a re-check is due when the budget is spent.
+                self._recheck_later(job_uid, self.policy.pod_stop_seconds - waited + 1.0, namespace, name)
+                return
+            if live:  # a NotReady node keeps them: the same budget as finish() gives a CustomJob's Pods
+                LOG.warning("Pods %s of Job %s/%s (its CustomJob is gone) did not stop within %.0f s of its deletion; "
+                            "closing the run and releasing the Job all the same", sorted(_name(p) for p in live),
+                            namespace, _name(job), self.policy.pod_stop_seconds)
         target = "FINISHED" if true & {"Complete", "SuccessCriteriaMet"} else "FAILED" if true else "KILLED"
         reason = "CustomJobDeleted" if deleting else "JobOrphaned"
         why = "was deleted" if deleting else "no longer owns it (its ownerReference was removed)"
@@ -607,6 +629,20 @@ class Reconciler:
                          target if outcome.action == "closed" else "left", outcome.run_status)
         self.api.release_job(namespace, _name(job), contract.FINALIZER_OUTCOME)
         self._owners.pop(job_uid, None)
+
+    def _recheck_later(self, job_uid: str, delay: float, namespace: str, name: str) -> None:
+        if not job_uid or job_uid in self._rechecks:
+            return
+        self._rechecks.add(job_uid)
+
+        def recheck() -> None:
+            self._rechecks.discard(job_uid)
+            try:
+                self.sync_status(namespace, name)
+            except Exception:  # a later event or the restart's replay tries again
+                LOG.exception("re-checking the stopped Job %s/%s failed", namespace, name)
+
+        self.later(delay, recheck)
 
     # -- Spec updates -----------------------------------------------------
 
