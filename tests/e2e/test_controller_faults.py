@@ -522,12 +522,16 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
                          f"PodsStopped: {found.get('reason') if found else 'absent'}", found)
 
         def still_running(name: str) -> None:
+            """The run is closed; the Job is released right after (same pass) while its Pod still runs."""
+            def released() -> Probe[None]:
+                jobs = {j.metadata.name: j for j in kube.batch.list_namespaced_job(ns).items}
+                held = name in jobs and contract.FINALIZER_OUTCOME in (jobs[name].metadata.finalizers or ())
+                return Probe(not held, "held" if held else "released (or collected)")
+
+            wait_for(released, what=f"Job {name} to be released", timeout=20, interval=0.5)
             pods = _job_pods(kube, ns, name, uids[name])
             assert [(p.status.phase, bool(p.metadata.deletion_timestamp)) for p in pods] == [("Running", True)], \
                 f"the Pod of {name} still runs: the budget ended the wait, not the Pod"
-            jobs = {j.metadata.name: j for j in kube.batch.list_namespaced_job(ns).items}
-            held = name in jobs and contract.FINALIZER_OUTCOME in (jobs[name].metadata.finalizers or ())
-            assert not held, f"Job {name} is released (or already collected)"
 
         condition = wait_for(gave_up, what="the controller to give up waiting for the Pod", timeout=90)
         assert condition is not None
