@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-__all__ = ["CommandError", "HarnessError", "PreflightError", "WaitTimeout"]
+__all__ = ["CommandError", "ConfigError", "HarnessError", "PreflightError", "WaitTimeout"]
 
 _TAIL = 4000  # characters of each stream kept in a message: enough to act, short enough to read
 
@@ -35,6 +35,14 @@ class CommandError(HarnessError):
         if self.stdout.strip():
             parts.append("stdout:\n" + self.stdout.strip()[-_TAIL:])
         return "\n".join(parts)
+
+
+class ConfigError(HarnessError):
+    """A setting is unknown or has a bad value; the message names the key, its source and the fix.
+
+    Here, below the settings, so that a cluster provider can refuse its own settings
+    (:meth:`harness.clusters.ProviderClass.check_settings`); :mod:`harness.settings` re-exports it.
+    """
 
 
 class PreflightError(HarnessError):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from harness import baseimage, doctor, toolchain
 from harness._errors import HarnessError
 from harness._version import __version__
+from harness.clusters import provider_class
 from harness.settings import OPTIONS, Option, Settings, load_settings
 from harness.timing import Phases
 
@@ -96,7 +97,7 @@ def cmd_up(ns: argparse.Namespace) -> int:
     print(f"MLflow (pods):    {stack.pod_tracking_uri}")
     if stack.forward is not None:
         print(f"port-forward:     pid {stack.forward.pid} keeps the UI reachable; stop it: kill {stack.forward.pid}")
-    if stack.cluster.provider == "kind":
+    if provider_class(stack.cluster.provider).deletes_clusters:
         print(f"delete it:        python -m harness down --cluster-name {stack.cluster.name}")
     return _EXIT_OK
 
@@ -162,8 +163,9 @@ def cmd_manifest(ns: argparse.Namespace) -> int:
 
 def cmd_down(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
-    if settings["cluster"] != "kind":
-        raise HarnessError("down deletes kind clusters only; an existing cluster is never deleted by the harness")
+    if not provider_class(settings["cluster"]).deletes_clusters:
+        raise HarnessError(f"down deletes clusters the harness creates; cluster = {settings['cluster']!r} is never "
+                           "deleted by the harness")
     # The lock a session holds from bring-up to teardown: a cluster is never deleted under a running session
     # (or one still creating it). By default `down` does not wait; --wait SECONDS does.
     from harness.sessionlock import ClusterBusy, SessionLock

@@ -16,12 +16,12 @@ import os
 import platform
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from harness import _exec
 from harness.cachedir import cache_dir
+from harness.findings import Finding
 
 if TYPE_CHECKING:
     from harness.settings import Settings
@@ -30,19 +30,9 @@ __all__ = ["Finding", "render", "run_checks", "settings_checks"]
 
 DOCKER_FIX = "install and start Docker (Debian, as root, from a clone of the harness: scripts/docker-up.sh)"
 
-Level = Literal["ok", "warn", "fail"]
-
 #: A cold registry-less build keeps Go caches, a node image and its archive: ~15 GB.
 COLD_BUILD_FREE_GB = 20.0
 RUN_FREE_GB = 8.0
-
-
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    level: Level
-    seen: str
-    fix: str = ""
 
 
 def check_docker() -> Finding:
@@ -124,92 +114,6 @@ def check_registry(image: str) -> Finding:
                    "python -m harness node-image build prebuilds it")
 
 
-def check_node_image(settings: Settings) -> Finding:
-    """The node image the configured minor will use: the override, a present build, or what would happen."""
-    from harness import dockercli, toolchain
-    from harness.versions import cgroup_v1_verdict, release_for
-
-    minor = settings["kubernetes-version"]
-    name = f"node image ({minor})"
-    if settings["node-image"]:
-        present = dockercli.image_exists(settings["node-image"])
-        return Finding(name, "ok" if present else "warn", f"{settings['node-image']} (given)"
-                       + ("" if present else ": not in Docker yet, will be pulled"))
-    row = release_for(minor)
-    public_runs = not toolchain.host_is_cgroup_v1() or cgroup_v1_verdict(row, public=True)[0]
-    if settings["node-image-mode"] != "local" and public_runs:
-        proc = _exec.run(["docker", "manifest", "inspect", row.public_node_image], check=False, timeout=60)
-        if proc.returncode == 0 or dockercli.image_exists(row.public_node_image):
-            return Finding(name, "ok", f"{row.public_node_image.split('@')[0]} (published, pinned by digest)")
-        if settings["node-image-mode"] == "public":
-            return Finding(name, "fail", f"{row.public_node_image} cannot be pulled",
-                           "use node-image-mode local (a registry-less build) or make the registry reachable")
-    if settings["node-image-mode"] == "public" and not public_runs:
-        return Finding(name, "fail", f"kind's published {minor} image cannot run on this cgroup v1 host",
-                       "use node-image-mode auto or local (the registry-less build sets failCgroupV1: false)")
-    from harness import nodeimage
-
-    try:
-        tag = nodeimage.node_image_tag(kubernetes_version=minor)
-    except Exception as exc:  # no Go toolchain, no mirror: the build itself would say the same
-        return Finding(name, "fail", f"the registry-less build cannot start: {exc}", "install Go >= 1.24 and "
-                       "debootstrap (Debian: scripts/docker-up.sh from a clone of the harness)")
-    if dockercli.image_exists(tag):
-        return Finding(name, "ok", f"{tag} (registry-less build, present)")
-    return Finding(name, "warn", f"{tag} is not built yet: the first session builds it",
-                   f"prebuild it now: python -m harness node-image build --kubernetes-version {minor} "
-                   "(cold: ~10-15 min on 2 cores, then cached)")
-
-
-def check_kind_tools(settings: Settings) -> list[Finding]:
-    """kind and kubectl for the configured minor: given, on PATH at the pinned version, cached, or to be fetched."""
-    from harness import toolchain
-    from harness.versions import release_for
-
-    minor = settings["kubernetes-version"]
-    row = release_for(minor)
-    out = []
-    for tool, pinned, override in (("kind", row.kind, settings["kind-bin"]),
-                                   ("kubectl", row.kubernetes, settings["kubectl-bin"])):
-        if override is not None:
-            ok = Path(override).is_file()
-            out.append(Finding(tool, "ok" if ok else "fail", f"{override} (given)",
-                               "" if ok else f"{tool}-bin {override} does not exist: fix the path or drop it"))
-            continue
-        cached = toolchain.cached_tool(tool, minor)
-        if cached is not None:
-            out.append(Finding(tool, "ok", f"{pinned} (the harness's cache: {cached})"))
-        else:
-            out.append(Finding(tool, "warn", f"{pinned} not on this machine yet",
-                               "the first session downloads it (checksum-verified) or builds it from Go modules"))
-    return out
-
-
-def check_existing_cluster(settings: Settings) -> Finding:
-    """The existing cluster's kubeconfig has the context, and its API server answers."""
-    import yaml
-
-    kubeconfig, context = settings["kubeconfig"], settings["context"]
-    try:
-        data = yaml.safe_load(Path(kubeconfig).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        return Finding("cluster", "fail", f"kubeconfig {kubeconfig}: {exc}", "give a readable kubeconfig file")
-    contexts = [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict)]
-    chosen = context or data.get("current-context")
-    if chosen not in contexts:
-        return Finding("cluster", "fail", f"context {chosen!r} is not in {kubeconfig} (it has: {', '.join(contexts)})",
-                       "set context to one of them")
-    try:
-        from kubernetes import client, config
-
-        api = config.new_client_from_config(config_file=str(kubeconfig), context=context, persist_config=False)
-        version = client.VersionApi(api).get_code(_request_timeout=(5, 10)).git_version
-    except Exception as exc:
-        return Finding("cluster", "fail", f"context {chosen!r}: the API server does not answer: {exc}"[:300],
-                       "check that the cluster runs and the kubeconfig's server address is reachable from here")
-    return Finding("cluster", "ok", f"context {chosen!r}: Kubernetes {version}")
-
-
 def check_registry_setting(settings: Settings) -> Finding:
     """The ``registry`` setting: the harness's local registry, or a host[:port] answering the registry API."""
     import urllib.error
@@ -233,12 +137,9 @@ def check_registry_setting(settings: Settings) -> Finding:
 
 def settings_checks(settings: Settings) -> list[Finding]:
     """What the configuration itself needs, beyond the host."""
-    findings: list[Finding] = []
-    if settings["cluster"] == "kind":
-        findings += check_kind_tools(settings)
-        findings.append(check_node_image(settings))
-    else:
-        findings.append(check_existing_cluster(settings))
+    from harness.clusters import provider_class
+
+    findings = provider_class(settings["cluster"]).preflight(settings)
     if settings["registry"] is not None:
         findings.append(check_registry_setting(settings))
     return findings

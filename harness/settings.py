@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness._errors import HarnessError
+from harness._errors import ConfigError
+from harness.envflags import env_flag
 from harness.goimage import GoBuild
 from harness.versions import DEFAULT_MINOR, RELEASES
 from harness.workloads import CUSTOMJOB, DefinitionError, WorkloadKind, presets
@@ -55,16 +56,6 @@ SECTION = "mlflow-crd-harness"
 """The ``[tool.<SECTION>]`` table of ``pyproject.toml``."""
 
 ENV_PREFIX = "HARNESS_"
-
-
-class ConfigError(HarnessError):
-    """A setting is unknown or has a bad value; the message names the key, its source and the fix."""
-
-
-def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """An on/off environment variable: unset, empty, ``0``, ``false`` and ``no`` mean off."""
-    env = os.environ if environ is None else environ
-    return env.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 Kind = Literal["str", "bool", "int", "float", "path", "choice", "list", "table-list", "table"]
@@ -117,8 +108,9 @@ OPTIONS: tuple[Option, ...] = (
            "wrote: its settings, and a refusal of whatever this machine cannot reproduce", group="general"),
     Option("no-skip", "bool", False, "fail instead of skipping when a tier's prerequisites are missing (CI)",
            group="general"),
-    Option("cluster", "choice", "kind", "cluster provider: kind (created or reused by fingerprint) or existing "
-           "(a cluster you give by kubeconfig/context; never created or deleted)", choices=("kind", "existing")),
+    Option("cluster", "str", "kind", "cluster provider: kind (created or reused by fingerprint) or existing "
+           "(a cluster you give by kubeconfig/context; never created or deleted), or a provider registered with "
+           "harness.clusters.register"),
     Option("cluster-name", "str", None, "kind cluster to create or reuse (default: <project dir name>-e2e)"),
     Option("kubeconfig", "path", None, "kubeconfig of an existing cluster (provider existing)"),
     Option("context", "str", None, "kubeconfig context of an existing cluster (default: its current context)"),
@@ -469,31 +461,19 @@ def load_settings(
     tracking = values["tracking"]
     if tracking != "in-cluster" and not re.match(r"https?://", tracking):
         raise ConfigError(f"tracking {tracking!r} ({sources['tracking']}) must be 'in-cluster' or an http(s) URI")
-    if values["cluster"] == "kind" and values["registry"] not in (None, "local"):
-        raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: the harness "
-                          "wires only its own registry into kind clusters, so the nodes could not pull from this one "
-                          "and images would silently go by kind load instead; use registry = \"local\" (the "
-                          "harness's registry, wired in as kind documents), drop 'registry', or use cluster = existing")
     if tracking == "in-cluster" and values["tracking-pod-uri"] is not None:
         raise ConfigError(f"tracking-pod-uri ({sources['tracking-pod-uri']}) is for an external tracking server; "
                           "with tracking = in-cluster pods use the in-cluster Service: drop tracking-pod-uri, or set "
                           "tracking to the server's http(s) URI")
     _check_kind_config(values, sources)
-    if values["cluster"] == "existing":
-        if values["kubeconfig"] is None:
-            raise ConfigError("cluster = existing needs a kubeconfig (kubeconfig key, --harness-kubeconfig or "
-                              "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
+    from harness.clusters import provider_class
 
-        if values["registry"] is None:
-            raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
-                              "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
-        if not Path(values["kubeconfig"]).is_file():
-            raise ConfigError(f"kubeconfig {values['kubeconfig']} ({sources['kubeconfig']}) does not exist; give the "
-                              "kubeconfig file of the cluster (kind: kind get kubeconfig --name NAME > FILE)")
+    try:
+        provider = provider_class(values["cluster"])
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({sources['cluster']})") from None
+    provider.check_settings(values, sources)  # what that provider cannot run, with the fix
     if values["extended-resources"] is not None:
-        if values["cluster"] != "kind":
-            raise ConfigError(f"extended-resources ({sources['extended-resources']}) patch kind nodes; the harness "
-                              "never changes the nodes of an existing cluster: drop the setting there")
         values["extended-resources"] = _extended_resources(values["extended-resources"],
                                                            sources["extended-resources"])
         if "worker" in values["extended-resources"] and values["workers"] == 0 and values["kind-config"] is None:

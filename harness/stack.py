@@ -281,7 +281,7 @@ def deploy_stack(
     # same for all). A session's own external tracking server in the controller's allowlist counts too: its apply
     # would replace another session's list.
     stack_digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
-    shared = cluster.provider == "existing"
+    shared = cluster.shared
     created: list[str] = []
     if shared:
         _check_namespaces_are_ours(cluster, all_docs)
@@ -299,7 +299,9 @@ def deploy_stack(
             lease.claim_stack(stack_digest)
             log(f"stack: digest {stack_digest}, named on this session's Lease; no live session runs another stack")
     digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
-    marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if cluster.provider == "kind" else None
+    # A cluster of this session's alone keeps a marker of what it runs (a warm re-run skips the apply); a shared
+    # one is always re-applied: another session may have changed it meanwhile.
+    marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if not shared else None
     up_to_date = (marker or {}).get("digest") == digest
 
     if up_to_date:
@@ -334,7 +336,7 @@ def deploy_stack(
     else:
         tracking_uri, pod_uri = tracking, tracking_pod_uri or tracking
         _wait_tracking_api(tracking_uri, timeout=timeout)
-    if not up_to_date and cluster.provider == "kind":
+    if not up_to_date and not shared:
         kube.write_config_map(MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
                  deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,

@@ -19,19 +19,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from harness import _exec, assets, baseimage, images, leftovers, manifest, toolchain
-from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
-from harness.clusters import Cluster, ClusterProvider, ImageRoute
-from harness.clusters.existing import ExistingProvider
-from harness.clusters.kind import KindProvider
+from harness.clusters import Cluster, ClusterProvider, ImageRoute, provider_class
 from harness.sessionlock import SessionLock
-from harness.settings import ImageSpec, Settings, env_flag
+from harness.settings import ImageSpec, Settings
 from harness.stack import Stack, deploy_stack, render_stack
 from harness.timing import Phases
 from harness.workloads import stub
@@ -39,84 +36,19 @@ from harness.workloads import stub
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
 
-__all__ = ["Testbed", "cgroupfs_driver_wanted", "keep_cluster", "make_provider", "with_workers"]
+__all__ = ["Testbed", "keep_cluster"]
 
 TRACKING_REPOSITORY = "mlflow-server"
 
-KUBELET_SYNC_PATCH = "kind: KubeletConfiguration\nsyncFrequency: 10s\n"
-"""kubeadm patch for every kind node we create: the kubelet re-syncs each pod every 10 s, not every minute.
-
-A Secret or ConfigMap volume follows its object only at the pod's next sync.
-Operators that write their own webhook certificate into a mounted Secret
-(Kubeflow's training-operator, cert-controller in general) are not ready until
-then: measured here, 128 s from pod start to Ready with the default, of which
-~110 s waiting for the certificate files. The cost is a pod sync every 10 s on
-a node running a handful of pods. Part of the cluster fingerprint."""
 T = TypeVar("T")
 
 
 def keep_cluster(settings: Settings, *, failed: bool) -> bool:
     """The ``keep-cluster`` policy: auto keeps locally and deletes under CI."""
     policy = settings["keep-cluster"]
-    if policy == "auto":
-        # An existing (shared) cluster is left as found; a local kind cluster is kept for the next run.
-        return settings["cluster"] == "kind" and not env_flag("CI")
+    if policy == "auto":  # the provider's own default (kind: kept locally, deleted under CI)
+        return provider_class(settings["cluster"]).keep_by_default(settings)
     return policy == "always" or (policy == "on-failure" and failed)
-
-
-def make_provider(settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None] = print,
-                  phases: Phases | None = None,
-                  preload: Callable[[ImageRoute], None] | None = None, session: str = "") -> ClusterProvider:
-    """The cluster provider the settings name (``cluster``); ``preload`` runs beside ``kind create``.
-
-    ``session``: this session's id; on an existing cluster it holds a Lease under it (shared-cluster
-    bookkeeping, :mod:`harness.sessionlease`).
-    """
-    if settings["cluster"] == "existing":
-        return ExistingProvider(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin,
-                                registry=settings["registry"], context=settings["context"], log=log, session=session)
-    kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=settings["kubernetes-version"])
-    timer = phases or Phases()
-    with timer.phase("node image") as note:
-        choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
-                                              log=log, kubernetes_version=settings["kubernetes-version"])
-        note["note"] = f"{choice.source}: {choice.image}"
-    extra = None
-    if settings["kind-config"] is not None:
-        import yaml
-
-        extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
-        if not isinstance(extra, dict):
-            raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
-    from harness.nodeimage.nodefiles import cgroupfs_driver_patches
-    from harness.registry import kind_config_patches
-    from harness.registry.wiring import node_lacks_config_path
-
-    extra = with_workers(extra, settings["workers"], kubernetes_version=settings["kubernetes-version"],
-                         local=choice.registry_less)
-
-    # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
-    # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
-    local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
-    containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
-    if cgroupfs_driver_wanted(choice.registry_less, settings["kubernetes-version"], toolchain.host_is_cgroup_v1()):
-        runc, kubelet = cgroupfs_driver_patches()
-        containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
-    return KindProvider(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
-                        state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
-                        config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
-                        log=log, preload=preload)
-
-
-def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_v1: bool) -> bool:
-    """Our own 1.35+ node (containerd 2.x, runc 1.5) on a cgroup v1 host: see ``cgroupfs_driver_patches``.
-
-    Not a published node image (it is not ours to reconfigure, and cannot run on cgroup v1 from 1.35
-    anyway), not the 1.34 node (Debian's runc 1.1 only logs a failed freeze), never on cgroup v2.
-    """
-    from harness.versions import release_for
-
-    return registry_less and cgroup_v1 and release_for(kubernetes_version).runtime is not None
 
 
 def _node_count(cluster: Cluster) -> int | None:
@@ -127,28 +59,6 @@ def _node_count(cluster: Cluster) -> int | None:
         return len(cluster.kube.core.list_node().items)
     except ApiException:
         return None
-
-
-def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str,
-                 local: bool) -> dict[str, Any] | None:
-    """``extra`` (the user's kind config) with ``workers`` worker nodes added.
-
-    Refused, with the fix, when it cannot work: a kind-config that already
-    lists nodes (two sources for one shape), or a registry-less 1.34 node,
-    whose static CNI has no routes between nodes.
-    """
-    if workers == 0:
-        return extra
-    if extra and extra.get("nodes"):
-        raise HarnessError(f"workers = {workers} and kind-config lists nodes: set the worker count in one "
-                           "place (drop 'workers', or the worker entries of kind-config's nodes)")
-    from harness.versions import release_for
-
-    if local and release_for(kubernetes_version).runtime is None:
-        raise HarnessError(f"workers = {workers}: the registry-less Kubernetes {kubernetes_version} node has a "
-                           "single-node CNI; use kubernetes-version 1.35 or later (its node carries harness-netd)")
-    nodes: list[dict[str, Any]] = [{"role": "control-plane"}, *({"role": "worker"} for _ in range(workers))]
-    return {**(extra or {}), "nodes": nodes}
 
 
 @dataclass
@@ -187,12 +97,12 @@ class Testbed:
     def start(self) -> Self:
         """Bring everything up; whatever fails after the session lock is held is finished at once."""
         s = self.settings
-        name = s.cluster_name if s["cluster"] == "kind" else f"existing-{s['context'] or 'current'}"
+        name, docker_optional = provider_class(s["cluster"]).lock_key(s)
         recorded = self._recorded_manifest()  # before any work: a run that cannot be reproduced stops here
         leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
         with self.phases.phase("session lock") as note:
-            # Keyed by the Docker engine (every user's kind clusters); an existing cluster may do without Docker.
-            self._lock = SessionLock(name, log=self.log, docker_optional=s["cluster"] != "kind").acquire()
+            # Keyed by the Docker engine (every user's kind clusters); a provider may say it can do without Docker.
+            self._lock = SessionLock(name, log=self.log, docker_optional=docker_optional).acquire()
             note["note"] = f"cluster {name} is this session's until it ends"
         try:
             self._start()
@@ -235,8 +145,6 @@ class Testbed:
         """The run manifest of this test bed: versions and digests of everything that decides what runs."""
         from harness import dockercli
         from harness._version import __version__
-        from harness.nodeimage.versions import NODE_IMAGE_REPO
-        from harness.versions import release_for
 
         s, cluster = self.settings, self.cluster
         assert cluster is not None
@@ -254,19 +162,9 @@ class Testbed:
             "images": {name: {"id": b.id, "tag": b.tag} for name, b in self.built.items()},
             "cluster": {"provider": cluster.provider, "nodes": _node_count(cluster)},
         }
-        if cluster.provider == "kind":
-            row = release_for(s["kubernetes-version"])
-            assert cluster.images.kind_bin is not None
-            kind_version = _exec.run([cluster.images.kind_bin, "version"], timeout=30).stdout.split()
-            out["kind"] = {"version": kind_version[1] if len(kind_version) > 1 else " ".join(kind_version)}
-            out["kubernetes"]["minor"] = row.minor
-            node = cluster.node_image or ""
-            local = node.startswith(NODE_IMAGE_REPO)
-            if s["node-image"] is None:
-                out["settings"]["node-image-mode"] = "local" if local else "public"
-            out["node_image"] = {"ref": node, "id": dockercli.image_id(node) if node else None,
-                                 "source": "local" if local else "public",
-                                 "published": None if local else row.public_node_image}
+        assert self._provider is not None
+        for key, value in self._provider.describe(cluster, s).items():
+            out[key] = {**out.get(key, {}), **value}
         return out
 
     def _start(self) -> None:
@@ -313,10 +211,11 @@ class Testbed:
 
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
-            # The kind route only: a session with a registry delivers through it (attached after creation).
-            early = preload if s["cluster"] == "kind" and s["registry"] != "local" else None
-            provider = make_provider(s, kubectl_bin=self.kubectl_bin, log=self.log, phases=self.phases,
-                                     preload=early, session=self.session)
+            # Not with the local registry: a session with it delivers through it (attached after creation).
+            early = preload if s["registry"] != "local" else None
+            provider = provider_class(s["cluster"]).from_settings(s, kubectl_bin=self.kubectl_bin, log=self.log,
+                                                                  phases=self.phases, preload=early,
+                                                                  session=self.session)
             self._provider = provider
             with self.phases.phase("cluster") as note:
                 found = provider.start()
@@ -377,15 +276,11 @@ class Testbed:
         self.stack = self._deploy(specs)
 
     def _attach_registry(self, reg: LocalRegistry) -> None:
-        """Route images through the local registry; wire it into a kind cluster the way kind documents."""
-        cluster = self.cluster
-        assert cluster is not None
-        if cluster.provider == "kind":
-            with self.phases.phase("attach local registry"):
-                assert cluster.images.kind_bin is not None
-                reg.attach_to_cluster(cluster.name, cluster.images.kind_bin, cluster.kube.kubeconfig)
-        self.cluster = replace(cluster, images=ImageRoute("registry", kind_cluster=cluster.images.kind_cluster,
-                                                          kind_bin=cluster.images.kind_bin, registry=reg.host))
+        """Route images through the local registry, wired in by the provider where its nodes need it."""
+        assert self.cluster is not None
+        assert self._provider is not None
+        with self.phases.phase("attach local registry"):
+            self.cluster = self._provider.attach_registry(self.cluster, reg)
 
     def _deploy(self, specs: list[ImageSpec]) -> Stack:
         s, cluster = self.settings, self.cluster
@@ -469,7 +364,7 @@ class Testbed:
             if self.stack is not None and self.stack.forward is not None:
                 _exec.stop(self.stack.forward)
             if self.cluster is not None and self._provider is not None:
-                if self.cluster.provider == "existing" and not keep and self.stack is not None:
+                if self.cluster.shared and not keep and self.stack is not None:
                     others = self._provider.others()
                     if others:  # the last session out removes the shared stack; this one is not the last
                         self.log(f"stack: left in place: {len(others)} other session(s) on {self.cluster.name} use "
@@ -479,9 +374,7 @@ class Testbed:
                         for ns in self.stack.namespaces:
                             self.cluster.kube.delete_namespace(ns)
                 with self.phases.phase("finish cluster") as note:
-                    self._provider.finish(self.cluster, keep=keep)
-                    note["note"] = ("left as found" if self.cluster.provider == "existing"
-                                    else "kept" if keep or not self.cluster.created else "deleted")
+                    note["note"] = self._provider.finish(self.cluster, keep=keep)
         finally:
             if self._lock is not None:  # only after the cluster is settled may another session have it
                 self._lock.release()

@@ -1,7 +1,13 @@
-"""Cluster providers: where the tests run.
+"""Cluster providers: where the tests run, behind one seam.
 
-Two providers behind one small seam, each a context manager that hands out a
-ready :class:`Cluster` and, on the way out, undoes only what it did:
+A provider is one module and one entry in :data:`PROVIDERS` (``setting value
+-> "module:Class"``); the test bed, the stack, the CLI, ``doctor`` and the
+settings ask it what they need instead of branching on its name (a unit test
+keeps it so). The class answers before anything runs (:class:`ProviderClass`:
+its settings, its session-lock key, its preflight, its keep policy, how it is
+built from the settings); an instance hands out a ready :class:`Cluster` and,
+on the way out, undoes only what it did (:class:`ClusterProvider`, also a
+context manager). The two shipped:
 
 * ``kind`` (:class:`~harness.clusters.kind.KindProvider`): creates a kind
   cluster or reuses one of its own whose fingerprint matches; deletes it
@@ -14,20 +20,39 @@ ready :class:`Cluster` and, on the way out, undoes only what it did:
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client waits until a cluster exists
+    from harness.findings import Finding
     from harness.kubeapi import Kube
+    from harness.registry import LocalRegistry
+    from harness.timing import Phases
 
-__all__ = ["MANAGED_BY_LABEL", "SESSION_LABEL", "Cluster", "ClusterProvider", "ImageRoute"]
+__all__ = ["MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider", "ImageRoute",
+           "ProviderClass", "Settings", "provider_class", "provider_names", "register"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 """Label (value ``mlflow-crd-harness``) on every namespace the harness creates."""
 MANAGED_BY = "mlflow-crd-harness"
 SESSION_LABEL = "mlflow-crd-harness/session"
 """Label naming the session that created a namespace (for reaping and for the existing provider)."""
+
+
+class Settings(Protocol):
+    """What a provider reads of :class:`harness.settings.Settings` (which sits above this package)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+    @property
+    def cluster_name(self) -> str: ...
+
+    @property
+    def state_dir(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +71,8 @@ class Cluster:
     """A ready cluster: how to reach it, how images get there, whether this session created it."""
 
     name: str
-    provider: Literal["kind", "existing"]
+    provider: str
+    """The :data:`PROVIDERS` key of the provider that handed it out."""
     kube: Kube
     created: bool
     images: ImageRoute
@@ -54,17 +80,23 @@ class Cluster:
     mlflow_host_port: int | None
     """Host port mapped to the in-cluster MLflow NodePort (kind); None: use a port-forward."""
     node_image: str | None = None
+    shared: bool = False
+    """Other sessions may use this cluster at once (an existing one): the stack is theirs too (applied without
+    force, reference-counted through the sessions' Leases, always re-applied), and the cluster is left as found."""
+    export_logs_with: Callable[[Path], None] | None = None
+    """How the provider exports the nodes' logs into an evidence bundle; None: it cannot (no node access)."""
 
     def export_logs(self, dest: Path) -> None:
-        """Node logs for an evidence bundle (``kind export logs``; nothing for existing clusters)."""
-        if self.provider == "kind" and self.images.kind_bin is not None:
-            from harness.clusters.kind_cli import KindCluster
-
-            KindCluster(self.name, self.images.kind_bin, self.kube.kubeconfig.parent).export_logs(dest)
+        """Node logs for an evidence bundle (``kind export logs``; nothing where the provider has no nodes' logs)."""
+        if self.export_logs_with is not None:
+            self.export_logs_with(dest)
 
 
 class ClusterProvider(Protocol):
-    """Start gives a ready cluster; ``finish`` undoes what ``start`` did (delete, unless kept)."""
+    """A provider instance: ``start`` gives a ready cluster, ``finish`` undoes what ``start`` did.
+
+    Also a context manager (``with provider as cluster:``), finished as at the end of a session that failed.
+    """
 
     def start(self) -> Cluster: ...
 
@@ -72,4 +104,85 @@ class ClusterProvider(Protocol):
         """Ids of other sessions using the cluster now: the shared stack stays while there are any."""
         ...
 
-    def finish(self, cluster: Cluster, *, keep: bool) -> None: ...
+    def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
+        """The cluster with its images routed through the harness's local registry (wired in where needed)."""
+        ...
+
+    def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
+        """What the run manifest records of this provider's cluster beyond the server version (tool versions,
+        node image), merged into the manifest's top level."""
+        ...
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> str:
+        """Undo what ``start`` did (delete, unless kept); returns what happened, for the phase line."""
+        ...
+
+    def __enter__(self) -> Cluster: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class ProviderClass(Protocol):
+    """What the harness asks a provider before any instance exists (the class itself)."""
+
+    provider_name: ClassVar[str]
+    """Its :data:`PROVIDERS` key: the ``cluster`` setting's value."""
+    deletes_clusters: ClassVar[bool]
+    """It creates and deletes clusters (``python -m harness down`` applies; ``keep-cluster`` decides)."""
+
+    @classmethod
+    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        """Raise :class:`~harness._errors.ConfigError` (field and fix) for settings this provider cannot run."""
+        ...
+
+    @classmethod
+    def lock_key(cls, settings: Settings) -> tuple[str, bool]:
+        """The session lock's name for this cluster, and whether the lock may do without Docker."""
+        ...
+
+    @classmethod
+    def keep_by_default(cls, settings: Settings) -> bool:
+        """``keep-cluster = auto``: whether the cluster stays after a session that did not fail."""
+        ...
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[Finding]:
+        """``python -m harness doctor``: what this provider needs, checked in seconds."""
+        ...
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
+                      preload: Callable[[ImageRoute], None] | None, session: str) -> ClusterProvider:
+        """The provider for these settings; ``preload`` may run beside a cluster's creation (the stack's images),
+        ``session`` is this session's id (its Lease on a shared cluster)."""
+        ...
+
+
+PROVIDERS: dict[str, str] = {
+    "kind": "harness.clusters.kind:KindProvider",
+    "existing": "harness.clusters.existing:ExistingProvider",
+}
+"""Setting ``cluster`` -> the provider class (``module:Class``, imported when first asked for)."""
+
+
+def register(name: str, target: str) -> None:
+    """Add a provider (``module:Class``) under ``name``: how a plugin or a test brings its own."""
+    PROVIDERS[name] = target
+
+
+def provider_names() -> tuple[str, ...]:
+    return tuple(PROVIDERS)
+
+
+def provider_class(name: str) -> type[ProviderClass]:
+    """The class registered under ``name``; a :class:`~harness._errors.ConfigError` naming the choices if none."""
+    from harness._errors import ConfigError
+
+    target = PROVIDERS.get(name)
+    if target is None:
+        raise ConfigError(f"cluster = {name!r}: no such provider; one of {', '.join(PROVIDERS)}")
+    module, _, attr = target.partition(":")
+    found: type[ProviderClass] = getattr(importlib.import_module(module), attr)
+    return found
+

@@ -12,25 +12,35 @@ registry the cluster pulls from (setting ``registry``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from harness._errors import HarnessError
-from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute
+from harness._errors import ConfigError, HarnessError
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute, Settings
+from harness.findings import Finding
 from harness.kubeapi import Kube
 from harness.sessionlease import NAMESPACE as LEASE_NAMESPACE
 from harness.sessionlease import SessionLease
 
-__all__ = ["ExistingProvider"]
+if TYPE_CHECKING:
+    from harness.registry import LocalRegistry
+    from harness.timing import Phases
+
+__all__ = ["ExistingProvider", "check_existing_cluster"]
 
 
 @dataclass
 class ExistingProvider:
     """Reach the cluster of ``kubeconfig``/``context``; finish leaves the cluster itself alone."""
+
+    provider_name: ClassVar[str] = "existing"
+    deletes_clusters: ClassVar[bool] = False
 
     kubeconfig: Path
     kubectl_bin: Path
@@ -42,6 +52,44 @@ class ExistingProvider:
     stack finds that Lease by the cluster's connection (:func:`harness.sessionlease.held`) to name its digest there
     before applying, so a session whose stack differs from a live one's is refused."""
     lease: SessionLease | None = field(default=None, init=False, repr=False)
+    _entered: Cluster | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        if values["kubeconfig"] is None:
+            raise ConfigError("cluster = existing needs a kubeconfig (kubeconfig key, --harness-kubeconfig or "
+                              "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
+        if values["registry"] is None:
+            raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
+                              "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
+        if not Path(values["kubeconfig"]).is_file():
+            raise ConfigError(f"kubeconfig {values['kubeconfig']} ({sources['kubeconfig']}) does not exist; give the "
+                              "kubeconfig file of the cluster (kind: kind get kubeconfig --name NAME > FILE)")
+        if values["extended-resources"] is not None:
+            raise ConfigError(f"extended-resources ({sources['extended-resources']}) patch kind nodes; the harness "
+                              "never changes the nodes of an existing cluster: drop the setting there")
+
+    @classmethod
+    def lock_key(cls, settings: Settings) -> tuple[str, bool]:
+        """Per kubeconfig context; the cluster's Leases see the sessions of other machines, so no Docker needed."""
+        return f"existing-{settings['context'] or 'current'}", True
+
+    @classmethod
+    def keep_by_default(cls, settings: Settings) -> bool:
+        """An existing cluster is never deleted; "kept" means its harness namespaces stay, which auto does not."""
+        return False
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[Finding]:
+        return [check_existing_cluster(settings)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
+                      preload: Callable[[ImageRoute], None] | None, session: str) -> ExistingProvider:
+        """Nothing is created, so nothing runs beside a creation (``preload`` is not used)."""
+        del phases, preload
+        return cls(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin, registry=settings["registry"],
+                   context=settings["context"], log=log, session=session)
 
     def start(self) -> Cluster:
         if not self.kubeconfig.is_file():
@@ -58,9 +106,9 @@ class ExistingProvider:
         if self.session:
             self._join(kube)
         fingerprint = hashlib.sha256(f"{self.kubeconfig}|{self.context}|{git}".encode()).hexdigest()[:16]
-        return Cluster(name=name, provider="existing", kube=kube, created=False,
+        return Cluster(name=name, provider=self.provider_name, kube=kube, created=False,
                        images=ImageRoute("registry", registry=self.registry), fingerprint=fingerprint,
-                       mlflow_host_port=None)
+                       mlflow_host_port=None, shared=True)
 
     def _join(self, kube: Kube) -> None:
         """Hold this session's Lease, then delete the namespaces of sessions whose Lease is gone."""
@@ -84,7 +132,25 @@ class ExistingProvider:
         """Ids of the other sessions using this cluster now (their Leases are alive)."""
         return self.lease.others() if self.lease is not None else set()
 
-    def finish(self, cluster: Cluster, *, keep: bool) -> None:
+    def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
+        """The cluster already pulls from the registry it was given (``registry = local``: the harness's)."""
+        return cluster
+
+    def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
+        """Nothing beyond the server version: the cluster's nodes and tools are not the harness's."""
+        return {}
+
+    def __enter__(self) -> Cluster:
+        self._entered = self.start()
+        return self._entered
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._entered is not None:
+            self.finish(self._entered, keep=False)
+            self._entered = None
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> str:
         """Nothing to undo at cluster level (namespaces are the stack's and the tests'); the Lease ends.
 
         Ending it also deletes the Leases' namespace when this session was the last
@@ -93,3 +159,29 @@ class ExistingProvider:
         if self.lease is not None:
             self.lease.end()
             self.lease = None
+        return "left as found"
+
+
+def check_existing_cluster(settings: Settings) -> Finding:
+    """The existing cluster's kubeconfig has the context, and its API server answers."""
+    import yaml
+
+    kubeconfig, context = settings["kubeconfig"], settings["context"]
+    try:
+        data = yaml.safe_load(Path(kubeconfig).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return Finding("cluster", "fail", f"kubeconfig {kubeconfig}: {exc}", "give a readable kubeconfig file")
+    contexts = [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict)]
+    chosen = context or data.get("current-context")
+    if chosen not in contexts:
+        return Finding("cluster", "fail", f"context {chosen!r} is not in {kubeconfig} (it has: {', '.join(contexts)})",
+                       "set context to one of them")
+    try:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(kubeconfig), context=context, persist_config=False)
+        version = client.VersionApi(api).get_code(_request_timeout=(5, 10)).git_version
+    except Exception as exc:
+        return Finding("cluster", "fail", f"context {chosen!r}: the API server does not answer: {exc}"[:300],
+                       "check that the cluster runs and the kubeconfig's server address is reachable from here")
+    return Finding("cluster", "ok", f"context {chosen!r}: Kubernetes {version}")

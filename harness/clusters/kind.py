@@ -34,27 +34,45 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from harness import _exec, dockercli, owners
-from harness._errors import HarnessError, WaitTimeout
+from harness import _exec, dockercli, owners, toolchain
+from harness._errors import ConfigError, HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
-from harness.clusters import Cluster, ImageRoute
+from harness.clusters import Cluster, ImageRoute, Settings
 from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
+from harness.envflags import env_flag
+from harness.findings import Finding
 from harness.kubeapi import Kube
 from harness.ports import free_port
 
-__all__ = ["KindProvider", "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours",
-           "merge_kind_config", "nodes_configured"]
+if TYPE_CHECKING:
+    from harness.registry import LocalRegistry
+    from harness.timing import Phases
+
+__all__ = ["KUBELET_SYNC_PATCH", "KindProvider", "cgroupfs_driver_wanted", "check_kind_tools", "check_node_image",
+           "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours", "merge_kind_config",
+           "nodes_configured", "with_workers"]
 
 MARKER_NAMESPACE = "kube-system"
 MARKER_NAME = "mlflow-crd-harness"
+
+KUBELET_SYNC_PATCH = "kind: KubeletConfiguration\nsyncFrequency: 10s\n"
+"""kubeadm patch for every kind node we create: the kubelet re-syncs each pod every 10 s, not every minute.
+
+A Secret or ConfigMap volume follows its object only at the pod's next sync.
+Operators that write their own webhook certificate into a mounted Secret
+(Kubeflow's training-operator, cert-controller in general) are not ready until
+then: measured here, 128 s from pod start to Ready with the default, of which
+~110 s waiting for the certificate files. The cost is a pod sync every 10 s on
+a node running a handful of pods. Part of the cluster fingerprint."""
 
 
 def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str, object]) -> str:
@@ -237,6 +255,9 @@ def nodes_configured(name: str, created: threading.Event | None = None) -> Probe
 class KindProvider:
     """Create or reuse the kind cluster ``name``; on finish delete it if this provider created it."""
 
+    provider_name: ClassVar[str] = "kind"
+    deletes_clusters: ClassVar[bool] = True
+
     name: str
     kind_bin: Path
     kubectl_bin: Path
@@ -255,6 +276,66 @@ class KindProvider:
 
     It gets the route images will take; what it raises is logged, never raised: the delivery after
     creation checks every node anyway."""
+    _entered: Cluster | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        if values["registry"] not in (None, "local"):
+            raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: the "
+                              "harness wires only its own registry into kind clusters, so the nodes could not pull "
+                              "from this one and images would silently go by kind load instead; use registry = "
+                              "\"local\" (the harness's registry, wired in as kind documents), drop 'registry', or "
+                              "use cluster = existing")
+
+    @classmethod
+    def lock_key(cls, settings: Settings) -> tuple[str, bool]:
+        """The cluster's name; the lock is per Docker engine (every user's kind clusters), so Docker is needed."""
+        return settings.cluster_name, False
+
+    @classmethod
+    def keep_by_default(cls, settings: Settings) -> bool:
+        """A local kind cluster is kept for the next run; under CI it is deleted."""
+        return not env_flag("CI")
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[Finding]:
+        return [*check_kind_tools(settings), check_node_image(settings)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
+                      preload: Callable[[ImageRoute], None] | None, session: str) -> KindProvider:
+        """The kind binary and node image for the configured minor, and our config patches (workers, the
+        registry's ``config_path``, the kubelet's sync period, the cgroup driver a cgroup v1 host needs)."""
+        del session  # a kind cluster is this machine's: its session lock admits one session at a time
+        minor = settings["kubernetes-version"]
+        kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=minor)
+        with phases.phase("node image") as note:
+            choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
+                                                  log=log, kubernetes_version=settings["kubernetes-version"])
+            note["note"] = f"{choice.source}: {choice.image}"
+        extra = None
+        if settings["kind-config"] is not None:
+            extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
+            if not isinstance(extra, dict):
+                raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
+        from harness.nodeimage.nodefiles import cgroupfs_driver_patches
+        from harness.registry import kind_config_patches
+        from harness.registry.wiring import node_lacks_config_path
+
+        extra = with_workers(extra, settings["workers"], kubernetes_version=settings["kubernetes-version"],
+                             local=choice.registry_less)
+
+        # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
+        # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
+        local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
+        containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
+        if cgroupfs_driver_wanted(choice.registry_less, settings["kubernetes-version"], toolchain.host_is_cgroup_v1()):
+            runc, kubelet = cgroupfs_driver_patches()
+            containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
+        return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
+                   state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
+                   config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
+                   log=log, preload=preload)
 
     def __post_init__(self) -> None:
         self.kind = KindCluster(self.name, self.kind_bin, self.state_dir / "clusters" / self.name, log=self.log)
@@ -339,17 +420,150 @@ class KindProvider:
         return beside
 
     def _cluster(self, kube: Kube, created: bool, port: int, fingerprint: str) -> Cluster:
+        kind = KindCluster(self.name, self.kind_bin, kube.kubeconfig.parent)
         return Cluster(
-            name=self.name, provider="kind", kube=kube, created=created,
+            name=self.name, provider=self.provider_name, kube=kube, created=created,
             images=ImageRoute("kind", kind_cluster=self.name, kind_bin=self.kind_bin),
             fingerprint=fingerprint, mlflow_host_port=port, node_image=self.node_image,
+            export_logs_with=kind.export_logs,
         )
 
     def others(self) -> set[str]:
         """None: a kind cluster belongs to this machine, and its session lock admits one session at a time."""
         return set()
 
-    def finish(self, cluster: Cluster, *, keep: bool) -> None:
+    def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
+        """Wire the local registry into the nodes the way kind documents; images then go through it."""
+        registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
+        return replace(cluster, images=ImageRoute("registry", kind_cluster=self.name, kind_bin=self.kind_bin,
+                                                  registry=registry.host))
+
+    def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
+        """kind's version, the Kubernetes minor, and the node image (its id, and whether we built it)."""
+        from harness.nodeimage.versions import NODE_IMAGE_REPO
+        from harness.versions import release_for
+
+        row = release_for(settings["kubernetes-version"])
+        kind_version = _exec.run([self.kind_bin, "version"], timeout=30).stdout.split()
+        node = cluster.node_image or ""
+        local = node.startswith(NODE_IMAGE_REPO)
+        return {
+            "kind": {"version": kind_version[1] if len(kind_version) > 1 else " ".join(kind_version)},
+            "kubernetes": {"minor": row.minor},
+            "settings": {} if settings["node-image"] is not None
+            else {"node-image-mode": "local" if local else "public"},
+            "node_image": {"ref": node, "id": dockercli.image_id(node) if node else None,
+                           "source": "local" if local else "public",
+                           "published": None if local else row.public_node_image},
+        }
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> str:
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
             delete_cluster(self.kind)
+            return "deleted"
+        return "kept"
+
+    def __enter__(self) -> Cluster:
+        self._entered = self.start()
+        return self._entered
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._entered is not None:
+            self.finish(self._entered, keep=False)
+            self._entered = None
+
+
+def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_v1: bool) -> bool:
+    """Our own 1.35+ node (containerd 2.x, runc 1.5) on a cgroup v1 host: see ``cgroupfs_driver_patches``.
+
+    Not a published node image (it is not ours to reconfigure, and cannot run on cgroup v1 from 1.35
+    anyway), not the 1.34 node (Debian's runc 1.1 only logs a failed freeze), never on cgroup v2.
+    """
+    from harness.versions import release_for
+
+    return registry_less and cgroup_v1 and release_for(kubernetes_version).runtime is not None
+
+
+def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str,
+                 local: bool) -> dict[str, Any] | None:
+    """``extra`` (the user's kind config) with ``workers`` worker nodes added.
+
+    Refused, with the fix, when it cannot work: a kind-config that already
+    lists nodes (two sources for one shape), or a registry-less 1.34 node,
+    whose static CNI has no routes between nodes.
+    """
+    if workers == 0:
+        return extra
+    if extra and extra.get("nodes"):
+        raise HarnessError(f"workers = {workers} and kind-config lists nodes: set the worker count in one "
+                           "place (drop 'workers', or the worker entries of kind-config's nodes)")
+    from harness.versions import release_for
+
+    if local and release_for(kubernetes_version).runtime is None:
+        raise HarnessError(f"workers = {workers}: the registry-less Kubernetes {kubernetes_version} node has a "
+                           "single-node CNI; use kubernetes-version 1.35 or later (its node carries harness-netd)")
+    nodes: list[dict[str, Any]] = [{"role": "control-plane"}, *({"role": "worker"} for _ in range(workers))]
+    return {**(extra or {}), "nodes": nodes}
+
+
+def check_kind_tools(settings: Settings) -> list[Finding]:
+    """kind and kubectl for the configured minor: given, on PATH at the pinned version, cached, or to be fetched."""
+    from harness import toolchain
+    from harness.versions import release_for
+
+    minor = settings["kubernetes-version"]
+    row = release_for(minor)
+    out = []
+    for tool, pinned, override in (("kind", row.kind, settings["kind-bin"]),
+                                   ("kubectl", row.kubernetes, settings["kubectl-bin"])):
+        if override is not None:
+            ok = Path(override).is_file()
+            out.append(Finding(tool, "ok" if ok else "fail", f"{override} (given)",
+                               "" if ok else f"{tool}-bin {override} does not exist: fix the path or drop it"))
+            continue
+        cached = toolchain.cached_tool(tool, minor)
+        if cached is not None:
+            out.append(Finding(tool, "ok", f"{pinned} (the harness's cache: {cached})"))
+        else:
+            out.append(Finding(tool, "warn", f"{pinned} not on this machine yet",
+                               "the first session downloads it (checksum-verified) or builds it from Go modules"))
+    return out
+
+
+def check_node_image(settings: Settings) -> Finding:
+    """The node image the configured minor will use: the override, a present build, or what would happen."""
+    from harness import dockercli, toolchain
+    from harness.versions import cgroup_v1_verdict, release_for
+
+    minor = settings["kubernetes-version"]
+    name = f"node image ({minor})"
+    if settings["node-image"]:
+        present = dockercli.image_exists(settings["node-image"])
+        return Finding(name, "ok" if present else "warn", f"{settings['node-image']} (given)"
+                       + ("" if present else ": not in Docker yet, will be pulled"))
+    row = release_for(minor)
+    public_runs = not toolchain.host_is_cgroup_v1() or cgroup_v1_verdict(row, public=True)[0]
+    if settings["node-image-mode"] != "local" and public_runs:
+        proc = _exec.run(["docker", "manifest", "inspect", row.public_node_image], check=False, timeout=60)
+        if proc.returncode == 0 or dockercli.image_exists(row.public_node_image):
+            return Finding(name, "ok", f"{row.public_node_image.split('@')[0]} (published, pinned by digest)")
+        if settings["node-image-mode"] == "public":
+            return Finding(name, "fail", f"{row.public_node_image} cannot be pulled",
+                           "use node-image-mode local (a registry-less build) or make the registry reachable")
+    if settings["node-image-mode"] == "public" and not public_runs:
+        return Finding(name, "fail", f"kind's published {minor} image cannot run on this cgroup v1 host",
+                       "use node-image-mode auto or local (the registry-less build sets failCgroupV1: false)")
+    from harness import nodeimage
+
+    try:
+        tag = nodeimage.node_image_tag(kubernetes_version=minor)
+    except Exception as exc:  # no Go toolchain, no mirror: the build itself would say the same
+        return Finding(name, "fail", f"the registry-less build cannot start: {exc}", "install Go >= 1.24 and "
+                       "debootstrap (Debian: scripts/docker-up.sh from a clone of the harness)")
+    if dockercli.image_exists(tag):
+        return Finding(name, "ok", f"{tag} (registry-less build, present)")
+    return Finding(name, "warn", f"{tag} is not built yet: the first session builds it",
+                   f"prebuild it now: python -m harness node-image build --kubernetes-version {minor} "
+                   "(cold: ~10-15 min on 2 cores, then cached)")

@@ -203,8 +203,8 @@ def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:
     cluster, stack = bed.cluster, bed.stack
     if cluster is None:
         return
-    if cluster.provider == "existing":
-        note_ending(config, f"existing cluster {cluster.name}: untouched; harness namespaces "
+    if cluster.shared:
+        note_ending(config, f"{cluster.provider} cluster {cluster.name}: untouched; harness namespaces "
                             f"{'kept' if kept else 'removed'}")
         if stack is not None and stack.cluster_objects:
             from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL
@@ -213,13 +213,14 @@ def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:
                                 f"(labelled {MANAGED_BY_LABEL}={MANAGED_BY}; delete them when no one needs them)")
         return
     if kept or not cluster.created:
-        note_ending(config, f"kind cluster {cluster.name}: kept (settings keep-cluster={bed.settings['keep-cluster']})")
+        note_ending(config, f"{cluster.provider} cluster {cluster.name}: kept (settings keep-cluster="
+                            f"{bed.settings['keep-cluster']})")
         note_ending(config, f"  export KUBECONFIG={cluster.kube.kubeconfig}")
         if stack is not None:
             note_ending(config, f"  MLflow UI: {stack.tracking_uri}")
         note_ending(config, f"  delete it: python -m harness down --cluster-name {cluster.name}")
     else:
-        note_ending(config, f"kind cluster {cluster.name}: deleted")
+        note_ending(config, f"{cluster.provider} cluster {cluster.name}: deleted")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from harness import dockercli, doctor
+from harness.clusters import provider_class
+from harness.clusters.kind import check_kind_tools, check_node_image
 from harness.nodeimage import hostcheck
 
 
@@ -102,16 +104,16 @@ def test_doctor_checks_the_existing_clusters_context_and_api_server(tmp_path: Pa
                           "users: [{name: u, user: {token: t}}]\n"
                           "contexts: [{name: closed, context: {cluster: closed, user: u}}]\n")
     settings = _settings_in(tmp_path, 'cluster = "existing"\nkubeconfig = "kc"\nregistry = "local"\n')
-    found = doctor.check_existing_cluster(settings)
+    [found] = provider_class("existing").preflight(settings)
     assert (found.level, "the API server does not answer" in found.seen) == ("fail", True)
     other = _settings_in(tmp_path, 'cluster = "existing"\nkubeconfig = "kc"\nregistry = "local"\ncontext = "staging"\n')
-    found = doctor.check_existing_cluster(other)
+    [found] = provider_class("existing").preflight(other)
     assert found.level == "fail"
     assert "context 'staging' is not in" in found.seen
 
 
 def test_doctor_names_a_given_tool_that_is_not_there(tmp_path: Path) -> None:
-    (kind_bin,) = [f for f in doctor.check_kind_tools(_settings_in(tmp_path, 'kind-bin = "nowhere/kind"\n'))
+    (kind_bin,) = [f for f in check_kind_tools(_settings_in(tmp_path, 'kind-bin = "nowhere/kind"\n'))
                    if f.name == "kind"]
     assert kind_bin.level == "fail"
     assert "does not exist" in kind_bin.fix
@@ -122,7 +124,7 @@ def test_doctor_refuses_the_public_node_image_where_it_cannot_run(tmp_path: Path
     from harness import toolchain
 
     monkeypatch.setattr(toolchain, "host_is_cgroup_v1", lambda: True)
-    found = doctor.check_node_image(_settings_in(tmp_path, 'node-image-mode = "public"\nkubernetes-version = "1.35"\n'))
+    found = check_node_image(_settings_in(tmp_path, 'node-image-mode = "public"\nkubernetes-version = "1.35"\n'))
     assert found.level == "fail"
     assert "cannot run on this cgroup v1 host" in found.seen
 

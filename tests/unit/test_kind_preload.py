@@ -130,7 +130,7 @@ def test_no_preload_once_kind_create_returned_before_the_nodes_were_ready(docker
 )
 def test_the_cgroupfs_driver_is_only_for_our_runc_on_cgroup_v1(registry_less: bool, version: str, cgroup_v1: bool,
                                                                 wanted: bool) -> None:
-    from harness.testbed import cgroupfs_driver_wanted
+    from harness.clusters.kind import cgroupfs_driver_wanted
 
     assert cgroupfs_driver_wanted(registry_less, version, cgroup_v1) is wanted
 

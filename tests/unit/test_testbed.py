@@ -10,11 +10,11 @@ import pytest
 
 from harness._errors import HarnessError
 from harness.clusters import Cluster, ImageRoute
-from harness.clusters.kind import merge_kind_config
+from harness.clusters.kind import merge_kind_config, with_workers
 from harness.clusters.kind_cli import kind_config
 from harness.settings import ConfigError, load_settings
 from harness.stack import _check_namespaces_are_ours
-from harness.testbed import keep_cluster, with_workers
+from harness.testbed import keep_cluster
 
 
 def _settings(tmp_path: Path, **env: str) -> Any:
