@@ -153,8 +153,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
            "(external servers only)", group="stack"),
     Option("registry", "str", None, "where images go instead of kind load: 'local' (the harness's registry on "
-           "127.0.0.1:5001, wired into kind clusters and kept across them) or, with cluster = existing, the "
-           "host[:port] of a registry the cluster pulls from (required there)", group="images"),
+           "127.0.0.1:5001, wired into kind clusters and kept across them); 'localhost:PORT' (a registry container "
+           "of yours that this Docker engine publishes there, such as kind's documented kind-registry: wired into "
+           "kind clusters the same way, never started or stopped); or, with cluster = existing, the host[:port] of "
+           "a registry the cluster pulls from (required there)", group="images"),
     Option("projects", "table-list", (), "MLflow projects: [{name, path, template, workload, entry-point, "
            "params, backend-config}]; workload defaults to the kind the template declares", group="projects"),
     Option("workloads", "table-list", (), "your own workload kinds, besides the presets customjob, job and "

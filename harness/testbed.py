@@ -189,11 +189,22 @@ class Testbed:
                 note["note"] = built.summary()
                 return built
 
+        # The registry container images go through: the harness's (registry = local), or, where the provider wires
+        # registries into its nodes, the one this engine publishes on a loopback registry = localhost:PORT.
+        from harness.registry.wiring import loopback_port
+
+        adopt = provider_class(s["cluster"]).wires_registries and loopback_port(s["registry"]) is not None
+
         def registry() -> LocalRegistry | None:
-            if s["registry"] != "local":
-                return None
             from harness.registry import LocalRegistry, ensure_registry_image
 
+            if adopt:
+                with self.phases.phase("registry container") as note:
+                    reg = LocalRegistry.serving(s["registry"], log=self.log)
+                    note["note"] = f"{reg.host}: {reg.name}"
+                    return reg
+            if s["registry"] != "local":
+                return None
             with self.phases.phase("local registry") as note:
                 reg = LocalRegistry(ensure_registry_image(log=self.log), log=self.log)
                 created = reg.ensure_running()
@@ -211,8 +222,8 @@ class Testbed:
 
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
-            # Not with the local registry: a session with it delivers through it (attached after creation).
-            early = preload if s["registry"] != "local" else None
+            # Not with a registry container: a session with one delivers through it (attached after creation).
+            early = preload if s["registry"] != "local" and not adopt else None
             provider = provider_class(s["cluster"]).from_settings(s, kubectl_bin=self.kubectl_bin, log=self.log,
                                                                   phases=self.phases, preload=early,
                                                                   session=self.session)
@@ -276,10 +287,10 @@ class Testbed:
         self.stack = self._deploy(specs)
 
     def _attach_registry(self, reg: LocalRegistry) -> None:
-        """Route images through the local registry, wired in by the provider where its nodes need it."""
+        """Route images through the registry container, wired in by the provider where its nodes need it."""
         assert self.cluster is not None
         assert self._provider is not None
-        with self.phases.phase("attach local registry"):
+        with self.phases.phase("attach registry"):
             self.cluster = self._provider.attach_registry(self.cluster, reg)
 
     def _deploy(self, specs: list[ImageSpec]) -> Stack:

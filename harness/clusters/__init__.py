@@ -7,7 +7,10 @@ keeps it so). The class answers before anything runs (:class:`ProviderClass`:
 its settings, its session-lock key, its preflight, its keep policy, how it is
 built from the settings); an instance hands out a ready :class:`Cluster` and,
 on the way out, undoes only what it did (:class:`ClusterProvider`, also a
-context manager). The two shipped:
+context manager). A package of its own adds one without touching this one:
+an entry point in the group ``mlflow_crd_harness.cluster_providers``
+(``name = "module:Class"``) is found when ``cluster = name`` is asked for.
+The two shipped:
 
 * ``kind`` (:class:`~harness.clusters.kind.KindProvider`): creates a kind
   cluster or reuses one of its own whose fingerprint matches; deletes it
@@ -21,6 +24,7 @@ context manager). The two shipped:
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +37,8 @@ if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client wa
     from harness.registry import LocalRegistry
     from harness.timing import Phases
 
-__all__ = ["MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider", "ImageRoute",
-           "ProviderClass", "Settings", "provider_class", "provider_names", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider",
+           "ImageRoute", "ProviderClass", "Settings", "provider_class", "provider_names", "register"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 """Label (value ``mlflow-crd-harness``) on every namespace the harness creates."""
@@ -105,7 +109,8 @@ class ClusterProvider(Protocol):
         ...
 
     def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
-        """The cluster with its images routed through the harness's local registry (wired in where needed)."""
+        """The cluster with its images routed through ``registry`` (a container on this engine), wired in where
+        the nodes need it."""
         ...
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
@@ -130,6 +135,10 @@ class ProviderClass(Protocol):
     """Its :data:`PROVIDERS` key: the ``cluster`` setting's value."""
     deletes_clusters: ClassVar[bool]
     """It creates and deletes clusters (``python -m harness down`` applies; ``keep-cluster`` decides)."""
+    wires_registries: ClassVar[bool]
+    """Its nodes pull from a registry only once the provider wires it in (kind: a containerd host file per node).
+    Then ``registry = localhost:PORT`` names a registry container on this Docker engine that the test bed finds
+    and hands to :meth:`ClusterProvider.attach_registry`; otherwise such an address is the cluster's business."""
 
     @classmethod
     def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -159,6 +168,9 @@ class ProviderClass(Protocol):
         ...
 
 
+ENTRY_POINT_GROUP = "mlflow_crd_harness.cluster_providers"
+"""Installed packages' providers: ``name = "module:Class"`` entry points, asked after :data:`PROVIDERS`."""
+
 PROVIDERS: dict[str, str] = {
     "kind": "harness.clusters.kind:KindProvider",
     "existing": "harness.clusters.existing:ExistingProvider",
@@ -181,7 +193,12 @@ def provider_class(name: str) -> type[ProviderClass]:
 
     target = PROVIDERS.get(name)
     if target is None:
-        raise ConfigError(f"cluster = {name!r}: no such provider; one of {', '.join(PROVIDERS)}")
+        installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        target = installed.get(name)
+        if target is None:
+            choices = ", ".join([*PROVIDERS, *sorted(set(installed) - set(PROVIDERS))])
+            raise ConfigError(f"cluster = {name!r}: no such provider; one of {choices} (a package adds one as an "
+                              f"entry point in the group {ENTRY_POINT_GROUP})")
     module, _, attr = target.partition(":")
     found: type[ProviderClass] = getattr(importlib.import_module(module), attr)
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,6 +41,7 @@ class ExistingProvider:
 
     provider_name: ClassVar[str] = "existing"
     deletes_clusters: ClassVar[bool] = False
+    wires_registries: ClassVar[bool] = False
 
     kubeconfig: Path
     kubectl_bin: Path
@@ -133,8 +134,9 @@ class ExistingProvider:
         return self.lease.others() if self.lease is not None else set()
 
     def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
-        """The cluster already pulls from the registry it was given (``registry = local``: the harness's)."""
-        return cluster
+        """The cluster already pulls from the registry it was given (``registry = local``: the harness's, whose
+        address images are then pushed to and named by); nothing is changed on the cluster."""
+        return replace(cluster, images=ImageRoute("registry", registry=registry.host))
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         """Nothing beyond the server version: the cluster's nodes and tools are not the harness's."""

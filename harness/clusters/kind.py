@@ -257,6 +257,7 @@ class KindProvider:
 
     provider_name: ClassVar[str] = "kind"
     deletes_clusters: ClassVar[bool] = True
+    wires_registries: ClassVar[bool] = True
 
     name: str
     kind_bin: Path
@@ -277,15 +278,20 @@ class KindProvider:
     It gets the route images will take; what it raises is logged, never raised: the delivery after
     creation checks every node anyway."""
     _entered: Cluster | None = field(default=None, init=False, repr=False)
+    _lent: list[LocalRegistry] = field(default_factory=list, init=False, repr=False)
+    """Registry containers not ours that this session joined to the ``kind`` network (left again at the end)."""
 
     @classmethod
     def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-        if values["registry"] not in (None, "local"):
-            raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: the "
-                              "harness wires only its own registry into kind clusters, so the nodes could not pull "
-                              "from this one and images would silently go by kind load instead; use registry = "
-                              "\"local\" (the harness's registry, wired in as kind documents), drop 'registry', or "
-                              "use cluster = existing")
+        from harness.registry.wiring import loopback_port
+
+        if values["registry"] not in (None, "local") and loopback_port(values["registry"]) is None:
+            raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: kind "
+                              "nodes pull from a registry only once the harness wires it in, which it does for a "
+                              "registry container on this Docker engine, named by the loopback address it "
+                              "publishes (registry = \"localhost:PORT\", kind's documented pattern) or "
+                              "registry = \"local\" (the harness's own); drop 'registry' for kind load, or use "
+                              "cluster = existing for a cluster that already pulls from this one")
 
     @classmethod
     def lock_key(cls, settings: Settings) -> tuple[str, bool]:
@@ -433,8 +439,14 @@ class KindProvider:
         return set()
 
     def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
-        """Wire the local registry into the nodes the way kind documents; images then go through it."""
-        registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
+        """Wire the registry container into the nodes the way kind documents; images then go through it.
+
+        A container that is not the harness's and was not on the ``kind`` network
+        yet is noted, so :meth:`finish` takes it off again when the cluster goes.
+        """
+        joined = registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
+        if joined and not registry.created_by_harness():
+            self._lent.append(registry)
         return replace(cluster, images=ImageRoute("registry", kind_cluster=self.name, kind_bin=self.kind_bin,
                                                   registry=registry.host))
 
@@ -461,8 +473,23 @@ class KindProvider:
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
             delete_cluster(self.kind)
+            self._return_lent_registries()
             return "deleted"
         return "kept"
+
+    def _return_lent_registries(self) -> None:
+        """Take a user's registry container off the ``kind`` network again, unless another kind cluster may pull
+        from it (then it stays, and the line says so)."""
+        lent, self._lent = self._lent, []
+        if not lent:
+            return
+        others = self.kind.all_clusters()
+        for registry in lent:
+            if others:
+                self.log(f"registry: {registry.name} stays on the kind network: kind clusters {', '.join(others)} "
+                         "may pull from it (docker network disconnect kind " + registry.name + " when done)")
+            else:
+                registry.disconnect_from_kind_network()
 
     def __enter__(self) -> Cluster:
         self._entered = self.start()

@@ -150,9 +150,12 @@ class KindCluster:
     def version(self) -> str:
         return self._kind("version", timeout=30).stdout.strip()
 
+    def all_clusters(self) -> list[str]:
+        """Every kind cluster on this Docker engine (``kind get clusters``), this one included if it exists."""
+        return self._kind("get", "clusters", timeout=60).stdout.split()
+
     def exists(self) -> bool:
-        names = self._kind("get", "clusters", timeout=60).stdout.split()
-        return self.name in names
+        return self.name in self.all_clusters()
 
     def nodes(self) -> list[str]:
         return self._kind("get", "nodes", "--name", self.name, timeout=60).stdout.split()

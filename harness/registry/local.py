@@ -69,6 +69,41 @@ class LocalRegistry:
     host_port: int = DEFAULT_PORT
     log: Log = print
     remove_on_exit: bool = False
+    container_port: int = CONTAINER_PORT
+    """The port the registry listens on inside its container (ours: 5000; a user's: whatever it publishes)."""
+
+    @classmethod
+    def serving(cls, address: str, *, log: Log = print) -> LocalRegistry:
+        """The registry container this Docker engine publishes on loopback ``address`` (``localhost:PORT``).
+
+        Ours or a user's (kind's documented script starts one as ``kind-registry`` on
+        ``127.0.0.1:5001``): either way it is found by the port it publishes, checked to
+        answer the registry API, and then wired into kind nodes like ours. A container
+        without our label is never started, stopped or removed here (:meth:`stop` and
+        :meth:`remove` refuse it); only joining the ``kind`` network touches it.
+        """
+        port = wiring.loopback_port(address)
+        if port is None:
+            raise HarnessError(f"registry {address!r} is not a loopback address (localhost:PORT or 127.0.0.1:PORT)")
+        names = _exec.run(["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"],
+                          timeout=60).stdout.split()
+        for name in names:
+            probe = cls(image="", name=name, host_port=port, log=log)
+            info = probe._inspect()
+            container_port = _container_port_for(info or {}, port)
+            if info is None or container_port is None:
+                continue
+            found = cls(image=str((info.get("Config") or {}).get("Image") or ""), name=name, host_port=port,
+                        log=log, container_port=container_port)
+            found._wait_ready()
+            whose = "the harness's" if found._is_ours(info) else "not the harness's: only wired in, never changed"
+            log(f"registry: {address} is container {name} (port {container_port} inside; {whose})")
+            return found
+        raise HarnessError(f"registry = {address!r}: no running container on this Docker engine publishes port "
+                           f"{port} (docker ps --filter publish={port}), so kind nodes could not be pointed at it. "
+                           "Start the registry (kind's guide: docker run -d -p 127.0.0.1:"
+                           f"{port}:5000 --name kind-registry registry:2), or use registry = \"local\" for the "
+                           "harness's own")
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -84,7 +119,7 @@ class LocalRegistry:
     @property
     def upstream_for_nodes(self) -> str:
         """How kind nodes reach the registry: the container's name on the ``kind`` network."""
-        return f"http://{self.name}:{CONTAINER_PORT}"
+        return f"http://{self.name}:{self.container_port}"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> LocalRegistry:
@@ -111,7 +146,7 @@ class LocalRegistry:
         return ((info.get("Config") or {}).get("Labels") or {}).get(LABEL) == "1"
 
     def _published(self, info: dict[str, Any]) -> list[str]:
-        bindings = ((info.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or []
+        bindings = ((info.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{self.container_port}/tcp") or []
         # An empty HostIp means every interface; shown as "*" so it never matches our loopback-only want.
         return [f"{b.get('HostIp') or '*'}:{b.get('HostPort')}" for b in bindings]
 
@@ -251,6 +286,11 @@ class LocalRegistry:
         self.log(f"registry: {self.name} joined Docker network {network}")
         return True
 
+    def disconnect_from_kind_network(self, network: str = KIND_NETWORK) -> None:
+        """Leave ``network`` again (undoing :meth:`connect_to_kind_network` for a container that is not ours)."""
+        _exec.run(["docker", "network", "disconnect", network, self.name], check=False, timeout=60)
+        self.log(f"registry: {self.name} left Docker network {network}")
+
     def configure_kind_nodes(self, cluster_name: str, kind_bin: Path | str, *,
                              kubeconfig: Path | None = None) -> list[str]:
         """Point every node of ``cluster_name`` at this registry; return the node names.
@@ -312,10 +352,16 @@ class LocalRegistry:
             api.close()
         self.log(f"registry: ConfigMap {ns}/{name} announces {self.host}")
 
-    def attach_to_cluster(self, cluster_name: str, kind_bin: Path | str, kubeconfig: Path) -> None:
-        """Everything a new cluster needs: network, node host files, the ConfigMap."""
-        self.connect_to_kind_network()
+    def attach_to_cluster(self, cluster_name: str, kind_bin: Path | str, kubeconfig: Path) -> bool:
+        """Everything a new cluster needs: network, node host files, the ConfigMap; True if it joined the network."""
+        joined = self.connect_to_kind_network()
         self.configure_kind_nodes(cluster_name, kind_bin, kubeconfig=kubeconfig)
+        return joined
+
+    def created_by_harness(self) -> bool:
+        """The container carries our label (it is ours to stop, remove, or leave on networks)."""
+        info = self._inspect()
+        return info is not None and self._is_ours(info)
 
     # -- images ------------------------------------------------------------------------------
     def push(self, local_ref: str) -> str:
@@ -402,3 +448,14 @@ class LocalRegistry:
         diff_ids = list(json.loads(config_body).get("rootfs", {}).get("diff_ids", []))
         sizes = [int(layer["size"]) for layer in manifest["layers"]]
         return diff_ids, sizes
+
+
+def _container_port_for(info: dict[str, Any], host_port: int) -> int | None:
+    """The container port that ``docker inspect`` output ``info`` publishes on ``host_port`` (TCP), if any."""
+    bindings = (info.get("HostConfig") or {}).get("PortBindings") or {}
+    for key, hosts in bindings.items():
+        port, _, proto = key.partition("/")
+        if proto in ("", "tcp") and port.isdigit() and any(str(b.get("HostPort")) == str(host_port)
+                                                             for b in hosts or []):
+            return int(port)
+    return None

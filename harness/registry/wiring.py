@@ -33,6 +33,7 @@ __all__ = [
     "hosts_toml",
     "hosts_toml_path",
     "kind_config_patches",
+    "loopback_port",
 ]
 
 #: Where containerd looks for ``<registry host>/hosts.toml`` once ``config_path`` points here.
@@ -49,6 +50,21 @@ _REGISTRY_TABLES = (
     ("io.containerd.grpc.v1.cri", "registry"),
     ("io.containerd.cri.v1.images", "registry"),
 )
+
+
+def loopback_port(address: str | None) -> int | None:
+    """The port of a registry address on this host's loopback (``localhost:5001``, ``127.0.0.1:5001``), else None.
+
+    Such an address means the same thing on the host (``docker push``) and, once a
+    ``hosts.toml`` sends it to the container publishing that port, on kind nodes:
+    kind's documented local-registry pattern, whoever started the container.
+    """
+    if address is None:
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or host not in ("localhost", "127.0.0.1") or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return int(port)
 
 
 def node_lacks_config_path(registry_less: bool, kubernetes_version: str | None = None) -> bool:

@@ -52,15 +52,23 @@ def test_trainer_pinned_to_a_worker_runs_there_with_every_image_on_every_node(
     assert pods[0].spec.node_selector == {"kubernetes.io/hostname": target}
 
     route = launcher.stack.cluster.images
-    if route.mode == "kind":  # registry delivery: every node pulls the same digest; kind: each node holds a copy
+    controller = kube.apps.list_deployment_for_all_namespaces(
+        label_selector="app.kubernetes.io/name=customjob-controller").items
+    images = [run.customjob["spec"]["image"], *(c.image for d in controller
+                                                for c in d.spec.template.spec.containers)]
+    assert len(images) >= 2, images
+    if route.mode == "kind":  # kind: each node holds a copy
         assert route.kind_bin is not None
         assert route.kind_cluster is not None
         nodes = delivery.kind_nodes(str(route.kind_bin), route.kind_cluster)
         assert len(nodes) == 1 + len(workers), nodes
-        controller = kube.apps.list_deployment_for_all_namespaces(
-            label_selector="app.kubernetes.io/name=customjob-controller").items
-        images = [run.customjob["spec"]["image"], *(c.image for d in controller
-                                                    for c in d.spec.template.spec.containers)]
-        assert len(images) >= 2, images
         for image in images:
             assert delivery.missing_on_kind_nodes(nodes, image) == [], f"{image} is not on every node"
+    else:  # a registry (the harness's, or one of the user's named localhost:PORT): pods pull its digests
+        assert route.registry is not None
+        assert all(image.startswith(f"{route.registry}/") and "@sha256:" in image for image in images), \
+            (route.registry, images)
+        statuses = [c for p in pods for c in p.status.container_statuses or []]
+        assert statuses, "the trainer's pod reports its containers"
+        assert all(c.image_id.endswith(c.image.rsplit("@", 1)[-1]) for c in statuses), \
+            [(c.image, c.image_id) for c in statuses]

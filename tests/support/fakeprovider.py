@@ -50,6 +50,7 @@ class FakeProvider:
 
     provider_name: ClassVar[str] = "fake"
     deletes_clusters: ClassVar[bool] = True
+    wires_registries: ClassVar[bool] = True
 
     state_dir: Path
     session: str
@@ -59,7 +60,7 @@ class FakeProvider:
     @classmethod
     def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         calls.append(("check_settings", values["cluster"]))
-        if values["registry"] not in (None, "local"):
+        if values["registry"] not in (None, "local") and not str(values["registry"]).startswith("localhost:"):
             raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}): the fake provider has "
                               "no nodes to pull from it; drop it")
 
@@ -81,6 +82,7 @@ class FakeProvider:
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
                       preload: Callable[[ImageRoute], None] | None, session: str) -> FakeProvider:
         calls.append(("from_settings", session))
+        calls.append(("preload", preload is not None))
         return cls(state_dir=settings.state_dir, session=session, fail_at=settings["context"])
 
     def _step(self, name: str, value: Any = None) -> None:

@@ -81,12 +81,36 @@ def test_a_third_provider_drives_the_whole_test_bed(fake: list[tuple[str, Any]],
         assert bed.manifest["kubernetes"] == {"server": "v1.99.0-fake", "minor": "1.99"}
         assert bed.manifest["fake"] == {"nodes": "in memory"}
     steps = [name for name, _ in fake]
-    assert steps == ["check_settings", "lock_key", "from_settings", "start", "deliver", "deploy_stack", "describe",
-                     "keep_by_default", "finish"], steps
+    assert steps == ["check_settings", "lock_key", "from_settings", "preload", "start", "deliver", "deploy_stack",
+                     "describe", "keep_by_default", "finish"], steps
+    assert ("preload", True) in fake, "no registry to attach: the stack's images may go beside the creation"
     assert ("deliver", ("customjob-controller:unit", "registry")) in fake, "images went by the provider's route"
     assert ("from_settings", bed.session) in fake, "the provider got the session's id"
     assert fake[-1] == ("finish", False), "keep-cluster auto asked the provider: not kept"
     assert bed.kept is False
+
+
+def test_a_loopback_registry_is_found_on_the_engine_and_attached_by_a_provider_that_wires_registries(
+        fake: list[tuple[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``registry = localhost:PORT``: the container this engine publishes there is handed to the provider's
+    attach_registry, images take that route, and nothing is delivered beside the creation."""
+    from harness.registry import LocalRegistry
+
+    found: list[str] = []
+
+    def serving(address: str, **_kw: Any) -> LocalRegistry:
+        found.append(address)
+        return LocalRegistry(image="", name="users-registry", host_port=5999, container_port=5000)
+
+    monkeypatch.setattr(LocalRegistry, "serving", staticmethod(serving))
+    settings = _settings(tmp_path, registry="localhost:5999")
+    with testbed.Testbed(settings, log=lambda _line: None) as bed:
+        assert bed.cluster is not None
+        assert bed.cluster.images.registry == "localhost:5999"
+    assert found == ["localhost:5999"]
+    assert ("attach_registry", "localhost:5999") in fake
+    assert ("preload", False) in fake, "images go through the registry once attached, not beside the creation"
+    assert ("deliver", ("customjob-controller:unit", "registry")) in fake
 
 
 def test_a_failure_after_the_providers_start_finishes_its_cluster(fake: list[tuple[str, Any]],
@@ -104,8 +128,24 @@ def test_the_provider_refuses_its_own_settings_and_an_unknown_one_names_the_choi
     with pytest.raises(ConfigError, match="the fake provider has no nodes"):
         _settings(tmp_path, registry="elsewhere:5000")
     with pytest.raises(ConfigError, match=r"cluster = 'kubernetes-in-a-teacup': no such provider; one of kind, "
-                                          r"existing, fake \(env HARNESS_CLUSTER\)"):
+                                          r"existing, fake \(a package adds one as an entry point in the group "
+                                          r"mlflow_crd_harness.cluster_providers\) \(env HARNESS_CLUSTER\)"):
         _settings(tmp_path, cluster="kubernetes-in-a-teacup")
+
+
+def test_an_installed_package_adds_a_provider_by_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No edit to the harness: ``[project.entry-points."mlflow_crd_harness.cluster_providers"]`` in the
+    package's own pyproject is enough; the registry's own names come first, and an unknown name lists both."""
+    import importlib.metadata
+
+    entry = importlib.metadata.EntryPoint("teacup", "tests.support.fakeprovider:FakeProvider",
+                                          clusters.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [entry] if group == clusters.ENTRY_POINT_GROUP else [])
+    assert provider_class("teacup") is fakeprovider.FakeProvider
+    assert provider_class("kind") is KindProvider
+    with pytest.raises(ConfigError, match=r"one of kind, existing, teacup \(a package adds one as an entry point"):
+        provider_class("saucer")
 
 
 def test_a_provider_instance_is_a_context_manager(fake: list[tuple[str, Any]], tmp_path: Path) -> None:

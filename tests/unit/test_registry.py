@@ -23,7 +23,7 @@ import yaml
 from harness import imagerefs as refs
 from harness.nodeimage.nodefiles import containerd_config
 from harness.registry import image, pushlog, wiring
-from harness.registry.local import LocalRegistry
+from harness.registry.local import LocalRegistry, _container_port_for
 
 pytestmark = pytest.mark.unit
 
@@ -111,6 +111,23 @@ def test_local_registry_addresses() -> None:
     assert reg.host == "localhost:5123"
     assert reg.api_url == "http://127.0.0.1:5123"
     assert reg.upstream_for_nodes == "http://regtest-registry:5000"
+
+
+@pytest.mark.parametrize(("address", "port"), [
+    ("localhost:5001", 5001), ("127.0.0.1:5002", 5002), ("localhost", None), ("registry.corp:5000", None),
+    ("localhost:0", None), ("localhost:65536", None), ("localhost:50x", None), (None, None), ("[::1]:5000", None),
+])
+def test_loopback_port_names_a_registry_container_on_this_host(address: str | None, port: int | None) -> None:
+    assert wiring.loopback_port(address) == port
+
+
+def test_a_users_registry_is_reached_on_the_port_it_listens_on_inside_its_container() -> None:
+    info = {"HostConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5002"}],
+                                            "9090/tcp": [{"HostIp": "", "HostPort": "9090"}]}}}
+    assert _container_port_for(info, 5002) == 8080
+    assert _container_port_for(info, 5001) is None
+    reg = LocalRegistry(image="", name="kind-registry", host_port=5002, container_port=8080)
+    assert (reg.host, reg.upstream_for_nodes) == ("localhost:5002", "http://kind-registry:8080")
 
 
 def test_hosting_configmap_is_kep_1755() -> None:

@@ -254,6 +254,13 @@ def test_everyday_mistakes_stop_at_load_time_naming_the_key_and_the_fix(
         load_settings(root=_project(tmp_path, body), environ={})
 
 
+@pytest.mark.parametrize("registry", ["local", "localhost:5002", "127.0.0.1:5002"])
+def test_kind_takes_a_registry_container_it_can_wire_in(tmp_path: Path, registry: str) -> None:
+    """The harness's own (local) or one this engine publishes on loopback: both get wired into the nodes."""
+    settings = load_settings(root=_project(tmp_path, f'registry = "{registry}"\n'), environ={})
+    assert (settings["cluster"], settings["registry"]) == ("kind", registry)
+
+
 def test_a_misspelt_section_is_named(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.mlflow_crd_harness]\ncluster-name = "x"\n')
     with pytest.raises(ConfigError, match=r"found \[tool.mlflow_crd_harness\].*did you mean "

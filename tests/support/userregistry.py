@@ -1,0 +1,58 @@
+"""A registry container started the way a user starts one by kind's guide, for the matrix tier.
+
+``python -m tests.support.userregistry up`` runs it (not the harness's: no
+harness label, its own name, another host port, and a port inside the
+container other than the registry's usual 5000, so nothing is found by
+default values) and prints its address; ``down`` removes it. The matrix tier
+gives that address as ``registry = localhost:PORT`` with ``cluster = kind``:
+the test bed must find the container by the port it publishes, wire it into
+the nodes, and push every image there (its multinode test checks that the pods
+run digests from it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from harness import _exec
+from harness.registry import ensure_registry_image
+
+__all__ = ["ADDRESS", "NAME", "down", "up"]
+
+NAME = "harness-test-user-registry"
+HOST_PORT = 5002
+INNER_PORT = 5500
+ADDRESS = f"localhost:{HOST_PORT}"
+#: Ours to remove (this module's own test container), unlike the harness's registry label.
+MARK = "io.mlflow-crd-harness.test-user-registry"
+
+
+def up() -> str:
+    """Start the container afresh (a leftover of an earlier run is removed first); its address."""
+    down()
+    image = ensure_registry_image()
+    _exec.run(["docker", "run", "--detach", "--name", NAME, "--label", f"{MARK}=1",
+               "--publish", f"127.0.0.1:{HOST_PORT}:{INNER_PORT}",
+               # The harness's built registry reads REGISTRY_ADDR, the public registry:2 REGISTRY_HTTP_ADDR.
+               "--env", f"REGISTRY_ADDR=:{INNER_PORT}", "--env", f"REGISTRY_HTTP_ADDR=:{INNER_PORT}", image],
+              timeout=120)
+    return ADDRESS
+
+
+def down() -> None:
+    """Remove the container and its data, if this module started it."""
+    found = _exec.run(["docker", "ps", "--all", "--filter", f"name=^{NAME}$", "--filter", f"label={MARK}=1",
+                       "--format", "{{.Names}}"], timeout=60).stdout.split()
+    if found:
+        _exec.run(["docker", "rm", "--force", "--volumes", NAME], timeout=60)
+
+
+if __name__ == "__main__":
+    action = sys.argv[1] if len(sys.argv) > 1 else ""
+    if action == "up":
+        print(f"user registry: {NAME} on {up()} (port {INNER_PORT} inside)")
+    elif action == "down":
+        down()
+        print(f"user registry: {NAME} removed")
+    else:
+        sys.exit("usage: python -m tests.support.userregistry up|down")
