@@ -77,7 +77,7 @@ def build_context(go: GoBuild, *, log: Callable[[str], None] = print) -> Path:
     if (final / "Dockerfile").is_file():
         return final
     # Two sessions building the same binary: the second waits here, then finds it done.
-    with node_cache.build_lock(root / "go-images" / "locks" / final.name):
+    with node_cache.build_lock(root / "go-images" / "locks" / final.name, what=f"Go image {final.name}", log=log):
         if (final / "Dockerfile").is_file():
             return final
         started = time.monotonic()

@@ -170,7 +170,7 @@ class Testbed:
     def _start(self) -> None:
         s = self.settings
         assets.materialise_stub(s.state_dir / "stub")
-        with self.phases.phase("tools (kind, kubectl)"):
+        with self.phases.phase("tools (kubectl)"):
             self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log,
                                                          kubernetes_version=s["kubernetes-version"])
         with self.phases.phase("base image") as note:

@@ -314,7 +314,9 @@ class KindProvider:
         registry's ``config_path``, the kubelet's sync period, the cgroup driver a cgroup v1 host needs)."""
         del session  # a kind cluster is this machine's: its session lock admits one session at a time
         minor = settings["kubernetes-version"]
-        kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=minor)
+        with phases.phase("tools (kind)") as note:  # built from Go modules on a new machine: minutes, heartbeated
+            kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=minor)
+            note["note"] = str(kind_bin)
         with phases.phase("node image") as note:
             choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
                                                   log=log, kubernetes_version=settings["kubernetes-version"])

@@ -97,7 +97,7 @@ def ensure_node_image(
     if not force and _images.docker_image_exists(plan.tag):
         log(f"node image {plan.tag}: present in Docker")
         return plan.tag
-    with _cache.build_lock(plan.cache_dir):
+    with _cache.build_lock(plan.cache_dir, what=f"node image {plan.tag}", log=log):
         # Re-check under the lock: a concurrent builder may have just finished.
         if not force:
             if _images.docker_image_exists(plan.tag):
@@ -116,7 +116,8 @@ def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str
     version = _versions.release_for(kubernetes_version).kind
     if (cached := _gobuild.kind_binary_path(go, root, version)).is_file():
         return cached  # no lock: a long node build holding it (another minor) must not stall this session
-    with _cache.build_lock(root):
+    # Its own lock: a node image building (another minor, ~10 min) must not hold up a session that needs kind.
+    with _cache.build_lock(root, name=f".kind-{version}.lock", what=f"kind {version}", log=log):
         return _gobuild.build_kind(go, root, version, log)
 
 
@@ -128,5 +129,5 @@ def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: 
     version = _versions.release_for(kubernetes_version).kubernetes
     if (cached := _gobuild.kubernetes_bin_dir(go, root, version) / "kubectl").is_file():
         return cached  # no lock, as for kind
-    with _cache.build_lock(root):
+    with _cache.build_lock(root, what=f"kubectl {version}", log=log):
         return _gobuild.build_kubernetes(go, root, version, log) / "kubectl"

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,18 +92,51 @@ def publish_dir(final: Path) -> Iterator[Path]:
     tmp.rename(final)
 
 
+#: A cold node-image build is the longest holder (~25 min on 2 cores, beside other work).
+BUILD_LOCK_TIMEOUT = 3600.0
+
+
 @contextmanager
-def build_lock(cache_dir: Path) -> Iterator[None]:
-    """Serialise builds sharing ``cache_dir`` (parallel CI jobs, xdist workers).
+def build_lock(cache_dir: Path, *, name: str = ".build.lock", what: str = "a build",
+               log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Serialise builds sharing ``cache_dir/name`` (parallel CI jobs, xdist workers).
 
     The second builder waits, then finds everything cached. An advisory
     ``flock`` is released by the kernel if the holder dies, so a killed build
-    never leaves a stale lock behind.
+    never leaves a stale lock behind. A waiter is never silent: it says who
+    holds the lock (``<name>.holder``: pid and ``what``) and how to check, and
+    gives up after :data:`BUILD_LOCK_TIMEOUT`. Artefacts built from separate
+    inputs take separate names (kind's binary is not held up by a node image).
     """
+    from harness._waiting import Probe, wait_for
+
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / ".build.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    path = cache_dir / name
+    holder = path.with_name(path.name + ".holder")
+    with path.open("a") as handle:
+
+        def take() -> Probe[None]:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return Probe(False, f"held by {_read_holder(holder)}")
+            return Probe(True, "taken")
+
+        if not take().done:
+            if log is not None:
+                log(f"{what}: waiting for {_read_holder(holder)} to finish (one build at a time in {path})")
+            wait_for(take, what=f"the build lock {path} (for {what})", timeout=BUILD_LOCK_TIMEOUT,
+                     interval=1.0, hint=f"held by {_read_holder(holder)}; if that process is gone or stuck, "
+                                        "stop it (the kernel releases the lock when it exits)")
+        holder.write_text(f"pid {os.getpid()} ({what})")
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_holder(holder: Path) -> str:
+    try:
+        return holder.read_text().strip() or "another build"
+    except OSError:
+        return "another build"

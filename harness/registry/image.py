@@ -179,7 +179,7 @@ def _build_image(go: GoToolchain, log: Log) -> str:
     source = main_source()
     tag = local_image_tag(go.version, source)
     root = cache_dir("registry")
-    with cache.build_lock(root):
+    with cache.build_lock(root, what=f"registry image {tag}", log=log):
         if dockercli.image_exists(tag):  # a parallel worker finished it while we waited
             return tag
         binary = _build_binary(go, root, source, log)

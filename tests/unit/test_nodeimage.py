@@ -296,6 +296,31 @@ def test_build_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
         pass
 
 
+def test_a_builder_waiting_for_the_lock_says_who_holds_it_and_separate_names_do_not_wait(tmp_path: Path) -> None:
+    """A second process holds the lock (flock locks are per open file, so a thread with its own handle is one);
+    the waiter names it at once, then takes the lock when it is released. kind's own lock is not held up."""
+    import threading
+
+    held, release, lines = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        with cache.build_lock(tmp_path, what="node image kindest/node:v9"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    with cache.build_lock(tmp_path, name=".kind-v0.1.0.lock", what="kind v0.1.0", log=lines.append):
+        assert lines == [], "another artefact's lock does not wait"
+    threading.Timer(1.5, release.set).start()
+    with cache.build_lock(tmp_path, what="node image kindest/node:v8", log=lines.append):
+        assert release.is_set(), "taken only once the holder let go"
+    thread.join(10)
+    assert len(lines) == 1, lines
+    assert f"waiting for pid {os.getpid()} (node image kindest/node:v9) to finish" in lines[0]
+
+
 def test_hash_tree_ignores_bytecode(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("one")
     before = cache.hash_tree(tmp_path)
