@@ -185,14 +185,15 @@ class ProjectRunner:
         return path
 
     def mlflow_run(self, *params: str, project: ProjectSpec | str | None = None, backend: str = "customjob",
-                   extra: tuple[str, ...] = (), check: bool = True) -> tuple[str, _exec.CompletedProcess[str]]:
+                   extra: tuple[str, ...] = (), check: bool = True,
+                   experiment: str | None = None) -> tuple[str, _exec.CompletedProcess[str]]:
         """``mlflow run <project> -P k=v ...`` in a fresh experiment; returns (experiment name, process).
 
         ``backend="local"`` runs the same project with MLflow's local (docker)
         backend against the same tracking server, for comparisons.
         """
         spec = self.spec(project)
-        experiment = f"{self.namespace}-{uuid.uuid4().hex[:6]}"
+        experiment = experiment or self.new_experiment()
         args = ["--experiment-name", experiment, "-e", spec.entry_point]
         if backend == "customjob":
             args += ["--backend", "customjob", "--backend-config", str(self.backend_config(spec))]
@@ -260,9 +261,25 @@ class ProjectRunner:
         spec.check_params(params)  # a typo fails here, not as an unknown --flag in the pod
         kind = spec.workload
         merged = {**spec.params, **{k: str(v) for k, v in params.items()}}
+        experiment = self.new_experiment()
+        try:
+            return self._run(spec, merged, experiment)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A signal can land after `mlflow run` returned (a terminal's Ctrl-C reaches it too, and it may exit
+            # first, before or in the middle of its own cancel): whatever is still open in the experiment is ended.
+            self._abandon(kind, experiment, f"interrupted: {type(exc).__name__}")
+            raise
+
+    def new_experiment(self) -> str:
+        """A fresh experiment name in this runner's namespace (one per ``mlflow run``)."""
+        return f"{self.namespace}-{uuid.uuid4().hex[:6]}"
+
+    def _run(self, spec: ProjectSpec, merged: Mapping[str, str], experiment: str) -> ProjectRun:
+        kind = spec.workload
         # Kinds whose controller does not close runs make `mlflow run` wait and exit 1 on a failed run:
         # that is a result to return, not an error, once the object exists.
-        experiment, proc = self.mlflow_run(*(f"{k}={v}" for k, v in merged.items()), project=spec, check=False)
+        _, proc = self.mlflow_run(*(f"{k}={v}" for k, v in merged.items()), project=spec, check=False,
+                                  experiment=experiment)
         client = self.workloads(kind)
         if proc.returncode != 0 and self._found(kind, experiment) is None:
             raise CommandError(proc.args, proc.returncode, proc.stdout or "", proc.stderr or "")

@@ -87,3 +87,31 @@ def test_a_child_that_failed_by_itself_is_left_to_its_own_cleanup(
     (run_id,) = fake.objects
     assert client.get_run(run_id).info.status == "RUNNING"
     assert fake.deleted == []
+
+
+def test_an_interrupt_after_mlflow_run_returned_still_ends_the_run(
+    runner: tuple[ProjectRunner, FakeWorkloads, MlflowClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A terminal's Ctrl-C reaches ``mlflow run`` too: it may exit (here 130, its run left open) before the
+    driver's own KeyboardInterrupt lands, which then comes while the driver reads the result, outside the
+    child call. The run is still ended KILLED and its object deleted (seen in the fault tier's Ctrl-C case)."""
+    driver, fake, client = runner
+
+    def child(project_dir: Path, *args: str, **kw: Any) -> Any:
+        experiment = args[args.index("--experiment-name") + 1]
+        run = client.create_run(client.create_experiment(experiment))
+        fake.objects[run.info.run_id] = {"metadata": {"name": f"trainer-{run.info.run_id[:8]}"}}
+        return SimpleNamespace(returncode=130, args=["mlflow"], stdout="", stderr="")
+
+    def interrupted(*_a: Any, **_k: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "mlflow_run", child)
+    monkeypatch.setattr(runs, "wait_for_workload", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        driver.run("trainer-job")
+    (run_id,) = fake.objects
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert fake.deleted == [f"trainer-{run_id[:8]}"]
+    assert "interrupted: KeyboardInterrupt" in run.data.tags[JOB.failure_tag]
