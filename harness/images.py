@@ -38,8 +38,7 @@ from harness.settings import ImageSpec
 LOCAL_REGISTRY_HOST = "localhost:5001"
 """The harness's own local registry (settings ``registry = "local"``), as host and nodes name it."""
 
-__all__ = ["BuildCancelled", "BuiltImage", "build_image", "build_spec", "cancel_builds", "context_digest", "deliver",
-           "image_present"]
+__all__ = ["BuildCancelled", "BuiltImage", "build_image", "build_spec", "cancel_builds", "context_digest", "deliver"]
 
 
 class BuildCancelled(HarnessError):
@@ -129,15 +128,6 @@ def context_digest(context: Path, *extra: str, dockerfile: str = "Dockerfile") -
     return h.hexdigest()
 
 
-def image_present(tag: str, client: docker.DockerClient | None = None) -> bool:
-    client = client or dockercli.sdk_client()
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
 def build_image(
     context: Path,
     repository: str,
@@ -164,7 +154,7 @@ def build_image(
     extra = [base_id, *(f"{k}={v}" for k, v in sorted(args.items()))]
     tag = f"{repository}:{context_digest(context, *extra, dockerfile=dockerfile or 'Dockerfile')[:12]}"
     started = time.monotonic()
-    reused = image_present(tag, client)
+    reused = dockercli.image_exists(tag)
     if not reused:
         uses_base = "BASE_IMAGE" in (context / (dockerfile or "Dockerfile")).read_text(errors="replace")
         log(f"image: building {tag} from {context}" + (f" (FROM {base_image})" if uses_base else ""))

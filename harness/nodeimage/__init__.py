@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import dockercli
 from harness.debian import debian_mirror
 from harness.nodeimage import cache as _cache
 from harness.nodeimage import gobuild as _gobuild
-from harness.nodeimage import images as _images
 from harness.nodeimage import nodebase as _nodebase
 from harness.nodeimage import pipeline as _pipeline
 from harness.nodeimage import versions as _versions
@@ -94,13 +94,13 @@ def ensure_node_image(
     steps = timings if timings is not None else Timings()
     with steps.step("plan (go env, mirror, file hash)", log):
         plan, go = _plan(cache_dir, kubernetes_version)
-    if not force and _images.docker_image_exists(plan.tag):
+    if not force and dockercli.image_exists(plan.tag):
         log(f"node image {plan.tag}: present in Docker")
         return plan.tag
     with _cache.build_lock(plan.cache_dir, what=f"node image {plan.tag}", log=log):
         # Re-check under the lock: a concurrent builder may have just finished.
         if not force:
-            if _images.docker_image_exists(plan.tag):
+            if dockercli.image_exists(plan.tag):
                 return plan.tag
             with steps.step("load cached archive", log):
                 if _pipeline.load_cached_archive(plan, log):

@@ -25,7 +25,6 @@ from harness.nodeimage import cache, versions
 __all__ = [
     "ComponentImages",
     "build_component_image",
-    "docker_image_exists",
     "import_rootfs_image",
     "parse_kubeadm_images",
     "scratch_dockerfile",
@@ -127,11 +126,9 @@ def scratch_dockerfile(binary: str, dest: str, *, base: str = "scratch") -> str:
     )
 
 
-docker_image_exists = dockercli.image_exists
-
 def import_rootfs_image(tarball: Path, ref: str, log: Log) -> str:
     """``docker import`` a rootfs tarball as ``ref`` unless it is already there."""
-    if not docker_image_exists(ref):
+    if not dockercli.image_exists(ref):
         log(f"docker import {tarball.name} -> {ref}")
         _exec.run(["docker", "import", tarball, ref], timeout=900)
     return ref

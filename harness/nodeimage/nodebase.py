@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness.nodeimage import cache, images, versions
 
 __all__ = ["FILES_DIR", "build_node_base", "node_base_dockerfile", "node_files_hash"]
@@ -61,7 +61,7 @@ def build_node_base(rootfs_tarball: Path, rootfs_key: str, log: Log, *, force: b
         inputs["extra"] = dict(sorted(extra_files.items()))
     key = cache.input_key(inputs)
     ref = f"local/kind-base-offline:{key[:12]}"
-    if not force and images.docker_image_exists(ref):
+    if not force and dockercli.image_exists(ref):
         log(f"node base {ref}: present")
         return ref
     images.import_rootfs_image(rootfs_tarball, rootfs_ref, log)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness import _exec
+from harness import _exec, dockercli
 from harness.nodeimage import (
     assemble,
     cache,
@@ -168,7 +168,7 @@ def load_cached_archive(plan: BuildPlan, log: Log) -> bool:
     _exec.run(
         ["bash", "-o", "pipefail", "-c", 'zstd -dc -- "$1" | docker load', "load-node", str(plan.archive)], timeout=1800
     )
-    return images.docker_image_exists(plan.tag)
+    return dockercli.image_exists(plan.tag)
 
 
 def build_node_image(
