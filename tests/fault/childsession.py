@@ -117,8 +117,10 @@ class Child:
     def start(cls, test_file: Path, directory: Path, index: int, *argv: str, select: str,
               via_tox: bool = False) -> Child:
         ready, go, log = directory / f"ready-{index}", directory / f"go-{index}", directory / f"child-{index}.log"
+        # -s: the test's own output (the run driver's "ended run … KILLED") reaches the log, so a failure's tail
+        # shows what the interrupted test did, not only the session's phase lines.
         pytest_args = [str(test_file), "-k", select, "-p", "no:cacheprovider", "--rootdir", str(REPO),
-                       "-c", str(REPO / "pyproject.toml"), "--harness-no-skip", *argv]
+                       "-c", str(REPO / "pyproject.toml"), "--harness-no-skip", "-s", *argv]
         cmd = ([str(REPO / "scripts" / "tox"), "-e", "fault-child", "--", *pytest_args] if via_tox
                else [sys.executable, "-m", "pytest", *pytest_args])
         # A clean environment for a nested tox: not the outer tox env's variables.
