@@ -80,6 +80,8 @@ class Phases:
     verbose: bool = True
     """False (pytest -q): end lines only, no start or heartbeat lines."""
     clock: Callable[[], float] = time.monotonic
+    label: str = "harness"
+    """The tag of every line (``[harness  12.0s] …``; a node-image build says ``node image``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _running: dict[int, _Running] = field(default_factory=dict, repr=False)
     _next_id: int = field(default=0, repr=False)
@@ -88,7 +90,7 @@ class Phases:
 
     def _emit(self, text: str) -> None:
         with contextlib.suppress(Exception):  # a broken terminal must never fail a build
-            self.sink(f"[harness {self.clock() - self.started:7.1f}s] {text}")
+            self.sink(f"[{self.label} {self.clock() - self.started:7.1f}s] {text}")
 
     @contextmanager
     def phase(self, name: str, note: str = "") -> Iterator[dict[str, str]]:

@@ -31,13 +31,12 @@ from harness.nodeimage.hostcheck import (
     host_needs_runtime_fix,
     runtime_status,
 )
-from harness.nodeimage.pipeline import Timings
+from harness.timing import Phases
 
 __all__ = [
     "KIND_VERSION",
     "KUBERNETES_VERSION",
     "RuntimeStatus",
-    "Timings",
     "ensure_kind_binary",
     "ensure_kubectl_binary",
     "ensure_node_image",
@@ -78,7 +77,7 @@ def ensure_node_image(
     kubernetes_version: str | None = None,
     force: bool = False,
     log: Log = print,
-    timings: Timings | None = None,
+    timings: Phases | None = None,
 ) -> str:
     """Return a local kind node image tag, building or reloading it if needed.
 
@@ -91,8 +90,8 @@ def ensure_node_image(
     image, its archive and component image archives, but still reuses the
     compiled binaries and Debian roots (which are keyed by their inputs).
     """
-    steps = timings if timings is not None else Timings()
-    with steps.step("plan (go env, mirror, file hash)", log):
+    steps = timings if timings is not None else Phases(sink=log, label="node image")
+    with steps.phase("plan (go env, mirror, file hash)"):
         plan, go = _plan(cache_dir, kubernetes_version)
     if not force and dockercli.image_exists(plan.tag):
         log(f"node image {plan.tag}: present in Docker")
@@ -102,7 +101,7 @@ def ensure_node_image(
         if not force:
             if dockercli.image_exists(plan.tag):
                 return plan.tag
-            with steps.step("load cached archive", log):
+            with steps.phase("load cached archive"):
                 if _pipeline.load_cached_archive(plan, log):
                     return plan.tag
         return _pipeline.build_node_image(plan, go, log, steps, force=force)

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from harness._errors import HarnessError
 from harness.nodeimage import (
-    Timings,
     ensure_kind_binary,
     ensure_kubectl_binary,
     ensure_node_image,
     node_image_tag,
 )
+from harness.timing import Phases
 
 
 def _log(msg: str) -> None:
@@ -51,14 +50,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m harness.nodeimage
     args = build_parser(prog).parse_args(argv)
     try:
         if args.command == "build":
-            timings = Timings()
-            start = time.monotonic()
+            phases = Phases(sink=_log, label="node image")  # start/end lines, and a heartbeat during a compile
             tag = ensure_node_image(args.cache_dir, kubernetes_version=args.kubernetes_version, force=args.force,
-                                    log=_log, timings=timings)
-            _log("step timings:")
-            for name, took in timings.steps:
-                _log(f"  {took:8.1f} s  {name}")
-            _log(f"  {time.monotonic() - start:8.1f} s  total")
+                                    log=_log, timings=phases)
+            for line in phases.table().splitlines():
+                _log(line)
             print(tag)
         elif args.command == "print-tag":
             print(node_image_tag(args.cache_dir, kubernetes_version=args.kubernetes_version))

@@ -8,10 +8,8 @@ keyed artefact exists, so a warm run costs seconds.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,35 +24,14 @@ from harness.nodeimage import (
     rootfs,
     versions,
 )
+from harness.timing import Phases
 
-__all__ = ["BuildPlan", "Timings", "build_node_image", "load_cached_archive"]
+__all__ = ["BuildPlan", "build_node_image", "load_cached_archive"]
 
 Log = Callable[[str], None]
 
 #: Local repository of our multi-node network daemon's image (never pulled: ``imagePullPolicy: Never``).
 NETD_IMAGE_REPO = "local/harness-netd"
-
-
-@dataclass
-class Timings:
-    """Wall-clock seconds per named step, in execution order."""
-
-    steps: list[tuple[str, float]] = field(default_factory=list)
-
-    @contextmanager
-    def step(self, name: str, log: Log) -> Iterator[None]:
-        """Time the block as ``name`` and log its duration when it ends."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            took = time.monotonic() - start
-            self.steps.append((name, took))
-            log(f"[{took:7.1f} s] {name}")
-
-    def total(self) -> float:
-        """Sum of all recorded steps."""
-        return sum(t for _, t in self.steps)
 
 
 @dataclass(frozen=True)
@@ -172,37 +149,37 @@ def load_cached_archive(plan: BuildPlan, log: Log) -> bool:
 
 
 def build_node_image(
-    plan: BuildPlan, go: gobuild.GoToolchain, log: Log, timings: Timings, *, force: bool = False
+    plan: BuildPlan, go: gobuild.GoToolchain, log: Log, timings: Phases, *, force: bool = False
 ) -> str:
     """Build every missing artefact and the final image; return its tag."""
     cache_dir = plan.cache_dir
     version = plan.kubernetes_version
-    with timings.step("kubernetes binaries", log):
+    with timings.phase("kubernetes binaries"):
         k8s_bin = gobuild.build_kubernetes(go, cache_dir, version, log)
-    with timings.step("kubeadm config images list", log):
+    with timings.phase("kubeadm config images list"):
         listed = _exec.run([k8s_bin / "kubeadm", "config", "images", "list", "--kubernetes-version", version]).stdout
         wanted = images.parse_kubeadm_images(listed)
         log("kubeadm wants: " + " ".join(wanted.all))
-    with timings.step(f"etcd {wanted.etcd_version}", log):
+    with timings.phase(f"etcd {wanted.etcd_version}"):
         etcd = gobuild.build_etcd(go, cache_dir, wanted.etcd_version, log)
-    with timings.step(f"coredns {wanted.coredns_version}", log):
+    with timings.phase(f"coredns {wanted.coredns_version}"):
         coredns = gobuild.build_coredns(go, cache_dir, wanted.coredns_version, log)
-    with timings.step("pause", log):
+    with timings.phase("pause"):
         pause = gobuild.build_pause(go, cache_dir, log)
     runtime_files: dict[str, Path | str] = {}
     if plan.runtime is not None:
-        with timings.step(f"containerd {plan.runtime.containerd}", log):
+        with timings.phase(f"containerd {plan.runtime.containerd}"):
             ctrd = gobuild.build_containerd(go, cache_dir, plan.runtime.containerd, log)
-        with timings.step(f"runc {plan.runtime.runc}", log):
+        with timings.phase(f"runc {plan.runtime.runc}"):
             runc = gobuild.build_runc(go, cache_dir, plan.runtime.runc, plan.runtime.runc_tags, log)
         runtime_files = {f"/usr/local/bin/{b}": ctrd / b for b in gobuild.CONTAINERD_BINARIES}
         runtime_files["/usr/local/sbin/runc"] = runc
     rootfs_name = "node" if plan.runtime is None else "node-noruntime"
-    with timings.step("debootstrap node rootfs", log):
+    with timings.phase("debootstrap node rootfs"):
         node_tar = rootfs.build_rootfs_tarball(cache_dir, rootfs_name, plan.node_packages, log)
-    with timings.step("debootstrap net base", log):
+    with timings.phase("debootstrap net base"):
         net_tar = rootfs.build_rootfs_tarball(cache_dir, "netbase", rootfs.NET_BASE_PACKAGES, log)
-    with timings.step("component images", log):
+    with timings.phase("component images"):
         archives = _component_images(cache_dir, wanted, k8s_bin, etcd, coredns, pause, net_tar, log, force)
     required = list(wanted.all)
     cidr = nodefiles.node_pod_cidr(versions.POD_SUBNET)
@@ -211,7 +188,7 @@ def build_node_image(
         nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.default_cni_manifest(cidr),
     }
     if plan.cni == "netd":
-        with timings.step("harness-netd", log):
+        with timings.phase("harness-netd"):
             netd = gobuild.build_netd(go, cache_dir, log)
             net_ref = images.import_rootfs_image(
                 net_tar, f"local/kind-netbase-offline:{rootfs.tarball_key(net_tar)[:12]}", log)
@@ -222,10 +199,10 @@ def build_node_image(
                 inputs={"binary": str(netd), "base": net_ref}, force=force))
         required.append(f"docker.io/{netd_ref}")  # containerd lists Docker Hub short names in full
         cni_files = {nodefiles.DEFAULT_CNI_MANIFEST_PATH: nodefiles.netd_manifest(netd_ref)}
-    with timings.step("node base image", log):
+    with timings.phase("node base image"):
         base = nodebase.build_node_base(node_tar, rootfs.tarball_key(node_tar), log, force=force,
                                         extra_files=plan.base_extra_files())
-    with timings.step("assemble + commit", log):
+    with timings.phase("assemble + commit"):
         node_files: dict[str, Path | str] = {
             "/usr/bin/kubeadm": k8s_bin / "kubeadm",
             "/usr/bin/kubelet": k8s_bin / "kubelet",
@@ -244,7 +221,7 @@ def build_node_image(
             required_images=required,
             log=log,
         )
-    with timings.step("save archive (zstd)", log):
+    with timings.phase("save archive (zstd)"):
         plan.archive.parent.mkdir(parents=True, exist_ok=True)
         tmp = plan.archive.with_name(plan.archive.name + ".tmp")
         _exec.run(
