@@ -39,12 +39,24 @@ def up() -> str:
     return ADDRESS
 
 
-def down() -> None:
-    """Remove the container and its data, if this module started it."""
+def down() -> str | None:
+    """Remove the container and its data, if this module started it; what the harness failed to undo, if any.
+
+    The harness joined the container to the ``kind`` network (it is not the harness's) and must take it off
+    again when it deletes the last kind cluster: still joined with no kind node left is a leak to report.
+    """
     found = _exec.run(["docker", "ps", "--all", "--filter", f"name=^{NAME}$", "--filter", f"label={MARK}=1",
                        "--format", "{{.Names}}"], timeout=60).stdout.split()
-    if found:
-        _exec.run(["docker", "rm", "--force", "--volumes", NAME], timeout=60)
+    if not found:
+        return None
+    networks = _exec.run(["docker", "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} "
+                          "{{end}}", NAME], timeout=60).stdout.split()
+    kind_nodes = _exec.run(["docker", "ps", "--all", "--filter", "label=io.x-k8s.kind.cluster", "--format",
+                            "{{.Names}}"], timeout=60).stdout.split()
+    _exec.run(["docker", "rm", "--force", "--volumes", NAME], timeout=60)
+    if "kind" in networks and not kind_nodes:
+        return f"{NAME} was still on the kind network after the last kind cluster went (networks: {networks})"
+    return None
 
 
 if __name__ == "__main__":
@@ -52,7 +64,9 @@ if __name__ == "__main__":
     if action == "up":
         print(f"user registry: {NAME} on {up()} (port {INNER_PORT} inside)")
     elif action == "down":
-        down()
+        leak = down()
         print(f"user registry: {NAME} removed")
+        if leak:
+            sys.exit(f"user registry: the harness did not undo its change: {leak}")
     else:
         sys.exit("usage: python -m tests.support.userregistry up|down")
