@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client wa
     from harness.timing import Phases
 
 __all__ = ["ENTRY_POINT_GROUP", "MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider",
-           "ImageRoute", "ProviderClass", "Settings", "provider_class", "provider_names", "register"]
+           "ImageRoute", "ProviderClass", "ProviderContext", "Settings", "provider_class", "provider_names", "register"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 """Label (value ``mlflow-crd-harness``) on every namespace the harness creates."""
@@ -126,6 +126,31 @@ class ClusterProvider(Protocol):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
+
+
+class ProviderContext:
+    """``with provider as cluster:`` for every provider: :meth:`start` on entry, :meth:`finish` (not kept) on exit.
+
+    A base class, so a provider writes only its own ``start`` and ``finish``.
+    """
+
+    _entered: Cluster | None = None
+
+    def start(self) -> Cluster:
+        raise NotImplementedError
+
+    def finish(self, cluster: Cluster, *, keep: bool) -> str:
+        raise NotImplementedError
+
+    def __enter__(self) -> Cluster:
+        self._entered = self.start()
+        return self._entered
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._entered is not None:
+            self.finish(self._entered, keep=False)
+            self._entered = None
 
 
 class ProviderClass(Protocol):

@@ -15,14 +15,13 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness._errors import ConfigError, HarnessError
-from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute, Settings
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute, ProviderContext, Settings
 from harness.findings import Finding
 from harness.kubeapi import Kube
 from harness.sessionlease import NAMESPACE as LEASE_NAMESPACE
@@ -36,7 +35,7 @@ __all__ = ["ExistingProvider", "check_existing_cluster"]
 
 
 @dataclass
-class ExistingProvider:
+class ExistingProvider(ProviderContext):
     """Reach the cluster of ``kubeconfig``/``context``; finish leaves the cluster itself alone."""
 
     provider_name: ClassVar[str] = "existing"
@@ -53,7 +52,6 @@ class ExistingProvider:
     stack finds that Lease by the cluster's connection (:func:`harness.sessionlease.held`) to name its digest there
     before applying, so a session whose stack differs from a live one's is refused."""
     lease: SessionLease | None = field(default=None, init=False, repr=False)
-    _entered: Cluster | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -141,16 +139,6 @@ class ExistingProvider:
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         """Nothing beyond the server version: the cluster's nodes and tools are not the harness's."""
         return {}
-
-    def __enter__(self) -> Cluster:
-        self._entered = self.start()
-        return self._entered
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._entered is not None:
-            self.finish(self._entered, keep=False)
-            self._entered = None
 
     def finish(self, cluster: Cluster, *, keep: bool) -> str:
         """Nothing to undo at cluster level (namespaces are the stack's and the tests'); the Lease ends.

@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
@@ -46,7 +45,7 @@ from harness import _exec, dockercli, owners, toolchain
 from harness._errors import ConfigError, HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
-from harness.clusters import Cluster, ImageRoute, Settings
+from harness.clusters import Cluster, ImageRoute, ProviderContext, Settings
 from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
 from harness.envflags import env_flag
 from harness.findings import Finding
@@ -252,7 +251,7 @@ def nodes_configured(name: str, created: threading.Event | None = None) -> Probe
 
 
 @dataclass
-class KindProvider:
+class KindProvider(ProviderContext):
     """Create or reuse the kind cluster ``name``; on finish delete it if this provider created it."""
 
     provider_name: ClassVar[str] = "kind"
@@ -277,7 +276,6 @@ class KindProvider:
 
     It gets the route images will take; what it raises is logged, never raised: the delivery after
     creation checks every node anyway."""
-    _entered: Cluster | None = field(default=None, init=False, repr=False)
     _lent: list[LocalRegistry] = field(default_factory=list, init=False, repr=False)
     """Registry containers not ours that this session joined to the ``kind`` network (left again at the end)."""
 
@@ -492,16 +490,6 @@ class KindProvider:
                          "may pull from it (docker network disconnect kind " + registry.name + " when done)")
             else:
                 registry.disconnect_from_kind_network()
-
-    def __enter__(self) -> Cluster:
-        self._entered = self.start()
-        return self._entered
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._entered is not None:
-            self.finish(self._entered, keep=False)
-            self._entered = None
 
 
 def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_v1: bool) -> bool:

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar
 
 from harness._errors import ConfigError
-from harness.clusters import Cluster, ImageRoute, Settings
+from harness.clusters import Cluster, ImageRoute, ProviderContext, Settings
 from harness.findings import Finding
 from harness.registry import LocalRegistry
 from harness.timing import Phases
@@ -45,7 +44,7 @@ class FakeKube:
 
 
 @dataclass
-class FakeProvider:
+class FakeProvider(ProviderContext):
     """A cluster that exists only in memory; ``fail-at`` in the settings' context makes a step raise."""
 
     provider_name: ClassVar[str] = "fake"
@@ -55,7 +54,6 @@ class FakeProvider:
     state_dir: Path
     session: str
     fail_at: str | None = None
-    _entered: Cluster | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -113,12 +111,3 @@ class FakeProvider:
         self._step("finish", keep)
         return "kept" if keep else "forgotten"
 
-    def __enter__(self) -> Cluster:
-        self._entered = self.start()
-        return self._entered
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._entered is not None:
-            self.finish(self._entered, keep=False)
-            self._entered = None
