@@ -61,12 +61,13 @@ def _open_run(launcher: ProjectRunner, owner: str) -> tuple[str, str]:
 
 
 def _customjob(launcher: ProjectRunner, name: str, script: str, *, image: str | None = None,
-               run: tuple[str, str] | None = None) -> dict[str, Any]:
+               run: tuple[str, str] | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
     kube = launcher.stack.cluster.kube
     spec: dict[str, Any] = {"image": image or _controller_image(kube), "command": ["python3", "-c", script],
                             "imagePullPolicy": "IfNotPresent"}
     if run is not None:
-        spec["mlflow"] = {"experimentId": run[0], "runId": run[1], "trackingUri": launcher.stack.pod_tracking_uri}
+        spec["mlflow"] = {"experimentId": run[0], "runId": run[1],
+                          "trackingUri": tracking_uri or launcher.stack.pod_tracking_uri}
     body = {"apiVersion": contract.API_VERSION, "kind": contract.KIND,
             "metadata": {"name": name, "namespace": launcher.namespace}, "spec": spec}
     return dict(kube.custom.create_namespaced_custom_object(
@@ -466,26 +467,46 @@ def test_a_refused_final_status_write_is_repaired_by_the_resync(launcher: Projec
 
 
 @contextmanager
-def _controller_env(kube: Kube, name: str, value: str) -> Iterator[None]:
-    """The controller runs with ``name=value`` (a rollout), and with its shipped value again afterwards.
+def _controller_env(kube: Kube, values: dict[str, str]) -> Iterator[None]:
+    """The controller runs with ``values`` in its environment (one rollout), and as shipped again afterwards.
 
-    Tests beside this one see the controller restart twice, as in
-    :func:`test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod`; they must cope.
+    A variable the shipped Deployment lacks is removed again. Tests beside this one see the controller
+    restart twice, as in :func:`test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod`;
+    they must cope.
     """
-    dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
-    [container] = dep.spec.template.spec.containers
-    shipped = next(e.value for e in container.env or () if e.name == name)
+    import fcntl
+    import tempfile
 
-    def set_to(v: str) -> None:
+    # One such test at a time per cluster (xdist workers share it): each waits for the other's rollouts to end.
+    lock = Path(tempfile.gettempdir()) / f"harness-e2e-controller-env-{kube.kubeconfig.parent.name}.lock"
+    with lock.open("a") as handle:
+
+        def take() -> Probe[None]:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return Probe(False, "another test has the controller's environment changed")
+            return Probe(True, "taken")
+
+        wait_for(take, what=f"the controller's environment ({lock})", timeout=600)
+        dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
+        [container] = dep.spec.template.spec.containers
+        shipped = {e.name: e.value for e in container.env or () if e.name in values}
+        yield from _with_env(kube, container.name, values, shipped)
+
+
+def _with_env(kube: Kube, container: str, values: dict[str, str], shipped: dict[str, str]) -> Iterator[None]:
+    def set_to(env: list[dict[str, str]]) -> None:
         kube.apps.patch_namespaced_deployment("customjob-controller", CONTROLLER_NS, {"spec": {"template": {"spec": {
-            "containers": [{"name": container.name, "env": [{"name": name, "value": v}]}]}}}})
+            "containers": [{"name": container, "env": env}]}}}})
         kube.wait_deployment_available(CONTROLLER_NS, "customjob-controller", timeout=180)
 
-    set_to(value)
+    set_to([{"name": k, "value": v} for k, v in values.items()])
     try:
         yield
     finally:
-        set_to(shipped)
+        set_to([{"name": k, "value": shipped[k]} if k in shipped else {"name": k, "$patch": "delete"}
+                for k in values])
 
 
 def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(launcher: ProjectRunner) -> None:
@@ -503,7 +524,7 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
     ns = launcher.namespace
     ignore_sigterm = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
     runs = {name: _open_run(launcher, name) for name in ("stuck", "stuck-orphan")}
-    with _controller_env(kube, "CUSTOMJOB_POD_STOP_SECONDS", "10"):
+    with _controller_env(kube, {"CUSTOMJOB_POD_STOP_SECONDS": "10"}):
         for name, run in runs.items():
             _customjob(launcher, name, ignore_sigterm, run=run)
         uids = {}
@@ -550,3 +571,116 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
         return Probe(not jobs and not left, f"jobs {jobs}, pods of {left}")
 
     wait_for(gone, what="the Jobs and their Pods to go once the Pods' grace period ends", timeout=120)
+
+
+def test_a_secret_a_failing_job_printed_is_masked_in_its_status_events_and_run(launcher: ProjectRunner) -> None:
+    """A crashed trainer's last lines go to status.message, an Event and the run's failure reason (issue #24):
+    readers of those must not get a secret it printed. The line is copied, the secret is masked."""
+    kube = launcher.stack.cluster.kube
+    ns = launcher.namespace
+    secret = f"s3cr3t-{uuid.uuid4().hex[:12]}"
+    run = _open_run(launcher, "leaky")
+    _customjob(launcher, "leaky", f"import sys; print('connecting with password={secret} to db'); sys.exit(3)",
+               run=run)
+    done = wait_customjob(kube, ns, "leaky", timeout=180)
+    assert done["status"]["phase"] == contract.FAILED, done["status"]
+    _wait_run_status(launcher, run[1], "FAILED")
+    message = str(done["status"].get("message", ""))
+    reason = str(launcher.client.get_run(run[1]).data.tags.get(contract.TAG_FAILURE_REASON, ""))
+    events = [str(e.message or "") for e in kube.core.list_namespaced_event(
+        ns, field_selector="involvedObject.name=leaky").items]
+    copied = {"status.message": message, "failure reason tag": reason,
+              **{f"event {i}": m for i, m in enumerate(events)}}
+    assert any("connecting with password=" in text for text in copied.values()), copied
+    assert [where for where, text in copied.items() if secret in text] == [], copied
+
+
+_WITNESS = """
+import http.server, json, os
+target = os.environ.get("REDIRECT_TO")
+class Witness(http.server.BaseHTTPRequestHandler):
+    def _any(self):
+        print(json.dumps({"path": self.path, "authorization": self.headers.get("Authorization")}), flush=True)
+        self.send_response(302 if target else 200)
+        if target:
+            self.send_header("Location", target + self.path)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    do_GET = do_POST = _any
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), Witness).serve_forever()
+"""
+
+
+def _witness(kube: Kube, namespace: str, name: str, redirect_to: str | None = None) -> str:
+    """A loopback-style HTTP server as a Pod and Service in ``namespace`` that prints every request it gets
+    (path and Authorization header) and answers 200, or 302 to ``redirect_to``; its in-cluster URL."""
+    labels = {"app.kubernetes.io/name": name}
+    kube.core.create_namespaced_pod(namespace, {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{
+            "name": "server", "image": _controller_image(kube), "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", _WITNESS],
+            "env": [{"name": "REDIRECT_TO", "value": redirect_to}] if redirect_to else [],
+            "ports": [{"containerPort": 8080}],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]}})
+    kube.core.create_namespaced_service(namespace, {
+        "metadata": {"name": name}, "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]}})
+    return f"http://{name}.{namespace}.svc.cluster.local:8080"
+
+
+def _requests_seen(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    """What witness ``name`` received, one record per request (its own output, parsed)."""
+    import json
+
+    text = kube.core.read_namespaced_pod_log(name, namespace, container="server")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _pod_ready(kube: Kube, namespace: str, name: str) -> Probe[None]:
+    pod = kube.core.read_namespaced_pod(name, namespace)
+    ready = [c.status for c in pod.status.conditions or () if c.type == "Ready"]
+    return Probe(ready == ["True"], f"{pod.status.phase}, Ready {ready}")
+
+
+def test_the_token_goes_only_to_the_listed_tracking_server_never_where_it_redirects(
+        launcher: ProjectRunner) -> None:
+    """The controller holds a tracking token (issue #24). A CustomJob names a tracking server the policy lists,
+    which answers every call with a 302 to another server (an attacker's, in-cluster here). The listed server
+    gets the token; the other gets nothing at all (no redirect is followed, with or without the token); the
+    CustomJob waits as MLflowUnreachable and no Job is created for a run whose owner could not be read."""
+    kube = launcher.stack.cluster.kube
+    ns = launcher.namespace
+    token = f"tok-{uuid.uuid4().hex}"
+    attacker = _witness(kube, ns, "attacker")
+    listed = _witness(kube, ns, "listed", redirect_to=attacker)
+    for name in ("attacker", "listed"):
+        wait_for(lambda name=name: _pod_ready(kube, ns, name), what=f"witness {name} to be ready", timeout=120)
+    dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
+    allowed = next(e.value for e in dep.spec.template.spec.containers[0].env
+                   if e.name == "CUSTOMJOB_ALLOWED_TRACKING_URIS")
+    with _controller_env(kube, {"CUSTOMJOB_ALLOWED_TRACKING_URIS": f"{allowed},{listed}",
+                                "MLFLOW_TRACKING_TOKEN": token}):
+        run_id = uuid.uuid4().hex
+        _customjob(launcher, "redirected", "print('never runs')", run=("0", run_id), tracking_uri=listed)
+
+        def asked() -> Probe[dict[str, Any]]:
+            obj = _get(kube, ns, "redirected") or {}
+            st = obj.get("status") or {}
+            return Probe(st.get("reason") == "MLflowUnreachable" and bool(_requests_seen(kube, ns, "listed")),
+                         f"status {st.get('phase')}/{st.get('reason')}", st)
+
+        waiting = wait_for(asked, what="the controller to ask the listed server whose run it is", timeout=120)
+    assert waiting is not None
+    assert waiting["phase"] == contract.PENDING, waiting
+    assert "redirect" in str(waiting.get("message", "")), waiting
+    to_listed = _requests_seen(kube, ns, "listed")
+    assert to_listed, "the listed server was asked"
+    assert {r["authorization"] for r in to_listed} == {f"Bearer {token}"}, to_listed
+    assert all(run_id in r["path"] for r in to_listed), to_listed
+    assert _requests_seen(kube, ns, "attacker") == [], "a redirect was followed"
+    assert kube.batch.list_namespaced_job(ns).items == [], "no Job for a run whose owner is unknown"
