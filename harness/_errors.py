@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-__all__ = ["CommandError", "ConfigError", "HarnessError", "PreflightError", "WaitTimeout"]
+__all__ = ["CommandError", "ConfigError", "DeliveryError", "HarnessError", "PreflightError", "WaitTimeout"]
 
 _TAIL = 4000  # characters of each stream kept in a message: enough to act, short enough to read
 
@@ -35,6 +35,10 @@ class CommandError(HarnessError):
         if self.stdout.strip():
             parts.append("stdout:\n" + self.stdout.strip()[-_TAIL:])
         return "\n".join(parts)
+
+
+class DeliveryError(HarnessError):
+    """An image could not be got onto the cluster's nodes (kind load, a push); the message says which step."""
 
 
 class ConfigError(HarnessError):

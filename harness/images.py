@@ -31,8 +31,7 @@ from docker.utils.build import exclude_paths
 
 from harness import dockercli
 from harness._errors import HarnessError
-from harness.backend import delivery
-from harness.clusters import ImageRoute
+from harness.delivery import Route
 from harness.settings import ImageSpec
 
 LOCAL_REGISTRY_HOST = "localhost:5001"
@@ -223,26 +222,12 @@ def build_spec(spec: ImageSpec, *, base_image: str, log: Callable[[str], None] =
                        build_args=spec.build_args, dockerfile=spec.dockerfile, log=log)
 
 
-def deliver(ref: str, route: ImageRoute, *, log: Callable[[str], None] = print) -> str:
-    """Get local image ``ref`` onto the cluster's nodes; return the reference pods should use.
+def deliver(ref: str, route: Route, *, log: Callable[[str], None] = print) -> str:
+    """Get local image ``ref`` onto the cluster's nodes by ``route``; return the reference pods should use.
 
     ``kind``: ``kind load`` unless every node already has it, then verified on
-    every node. ``registry``: pushed (only missing layers move), referenced by
-    digest. The same functions the ``customjob`` backend uses for projects.
+    every node. A registry: pushed (only missing layers move; nothing if the
+    harness's registry already holds it), referenced by digest. The same routes
+    the ``customjob`` backend delivers projects by (:mod:`harness.delivery`).
     """
-    if route.mode == "kind":
-        assert route.kind_bin is not None
-        assert route.kind_cluster is not None
-        delivery.load_verified(str(route.kind_bin), route.kind_cluster, ref, log=log)
-        return ref
-    assert route.registry is not None
-    if route.registry == LOCAL_REGISTRY_HOST:
-        from harness.registry import LocalRegistry
-
-        return LocalRegistry(image="", log=log).push_with_report(ref).digest_ref  # logs the bytes sent
-    repo, _, tag = ref.rpartition(":")
-    target = f"{route.registry}/{repo.rsplit('/', 1)[-1]}"
-    client = dockercli.sdk_client(timeout=1800)
-    client.images.get(ref).tag(target, tag=tag)
-    log(f"image: push {target}:{tag}")
-    return delivery.push_to_registry(client, target, tag).ref
+    return route.deliver(ref, log=log).ref

@@ -173,12 +173,7 @@ class ProjectRunner:
         }
         if cluster.kube.context:
             cfg["kube-context"] = cluster.kube.context
-        route = cluster.images
-        if route.mode == "kind":
-            cfg.update({"image-delivery": "kind", "kind-cluster": route.kind_cluster,
-                        "kind-binary": str(route.kind_bin)})
-        else:
-            cfg.update({"image-delivery": "registry", "repository-uri": f"{route.registry}/{project.name}"})
+        cfg.update(cluster.images.backend_config(project.name))  # the backend delivers as the stack's images went
         cfg.update(project.backend_config)
         path = self.workdir / f"backend-config-{project.name}.json"
         path.write_text(json.dumps(cfg, indent=2))

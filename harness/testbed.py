@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from harness import _exec, assets, baseimage, images, leftovers, manifest, toolchain
 from harness._waiting import Probe, wait_for
-from harness.clusters import Cluster, ClusterProvider, ImageRoute, provider_class
+from harness.clusters import Cluster, ClusterProvider, provider_class
+from harness.delivery import Route
 from harness.sessionlock import SessionLock
 from harness.settings import ImageSpec, Settings
 from harness.stack import Stack, deploy_stack, render_stack
@@ -213,7 +214,7 @@ class Testbed:
 
         f_images: dict[str, Future[images.BuiltImage]] = {}
 
-        def preload(route: ImageRoute) -> None:
+        def preload(route: Route) -> None:
             """The images the stack runs, into the nodes while kind still starts the control plane."""
             wanted = [sp for sp in specs if sp.deliver]
             built = [f_images[sp.name].result() for sp in wanted]  # a failed build ends this; it is reported
@@ -334,7 +335,7 @@ class Testbed:
                 return stacks.materialise(preset, self.settings.state_dir / "stacks" / entry, log=self.log)
         return Path(entry)
 
-    def _deliver(self, tags: list[str], route: ImageRoute) -> list[str]:
+    def _deliver(self, tags: list[str], route: Route) -> list[str]:
         """Every image onto the cluster by ``route``, side by side; the references pods must use, in order."""
         with ThreadPoolExecutor(max_workers=max(1, len(tags))) as pool:
             return list(pool.map(lambda tag: images.deliver(tag, route, log=self.log), tags))

@@ -44,10 +44,12 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PROJECT_ENV,
 )
 
-from harness.backend import delivery, imageuser, kube, naming
+from harness import delivery
+from harness._errors import DeliveryError
+from harness.backend import imageuser, kube, naming
 from harness.backend.argv import entry_point_argv
 from harness.backend.config import BackendConfig
-from harness.backend.errors import BackendConfigError, ProjectError, TemplateError
+from harness.backend.errors import BackendConfigError, ImageDeliveryError, ProjectError, TemplateError
 from harness.backend.submitted_run import CustomJobSubmittedRun, mark_failed
 from harness.workloads import closing, presets, render, stub
 from harness.workloads.kind import DefinitionError, WorkloadKind
@@ -216,15 +218,12 @@ class CustomJobBackend(AbstractBackend):
             problem = imageuser.root_problem((image.attrs.get("Config") or {}).get("User"), ref)
             if problem:
                 raise ProjectError(problem)
-        if cfg.image_delivery == "kind":
-            assert cfg.kind_cluster is not None  # enforced by BackendConfig.from_dict
-            delivery.load_verified(cfg.resolve_kind_binary(), cfg.kind_cluster, ref)
-            delivered = delivery.DeliveredImage(ref=ref)
-        elif cfg.image_delivery == "registry":
-            delivered = delivery.push_to_registry(image.client, repository, tag, cfg.docker_auth())
+        try:
+            delivered = cfg.route(repository, client=image.client).deliver(ref)
+        except DeliveryError as exc:  # said as MLflow says a failed project run
+            raise ImageDeliveryError(str(exc)) from exc
+        if delivered.digest is not None:
             runs.set_tag(run_id, MLFLOW_DOCKER_IMAGE_ID, delivered.digest)
-        else:
-            delivered = delivery.DeliveredImage(ref=ref)
         runs.set_tag(run_id, MLFLOW_DOCKER_IMAGE_URI, delivered.ref)
         _log.info("=== Delivered %s (%s) in %.1f s ===", delivered.ref, cfg.image_delivery, time.monotonic() - built)
         return delivered

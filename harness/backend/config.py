@@ -63,6 +63,7 @@ from typing import Any, Literal, cast
 
 from harness.backend import naming
 from harness.backend.errors import BackendConfigError
+from harness.delivery import KindLoad, NoDelivery, RegistryPush, Route
 
 __all__ = ["ALIASES", "DELIVERY_MODES", "MLFLOW_KEYS", "USER_KEYS", "BackendConfig", "ImageDelivery"]
 
@@ -244,6 +245,16 @@ class BackendConfig:
         from harness import toolchain
 
         return str(toolchain.resolve_kind(None, log=_log.info))
+
+    def route(self, repository: str, *, client: Any = None) -> Route:
+        """The image route ``image-delivery`` names, for images tagged into ``repository`` (pushed with ``client``)."""
+        if self.image_delivery == "kind":
+            assert self.kind_cluster is not None  # enforced by from_dict
+            return KindLoad(kind_cluster=self.kind_cluster, kind_bin=Path(self.resolve_kind_binary()))
+        if self.image_delivery == "registry":
+            registry = repository.rsplit("/", 1)[0] if "/" in repository else ""
+            return RegistryPush(registry=registry, auth=self.docker_auth(), client=client)
+        return NoDelivery()
 
     def pod_tracking_uri(self, submitter_uri: str, environ: Mapping[str, str] | None = None) -> str:
         """The tracking URI pods use: config, then ``$KUBE_MLFLOW_TRACKING_URI``, then ours."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mlflow.exceptions import ExecutionException
 
-from harness._errors import HarnessError
+from harness._errors import DeliveryError, HarnessError
 
 __all__ = [
     "ApiRejected",
@@ -61,7 +61,7 @@ class NamespaceNotFound(CustomJobBackendError):
     """The target namespace does not exist."""
 
 
-class ImageDeliveryError(CustomJobBackendError):
+class ImageDeliveryError(CustomJobBackendError, DeliveryError):
     """The built image could not be loaded into kind or pushed to the registry."""
 
 

@@ -29,16 +29,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client waits until a cluster exists
+    from harness.delivery import Route
     from harness.findings import Finding
     from harness.kubeapi import Kube
     from harness.registry import LocalRegistry
     from harness.timing import Phases
 
 __all__ = ["ENTRY_POINT_GROUP", "MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider",
-           "ImageRoute", "ProviderClass", "ProviderContext", "Settings", "provider_class", "provider_names", "register"]
+           "ProviderClass", "ProviderContext", "Settings", "provider_class", "provider_names", "register"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 """Label (value ``mlflow-crd-harness``) on every namespace the harness creates."""
@@ -60,17 +61,6 @@ class Settings(Protocol):
 
 
 @dataclass(frozen=True)
-class ImageRoute:
-    """How an image built on this host reaches the cluster's nodes."""
-
-    mode: Literal["kind", "registry"]
-    kind_cluster: str | None = None
-    kind_bin: Path | None = None
-    registry: str | None = None
-    """``host[:port]`` the host pushes to and the nodes pull from (mode ``registry``)."""
-
-
-@dataclass(frozen=True)
 class Cluster:
     """A ready cluster: how to reach it, how images get there, whether this session created it."""
 
@@ -79,7 +69,8 @@ class Cluster:
     """The :data:`PROVIDERS` key of the provider that handed it out."""
     kube: Kube
     created: bool
-    images: ImageRoute
+    images: Route
+    """How images reach its nodes (:mod:`harness.delivery`)."""
     fingerprint: str
     mlflow_host_port: int | None
     """Host port mapped to the in-cluster MLflow NodePort (kind); None: use a port-forward."""
@@ -187,7 +178,7 @@ class ProviderClass(Protocol):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
-                      preload: Callable[[ImageRoute], None] | None, session: str) -> ClusterProvider:
+                      preload: Callable[[Route], None] | None, session: str) -> ClusterProvider:
         """The provider for these settings; ``preload`` may run beside a cluster's creation (the stack's images),
         ``session`` is this session's id (its Lease on a shared cluster)."""
         ...

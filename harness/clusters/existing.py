@@ -21,7 +21,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness._errors import ConfigError, HarnessError
-from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ImageRoute, ProviderContext, Settings
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ProviderContext, Settings
+from harness.delivery import RegistryPush, Route
 from harness.findings import Finding
 from harness.kubeapi import Kube
 from harness.sessionlease import NAMESPACE as LEASE_NAMESPACE
@@ -84,7 +85,7 @@ class ExistingProvider(ProviderContext):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
-                      preload: Callable[[ImageRoute], None] | None, session: str) -> ExistingProvider:
+                      preload: Callable[[Route], None] | None, session: str) -> ExistingProvider:
         """Nothing is created, so nothing runs beside a creation (``preload`` is not used)."""
         del phases, preload
         return cls(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin, registry=settings["registry"],
@@ -106,7 +107,7 @@ class ExistingProvider(ProviderContext):
             self._join(kube)
         fingerprint = hashlib.sha256(f"{self.kubeconfig}|{self.context}|{git}".encode()).hexdigest()[:16]
         return Cluster(name=name, provider=self.provider_name, kube=kube, created=False,
-                       images=ImageRoute("registry", registry=self.registry), fingerprint=fingerprint,
+                       images=RegistryPush(registry=self.registry), fingerprint=fingerprint,
                        mlflow_host_port=None, shared=True)
 
     def _join(self, kube: Kube) -> None:
@@ -134,7 +135,7 @@ class ExistingProvider(ProviderContext):
     def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
         """The cluster already pulls from the registry it was given (``registry = local``: the harness's, whose
         address images are then pushed to and named by); nothing is changed on the cluster."""
-        return replace(cluster, images=ImageRoute("registry", registry=registry.host))
+        return replace(cluster, images=registry.route())
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         """Nothing beyond the server version: the cluster's nodes and tools are not the harness's."""

@@ -45,8 +45,9 @@ from harness import _exec, dockercli, owners, toolchain
 from harness._errors import ConfigError, HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
-from harness.clusters import Cluster, ImageRoute, ProviderContext, Settings
+from harness.clusters import Cluster, ProviderContext, Settings
 from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
+from harness.delivery import KindLoad, Route
 from harness.envflags import env_flag
 from harness.findings import Finding
 from harness.kubeapi import Kube
@@ -202,7 +203,7 @@ def is_ours(kind: KindCluster, kubectl_bin: Path) -> bool:
 class _Beside:
     """The preload's thread: waits for configured nodes, then runs it; :meth:`end` once ``kind create`` returned."""
 
-    def __init__(self, preload: Callable[[ImageRoute], None], route: ImageRoute, name: str, timeout: float,
+    def __init__(self, preload: Callable[[Route], None], route: Route, name: str, timeout: float,
                  log: Callable[[str], None]) -> None:
         self.preload, self.route, self.name, self.timeout, self.log = preload, route, name, timeout, log
         self.created = threading.Event()  # kind create returned: nothing more to wait for
@@ -271,7 +272,7 @@ class KindProvider(ProviderContext):
     """Ours too (e.g. the kubelet's cgroup driver, which must agree with containerd's)."""
     wait_seconds: int = 300
     log: Callable[[str], None] = print
-    preload: Callable[[ImageRoute], None] | None = None
+    preload: Callable[[Route], None] | None = None
     """Run beside ``kind create`` once the nodes' containerd is configured (see the module docstring).
 
     It gets the route images will take; what it raises is logged, never raised: the delivery after
@@ -307,7 +308,7 @@ class KindProvider(ProviderContext):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
-                      preload: Callable[[ImageRoute], None] | None, session: str) -> KindProvider:
+                      preload: Callable[[Route], None] | None, session: str) -> KindProvider:
         """The kind binary and node image for the configured minor, and our config patches (workers, the
         registry's ``config_path``, the kubelet's sync period, the cgroup driver a cgroup v1 host needs)."""
         del session  # a kind cluster is this machine's: its session lock admits one session at a time
@@ -420,7 +421,7 @@ class KindProvider(ProviderContext):
     def _start_preload(self, kind: KindCluster) -> _Beside | None:
         if self.preload is None:
             return None
-        beside = _Beside(self.preload, ImageRoute("kind", kind_cluster=self.name, kind_bin=self.kind_bin),
+        beside = _Beside(self.preload, KindLoad(kind_cluster=self.name, kind_bin=self.kind_bin),
                          kind.name, self.wait_seconds, self.log)
         beside.thread.start()
         return beside
@@ -429,7 +430,7 @@ class KindProvider(ProviderContext):
         kind = KindCluster(self.name, self.kind_bin, kube.kubeconfig.parent)
         return Cluster(
             name=self.name, provider=self.provider_name, kube=kube, created=created,
-            images=ImageRoute("kind", kind_cluster=self.name, kind_bin=self.kind_bin),
+            images=KindLoad(kind_cluster=self.name, kind_bin=self.kind_bin),
             fingerprint=fingerprint, mlflow_host_port=port, node_image=self.node_image,
             export_logs_with=kind.export_logs,
         )
@@ -447,8 +448,7 @@ class KindProvider(ProviderContext):
         joined = registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
         if joined and not registry.created_by_harness():
             self._lent.append(registry)
-        return replace(cluster, images=ImageRoute("registry", kind_cluster=self.name, kind_bin=self.kind_bin,
-                                                  registry=registry.host))
+        return replace(cluster, images=registry.route())
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         """kind's version, the Kubernetes minor, and the node image (its id, and whether we built it)."""

@@ -3,7 +3,7 @@
 One :class:`KindCluster` per cluster name. Its kubeconfig is a private file
 (mode 0600) under the harness state directory, never ``~/.kube/config``; every
 kind call gets it explicitly. Loading images (verified on every node) is
-:mod:`harness.backend.delivery`'s job, shared with the MLflow backend.
+:mod:`harness.delivery`'s job, shared with the MLflow backend.
 """
 
 from __future__ import annotations

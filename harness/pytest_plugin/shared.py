@@ -149,13 +149,11 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
     stack, cluster = bed.stack, bed.cluster
     assert stack is not None, "publish only a started test bed"
     assert cluster is not None, "publish only a started test bed"
-    routes = asdict(cluster.images)
-    routes["kind_bin"] = str(cluster.images.kind_bin) if cluster.images.kind_bin else None
     return {
         "cluster": {
             "name": cluster.name, "provider": cluster.provider, "created": cluster.created,
             "fingerprint": cluster.fingerprint, "mlflow_host_port": cluster.mlflow_host_port,
-            "node_image": cluster.node_image, "images": routes,
+            "node_image": cluster.node_image, "images": cluster.images.to_record(),
             "kube": {"kubeconfig": str(cluster.kube.kubeconfig), "kubectl_bin": str(cluster.kube.kubectl_bin),
                      "context": cluster.kube.context},
         },
@@ -171,7 +169,8 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
 def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
            log: Callable[[str], None]) -> Testbed:
     """A :class:`Testbed` over another worker's cluster and stack; its ``finish()`` ends nothing."""
-    from harness.clusters import Cluster, ImageRoute
+    from harness.clusters import Cluster
+    from harness.delivery import route_from_record
     from harness.images import BuiltImage
     from harness.kubeapi import Kube
     from harness.stack import Stack
@@ -179,10 +178,8 @@ def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
 
     c, s = record["cluster"], record["stack"]
     kube = Kube(Path(c["kube"]["kubeconfig"]), Path(c["kube"]["kubectl_bin"]), c["kube"]["context"])
-    route = dict(c["images"])
-    route["kind_bin"] = Path(route["kind_bin"]) if route.get("kind_bin") else None
     cluster = Cluster(name=c["name"], provider=c["provider"], kube=kube, created=c["created"],
-                      images=ImageRoute(**route), fingerprint=c["fingerprint"],
+                      images=route_from_record(c["images"]), fingerprint=c["fingerprint"],
                       mlflow_host_port=c["mlflow_host_port"], node_image=c["node_image"])
     bed = Testbed(settings, phases=phases, log=log)
     bed.cluster = cluster

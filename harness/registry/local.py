@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import _exec, dockercli
 from harness import imagerefs as refs
@@ -33,6 +33,9 @@ from harness._waiting import Probe, wait_for
 from harness.registry import wiring
 from harness.registry.image import CONTAINER_PORT
 from harness.registry.pushlog import PushReport, parse_push_output, summarise_push
+
+if TYPE_CHECKING:
+    from harness.registry.route import LocalRegistryPush
 
 __all__ = ["DEFAULT_NAME", "DEFAULT_PORT", "LABEL", "LocalRegistry"]
 
@@ -357,6 +360,12 @@ class LocalRegistry:
         joined = self.connect_to_kind_network()
         self.configure_kind_nodes(cluster_name, kind_bin, kubeconfig=kubeconfig)
         return joined
+
+    def route(self) -> LocalRegistryPush:
+        """The image route through this container (what a cluster it is attached to delivers by)."""
+        from harness.registry.route import LocalRegistryPush
+
+        return LocalRegistryPush(registry=self.host)
 
     def created_by_harness(self) -> bool:
         """The container carries our label (it is ours to stop, remove, or leave on networks)."""

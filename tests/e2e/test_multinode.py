@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import contract
-from harness.backend import delivery
+from harness import contract, delivery
 from harness.kubeapi import Kube
 from harness.runs import ProjectRunner
 

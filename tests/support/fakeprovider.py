@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness._errors import ConfigError
-from harness.clusters import Cluster, ImageRoute, ProviderContext, Settings
+from harness.clusters import Cluster, ProviderContext, Settings
+from harness.delivery import RegistryPush, Route
 from harness.findings import Finding
 from harness.registry import LocalRegistry
 from harness.timing import Phases
@@ -78,7 +79,7 @@ class FakeProvider(ProviderContext):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
-                      preload: Callable[[ImageRoute], None] | None, session: str) -> FakeProvider:
+                      preload: Callable[[Route], None] | None, session: str) -> FakeProvider:
         calls.append(("from_settings", session))
         calls.append(("preload", preload is not None))
         return cls(state_dir=settings.state_dir, session=session, fail_at=settings["context"])
@@ -92,7 +93,7 @@ class FakeProvider(ProviderContext):
         self._step("start")
         kube: Any = FakeKube(self.state_dir / "fake-kubeconfig")
         return Cluster(name="fake-1", provider=self.provider_name, kube=kube, created=True,
-                       images=ImageRoute("registry", registry="fake.invalid:5000"), fingerprint="f00d",
+                       images=RegistryPush(registry="fake.invalid:5000"), fingerprint="f00d",
                        mlflow_host_port=None)
 
     def others(self) -> set[str]:
@@ -101,7 +102,7 @@ class FakeProvider(ProviderContext):
 
     def attach_registry(self, cluster: Cluster, registry: LocalRegistry) -> Cluster:
         self._step("attach_registry", registry.host)
-        return replace(cluster, images=ImageRoute("registry", registry=registry.host))
+        return replace(cluster, images=RegistryPush(registry=registry.host))
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         self._step("describe")

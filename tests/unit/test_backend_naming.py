@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.backend import delivery, naming
+from harness import delivery
+from harness.backend import naming
 
 
 @given(project=st.text(max_size=120), run_id=st.from_regex(r"[0-9a-f]{32}", fullmatch=True))

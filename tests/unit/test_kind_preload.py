@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness import _exec
-from harness.clusters import ImageRoute
 from harness.clusters.kind import _Beside, nodes_configured
+from harness.delivery import KindLoad, Route
 
 NAME = "bench"
 CONTROL = f"{NAME}-control-plane"
@@ -76,13 +76,13 @@ def test_a_create_that_returned_ends_the_wait_without_asking_docker(docker: Fake
 
 
 def _beside(preload: object, lines: list[str]) -> _Beside:
-    return _Beside(preload, ImageRoute("kind", kind_cluster=NAME, kind_bin=Path("/kind")),  # type: ignore[arg-type]
+    return _Beside(preload, KindLoad(kind_cluster=NAME, kind_bin=Path("/kind")),  # type: ignore[arg-type]
                    NAME, timeout=5, log=lines.append)
 
 
 def test_the_preload_runs_with_the_kind_route_once_the_nodes_are_configured(docker: FakeDocker) -> None:
     docker.nodes, docker.manifest, docker.answering = [CONTROL], True, {CONTROL}
-    routes: list[ImageRoute] = []
+    routes: list[Route] = []
     beside = _beside(routes.append, lines := list[str]())
     beside.thread.start()
     beside.end(wait=True)
@@ -94,7 +94,7 @@ def test_the_preload_runs_with_the_kind_route_once_the_nodes_are_configured(dock
 def test_a_failing_preload_is_reported_not_raised(docker: FakeDocker) -> None:
     docker.nodes, docker.manifest, docker.answering = [CONTROL], True, {CONTROL}
 
-    def preload(_route: ImageRoute) -> None:
+    def preload(_route: Route) -> None:
         raise RuntimeError("kind load: node went away")
 
     beside = _beside(preload, lines := list[str]())
@@ -106,7 +106,7 @@ def test_a_failing_preload_is_reported_not_raised(docker: FakeDocker) -> None:
 
 
 def test_no_preload_once_kind_create_returned_before_the_nodes_were_ready(docker: FakeDocker) -> None:
-    called: list[ImageRoute] = []
+    called: list[Route] = []
     beside = _beside(called.append, lines := list[str]())
     beside.thread.start()
     beside.end(wait=True)  # the nodes never came up: create failed early, or the probe never saw them

@@ -158,7 +158,8 @@ import json, os
 from pathlib import Path
 import pytest
 from harness import testbed as tb
-from harness.clusters import Cluster, ImageRoute
+from harness.clusters import Cluster
+from harness.delivery import KindLoad
 from harness.kubeapi import Kube
 from harness.stack import Stack
 
@@ -172,7 +173,7 @@ def fake_start(self):
     _log("start")
     kubeconfig = Path(os.environ["XDIST_KUBECONFIG"])
     cluster = Cluster(name="shared", provider="kind", kube=Kube(kubeconfig, Path("/bin/true")), created=True,
-                      images=ImageRoute("kind", kind_cluster="shared", kind_bin=Path("/bin/true")),
+                      images=KindLoad(kind_cluster="shared", kind_bin=Path("/bin/true")),
                       fingerprint="f", mlflow_host_port=1)
     self.cluster = cluster
     self.stack = Stack(cluster=cluster, tracking_uri="http://127.0.0.1:1", pod_tracking_uri="http://m:5000")

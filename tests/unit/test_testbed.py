@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from harness._errors import HarnessError
-from harness.clusters import Cluster, ImageRoute
+from harness.clusters import Cluster
 from harness.clusters.kind import merge_kind_config, with_workers
 from harness.clusters.kind_cli import kind_config
+from harness.delivery import RegistryPush
 from harness.settings import ConfigError, load_settings
 from harness.stack import _check_namespaces_are_ours
 from harness.testbed import keep_cluster
@@ -48,7 +49,7 @@ class FakeKube:
 
 def _cluster(kube: FakeKube) -> Cluster:
     return Cluster(name="staging", provider="existing", kube=kube, created=False,  # type: ignore[arg-type]
-                   images=ImageRoute("registry", registry="r:5000"), fingerprint="f", mlflow_host_port=None)
+                   images=RegistryPush(registry="r:5000"), fingerprint="f", mlflow_host_port=None)
 
 
 DOCS = [{"kind": "Namespace", "metadata": {"name": "team-a"}},

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.clusters import Cluster, ImageRoute
+from harness.clusters import Cluster
 from harness.images import BuiltImage
 from harness.kubeapi import Kube
 from harness.pytest_plugin.shared import XdistRun, attach, bed_record
+from harness.registry.route import LocalRegistryPush
 from harness.settings import load_settings
 from harness.stack import Stack
 from harness.testbed import Testbed as Bed  # (not named Test*: pytest would try to collect it)
@@ -123,8 +124,7 @@ def test_the_record_attaches_to_the_same_cluster_and_stack(tmp_path: Path) -> No
     kubeconfig.write_text(KUBECONFIG)
     kube = Kube(kubeconfig, Path("/opt/kubectl"), "x")
     cluster = Cluster(name="h", provider="kind", kube=kube, created=True,
-                      images=ImageRoute("registry", kind_cluster="h", kind_bin=Path("/opt/kind"),
-                                        registry="localhost:5001"),
+                      images=LocalRegistryPush(registry="localhost:5001"),
                       fingerprint="f", mlflow_host_port=30555, node_image="local/node:1")
     settings = load_settings(root=tmp_path, explicit={}, environ={})
     bed = Bed(settings)

@@ -1,4 +1,4 @@
-"""kind delivery: load, list nodes, verify per node (fake kind/docker executables on PATH)."""
+"""Image delivery (harness.delivery): kind load verified per node, docker push, the routes (fake kind/docker)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.backend import delivery
-from harness.backend.errors import ImageDeliveryError
+from harness import delivery
+from harness._errors import DeliveryError
 
 REF = "wine-quality:0f594988209c"
 
@@ -44,7 +44,7 @@ def test_load_then_verify_names_the_node_without_the_image(fake_tools: Path) -> 
     delivery.kind_load("kind", "c", REF)
     nodes = delivery.kind_nodes("kind", "c")
     assert nodes == ["c-control-plane", "c-worker"]
-    with pytest.raises(ImageDeliveryError, match=r"c-worker") as info:
+    with pytest.raises(DeliveryError, match=r"c-worker") as info:
         delivery.verify_on_kind_nodes(nodes, REF)
     assert "c-control-plane" not in str(info.value).split("node(s)")[1].split("after")[0]
     calls = fake_tools.read_text().splitlines()
@@ -57,7 +57,7 @@ def test_verify_passes_when_every_node_has_it(fake_tools: Path) -> None:
 
 
 def test_kind_load_failure_carries_kinds_output(fake_tools: Path) -> None:
-    with pytest.raises(ImageDeliveryError, match="image not present locally"):
+    with pytest.raises(DeliveryError, match="image not present locally"):
         delivery.kind_load("kind", "c", "broken:1")
 
 
@@ -97,7 +97,7 @@ def test_an_image_every_node_has_is_not_loaded_again(tmp_path: Path, monkeypatch
 
 
 def test_missing_kind_binary_is_a_delivery_error(tmp_path: Path) -> None:
-    with pytest.raises(ImageDeliveryError, match="not found"):
+    with pytest.raises(DeliveryError, match="not found"):
         delivery.kind_load(str(tmp_path / "no-kind"), "c", REF)
 
 
@@ -128,13 +128,13 @@ def test_push_uses_the_pushed_digest() -> None:
 
 def test_push_error_line_fails_with_the_registry_message() -> None:
     client = _FakeDocker([{"status": "Preparing"}, {"error": "denied: requested access is denied"}])
-    with pytest.raises(ImageDeliveryError, match="denied: requested access"):
+    with pytest.raises(DeliveryError, match="denied: requested access"):
         delivery.push_to_registry(client, "localhost:5001/wine", "t")
 
 
 def test_a_push_stream_says_which_layers_moved() -> None:
     """The SDK's push stream, as docker sends it: one changed layer of three, the rest already there."""
-    from harness.backend.delivery import PushedLayers
+    from harness.delivery import PushedLayers
 
     layers = PushedLayers()
     for line in [
@@ -155,3 +155,64 @@ def test_a_push_stream_says_which_layers_moved() -> None:
     assert sorted(layers.present) == ["bbb", "ccc"]
     assert layers.summary() == "1/3 layers sent (0.0 MB), 2 already present"
     assert layers.sizes == {"aaa": 2048}
+
+
+# --- routes: one shape for the test bed, the backend's config and the xdist record -------------------------
+
+
+class _TaggingImages(_FakeImages):
+    def __init__(self, lines: list[dict[str, object]]) -> None:
+        super().__init__(lines)
+        self.tagged: list[tuple[str, str]] = []
+
+    def get(self, ref: str) -> object:
+        images = self
+
+        class _Image:
+            def tag(self, repository: str, tag: str) -> None:
+                images.tagged.append((f"{repository}:{tag}", ref))
+
+        return _Image()
+
+
+def test_a_registry_route_tags_the_stacks_images_into_the_registry_and_pushes_the_backends_as_they_are() -> None:
+    lines: list[dict[str, object]] = [{"aux": {"Digest": DIGEST}}]
+    client = _FakeDocker(lines)
+    client.images = _TaggingImages(lines)
+    route = delivery.RegistryPush(registry="registry.corp:5000/team", client=client)
+    assert route.deliver("customjob-controller:abc").ref == f"registry.corp:5000/team/customjob-controller@{DIGEST}"
+    assert route.deliver("registry.corp:5000/team/trainer:def").ref == f"registry.corp:5000/team/trainer@{DIGEST}"
+    assert client.images.tagged == [("registry.corp:5000/team/customjob-controller:abc", "customjob-controller:abc")]
+    assert [p[:2] for p in client.images.pushed] == [("registry.corp:5000/team/customjob-controller", "abc"),
+                                                     ("registry.corp:5000/team/trainer", "def")]
+
+
+@pytest.mark.parametrize("route", [
+    delivery.KindLoad(kind_cluster="c", kind_bin=Path("/opt/kind")),
+    delivery.RegistryPush(registry="registry.corp:5000", auth={"username": "u", "password": "s3cr3t"}),
+    delivery.NoDelivery(),
+], ids=["kind", "registry", "none"])
+def test_a_route_survives_its_record_without_credentials_and_tells_the_backend_the_same(
+        route: delivery.Route) -> None:
+    import json
+
+    from harness.backend.config import BackendConfig
+
+    record = json.loads(json.dumps(route.to_record()))
+    assert "s3cr3t" not in json.dumps(record), "no credentials in a record"
+    assert delivery.route_from_record(record) == route
+    told = {"template-path": "t.yaml", **route.backend_config("trainer")}
+    cfg = BackendConfig.from_dict(told)
+    back = cfg.route(f"{route.registry}/trainer" if route.registry else "trainer")
+    assert (back.mode, back.kind_cluster, back.registry if route.mode == "registry" else None) == \
+        (route.mode, route.kind_cluster, route.registry)
+
+
+def test_the_registry_containers_route_is_restored_as_itself_and_an_unknown_one_is_named() -> None:
+    from harness.registry.route import LocalRegistryPush
+
+    route = LocalRegistryPush(registry="localhost:5002")
+    assert delivery.route_from_record(route.to_record()) == route
+    assert type(delivery.route_from_record(route.to_record())) is LocalRegistryPush
+    with pytest.raises(ValueError, match="unknown image route 'carrier-pigeon'"):
+        delivery.route_from_record({"route": "carrier-pigeon"})
