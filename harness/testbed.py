@@ -16,6 +16,7 @@ Ctrl-C itself, and a cluster it finishes anyway is deleted with the rest.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,11 +38,22 @@ from harness.workloads import stub
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
 
-__all__ = ["Testbed", "keep_cluster"]
+__all__ = ["Testbed", "jobs_still_held", "keep_cluster"]
 
 TRACKING_REPOSITORY = "mlflow-server"
 
 T = TypeVar("T")
+
+
+def jobs_still_held(kube: Any) -> Probe[None]:
+    """The controller's Jobs that are going (deleted, or in a namespace being deleted) but still hold its
+    outcome finalizer: while there are any, the controller must stay."""
+    terminating = {n.metadata.name for n in kube.core.list_namespace().items if n.metadata.deletion_timestamp}
+    jobs = kube.batch.list_job_for_all_namespaces(label_selector=stub.CUSTOMJOB_JOB_LABEL).items
+    held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
+            if stub.OUTCOME_FINALIZER in (j.metadata.finalizers or ())
+            and (j.metadata.deletion_timestamp or j.metadata.namespace in terminating)]
+    return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
 
 
 def keep_cluster(settings: Settings, *, failed: bool) -> bool:
@@ -341,21 +353,19 @@ class Testbed:
             return list(pool.map(lambda tag: images.deliver(tag, route, log=self.log), tags))
 
     def _let_the_controller_release_its_jobs(self, timeout: float = 180) -> None:
-        """Before the controller goes: wait until no Job being deleted still holds its finalizer.
+        """Before the controller goes: wait until no Job being deleted, or in a namespace being deleted, still
+        holds its finalizer.
 
         Test namespaces are deleted in the background; a Job there keeps the
         controller's finalizer until the controller has recorded its outcome
         (and closed its run). Removing the controller first would leave those
-        namespaces Terminating on a cluster that is not ours.
+        namespaces Terminating on a cluster that is not ours. The namespace
+        controller marks their Jobs deleted only some time after the namespace
+        itself, so a Job of a Terminating namespace counts before it is marked.
         """
         assert self.cluster is not None
-        batch = self.cluster.kube.batch
-
-        def probe() -> Probe[None]:
-            jobs = batch.list_job_for_all_namespaces(label_selector=stub.CUSTOMJOB_JOB_LABEL).items
-            held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
-                    if j.metadata.deletion_timestamp and stub.OUTCOME_FINALIZER in (j.metadata.finalizers or ())]
-            return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
+        kube = self.cluster.kube
+        probe = functools.partial(jobs_still_held, kube)
 
         wait_for(probe, what="the controller to release the Jobs of deleted namespaces", timeout=timeout,
                  interval=2.0, hint="the customjob controller must be running; its log says why it holds them")

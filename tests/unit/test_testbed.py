@@ -125,3 +125,28 @@ def test_thaw_touches_only_frozen_cgroups_of_the_given_containers(tmp_path: Path
     assert other.read_text().strip() == "FROZEN"
     assert host.read_text().strip() == "FROZEN"
     assert thaw_frozen_cgroups(["abc"], root=tmp_path / "absent") == []
+
+
+def test_the_controller_stays_while_a_job_of_a_terminating_namespace_holds_its_finalizer() -> None:
+    """The namespace controller marks a Terminating namespace's Jobs deleted only later: such a Job counts before
+    it is marked (issue #24: only already-deleted Jobs were counted, so the controller could go first)."""
+    from types import SimpleNamespace as NS
+
+    from harness.testbed import jobs_still_held
+    from harness.workloads import stub
+
+    def job(ns: str, name: str, *, deleted: bool = False, held: bool = True) -> NS:
+        return NS(metadata=NS(namespace=ns, name=name, deletion_timestamp="t" if deleted else None,
+                              finalizers=[stub.OUTCOME_FINALIZER] if held else []))
+
+    namespaces = [NS(metadata=NS(name="e2e-going", deletion_timestamp="t")),
+                  NS(metadata=NS(name="e2e-live", deletion_timestamp=None))]
+    jobs = [job("e2e-going", "unmarked"), job("e2e-live", "running"), job("e2e-live", "deleted", deleted=True),
+            job("e2e-going", "released", held=False)]
+    kube = NS(core=NS(list_namespace=lambda: NS(items=namespaces)),
+              batch=NS(list_job_for_all_namespaces=lambda label_selector: NS(items=jobs)))
+    probe = jobs_still_held(kube)
+    assert not probe.done
+    assert probe.state == "held by the controller: e2e-going/unmarked, e2e-live/deleted"
+    jobs[:] = [job("e2e-live", "running")]
+    assert jobs_still_held(kube).done, "a running Job of a live namespace is not waited for"
