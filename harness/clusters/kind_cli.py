@@ -157,9 +157,6 @@ class KindCluster:
     def exists(self) -> bool:
         return self.name in self.all_clusters()
 
-    def nodes(self) -> list[str]:
-        return self._kind("get", "nodes", "--name", self.name, timeout=60).stdout.split()
-
     def _private_kubeconfig(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.touch(mode=0o600, exist_ok=True)

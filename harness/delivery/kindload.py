@@ -110,9 +110,8 @@ def kind_nodes(kind_binary: str, cluster: str) -> list[str]:
         raise DeliveryError(f"listing nodes of kind cluster {cluster!r} failed: {exc}") from exc
     nodes = [line.strip() for line in out.stdout.splitlines() if line.strip()]
     if not nodes:
-        raise DeliveryError(
-            f"kind cluster {cluster!r} has no nodes; check 'kind-cluster' against `kind get clusters`"
-        )
+        raise DeliveryError(f"kind cluster {cluster!r} has no nodes; create it first, or check the name against "
+                            f"`{kind_binary} get clusters` (the backend's 'kind-cluster' key)")
     return nodes
 
 

@@ -30,6 +30,7 @@ from harness import _exec, dockercli
 from harness import imagerefs as refs
 from harness._errors import CommandError, HarnessError
 from harness._waiting import Probe, wait_for
+from harness.delivery import kind_nodes
 from harness.registry import wiring
 from harness.registry.image import CONTAINER_PORT
 from harness.registry.pushlog import PushReport, parse_push_output, summarise_push
@@ -303,10 +304,7 @@ class LocalRegistry:
         checking that the node's containerd reads that directory at all. With
         ``kubeconfig``, also applies the KEP-1755 ConfigMap.
         """
-        nodes = _exec.run([kind_bin, "get", "nodes", "--name", cluster_name], timeout=60).stdout.split()
-        if not nodes:
-            raise HarnessError(f"kind cluster {cluster_name!r} has no nodes; create it first "
-                               f"(`{kind_bin} get clusters` lists the existing ones)")
+        nodes = kind_nodes(str(kind_bin), cluster_name)
         path = wiring.hosts_toml_path(self.host)
         text = wiring.hosts_toml(self.host, self.upstream_for_nodes)
         for node in nodes:
