@@ -23,8 +23,12 @@ from harness._errors import HarnessError
 
 __all__ = ["DownloadError", "ToolRelease", "download_verified", "host_platform", "kind_release", "kubectl_release"]
 
-KIND_BASE = os.environ.get("HARNESS_KIND_DOWNLOAD_BASE", "https://kind.sigs.k8s.io/dl")
-KUBECTL_BASE = os.environ.get("HARNESS_KUBECTL_DOWNLOAD_BASE", "https://dl.k8s.io/release")
+KIND_BASE = "https://kind.sigs.k8s.io/dl"
+KUBECTL_BASE = "https://dl.k8s.io/release"
+KIND_BASE_ENV = "HARNESS_KIND_DOWNLOAD_BASE"
+KUBECTL_BASE_ENV = "HARNESS_KUBECTL_DOWNLOAD_BASE"
+"""Mirrors of the two release sites, read when a release is asked for (never at import: a test or a
+session that sets them after the harness is imported is obeyed)."""
 
 
 class DownloadError(HarnessError):
@@ -55,12 +59,14 @@ def host_platform(system: str | None = None, machine: str | None = None) -> tupl
     return sysname, arch
 
 
-def kind_release(version: str, os_arch: tuple[str, str], base: str = KIND_BASE) -> ToolRelease:
+def kind_release(version: str, os_arch: tuple[str, str], base: str | None = None) -> ToolRelease:
+    base = base or os.environ.get(KIND_BASE_ENV) or KIND_BASE
     url = f"{base}/{version}/kind-{os_arch[0]}-{os_arch[1]}"
     return ToolRelease("kind", version, url, f"{url}.sha256sum")
 
 
-def kubectl_release(version: str, os_arch: tuple[str, str], base: str = KUBECTL_BASE) -> ToolRelease:
+def kubectl_release(version: str, os_arch: tuple[str, str], base: str | None = None) -> ToolRelease:
+    base = base or os.environ.get(KUBECTL_BASE_ENV) or KUBECTL_BASE
     url = f"{base}/{version}/bin/{os_arch[0]}/{os_arch[1]}/kubectl"
     return ToolRelease("kubectl", version, url, f"{url}.sha256")
 

@@ -143,3 +143,15 @@ def test_a_tool_already_on_the_machine_is_used_before_any_download(tmp_path: Pat
     monkeypatch.setattr(toolchain, "cached_tool", lambda name, version=None: cached if name == "kind" else None)
     monkeypatch.setattr(toolchain, "_download", lambda *_a: pytest.fail("a cached tool was downloaded again"))
     assert toolchain.resolve_kind() == cached
+
+
+def test_a_download_mirror_set_after_import_is_obeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mirror variables are read when a release is asked for, not when the harness is imported (issue #23)."""
+    from harness import tooldownload
+
+    monkeypatch.setenv(tooldownload.KIND_BASE_ENV, "https://mirror.corp/kind")
+    monkeypatch.setenv(tooldownload.KUBECTL_BASE_ENV, "https://mirror.corp/k8s")
+    assert kind_release("v0.30.0", ("linux", "amd64")).url == "https://mirror.corp/kind/v0.30.0/kind-linux-amd64"
+    assert kubectl_release("v1.35.4", ("linux", "amd64")).url.startswith("https://mirror.corp/k8s/v1.35.4/")
+    monkeypatch.delenv(tooldownload.KIND_BASE_ENV)
+    assert kind_release("v0.30.0", ("linux", "amd64")).url.startswith("https://kind.sigs.k8s.io/dl/")
