@@ -92,11 +92,15 @@ def resolve_base_image(
     pull_timeout: float = 120.0,
     log: Callable[[str], None] = print,
 ) -> BaseChoice:
-    """Pick the base image (building the local one if needed) and say why."""
-    override = override or os.environ.get("HARNESS_BASE_IMAGE") or None
+    """Pick the base image (building the local one if needed) and say why.
+
+    ``mode`` and ``override`` are the settings' ``base-mode`` and ``base-image`` (already resolved from the
+    command line, the environment, the project's file or a replayed manifest, in that order of precedence):
+    nothing is read from the environment here, so a replay is not overridden behind the settings' back.
+    """
     if override:
-        return BaseChoice(override, "override", "HARNESS_BASE_IMAGE/--base-image given")
-    chosen = mode or os.environ.get("HARNESS_BASE_MODE", "auto")
+        return BaseChoice(override, "override", "base-image given")
+    chosen = mode or "auto"
     if chosen not in ("auto", "public", "local"):
         raise HarnessError(f"base image mode must be auto, public or local, not {chosen!r}")
     if chosen in ("auto", "public"):
