@@ -40,7 +40,6 @@ from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
-from harness.clusters.kind import MARKER_NAMESPACE
 from harness.ports import MLFLOW_NODE_PORT, free_port
 
 __all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images", "trust_tracking_uri"]
@@ -48,6 +47,8 @@ __all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "
 MLFLOW_NAMESPACE = "mlflow"
 MLFLOW_PORT = 5000
 STACK_MARKER = "mlflow-crd-harness-stack"
+STACK_MARKER_NAMESPACE = "kube-system"
+"""Where the stack's marker ConfigMap (the digest of what was applied) lives on a cluster the harness created."""
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,7 @@ def deploy_stack(
     digest = hashlib.sha256(_dump(all_docs).encode()).hexdigest()[:16]
     # A cluster of this session's alone keeps a marker of what it runs (a warm re-run skips the apply); a shared
     # one is always re-applied: another session may have changed it meanwhile.
-    marker = kube.read_config_map(MARKER_NAMESPACE, STACK_MARKER) if not shared else None
+    marker = kube.read_config_map(STACK_MARKER_NAMESPACE, STACK_MARKER) if not shared else None
     up_to_date = (marker or {}).get("digest") == digest
 
     if up_to_date:
@@ -337,7 +338,7 @@ def deploy_stack(
         tracking_uri, pod_uri = tracking, tracking_pod_uri or tracking
         _wait_tracking_api(tracking_uri, timeout=timeout)
     if not up_to_date and not shared:
-        kube.write_config_map(MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
+        kube.write_config_map(STACK_MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
                  deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,
                  cluster_objects=tuple(created))
