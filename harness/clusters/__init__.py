@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -78,7 +78,7 @@ class Cluster:
     shared: bool = False
     """Other sessions may use this cluster at once (an existing one): the stack is theirs too (applied without
     force, reference-counted through the sessions' Leases, always re-applied), and the cluster is left as found."""
-    export_logs_with: Callable[[Path], None] | None = None
+    export_logs_with: Callable[[Path], None] | None = field(default=None, compare=False)
     """How the provider exports the nodes' logs into an evidence bundle; None: it cannot (no node access)."""
 
     def export_logs(self, dest: Path) -> None:
@@ -174,6 +174,12 @@ class ProviderClass(Protocol):
     @classmethod
     def preflight(cls, settings: Settings) -> list[Finding]:
         """``python -m harness doctor``: what this provider needs, checked in seconds."""
+        ...
+
+    @classmethod
+    def logs_exporter(cls, settings: Settings, cluster: Cluster) -> Callable[[Path], None] | None:
+        """How to export ``cluster``'s node logs from another process than the one that started it (an xdist
+        worker attached to the owner's cluster); None where the provider has no node logs."""
         ...
 
     @classmethod

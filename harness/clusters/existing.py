@@ -84,6 +84,11 @@ class ExistingProvider(ProviderContext):
         return [check_existing_cluster(settings)]
 
     @classmethod
+    def logs_exporter(cls, settings: Settings, cluster: Cluster) -> None:
+        """None: the nodes of a cluster that is not the harness's are not its to read."""
+        return None
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
                       preload: Callable[[Route], None] | None, session: str) -> ExistingProvider:
         """Nothing is created, so nothing runs beside a creation (``preload`` is not used)."""

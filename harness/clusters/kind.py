@@ -307,6 +307,17 @@ class KindProvider(ProviderContext):
         return [*check_kind_tools(settings), check_node_image(settings)]
 
     @classmethod
+    def logs_exporter(cls, settings: Settings, cluster: Cluster) -> Callable[[Path], None]:
+        """``kind export logs`` of ``cluster``, resolving the pinned kind only when logs are wanted (a failure)."""
+
+        def export(dest: Path) -> None:
+            kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=lambda _line: None,
+                                              kubernetes_version=settings["kubernetes-version"])
+            KindCluster(cluster.name, kind_bin, cluster.kube.kubeconfig.parent).export_logs(dest)
+
+        return export
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
                       preload: Callable[[Route], None] | None, session: str) -> KindProvider:
         """The kind binary and node image for the configured minor, and our config patches (workers, the
@@ -427,12 +438,11 @@ class KindProvider(ProviderContext):
         return beside
 
     def _cluster(self, kube: Kube, created: bool, port: int, fingerprint: str) -> Cluster:
-        kind = KindCluster(self.name, self.kind_bin, kube.kubeconfig.parent)
         return Cluster(
             name=self.name, provider=self.provider_name, kube=kube, created=created,
             images=KindLoad(kind_cluster=self.name, kind_bin=self.kind_bin),
             fingerprint=fingerprint, mlflow_host_port=port, node_image=self.node_image,
-            export_logs_with=kind.export_logs,
+            export_logs_with=self.kind.export_logs,
         )
 
     def others(self) -> set[str]:

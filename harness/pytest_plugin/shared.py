@@ -25,6 +25,7 @@ share objects.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -153,7 +154,7 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
         "cluster": {
             "name": cluster.name, "provider": cluster.provider, "created": cluster.created,
             "fingerprint": cluster.fingerprint, "mlflow_host_port": cluster.mlflow_host_port,
-            "node_image": cluster.node_image, "images": cluster.images.to_record(),
+            "node_image": cluster.node_image, "images": cluster.images.to_record(), "shared": cluster.shared,
             "kube": {"kubeconfig": str(cluster.kube.kubeconfig), "kubectl_bin": str(cluster.kube.kubectl_bin),
                      "context": cluster.kube.context},
         },
@@ -169,7 +170,7 @@ def bed_record(bed: Testbed) -> dict[str, Any]:
 def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
            log: Callable[[str], None]) -> Testbed:
     """A :class:`Testbed` over another worker's cluster and stack; its ``finish()`` ends nothing."""
-    from harness.clusters import Cluster
+    from harness.clusters import Cluster, provider_class
     from harness.delivery import route_from_record
     from harness.images import BuiltImage
     from harness.kubeapi import Kube
@@ -180,7 +181,10 @@ def attach(settings: Settings, record: Mapping[str, Any], *, phases: Phases,
     kube = Kube(Path(c["kube"]["kubeconfig"]), Path(c["kube"]["kubectl_bin"]), c["kube"]["context"])
     cluster = Cluster(name=c["name"], provider=c["provider"], kube=kube, created=c["created"],
                       images=route_from_record(c["images"]), fingerprint=c["fingerprint"],
-                      mlflow_host_port=c["mlflow_host_port"], node_image=c["node_image"])
+                      mlflow_host_port=c["mlflow_host_port"], node_image=c["node_image"], shared=c["shared"])
+    # The owner's node-log export is a bound method; this process gets its own from the provider.
+    exporter = provider_class(c["provider"]).logs_exporter(settings, cluster)
+    cluster = dataclasses.replace(cluster, export_logs_with=exporter)
     bed = Testbed(settings, phases=phases, log=log)
     bed.cluster = cluster
     bed.kubectl_bin = kube.kubectl_bin

@@ -78,6 +78,10 @@ class FakeProvider(ProviderContext):
         return [Finding("fake cluster", "ok", "nothing to check")]
 
     @classmethod
+    def logs_exporter(cls, settings: Settings, cluster: Cluster) -> None:
+        return None
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, kubectl_bin: Path, log: Callable[[str], None], phases: Phases,
                       preload: Callable[[Route], None] | None, session: str) -> FakeProvider:
         calls.append(("from_settings", session))

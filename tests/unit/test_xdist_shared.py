@@ -137,6 +137,9 @@ def test_the_record_attaches_to_the_same_cluster_and_stack(tmp_path: Path) -> No
 
     assert again.stack == bed.stack  # the clients compare by kubeconfig, kubectl and context
     assert again.cluster == cluster
+    assert again.cluster is not None
+    assert again.cluster.shared == cluster.shared
+    assert again.cluster.export_logs_with is not None, "a worker's failed test still gets the nodes' logs (kind)"
     assert again.built == bed.built
     assert again.session == bed.session, "every worker's test namespaces carry the owner's session id"
     # What makes its finish() end nothing: no provider to delete the cluster, no session lock to release.
