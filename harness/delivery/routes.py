@@ -115,13 +115,14 @@ class RegistryPush:
     client: Any = field(default=None, repr=False, compare=False)
     """The Docker SDK client to push with (None: one for this engine)."""
 
-    def _target(self, ref: str) -> tuple[str, str]:
+    def _target(self, ref: str) -> tuple[str, str, str]:
+        """(``ref``'s repository, the repository to push, the tag)."""
         parsed = imagerefs.parse_ref(ref)
         repository = f"{parsed.domain}/{parsed.path}" if parsed.domain else parsed.path
         tag = parsed.tag or "latest"
         if not self.registry or repository.startswith(f"{self.registry}/"):
-            return repository, tag
-        return f"{self.registry}/{parsed.path.rsplit('/', 1)[-1]}", tag
+            return repository, repository, tag
+        return repository, f"{self.registry}/{parsed.path.rsplit('/', 1)[-1]}", tag
 
     def deliver(self, ref: str, *, log: Log | None = None) -> DeliveredImage:
         client = self.client
@@ -129,8 +130,8 @@ class RegistryPush:
             from harness import dockercli
 
             client = dockercli.sdk_client(timeout=1800)
-        target, tag = self._target(ref)
-        if target != ref.rsplit(":", 1)[0]:
+        repository, target, tag = self._target(ref)
+        if target != repository:
             client.images.get(ref).tag(target, tag=tag)
         if log is not None:
             log(f"image: push {target}:{tag}")
