@@ -27,7 +27,7 @@ def main() -> int:
 
     settings = load_settings(root=Path(__file__).resolve().parents[1])
     trainer = settings.project("trainer")
-    base = baseimage.resolve_base_image(mode=settings["base-mode"], override=settings["base-image"]).image
+    base = baseimage.resolve_base_image(mode=settings.build.base_mode, override=settings.build.base_image).image
     t0 = time.monotonic()
     built = images.build_spec(next(i for i in settings.images if i.name == "trainer"), base_image=base)
     print(f"trainer image {built.tag}: {built.size_bytes / 1e6:.0f} MB "

@@ -172,7 +172,7 @@ def bench_runs(cluster: str, rounds: int, registry: str | None) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             runner = ProjectRunner(stack, ns, Path(tmp), projects=settings.projects,
-                                   job_timeout=settings["job-timeout"])
+                                   job_timeout=settings.runs.job_timeout)
             for i in range(rounds + 1):  # round 0 warms the project image and the node
                 t0 = time.monotonic()
                 experiment, _ = runner.mlflow_run("alpha=0.5", project=trainer)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness import hostenv
+
 __all__ = ["DEFAULT_CACHE_DIR", "cache_dir"]
 
 DEFAULT_CACHE_DIR = Path("/var/cache/mlflow-crd-harness")
@@ -19,8 +21,9 @@ def cache_dir(*parts: str) -> Path:
 
     Non-root users without write access to /var/cache fall back to ``~/.cache``.
     """
-    base = Path(os.environ.get("HARNESS_CACHE_DIR") or DEFAULT_CACHE_DIR)
-    if "HARNESS_CACHE_DIR" not in os.environ and os.geteuid() != 0:
+    given = hostenv.get(hostenv.CACHE_DIR)
+    base = Path(given or DEFAULT_CACHE_DIR)
+    if given is None and os.geteuid() != 0:
         base = Path.home() / ".cache" / "mlflow-crd-harness"
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import baseimage, doctor, toolchain
+from harness import baseimage, doctor, hostenv, toolchain
 from harness._errors import HarnessError
 from harness._version import __version__
 from harness.clusters import provider_class
@@ -130,7 +130,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             bed.manifest.setdefault("images", {})[f"project {project}"] = {"ref": ref, "id": image_id}
 
         runner = ProjectRunner(stack, ns.namespace, workdir, projects=settings.projects,
-                               job_timeout=settings["job-timeout"], on_image=record,
+                               job_timeout=settings.runs.job_timeout, on_image=record,
                                workload_kinds=settings.workloads)
         kind = (spec or runner.spec(None)).workload
         with phases.phase(f"project run (mlflow run -> {kind.kind} -> MLflow run ended)"):
@@ -163,9 +163,9 @@ def cmd_manifest(ns: argparse.Namespace) -> int:
 
 def cmd_down(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
-    if not provider_class(settings["cluster"]).deletes_clusters:
-        raise HarnessError(f"down deletes clusters the harness creates; cluster = {settings['cluster']!r} is never "
-                           "deleted by the harness")
+    if not provider_class(settings.cluster.provider).deletes_clusters:
+        raise HarnessError(f"down deletes clusters the harness creates; cluster = {settings.cluster.provider!r} is "
+                           "never deleted by the harness")
     # The lock a session holds from bring-up to teardown: a cluster is never deleted under a running session
     # (or one still creating it). By default `down` does not wait; --wait SECONDS does.
     from harness.sessionlock import ClusterBusy, SessionLock
@@ -186,12 +186,13 @@ def _down(settings: Settings, *, force: bool) -> int:
     from harness.clusters.kind import delete_cluster, is_ours
     from harness.clusters.kind_cli import KindCluster
 
-    kind_bin = toolchain.resolve_kind(settings["kind-bin"], kubernetes_version=settings["kubernetes-version"])
+    minor = settings.cluster.kubernetes_version
+    kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, kubernetes_version=minor)
     kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
     if not kind.exists():
         print(f"no kind cluster named {settings.cluster_name}")
         return _EXIT_OK
-    kubectl = toolchain.resolve_kubectl(settings["kubectl-bin"], kubernetes_version=settings["kubernetes-version"])
+    kubectl = toolchain.resolve_kubectl(settings.tools.kubectl_bin, kubernetes_version=minor)
     if not is_ours(kind, kubectl) and not force:
         raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")
@@ -215,6 +216,10 @@ def cmd_config(ns: argparse.Namespace) -> int:
                   else str(image.context))
         public = f", or the published {image.public}" if image.public else ""
         print(f"# image {image.name}: {image.repository} from {source}{public} (deliver={image.deliver})")
+    print("\n# this machine's variables (harness.hostenv; not project settings):")
+    for var in hostenv.HOST_VARS:
+        value = hostenv.get(var.name)
+        print(f"# {var.name}={value or ''}  ({'set' if value else 'unset: ' + var.default})")
     return _EXIT_OK
 
 
@@ -252,7 +257,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
 def cmd_base_image(ns: argparse.Namespace) -> int:
     settings = _settings(ns)
-    choice = baseimage.resolve_base_image(mode=settings["base-mode"], override=settings["base-image"],
+    choice = baseimage.resolve_base_image(mode=settings.build.base_mode, override=settings.build.base_image,
                                           log=lambda m: print(m, file=sys.stderr))
     print(choice.image)
     return _EXIT_OK

@@ -8,15 +8,16 @@ proxy whose CA only the host knows.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+
+from harness import hostenv
 
 __all__ = ["DEFAULT_MIRROR", "HOST_CA_BUNDLE", "MIRROR_ENV", "debian_mirror", "host_ca_bundle", "parse_mirror"]
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-MIRROR_ENV = "HARNESS_DEBIAN_MIRROR"
+MIRROR_ENV = hostenv.DEBIAN_MIRROR
 """Overrides the mirror apt's sources name (a setting of the builders, read where they start)."""
 
 _SOURCES_D = Path("/etc/apt/sources.list.d")
@@ -32,9 +33,9 @@ def debian_mirror(env: dict[str, str] | None = None, sources: tuple[Path, ...] =
     one host: the two main files first, then every ``*.sources`` and ``*.list``
     in ``sources.list.d``; a machine behind a local mirror keeps using it.
     """
-    env = dict(os.environ) if env is None else env
-    if env.get(MIRROR_ENV):
-        return env[MIRROR_ENV].rstrip("/")
+    given = hostenv.get(MIRROR_ENV, env)
+    if given:
+        return given.rstrip("/")
     extra = (sorted(sources_d.glob("*.sources")) + sorted(sources_d.glob("*.list"))) if sources_d.is_dir() else []
     for path in (*sources, *extra):
         try:

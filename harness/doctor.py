@@ -119,7 +119,7 @@ def check_registry_setting(settings: Settings) -> Finding:
     import urllib.error
     import urllib.request
 
-    registry = settings["registry"]
+    registry = settings.build.registry
     host = "127.0.0.1:5001" if registry == "local" else registry
     try:
         with urllib.request.urlopen(f"http://{host}/v2/", timeout=5) as resp:
@@ -139,8 +139,8 @@ def settings_checks(settings: Settings) -> list[Finding]:
     """What the configuration itself needs, beyond the host."""
     from harness.clusters import provider_class
 
-    findings = provider_class(settings["cluster"]).preflight(settings)
-    if settings["registry"] is not None:
+    findings = provider_class(settings.cluster.provider).preflight(settings)
+    if settings.build.registry is not None:
         findings.append(check_registry_setting(settings))
     return findings
 

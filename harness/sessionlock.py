@@ -45,7 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from harness import dockercli, owners
+from harness import dockercli, hostenv, owners
 from harness._errors import HarnessError
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
@@ -55,7 +55,7 @@ __all__ = ["DEFAULT_LOCK_DIR", "LOCK_DIR_ENV", "ClusterBusy", "SessionLock", "en
 DEFAULT_LOCK_DIR = Path("/tmp/mlflow-crd-harness-locks")
 """Where the per-engine lock directories go: /tmp, because every user can reach it (``TMPDIR`` is per user)."""
 
-LOCK_DIR_ENV = "HARNESS_LOCK_DIR"
+LOCK_DIR_ENV = hostenv.LOCK_DIR
 """Environment variable that moves :data:`DEFAULT_LOCK_DIR`; every user of an engine must give the same one."""
 
 SHARED_DIR_MODE = 0o1777
@@ -77,8 +77,7 @@ class ClusterBusy(HarnessError):
 
 def lock_base(environ: Mapping[str, str] | None = None) -> Path:
     """``$HARNESS_LOCK_DIR``, else :data:`DEFAULT_LOCK_DIR`; read when a lock is used, never at import."""
-    env = os.environ if environ is None else environ
-    return Path(env.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
+    return Path(hostenv.get(LOCK_DIR_ENV, environ) or DEFAULT_LOCK_DIR)
 
 
 def engine_dir(engine: str, base: Path | None = None) -> Path:

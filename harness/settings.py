@@ -1,4 +1,4 @@
-"""One table of settings, read the same way by the pytest plugin and the CLI.
+"""Resolving the settings: one table (:mod:`harness.options`), read the same way by the pytest plugin and the CLI.
 
 Every setting has a key (``cluster-name``) that may be written in the
 ``[tool.mlflow-crd-harness]`` section of the project's ``pyproject.toml`` (or a
@@ -28,309 +28,61 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from harness import hostenv
 from harness._errors import ConfigError
 from harness.envflags import env_flag
 from harness.goimage import GoBuild
-from harness.versions import DEFAULT_MINOR, RELEASES
-from harness.workloads import CUSTOMJOB, DefinitionError, WorkloadKind, presets
+from harness.options import (
+    ENV_PREFIX,
+    GROUPS,
+    OPTIONS,
+    SECTION,
+    BuildSettings,
+    ClusterSettings,
+    GeneralSettings,
+    ImageSpec,
+    Option,
+    ProjectSpec,
+    RunSettings,
+    Settings,
+    StackSettings,
+    ToolSettings,
+    find_project,
+    option,
+    setting,
+)
+from harness.workloads import DefinitionError, WorkloadKind, presets
 
 __all__ = [
+    "GROUPS",
     "OPTIONS",
     "SECTION",
+    "BuildSettings",
+    "ClusterSettings",
     "ConfigError",
+    "GeneralSettings",
     "ImageSpec",
     "Option",
     "ProjectSpec",
+    "RunSettings",
     "Settings",
+    "StackSettings",
+    "ToolSettings",
     "env_flag",
     "find_project",
     "find_project_file",
     "load_settings",
+    "setting",
 ]
-
-SECTION = "mlflow-crd-harness"
-"""The ``[tool.<SECTION>]`` table of ``pyproject.toml``."""
-
-ENV_PREFIX = "HARNESS_"
-
-
-Kind = Literal["str", "bool", "int", "float", "path", "choice", "list", "table-list", "table"]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its key, type, default and the help text shown everywhere."""
-
-    key: str
-    kind: Kind
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    group: str = "cluster"
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.key.upper().replace("-", "_")
-
-    @property
-    def pytest_flag(self) -> str:
-        return f"--harness-{self.key}"
-
-    @property
-    def cli_flag(self) -> str:
-        return f"--{self.key}"
-
-    @property
-    def dest(self) -> str:
-        return "harness_" + self.key.replace("-", "_")
-
-    def describe_default(self) -> str:
-        if callable(self.default):
-            return str(getattr(self.default, "__doc__", "") or "computed").strip()
-        if self.default in (None, (), []):
-            return "unset"
-        return json.dumps(self.default) if self.kind in ("list", "table-list", "table") else str(self.default)
-
-
-def _not_ci() -> bool:
-    """on, except under CI (env CI set)"""
-    return not env_flag("CI")
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("config", "path", None, "TOML file with a [tool.mlflow-crd-harness] table (default: the rootdir's "
-           "pyproject.toml)", group="general"),
-    Option("from-manifest", "path", None, "re-run with a run manifest (<junit>.manifest.json) another session "
-           "wrote: its settings, and a refusal of whatever this machine cannot reproduce", group="general"),
-    Option("no-skip", "bool", False, "fail instead of skipping when a tier's prerequisites are missing (CI)",
-           group="general"),
-    Option("cluster", "str", "kind", "cluster provider: kind (created or reused by fingerprint) or existing "
-           "(a cluster you give by kubeconfig/context; never created or deleted), or a provider registered with "
-           "harness.clusters.register"),
-    Option("cluster-name", "str", None, "kind cluster to create or reuse (default: <project dir name>-e2e)"),
-    Option("kubeconfig", "path", None, "kubeconfig of an existing cluster (provider existing)"),
-    Option("context", "str", None, "kubeconfig context of an existing cluster (default: its current context)"),
-    Option("cluster-objects", "choice", "refuse", "existing cluster: when a CRD, ClusterRole or other cluster-scoped "
-           "object of the stack is already there, was not made by the harness and differs from the stack's: refuse "
-           "(stop before applying anything, with the differences) or use (run against the cluster's as it is). One "
-           "that says the same is used either way; it is never overwritten", choices=("refuse", "use")),
-    Option("keep-cluster", "choice", "auto", "after the session: auto (keep locally, delete under CI), always, "
-           "never, on-failure", choices=("auto", "always", "never", "on-failure")),
-    Option("reuse", "bool", _not_ci, "reuse a kind cluster whose fingerprint matches (default: on, off under CI)"),
-    Option("kind-config", "path", None, "YAML merged into the harness's kind config (nodes, featureGates, "
-           "containerdConfigPatches, ...); part of the fingerprint"),
-    Option("kubernetes-version", "choice", DEFAULT_MINOR, "Kubernetes minor of the kind cluster, from the version "
-           "table (harness/versions.py): kind, the node image (public by digest, or built) and kubectl follow it",
-           choices=tuple(RELEASES)),
-    Option("workers", "int", 0, "worker nodes beside the control plane (kind; 1.35+: the registry-less node "
-           "carries a multi-node CNI); refused beside a kind-config that lists nodes; part of the fingerprint"),
-    Option("extended-resources", "table", None, "extended resources kind nodes advertise, e.g. "
-           '{ worker = { "nvidia.com/gpu" = 1 } } (node: worker, control-plane, all or a node name): pods that '
-           "request them schedule there, without the device (kind only)"),
-    Option("node-image", "str", None, "kind node image to use as is"),
-    Option("node-image-mode", "choice", "auto", "auto: the pinned public node image if pullable, else the "
-           "registry-less build; public; local", choices=("auto", "public", "local")),
-    Option("kind-bin", "path", None, "kind executable (default: on PATH, else built from Go modules)",
-           group="tools"),
-    Option("kubectl-bin", "path", None, "kubectl executable (default: on PATH, else built)", group="tools"),
-    Option("base-image", "str", None, "image the harness's Dockerfiles build FROM (BASE_IMAGE build arg)",
-           group="images"),
-    Option("base-mode", "choice", "auto", "auto: public python image if pullable, else built from the Debian "
-           "mirror; public; local", choices=("auto", "public", "local"), group="images"),
-    Option("stack", "list", ("stub",), "kustomize directories applied in order (CRDs first); 'stub' is the "
-           "CustomJob stack shipped with the package, 'kubeflow-training-operator' Kubeflow's training-operator "
-           "v1.8.1 from its Go module (harness.stacks)", group="stack"),
-    Option("images", "table-list", None, "images to build: [{name, context, repository, build-args, also-tag, "
-           "deliver, go, public}]; a delivered image replaces the same repository in the stack's manifests "
-           "(default: the stub controller when the stack uses the stub; a stack preset adds its own)",
-           group="images"),
-    Option("tracking", "str", "in-cluster", "MLflow tracking server: in-cluster (deployed by the harness) or "
-           "the http(s) URI of an external one", group="stack"),
-    Option("tracking-pod-uri", "str", None, "tracking URI pods use, when it differs from 'tracking' "
-           "(external servers only)", group="stack"),
-    Option("registry", "str", None, "where images go instead of kind load: 'local' (the harness's registry on "
-           "127.0.0.1:5001, wired into kind clusters and kept across them); 'localhost:PORT' (a registry container "
-           "of yours that this Docker engine publishes there, such as kind's documented kind-registry: wired into "
-           "kind clusters the same way, never started or stopped); or, with cluster = existing, the host[:port] of "
-           "a registry the cluster pulls from (required there)", group="images"),
-    Option("projects", "table-list", (), "MLflow projects: [{name, path, template, workload, entry-point, "
-           "params, backend-config}]; workload defaults to the kind the template declares", group="projects"),
-    Option("workloads", "table-list", (), "your own workload kinds, besides the presets customjob, job and "
-           "pytorchjob: [{name, api-version, kind, containers, identity, succeeded, failed, running, pods, "
-           "closes-run, ...}] (see harness.workloads.kind)", group="projects"),
-    Option("namespace-prefix", "str", "e2e", "prefix of the per-test namespaces the harness creates and labels",
-           group="stack"),
-    Option("state-dir", "path", ".harness", "where kubeconfigs (0600) and cluster state go (relative: to the "
-           "project root)", group="general"),
-    Option("bundle-dir", "path", "build/e2e-bundles", "where failed tests' evidence bundles go, one directory "
-           "per test", group="general"),
-    Option("job-timeout", "float", 900.0, "seconds a project run may take to end", group="projects"),
-    Option("deploy-timeout", "float", 300.0, "seconds the stack (CRDs, Deployments, tracking) may take to be "
-           "ready", group="stack"),
-)
-_BY_KEY = {o.key: o for o in OPTIONS}
 
 _IMAGE_KEYS = ("name", "context", "repository", "dockerfile", "build-args", "also-tag", "deliver", "go", "public")
 _GO_KEYS = ("module", "version", "package", "binary")
 _PROJECT_KEYS = ("name", "path", "template", "workload", "entry-point", "params", "backend-config")
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """An image the harness builds (content-hash tag) before the stack is deployed."""
-
-    name: str
-    context: Path | None
-    """The build context (a Dockerfile in it); None for a ``go`` image (its context is generated)."""
-    repository: str
-    dockerfile: str | None = None
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    also_tag: tuple[str, ...] = ()
-    deliver: bool = True
-    """Load/push into the cluster (controllers); False for images only used to build FROM locally."""
-    go: GoBuild | None = None
-    """Build a static Go binary from the module proxy into a ``FROM scratch`` image (:mod:`harness.goimage`)."""
-    public: str | None = None
-    """A published image to use instead of building, where it can be pulled (or is already local)."""
-
-
-@dataclass(frozen=True)
-class ProjectSpec:
-    """An MLflow project the tests run through a CustomJob."""
-
-    name: str
-    path: Path
-    template: Path
-    entry_point: str = "main"
-    params: Mapping[str, str] = field(default_factory=dict)
-    backend_config: Mapping[str, Any] = field(default_factory=dict)
-    workload: WorkloadKind = CUSTOMJOB
-    """The kind its template makes (named by ``workload``, else the one the template declares)."""
-    declared_params: tuple[str, ...] | None = None
-    """The entry point's declared parameters (checked before ``mlflow run``); None: not known, any."""
-
-    def check_params(self, params: Mapping[str, object]) -> None:
-        """A parameter the entry point does not declare is a typo, an empty or blank value a slip (an unset
-        ``$VAR``): :class:`ConfigError` naming it, before any cluster work or image build."""
-        for name, value in params.items():
-            if self.declared_params is not None and name not in self.declared_params:
-                near = difflib.get_close_matches(name, self.declared_params, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise ConfigError(f"project {self.name}: parameter {name!r} is not declared by entry point "
-                                  f"{self.entry_point!r}{hint}; declared: {', '.join(self.declared_params) or 'none'}")
-            if not str(value).strip():  # the backend's argv.validate_params refuses it too, for `mlflow run -P`
-                what = "empty" if not str(value) else f"only whitespace ({str(value)!r})"
-                raise ConfigError(f"project {self.name}: parameter {name!r} is {what} (-P {name}={value}): give it a "
-                                  "value, or leave it out to use the entry point's default")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved settings; ``values`` maps every key of :data:`OPTIONS` to its typed value."""
-
-    root: Path
-    """The project root: the config file's directory (pytest's rootdir without one)."""
-    values: Mapping[str, Any]
-    sources: Mapping[str, str]
-    images: tuple[ImageSpec, ...]
-    projects: tuple[ProjectSpec, ...]
-    workloads: tuple[WorkloadKind, ...] = ()
-    """The settings' own workload kinds (``workloads``), besides the presets."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in _BY_KEY:
-            raise KeyError(key)
-        return self.values[key]
-
-    @property
-    def cluster_name(self) -> str:
-        return str(self.values["cluster-name"])
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(self.values["state-dir"])
-
-    @property
-    def bundle_dir(self) -> Path:
-        return Path(self.values["bundle-dir"])
-
-    def project(self, name_or_path: str) -> ProjectSpec:
-        """A configured project by name or path; an unconfigured path gets the stub template."""
-        found = find_project(self.projects, name_or_path, root=self.root)
-        if found is not None:
-            return found
-        path = (self.root / name_or_path).resolve()
-        if (path / "MLproject").is_file():
-            from harness import assets
-
-            return ProjectSpec(name=path.name, path=path, template=assets.stub_template())
-        known = ", ".join(p.name for p in self.projects) or "none configured"
-        raise ConfigError(f"no project {name_or_path!r}: not a configured name ({known}) and no MLproject in {path}; "
-                          f"fix: add it to [[tool.{SECTION}.projects]] or pass a project directory")
-
-    def describe(self) -> str:
-        """Every setting as TOML a user can paste back into ``pyproject.toml``, each with its source.
-
-        Scalars and lists come first under ``[tool.mlflow-crd-harness]``; tables of
-        tables (``images``, ``projects``, ``workloads``) follow as ``[[...]]``
-        sections; an unset setting is a comment, so the block parses as it is.
-        """
-        scalars, sections = [f"[tool.{SECTION}]"], []
-        for o in OPTIONS:
-            value, source = self.values[o.key], self.sources[o.key]
-            if o.kind == "table-list":
-                for item in value or ():
-                    sections += [f"[[tool.{SECTION}.{o.key}]]  # {source}"]
-                    sections += [f"{k} = {_toml(v)}" for k, v in item.items() if not str(k).startswith("_")]
-                if not value:
-                    scalars.append(f"# {o.key} = []  ({source})")
-                continue
-            if value is None:
-                scalars.append(f"# {o.key} = (unset)  ({source})")
-            else:
-                scalars.append(f"{o.key} = {_toml(self._relative(value))}  # {source}")
-        return "\n".join(scalars + sections)
-
-    def _relative(self, value: Any) -> Any:
-        """Paths inside the project root as the file would write them (relative to it)."""
-        if isinstance(value, tuple):
-            return [self._relative(v) for v in value]
-        if isinstance(value, (str, Path)) and str(value).startswith(f"{self.root}/"):
-            return str(value)[len(str(self.root)) + 1:]
-        return value
-
-
-def _toml(value: Any) -> str:
-    """A TOML value for what the settings hold (paths as strings, tuples as arrays, tables inline)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (str, Path)):
-        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml(v)}" for k, v in value.items()
-                                if not str(k).startswith("_")) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def _toml_key(key: Any) -> str:
-    return str(key) if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
-
-
-def find_project(projects: tuple[ProjectSpec, ...], name_or_path: str, *, root: Path | None = None,
-                 ) -> ProjectSpec | None:
-    """The project named ``name_or_path``, or at that path (relative to ``root``); None if none is."""
-    for p in projects:
-        if name_or_path in (p.name, str(p.path)) or (root is not None and (root / name_or_path).resolve() == p.path):
-            return p
-    return None
+KEYS = tuple(o.key for o in OPTIONS)
+"""Every setting's key, in the table's order."""
 
 
 def find_project_file(start: Path) -> Path | None:
@@ -370,25 +122,9 @@ def read_section(path: Path) -> dict[str, Any]:
     return section
 
 
-OTHER_ENV = (
-    "HARNESS_CACHE_DIR",
-    "HARNESS_DEBIAN_MIRROR",
-    "HARNESS_REGISTRY_IMAGE",
-    "HARNESS_REGISTRY_IMAGE_MODE",
-    "HARNESS_KIND_DOWNLOAD_BASE",
-    "HARNESS_KUBECTL_DOWNLOAD_BASE",
-    "HARNESS_TOOLS_VENV",
-    "HARNESS_LOCK_DIR",  # harness.sessionlock: where every user of a Docker engine finds its session locks
-)
-"""``HARNESS_*`` variables read outside this table (caches, locks, mirrors, tool downloads): known, so not typos.
-
-Not settings, because they are the machine's and not a project's: ``HARNESS_LOCK_DIR`` in a project's
-``pyproject.toml`` would split the session lock between projects that drive the same kind cluster."""
-
-
 def _check_env_names(env: Mapping[str, str]) -> None:
     """A misspelt ``HARNESS_*`` variable is an error, not a setting silently left at its default."""
-    known = {o.env for o in OPTIONS} | set(OTHER_ENV)
+    known = {o.env for o in OPTIONS} | {v.name for v in hostenv.HOST_VARS}
     for name in sorted(env):
         if name.startswith(ENV_PREFIX) and name not in known:
             near = difflib.get_close_matches(name, sorted(known), n=1)
@@ -413,9 +149,9 @@ def load_settings(
     _check_env_names(env)
     given = {k: v for k, v in (explicit or {}).items() if v is not None}
     for key in given:
-        if key not in _BY_KEY:
+        if key not in KEYS:
             raise ConfigError(f"unknown setting {key!r}")
-    cfg_value = given.get("config") or env.get(_BY_KEY["config"].env) or config_file
+    cfg_value = given.get("config") or env.get(option("config").env) or config_file
     if cfg_value:
         path = Path(cfg_value).expanduser().resolve()
         if not path.is_file():
@@ -432,12 +168,12 @@ def load_settings(
     if "config" in file_values:
         raise ConfigError(f"'config' in {file_where}: it names the settings file, so it cannot be set inside one; "
                           "use --harness-config / HARNESS_CONFIG, or drop the key")
-    unknown = [k for k in file_values if k not in _BY_KEY]
+    unknown = [k for k in file_values if k not in KEYS]
     if unknown:
         bad = unknown[0]
-        near = difflib.get_close_matches(bad, list(_BY_KEY), n=1)
+        near = difflib.get_close_matches(bad, list(KEYS), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"unknown key {bad!r} in {file_where}{hint} Valid keys: {', '.join(_BY_KEY)}")
+        raise ConfigError(f"unknown key {bad!r} in {file_where}{hint} Valid keys: {', '.join(KEYS)}")
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -474,23 +210,27 @@ def load_settings(
         provider = provider_class(values["cluster"])
     except ConfigError as exc:
         raise ConfigError(f"{exc} ({sources['cluster']})") from None
-    provider.check_settings(values, sources)  # what that provider cannot run, with the fix
     if values["extended-resources"] is not None:
         values["extended-resources"] = _extended_resources(values["extended-resources"],
                                                            sources["extended-resources"])
-        if "worker" in values["extended-resources"] and values["workers"] == 0 and values["kind-config"] is None:
-            raise ConfigError(f"extended-resources names 'worker' ({sources['extended-resources']}) but the cluster "
-                              "has none: set workers = 1 (or more), or use control-plane / all")
     _check_stack(values["stack"], sources["stack"])
-    images = _images(values, sources)
     kinds = _workloads(values["workloads"], sources["workloads"])
     projects = tuple(_project(item, i, sources["projects"], project_root, kinds)
                      for i, item in enumerate(values["projects"]))
+    parsed = {"images": _images(values, sources), "workloads": kinds, "projects": projects}
     names = [p.name for p in projects]
     if len(set(names)) != len(names):
         raise ConfigError(f"project names must be unique; got {names} ({sources['projects']})")
-    return Settings(root=project_root, values=values, sources=sources, images=images, projects=projects,
-                    workloads=kinds)
+    groups = {group: cls(**{o.attr: parsed.get(o.key, values[o.key]) for o in OPTIONS if o.group == group})
+              for group, cls in GROUPS}
+    settings = Settings(root=project_root, values=values, sources=sources, **groups)
+    provider.check_settings(settings)  # what that provider cannot run, with the fix
+    resources = settings.cluster.extended_resources
+    if resources is not None and "worker" in resources and not settings.cluster.workers \
+            and settings.cluster.kind_config is None:
+        raise ConfigError(f"extended-resources names 'worker' ({sources['extended-resources']}) but the cluster "
+                          "has none: set workers = 1 (or more), or use control-plane / all")
+    return settings
 
 
 def _take_over_manifest(values: dict[str, Any], sources: dict[str, str]) -> None:
@@ -499,7 +239,7 @@ def _take_over_manifest(values: dict[str, Any], sources: dict[str, str]) -> None
 
     path = values["from-manifest"]
     for key, recorded in manifest.pinned_settings(manifest.load(path)).items():
-        value = _coerce(_BY_KEY[key], recorded, f"manifest {path}", Path(path).parent)
+        value = _coerce(option(key), recorded, f"manifest {path}", Path(path).parent)
         if sources[key] == "default":
             values[key], sources[key] = value, f"manifest {path}"
         elif values[key] != value:

@@ -58,9 +58,9 @@ def jobs_still_held(kube: Any) -> Probe[None]:
 
 def keep_cluster(settings: Settings, *, failed: bool) -> bool:
     """The ``keep-cluster`` policy: auto keeps locally and deletes under CI."""
-    policy = settings["keep-cluster"]
+    policy = settings.cluster.keep
     if policy == "auto":  # the provider's own default (kind: kept locally, deleted under CI)
-        return provider_class(settings["cluster"]).keep_by_default(settings)
+        return provider_class(settings.cluster.provider).keep_by_default(settings)
     return policy == "always" or (policy == "on-failure" and failed)
 
 
@@ -110,7 +110,7 @@ class Testbed:
     def start(self) -> Self:
         """Bring everything up; whatever fails after the session lock is held is finished at once."""
         s = self.settings
-        name, docker_optional = provider_class(s["cluster"]).lock_key(s)
+        name, docker_optional = provider_class(s.cluster.provider).lock_key(s)
         recorded = self._recorded_manifest()  # before any work: a run that cannot be reproduced stops here
         leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
         with self.phases.phase("session lock") as note:
@@ -129,7 +129,7 @@ class Testbed:
 
     def _recorded_manifest(self) -> dict[str, Any] | None:
         """The ``from-manifest`` record, after checking this interpreter can reproduce it."""
-        path = self.settings["from-manifest"]
+        path = self.settings.general.from_manifest
         if path is None:
             return None
         recorded = manifest.load(path)
@@ -148,10 +148,10 @@ class Testbed:
         diffs = manifest.compare(recorded, self.manifest, images_in_both_only=True)
         if diffs:
             raise manifest.ManifestError(
-                f"from-manifest {self.settings['from-manifest']}: this machine built or found something else:\n  "
+                f"from-manifest {self.settings.general.from_manifest}: this machine built or found something else:\n  "
                 + "\n  ".join(diffs) + "\nfix: load the recorded images (docker load) or the recorded node "
                 "image, or re-run without --harness-from-manifest to record a new baseline")
-        self.log(f"manifest: reproduced {self.settings['from-manifest']}: kind, Kubernetes, node image, base "
+        self.log(f"manifest: reproduced {self.settings.general.from_manifest}: kind, Kubernetes, node image, base "
                  f"image and {len(self.manifest.get('images', {}))} image digest(s) match")
 
     def _describe(self) -> dict[str, Any]:
@@ -184,15 +184,15 @@ class Testbed:
         s = self.settings
         assets.materialise_stub(s.state_dir / "stub")
         with self.phases.phase("tools (kubectl)"):
-            self.kubectl_bin = toolchain.resolve_kubectl(s["kubectl-bin"], log=self.log,
-                                                         kubernetes_version=s["kubernetes-version"])
+            self.kubectl_bin = toolchain.resolve_kubectl(s.tools.kubectl_bin, log=self.log,
+                                                         kubernetes_version=s.cluster.kubernetes_version)
         with self.phases.phase("base image") as note:
-            base = baseimage.resolve_base_image(mode=s["base-mode"], override=s["base-image"], log=self.log)
+            base = baseimage.resolve_base_image(mode=s.build.base_mode, override=s.build.base_image, log=self.log)
             note["note"] = f"{base.source}: {base.image}"
         self.base = base
         specs = list(s.images)
         self._stack_dirs = self._check_stack_uses_the_images(specs)
-        if s["tracking"] == "in-cluster":
+        if s.stack.tracking == "in-cluster":
             specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),
                                    repository=TRACKING_REPOSITORY))
 
@@ -206,17 +206,18 @@ class Testbed:
         # registries into its nodes, the one this engine publishes on a loopback registry = localhost:PORT.
         from harness.registry.wiring import loopback_port
 
-        adopt = provider_class(s["cluster"]).wires_registries and loopback_port(s["registry"]) is not None
+        registry_at = s.build.registry
+        adopt = provider_class(s.cluster.provider).wires_registries and loopback_port(registry_at) is not None
 
         def registry() -> LocalRegistry | None:
             from harness.registry import LocalRegistry, ensure_registry_image
 
-            if adopt:
+            if adopt and registry_at is not None:
                 with self.phases.phase("registry container") as note:
-                    reg = LocalRegistry.serving(s["registry"], log=self.log)
+                    reg = LocalRegistry.serving(registry_at, log=self.log)
                     note["note"] = f"{reg.host}: {reg.name}"
                     return reg
-            if s["registry"] != "local":
+            if s.build.registry != "local":
                 return None
             with self.phases.phase("local registry") as note:
                 reg = LocalRegistry(ensure_registry_image(log=self.log), log=self.log)
@@ -236,8 +237,8 @@ class Testbed:
         def cluster() -> Cluster:
             assert self.kubectl_bin is not None
             # Not with a registry container: a session with one delivers through it (attached after creation).
-            early = preload if s["registry"] != "local" and not adopt else None
-            provider = provider_class(s["cluster"]).from_settings(s, kubectl_bin=self.kubectl_bin, log=self.log,
+            early = preload if s.build.registry != "local" and not adopt else None
+            provider = provider_class(s.cluster.provider).from_settings(s, kubectl_bin=self.kubectl_bin, log=self.log,
                                                                   phases=self.phases, preload=early,
                                                                   session=self.session)
             self._provider = provider
@@ -290,12 +291,12 @@ class Testbed:
             raise errors[0]
         if self.registry is not None:
             self._attach_registry(self.registry)
-        if s["extended-resources"] is not None:
+        if s.cluster.extended_resources is not None:
             from harness.clusters import noderesources
 
             assert self.cluster is not None
             with self.phases.phase("advertise extended resources") as note:
-                done = noderesources.advertise(self.cluster.kube, s["extended-resources"], log=self.log)
+                done = noderesources.advertise(self.cluster.kube, s.cluster.extended_resources, log=self.log)
                 note["note"] = "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in r.items())}" for n, r in done.items())
         self.stack = self._deploy(specs)
 
@@ -317,9 +318,9 @@ class Testbed:
         stack_dirs = self._stack_dirs
         tracking_image = refs.pop(TRACKING_REPOSITORY, None)
         with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
-            stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s["tracking"],
-                                 tracking_image=tracking_image, tracking_pod_uri=s["tracking-pod-uri"],
-                                 timeout=s["deploy-timeout"], log=self.log, cluster_objects=s["cluster-objects"])
+            stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s.stack.tracking,
+                                 tracking_image=tracking_image, tracking_pod_uri=s.stack.tracking_pod_uri,
+                                 timeout=s.stack.deploy_timeout, log=self.log, cluster_objects=s.cluster.objects)
             note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
         return stack
 
@@ -329,7 +330,7 @@ class Testbed:
         assert self.kubectl_bin is not None
         kubectl = self.kubectl_bin
         with self.phases.phase("check the stack") as note:
-            dirs = [self._stack_dir(d) for d in self.settings["stack"]]
+            dirs = [self._stack_dir(d) for d in self.settings.stack.entries]
             wanted = {sp.repository: f"{sp.repository}:to-be-built" for sp in specs if sp.deliver}
             render_stack(lambda d: _exec.run([kubectl, "kustomize", str(d)], timeout=120).stdout, dirs, wanted)
             note["note"] = f"{len(dirs)} kustomize dir(s) use every image to deliver ({len(wanted)})"
@@ -379,7 +380,7 @@ class Testbed:
         ``on-failure`` still keep it; a reused cluster is always left as it was.
         """
         keep = keep_cluster(self.settings, failed=failed)
-        if build_failed and self.settings["keep-cluster"] == "auto":
+        if build_failed and self.settings.cluster.keep == "auto":
             keep = False
         self.kept = keep
         try:

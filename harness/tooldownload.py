@@ -19,14 +19,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import hostenv
 from harness._errors import HarnessError
 
 __all__ = ["DownloadError", "ToolRelease", "download_verified", "host_platform", "kind_release", "kubectl_release"]
 
 KIND_BASE = "https://kind.sigs.k8s.io/dl"
 KUBECTL_BASE = "https://dl.k8s.io/release"
-KIND_BASE_ENV = "HARNESS_KIND_DOWNLOAD_BASE"
-KUBECTL_BASE_ENV = "HARNESS_KUBECTL_DOWNLOAD_BASE"
+KIND_BASE_ENV = hostenv.KIND_DOWNLOAD_BASE
+KUBECTL_BASE_ENV = hostenv.KUBECTL_DOWNLOAD_BASE
 """Mirrors of the two release sites, read when a release is asked for (never at import: a test or a
 session that sets them after the harness is imported is obeyed)."""
 
@@ -60,13 +61,13 @@ def host_platform(system: str | None = None, machine: str | None = None) -> tupl
 
 
 def kind_release(version: str, os_arch: tuple[str, str], base: str | None = None) -> ToolRelease:
-    base = base or os.environ.get(KIND_BASE_ENV) or KIND_BASE
+    base = base or hostenv.get(KIND_BASE_ENV) or KIND_BASE
     url = f"{base}/{version}/kind-{os_arch[0]}-{os_arch[1]}"
     return ToolRelease("kind", version, url, f"{url}.sha256sum")
 
 
 def kubectl_release(version: str, os_arch: tuple[str, str], base: str | None = None) -> ToolRelease:
-    base = base or os.environ.get(KUBECTL_BASE_ENV) or KUBECTL_BASE
+    base = base or hostenv.get(KUBECTL_BASE_ENV) or KUBECTL_BASE
     url = f"{base}/{version}/bin/{os_arch[0]}/{os_arch[1]}/kubectl"
     return ToolRelease("kubectl", version, url, f"{url}.sha256")
 

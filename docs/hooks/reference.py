@@ -63,6 +63,12 @@ def settings_table() -> str:
             lines.append(f"| `{opt.key}` | `{opt.env}` | `{opt.pytest_flag}` | {_cell(opt.describe_default())} | "
                          f"{_cell(opt.help)}{_cell(choices)} |")
         lines.append("")
+    from harness.hostenv import HOST_VARS
+
+    lines += ["### this machine's variables", "", "Environment only (`harness.hostenv`): they belong to the machine, "
+              "so a project's file cannot set them.", "", "| env | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{v.name}` | {_cell(v.default)} | {_cell(v.help)} |" for v in HOST_VARS]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,29 +35,18 @@ if TYPE_CHECKING:  # the dataclasses name it; importing the kubernetes client wa
     from harness.delivery import Route
     from harness.findings import Finding
     from harness.kubeapi import Kube
+    from harness.options import Settings
     from harness.registry import LocalRegistry
     from harness.timing import Phases
 
 __all__ = ["ENTRY_POINT_GROUP", "MANAGED_BY_LABEL", "PROVIDERS", "SESSION_LABEL", "Cluster", "ClusterProvider",
-           "ProviderClass", "ProviderContext", "Settings", "provider_class", "provider_names", "register"]
+           "ProviderClass", "ProviderContext", "provider_class", "provider_names", "register"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 """Label (value ``mlflow-crd-harness``) on every namespace the harness creates."""
 MANAGED_BY = "mlflow-crd-harness"
 SESSION_LABEL = "mlflow-crd-harness/session"
 """Label naming the session that created a namespace (for reaping and for the existing provider)."""
-
-
-class Settings(Protocol):
-    """What a provider reads of :class:`harness.settings.Settings` (which sits above this package)."""
-
-    def __getitem__(self, key: str) -> Any: ...
-
-    @property
-    def cluster_name(self) -> str: ...
-
-    @property
-    def state_dir(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -157,8 +146,9 @@ class ProviderClass(Protocol):
     and hands to :meth:`ClusterProvider.attach_registry`; otherwise such an address is the cluster's business."""
 
     @classmethod
-    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-        """Raise :class:`~harness._errors.ConfigError` (field and fix) for settings this provider cannot run."""
+    def check_settings(cls, settings: Settings) -> None:
+        """Raise :class:`~harness._errors.ConfigError` (field, its source and the fix) for settings this provider
+        cannot run; called at load, so a session stops before any work."""
         ...
 
     @classmethod

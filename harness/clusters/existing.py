@@ -12,7 +12,7 @@ registry the cluster pulls from (setting ``registry``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,10 +21,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness._errors import ConfigError, HarnessError
-from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ProviderContext, Settings
+from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, SESSION_LABEL, Cluster, ProviderContext
 from harness.delivery import RegistryPush, Route
 from harness.findings import Finding
 from harness.kubeapi import Kube
+from harness.options import Settings
 from harness.sessionlease import NAMESPACE as LEASE_NAMESPACE
 from harness.sessionlease import SessionLease
 
@@ -55,24 +56,25 @@ class ExistingProvider(ProviderContext):
     lease: SessionLease | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-        if values["kubeconfig"] is None:
+    def check_settings(cls, settings: Settings) -> None:
+        c, sources = settings.cluster, settings.sources
+        if c.kubeconfig is None:
             raise ConfigError("cluster = existing needs a kubeconfig (kubeconfig key, --harness-kubeconfig or "
                               "HARNESS_KUBECONFIG); the harness never reads ~/.kube/config")
-        if values["registry"] is None:
+        if settings.build.registry is None:
             raise ConfigError("cluster = existing needs a registry the cluster pulls from (registry key, "
                               "--harness-registry or HARNESS_REGISTRY): 'local' or host[:port]")
-        if not Path(values["kubeconfig"]).is_file():
-            raise ConfigError(f"kubeconfig {values['kubeconfig']} ({sources['kubeconfig']}) does not exist; give the "
+        if not c.kubeconfig.is_file():
+            raise ConfigError(f"kubeconfig {c.kubeconfig} ({sources['kubeconfig']}) does not exist; give the "
                               "kubeconfig file of the cluster (kind: kind get kubeconfig --name NAME > FILE)")
-        if values["extended-resources"] is not None:
+        if c.extended_resources is not None:
             raise ConfigError(f"extended-resources ({sources['extended-resources']}) patch kind nodes; the harness "
                               "never changes the nodes of an existing cluster: drop the setting there")
 
     @classmethod
     def lock_key(cls, settings: Settings) -> tuple[str, bool]:
         """Per kubeconfig context; the cluster's Leases see the sessions of other machines, so no Docker needed."""
-        return f"existing-{settings['context'] or 'current'}", True
+        return f"existing-{settings.cluster.context or 'current'}", True
 
     @classmethod
     def keep_by_default(cls, settings: Settings) -> bool:
@@ -93,8 +95,10 @@ class ExistingProvider(ProviderContext):
                       preload: Callable[[Route], None] | None, session: str) -> ExistingProvider:
         """Nothing is created, so nothing runs beside a creation (``preload`` is not used)."""
         del phases, preload
-        return cls(kubeconfig=settings["kubeconfig"], kubectl_bin=kubectl_bin, registry=settings["registry"],
-                   context=settings["context"], log=log, session=session)
+        assert settings.cluster.kubeconfig is not None  # check_settings refused it at load
+        assert settings.build.registry is not None
+        return cls(kubeconfig=settings.cluster.kubeconfig, kubectl_bin=kubectl_bin, registry=settings.build.registry,
+                   context=settings.cluster.context, log=log, session=session)
 
     def start(self) -> Cluster:
         if not self.kubeconfig.is_file():
@@ -162,9 +166,11 @@ def check_existing_cluster(settings: Settings) -> Finding:
     """The existing cluster's kubeconfig has the context, and its API server answers."""
     import yaml
 
-    kubeconfig, context = settings["kubeconfig"], settings["context"]
+    kubeconfig, context = settings.cluster.kubeconfig, settings.cluster.context
+    if kubeconfig is None:  # check_settings refuses it at load; a preflight may run on unchecked settings
+        return Finding("cluster", "fail", "no kubeconfig given", "set kubeconfig (cluster = existing needs one)")
     try:
-        data = yaml.safe_load(Path(kubeconfig).read_text()) or {}
+        data = yaml.safe_load(kubeconfig.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         return Finding("cluster", "fail", f"kubeconfig {kubeconfig}: {exc}", "give a readable kubeconfig file")
     contexts = [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict)]

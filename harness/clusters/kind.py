@@ -34,7 +34,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,12 +45,13 @@ from harness import _exec, dockercli, owners, toolchain
 from harness._errors import ConfigError, HarnessError, WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
-from harness.clusters import Cluster, ProviderContext, Settings
+from harness.clusters import Cluster, ProviderContext
 from harness.clusters.kind_cli import KindCluster, kind_config, node_container_ids
 from harness.delivery import KindLoad, Route
 from harness.envflags import env_flag
 from harness.findings import Finding
 from harness.kubeapi import Kube
+from harness.options import Settings
 from harness.ports import free_port
 
 if TYPE_CHECKING:
@@ -281,11 +282,12 @@ class KindProvider(ProviderContext):
     """Registry containers not ours that this session joined to the ``kind`` network (left again at the end)."""
 
     @classmethod
-    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    def check_settings(cls, settings: Settings) -> None:
         from harness.registry.wiring import loopback_port
 
-        if values["registry"] not in (None, "local") and loopback_port(values["registry"]) is None:
-            raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}) with cluster = kind: kind "
+        registry = settings.build.registry
+        if registry not in (None, "local") and loopback_port(registry) is None:
+            raise ConfigError(f"registry = {registry!r} ({settings.sources['registry']}) with cluster = kind: kind "
                               "nodes pull from a registry only once the harness wires it in, which it does for a "
                               "registry container on this Docker engine, named by the loopback address it "
                               "publishes (registry = \"localhost:PORT\", kind's documented pattern) or "
@@ -311,8 +313,8 @@ class KindProvider(ProviderContext):
         """``kind export logs`` of ``cluster``, resolving the pinned kind only when logs are wanted (a failure)."""
 
         def export(dest: Path) -> None:
-            kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=lambda _line: None,
-                                              kubernetes_version=settings["kubernetes-version"])
+            kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, log=lambda _line: None,
+                                              kubernetes_version=settings.cluster.kubernetes_version)
             KindCluster(cluster.name, kind_bin, cluster.kube.kubeconfig.parent).export_logs(dest)
 
         return export
@@ -323,35 +325,36 @@ class KindProvider(ProviderContext):
         """The kind binary and node image for the configured minor, and our config patches (workers, the
         registry's ``config_path``, the kubelet's sync period, the cgroup driver a cgroup v1 host needs)."""
         del session  # a kind cluster is this machine's: its session lock admits one session at a time
-        minor = settings["kubernetes-version"]
+        c = settings.cluster
+        minor = c.kubernetes_version
         with phases.phase("tools (kind)") as note:  # built from Go modules on a new machine: minutes, heartbeated
-            kind_bin = toolchain.resolve_kind(settings["kind-bin"], log=log, kubernetes_version=minor)
+            kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, log=log, kubernetes_version=minor)
             note["note"] = str(kind_bin)
         with phases.phase("node image") as note:
-            choice = toolchain.resolve_node_image(mode=settings["node-image-mode"], override=settings["node-image"],
-                                                  log=log, kubernetes_version=settings["kubernetes-version"])
+            choice = toolchain.resolve_node_image(mode=c.node_image_mode, override=c.node_image,
+                                                  log=log, kubernetes_version=minor)
             note["note"] = f"{choice.source}: {choice.image}"
         extra = None
-        if settings["kind-config"] is not None:
-            extra = yaml.safe_load(Path(settings["kind-config"]).read_text()) or {}
+        if c.kind_config is not None:
+            extra = yaml.safe_load(c.kind_config.read_text()) or {}
             if not isinstance(extra, dict):
-                raise HarnessError(f"kind-config {settings['kind-config']} must hold a kind Cluster config mapping")
+                raise HarnessError(f"kind-config {c.kind_config} must hold a kind Cluster config mapping")
         from harness.nodeimage.nodefiles import cgroupfs_driver_patches
         from harness.registry import kind_config_patches
         from harness.registry.wiring import node_lacks_config_path
 
-        extra = with_workers(extra, settings["workers"], kubernetes_version=settings["kubernetes-version"],
+        extra = with_workers(extra, c.workers, kubernetes_version=minor,
                              local=choice.registry_less)
 
         # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
         # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
-        local_node = node_lacks_config_path(choice.registry_less, settings["kubernetes-version"])
+        local_node = node_lacks_config_path(choice.registry_less, minor)
         containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
-        if cgroupfs_driver_wanted(choice.registry_less, settings["kubernetes-version"], toolchain.host_is_cgroup_v1()):
+        if cgroupfs_driver_wanted(choice.registry_less, minor, toolchain.host_is_cgroup_v1()):
             runc, kubelet = cgroupfs_driver_patches()
             containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
         return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
-                   state_dir=settings.state_dir, node_image=choice.image, reuse=settings["reuse"],
+                   state_dir=settings.state_dir, node_image=choice.image, reuse=c.reuse,
                    config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
                    log=log, preload=preload)
 
@@ -463,16 +466,15 @@ class KindProvider(ProviderContext):
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
         """kind's version, the Kubernetes minor, and the node image (its id, and whether we built it)."""
         from harness.nodeimage.versions import NODE_IMAGE_REPO
-        from harness.versions import release_for
 
-        row = release_for(settings["kubernetes-version"])
+        row = settings.cluster.release
         kind_version = _exec.run([self.kind_bin, "version"], timeout=30).stdout.split()
         node = cluster.node_image or ""
         local = node.startswith(NODE_IMAGE_REPO)
         return {
             "kind": {"version": kind_version[1] if len(kind_version) > 1 else " ".join(kind_version)},
             "kubernetes": {"minor": row.minor},
-            "settings": {} if settings["node-image"] is not None
+            "settings": {} if settings.cluster.node_image is not None
             else {"node-image-mode": "local" if local else "public"},
             "node_image": {"ref": node, "id": dockercli.image_id(node) if node else None,
                            "source": "local" if local else "public",
@@ -538,13 +540,11 @@ def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_versi
 def check_kind_tools(settings: Settings) -> list[Finding]:
     """kind and kubectl for the configured minor: given, on PATH at the pinned version, cached, or to be fetched."""
     from harness import toolchain
-    from harness.versions import release_for
 
-    minor = settings["kubernetes-version"]
-    row = release_for(minor)
+    minor, row = settings.cluster.kubernetes_version, settings.cluster.release
     out = []
-    for tool, pinned, override in (("kind", row.kind, settings["kind-bin"]),
-                                   ("kubectl", row.kubernetes, settings["kubectl-bin"])):
+    for tool, pinned, override in (("kind", row.kind, settings.tools.kind_bin),
+                                   ("kubectl", row.kubernetes, settings.tools.kubectl_bin)):
         if override is not None:
             ok = Path(override).is_file()
             out.append(Finding(tool, "ok" if ok else "fail", f"{override} (given)",
@@ -562,24 +562,23 @@ def check_kind_tools(settings: Settings) -> list[Finding]:
 def check_node_image(settings: Settings) -> Finding:
     """The node image the configured minor will use: the override, a present build, or what would happen."""
     from harness import dockercli, toolchain
-    from harness.versions import cgroup_v1_verdict, release_for
+    from harness.versions import cgroup_v1_verdict
 
-    minor = settings["kubernetes-version"]
+    minor, row = settings.cluster.kubernetes_version, settings.cluster.release
     name = f"node image ({minor})"
-    if settings["node-image"]:
-        present = dockercli.image_exists(settings["node-image"])
-        return Finding(name, "ok" if present else "warn", f"{settings['node-image']} (given)"
+    if settings.cluster.node_image:
+        present = dockercli.image_exists(settings.cluster.node_image)
+        return Finding(name, "ok" if present else "warn", f"{settings.cluster.node_image} (given)"
                        + ("" if present else ": not in Docker yet, will be pulled"))
-    row = release_for(minor)
     public_runs = not toolchain.host_is_cgroup_v1() or cgroup_v1_verdict(row, public=True)[0]
-    if settings["node-image-mode"] != "local" and public_runs:
+    if settings.cluster.node_image_mode != "local" and public_runs:
         proc = _exec.run(["docker", "manifest", "inspect", row.public_node_image], check=False, timeout=60)
         if proc.returncode == 0 or dockercli.image_exists(row.public_node_image):
             return Finding(name, "ok", f"{row.public_node_image.split('@')[0]} (published, pinned by digest)")
-        if settings["node-image-mode"] == "public":
+        if settings.cluster.node_image_mode == "public":
             return Finding(name, "fail", f"{row.public_node_image} cannot be pulled",
                            "use node-image-mode local (a registry-less build) or make the registry reachable")
-    if settings["node-image-mode"] == "public" and not public_runs:
+    if settings.cluster.node_image_mode == "public" and not public_runs:
         return Finding(name, "fail", f"kind's published {minor} image cannot run on this cgroup v1 host",
                        "use node-image-mode auto or local (the registry-less build sets failCgroupV1: false)")
     from harness import nodeimage

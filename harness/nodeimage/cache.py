@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness import cachedir as _cachedir
+from harness import hostenv
 
 __all__ = [
     "CACHE_ENV",
@@ -36,7 +37,7 @@ __all__ = [
 DEFAULT_CACHE_DIR = _cachedir.DEFAULT_CACHE_DIR
 
 #: Environment variable overriding :data:`DEFAULT_CACHE_DIR`.
-CACHE_ENV = "HARNESS_CACHE_DIR"
+CACHE_ENV = hostenv.CACHE_DIR
 
 _KEY_LEN = 16  # hex chars: collisions are irrelevant at our scale, names stay readable
 

@@ -394,7 +394,7 @@ def _write_manifest(session: pytest.Session) -> None:
     path = manifest.write(manifest.manifest_path_for(getattr(config.option, "xmlpath", None), settings.state_dir),
                           recorded_now)
     note_ending(config, f"run manifest: {path} (re-run with --harness-from-manifest {path})")
-    source = settings["from-manifest"]
+    source = settings.general.from_manifest
     if source is None:
         return
     diffs = [d for d in manifest.compare(manifest.load(source), recorded_now, images_in_both_only=True)

@@ -94,8 +94,8 @@ def base_image(harness_settings: Settings, docker_ready: None, phases: Phases) -
     from harness import baseimage
 
     with phases.phase("base image") as note:
-        choice = baseimage.resolve_base_image(mode=harness_settings["base-mode"],
-                                              override=harness_settings["base-image"], log=phases.log)
+        choice = baseimage.resolve_base_image(mode=harness_settings.build.base_mode,
+                                              override=harness_settings.build.base_image, log=phases.log)
         note["note"] = f"{choice.source}: {choice.image}"
     return choice.image
 
@@ -188,7 +188,7 @@ def testbed(request: pytest.FixtureRequest, e2e_preflight: None, harness_setting
         yield bed
     finally:
         if owner:
-            bound = max(3600.0, 4 * harness_settings["job-timeout"])
+            bound = max(3600.0, 4 * harness_settings.runs.job_timeout)
             failures, all_done = request.session.testsfailed, False
             try:
                 failures += run.wait_for_others(bound, phases.log)
@@ -214,7 +214,7 @@ def _note_ending(config: pytest.Config, bed: Testbed, kept: bool) -> None:
         return
     if kept or not cluster.created:
         note_ending(config, f"{cluster.provider} cluster {cluster.name}: kept (settings keep-cluster="
-                            f"{bed.settings['keep-cluster']})")
+                            f"{bed.settings.cluster.keep})")
         note_ending(config, f"  export KUBECONFIG={cluster.kube.kubeconfig}")
         if stack is not None:
             note_ending(config, f"  MLflow UI: {stack.tracking_uri}")
@@ -248,7 +248,7 @@ def e2e_namespace(request: pytest.FixtureRequest, testbed: Testbed, e2e_stack: S
     from harness.testbed import keep_cluster
 
     kube = e2e_stack.cluster.kube
-    name = f"{harness_settings['namespace-prefix']}-{uuid.uuid4().hex[:8]}"
+    name = f"{harness_settings.stack.namespace_prefix}-{uuid.uuid4().hex[:8]}"
     kube.ensure_namespace(name, labels={MANAGED_BY_LABEL: MANAGED_BY, SESSION_LABEL: testbed.session})
     yield name
     if failed(request.node):
@@ -276,7 +276,7 @@ def project_runner(request: pytest.FixtureRequest, e2e_stack: Stack, e2e_namespa
         record_manifest(request.config, {"images": {f"project {project}": {"ref": ref, "id": image_id}}})
 
     return ProjectRunner(e2e_stack, e2e_namespace, tmp_path, projects=harness_settings.projects,
-                         job_timeout=harness_settings["job-timeout"], on_image=record,
+                         job_timeout=harness_settings.runs.job_timeout, on_image=record,
                          workload_kinds=harness_settings.workloads)
 
 

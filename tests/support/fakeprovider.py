@@ -10,15 +10,16 @@ starts, the registry it attaches, what it adds to the run manifest, its finish.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from harness._errors import ConfigError
-from harness.clusters import Cluster, ProviderContext, Settings
+from harness.clusters import Cluster, ProviderContext
 from harness.delivery import RegistryPush, Route
 from harness.findings import Finding
+from harness.options import Settings
 from harness.registry import LocalRegistry
 from harness.timing import Phases
 
@@ -57,10 +58,11 @@ class FakeProvider(ProviderContext):
     fail_at: str | None = None
 
     @classmethod
-    def check_settings(cls, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-        calls.append(("check_settings", values["cluster"]))
-        if values["registry"] not in (None, "local") and not str(values["registry"]).startswith("localhost:"):
-            raise ConfigError(f"registry = {values['registry']!r} ({sources['registry']}): the fake provider has "
+    def check_settings(cls, settings: Settings) -> None:
+        calls.append(("check_settings", settings.cluster.provider))
+        registry = settings.build.registry
+        if registry not in (None, "local") and not registry.startswith("localhost:"):
+            raise ConfigError(f"registry = {registry!r} ({settings.sources['registry']}): the fake provider has "
                               "no nodes to pull from it; drop it")
 
     @classmethod
@@ -86,7 +88,7 @@ class FakeProvider(ProviderContext):
                       preload: Callable[[Route], None] | None, session: str) -> FakeProvider:
         calls.append(("from_settings", session))
         calls.append(("preload", preload is not None))
-        return cls(state_dir=settings.state_dir, session=session, fail_at=settings["context"])
+        return cls(state_dir=settings.state_dir, session=session, fail_at=settings.cluster.context)
 
     def _step(self, name: str, value: Any = None) -> None:
         calls.append((name, value))

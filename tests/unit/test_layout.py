@@ -154,13 +154,13 @@ def test_materialised_stub_is_a_kustomize_base(tmp_path: Path) -> None:
 
 LAYERS: list[set[str]] = [
     {"_errors", "_version", "ports", "cachedir", "contract", "imagerefs", "versions", "charts", "tooldownload",
-     "envflags", "findings"},
+     "envflags", "findings", "hostenv"},
     {"_waiting", "owners"},
     {"_exec", "interrupts", "clusterobjects"},
     {"dockercli", "leftovers", "debian", "timing", "kubeapi", "assets"},
     {"workloads"},
     {"nodeimage", "baseimage", "goimage", "toolchain", "sessionlock", "sessionlease"},
-    {"delivery"},
+    {"delivery", "options"},
     {"registry", "clusters", "stacks", "manifest", "waits", "evidence", "tracking_server"},
     {"settings", "stack", "images", "report"},
     {"backend", "runs", "assertions", "doctor", "testbed"},
