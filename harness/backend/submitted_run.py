@@ -129,28 +129,25 @@ class CustomJobSubmittedRun(SubmittedRun):
         object is deleted (so nothing keeps running for a run we report as
         FAILED) and :class:`~harness._errors.WaitTimeout` is recorded as the reason.
         """
-        deadline = self._clock() + self._timeout
-        history: list[str] = []
-        while True:
-            try:
-                current, obj = self._current()
-            except CustomJobBackendError as exc:
-                current, obj = "SCHEDULED", None
-                _record(history, f"API error: {exc}")
-            else:
-                _record(history, state.describe(self.kind, obj))
-            if state.is_terminal(current):
-                return self._finish(current, obj)
-            if self._clock() >= deadline:
-                break
-            self._pause(obj, min(self._poll, max(deadline - self._clock(), 0.0)))
-        timeout = WaitTimeout(
-            f"{self._where()} (MLflow run {self.run_id}) to finish",
-            self._timeout,
-            history,
-            hint=f"raise 'timeout-seconds' in the backend config, or check `kubectl describe "
-            f"{self.kind.kind.lower()}.{self.kind.group} -n {self.namespace} {self.job_name}`",
-        )
+        last: list[dict[str, Any] | None] = [None]
+
+        def probe() -> Probe[tuple[str, dict[str, Any] | None]]:
+            current, obj = self._current()
+            last[0] = obj
+            return Probe(state.is_terminal(current), state.describe(self.kind, obj), (current, obj))
+
+        try:
+            # Woken by a watch on the object (the controller's status write), not a poll later.
+            ended = wait_for(probe, what=f"{self._where()} (MLflow run {self.run_id}) to finish",
+                             timeout=self._timeout, interval=self._poll, transient=(CustomJobBackendError,),
+                             hint=f"raise 'timeout-seconds' in the backend config, or check `kubectl describe "
+                             f"{self.kind.kind.lower()}.{self.kind.group} -n {self.namespace} {self.job_name}`",
+                             clock=self._clock, sleep=lambda seconds: self._pause(last[0], seconds))
+        except WaitTimeout as exc:
+            timeout = exc
+        else:
+            assert ended is not None
+            return self._finish(*ended)
         _log.error("%s", timeout)
         try:
             self._jobs.delete(self.job_name)
@@ -264,9 +261,3 @@ class CustomJobSubmittedRun(SubmittedRun):
         finally:
             mark_failed(self._runs, self.run_id, f"{self._where()} was cancelled", failure_tag=self.kind.failure_tag,
                         end="KILLED")
-
-
-def _record(history: list[str], line: str) -> None:
-    """Append ``line`` unless it repeats the previous one (keeps timeout reports short)."""
-    if not history or history[-1] != line:
-        history.append(line)
