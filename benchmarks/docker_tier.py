@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import baseimage, images
 from harness.runs import mlflow_run
 from harness.settings import load_settings
-from harness.tracking_server import LocalTrackingServer
+from harness.tracking import LocalTrackingServer
 
 
 def main() -> int:

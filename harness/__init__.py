@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.settings import ConfigError, ImageSpec, ProjectSpec, Settings, load_settings
     from harness.stack import Stack
     from harness.testbed import Testbed
-    from harness.tracking_server import LocalTrackingServer
+    from harness.tracking import LocalTrackingServer
     from harness.workloads import WorkloadKind
 
 __all__ = [
@@ -69,7 +69,7 @@ _HOMES = {
     "ProjectRun": "harness.runs", "ProjectRunner": "harness.runs",
     "ConfigError": "harness.settings", "ImageSpec": "harness.settings", "ProjectSpec": "harness.settings",
     "Settings": "harness.settings", "load_settings": "harness.settings",
-    "Stack": "harness.stack", "Testbed": "harness.testbed", "LocalTrackingServer": "harness.tracking_server",
+    "Stack": "harness.stack", "Testbed": "harness.testbed", "LocalTrackingServer": "harness.tracking",
 }
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from harness.runs import ProjectRun, ProjectRunner
     from harness.stack import Stack
     from harness.testbed import Testbed
-    from harness.tracking_server import LocalTrackingServer
+    from harness.tracking import LocalTrackingServer
 
 __all__ = [
     "base_image",
@@ -121,7 +121,7 @@ def local_tracking_server(tmp_path_factory: pytest.TempPathFactory, phases: Phas
     the Docker bridge's gateway on a Linux engine (no host networking), else
     loopback. Pass ``*server.docker_args`` to ``mlflow run`` (empty on Linux).
     """
-    from harness.tracking_server import LocalTrackingServer
+    from harness.tracking import LocalTrackingServer
 
     with phases.phase("start local MLflow server") as note:
         server = LocalTrackingServer.for_containers(tmp_path_factory.mktemp("mlflow-server")).start()

@@ -16,7 +16,7 @@ from harness import _exec
 from harness.images import BuiltImage
 from harness.runs import mlflow_run as harness_mlflow_run
 from harness.runs import only_run_id
-from harness.tracking_server import LocalTrackingServer
+from harness.tracking import LocalTrackingServer
 from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows
 
 SAMPLE = load_wine_rows(TRAINER_DIR / "wine-quality.csv")

@@ -23,7 +23,7 @@ from harness.images import LOCAL_REGISTRY_HOST
 from harness.kubeapi import Kube
 from harness.runs import ProjectRun, ProjectRunner, mlflow_run, only_run_id
 from harness.settings import ProjectSpec
-from harness.tracking_server import LocalTrackingServer
+from harness.tracking import LocalTrackingServer
 from harness.waits import wait_customjob, wait_for_customjob, wait_run_terminal
 from tests.support.registry import attached_registry
 from tests.support.trainer import TRAINER_DIR, check_trained_run, load_wine_rows

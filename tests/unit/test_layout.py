@@ -161,7 +161,7 @@ LAYERS: list[set[str]] = [
     {"workloads"},
     {"nodeimage", "baseimage", "goimage", "toolchain", "sessionlock", "sessionlease"},
     {"delivery", "options"},
-    {"registry", "clusters", "stacks", "manifest", "waits", "evidence", "tracking_server"},
+    {"registry", "clusters", "stacks", "manifest", "waits", "evidence", "tracking"},
     {"settings", "stack", "images", "report"},
     {"backend", "runs", "assertions", "doctor", "testbed"},
     {"cli", "__main__", "pytest_plugin"},
