@@ -6,10 +6,9 @@ rendered with ``kubectl kustomize`` exactly as ``kubectl apply -k`` would,
 with every container image whose repository matches a configured image
 replaced by the freshly built (and delivered) reference. CRDs are applied
 first and waited Established; then everything else, and every Deployment in
-the rendered manifests is waited for. The in-cluster tracking server is the
-setup the MLflow notes recommend: sqlite on a volume, proxied artifacts and
-an explicit ``--allowed-hosts`` list (never ``*``), reached by pods through
-Service DNS and by the host through the kind port mapping (kind) or a
+the rendered manifests is waited for. The in-cluster tracking server
+(:mod:`harness.tracking.incluster`) is applied with the rest, reached by pods
+through Service DNS and by the host through the kind port mapping (kind) or a
 supervised ``kubectl port-forward`` (existing clusters).
 
 Every Namespace the stack creates is labelled as the harness's own; on an
@@ -25,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,15 +34,12 @@ import yaml
 
 from harness import _exec, clusterobjects, imagerefs, sessionlease
 from harness._errors import HarnessError
-from harness._waiting import Probe, wait_for
-from harness.cachedir import cache_dir
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
-from harness.ports import MLFLOW_NODE_PORT, free_port
+from harness.ports import free_port
+from harness.tracking import incluster
 
-__all__ = ["Stack", "deploy_stack", "mlflow_server_manifests", "render_stack", "replace_images", "trust_tracking_uri"]
+__all__ = ["Stack", "deploy_stack", "render_stack", "replace_images", "trust_tracking_uri"]
 
-MLFLOW_NAMESPACE = "mlflow"
-MLFLOW_PORT = 5000
 STACK_MARKER = "mlflow-crd-harness-stack"
 STACK_MARKER_NAMESPACE = "kube-system"
 """Where the stack's marker ConfigMap (the digest of what was applied) lives on a cluster the harness created."""
@@ -72,78 +66,7 @@ class Stack:
     def controllers(self) -> tuple[tuple[str, str], ...]:
         """(namespace, name) of the stack's Deployments other than the tracking server."""
         pairs = (tuple(ref.split("/", 1)) for ref in self.deployments)
-        return tuple((ns, name) for ns, name in pairs if ns != MLFLOW_NAMESPACE)
-
-
-def mlflow_allowed_hosts(host_port: int | None, namespace: str = MLFLOW_NAMESPACE) -> list[str]:
-    """Exactly the Host headers our clients send: Service DNS forms and the mapped loopback port.
-
-    ``host_port`` None (a shared cluster, reached through port-forwards): every session forwards from
-    a loopback port of its own machine's choosing, so any loopback port. A page on another site that
-    a browser resolves to 127.0.0.1 still sends its own name as Host and is still refused.
-    """
-    names = ["mlflow", f"mlflow.{namespace}", f"mlflow.{namespace}.svc", f"mlflow.{namespace}.svc.cluster.local"]
-    hosts = [h for n in names for h in (n, f"{n}:{MLFLOW_PORT}")]
-    port = "*" if host_port is None else str(host_port)
-    return [*hosts, f"127.0.0.1:{port}", f"localhost:{port}"]
-
-
-def mlflow_server_manifests(image: str, host_port: int | None,
-                            namespace: str = MLFLOW_NAMESPACE) -> list[dict[str, Any]]:
-    """Namespace, Deployment and NodePort Service of the in-cluster tracking server."""
-    labels = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "mlflow-crd-harness"}
-    args = [
-        "--backend-store-uri", "sqlite:////data/mlflow.db",
-        "--artifacts-destination", "/data/artifacts",
-        "--serve-artifacts",
-        "--host", "0.0.0.0",  # noqa: S104 - inside the pod; the Service and host mapping are the exposure
-        "--port", str(MLFLOW_PORT),
-        "--workers", "1",
-        "--allowed-hosts", ",".join(mlflow_allowed_hosts(host_port, namespace)),
-    ]
-    container = {
-        "name": "mlflow",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": args,
-        "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2},
-        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
-                          "initialDelaySeconds": 60},
-        "resources": {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "2Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
-    }
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}},
-        {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "mlflow", "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},  # one sqlite writer at a time
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 10002, "runAsGroup": 10002,
-                                            "fsGroup": 10002, "seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [container],
-                        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "mlflow", "namespace": namespace, "labels": labels},
-            "spec": {"type": "NodePort", "selector": {"app.kubernetes.io/name": "mlflow"},
-                     "ports": [{"name": "http", "port": MLFLOW_PORT, "targetPort": "http",
-                                "nodePort": MLFLOW_NODE_PORT}]},
-        },
-    ]
+        return tuple((ns, name) for ns, name in pairs if ns != incluster.MLFLOW_NAMESPACE)
 
 
 _IMAGE_FLAG = re.compile(r"^(--[A-Za-z0-9-]*image=)(.+)$")
@@ -263,8 +186,7 @@ def deploy_stack(
     """
     kube = cluster.kube
     docs = render_stack(kube.kustomize, stack_dirs, images)
-    in_cluster_pod_uri = f"http://mlflow.{MLFLOW_NAMESPACE}.svc.cluster.local:{MLFLOW_PORT}"
-    session_pod_uri = in_cluster_pod_uri if tracking == "in-cluster" else (tracking_pod_uri or tracking)
+    session_pod_uri = incluster.POD_URI if tracking == "in-cluster" else (tracking_pod_uri or tracking)
     for ref in trust_tracking_uri(docs, session_pod_uri):
         log(f"stack: {ref} may call this session's tracking server {session_pod_uri}")
     host_port = cluster.mlflow_host_port or free_port()
@@ -274,7 +196,7 @@ def deploy_stack(
             raise HarnessError("the in-cluster tracking server needs its image (tracking_image)")
         # The same manifests from every session on a shared cluster: one session's apply must not roll the
         # server (and break the port-forwards) of another.
-        mlflow_docs = mlflow_server_manifests(tracking_image, cluster.mlflow_host_port)
+        mlflow_docs = incluster.mlflow_server_manifests(tracking_image, cluster.mlflow_host_port)
         mlflow_docs[0]["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY
     all_docs = docs + mlflow_docs
     # What this session would make the cluster run, whoever made which object first: every session on a shared
@@ -325,48 +247,21 @@ def deploy_stack(
     forward = None
     if tracking == "in-cluster":
         if cluster.mlflow_host_port is None:
-            forward = _port_forward(cluster, host_port, log)
+            forward = incluster.port_forward(cluster, host_port, log)
         tracking_uri = f"http://127.0.0.1:{host_port}"
-        pod_uri = in_cluster_pod_uri
+        pod_uri = incluster.POD_URI
         try:
-            _wait_tracking_api(tracking_uri, timeout=timeout)
+            incluster.wait_tracking_api(tracking_uri, timeout=timeout)
         except BaseException:
             if forward is not None:
                 _exec.stop(forward)
             raise
     else:
         tracking_uri, pod_uri = tracking, tracking_pod_uri or tracking
-        _wait_tracking_api(tracking_uri, timeout=timeout)
+        incluster.wait_tracking_api(tracking_uri, timeout=timeout)
     if not up_to_date and not shared:
         kube.write_config_map(STACK_MARKER_NAMESPACE, STACK_MARKER, {"digest": digest})
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
                  deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,
                  cluster_objects=tuple(created))
-
-
-def _port_forward(cluster: Cluster, port: int, log: Callable[[str], None]) -> _exec.Popen[bytes]:
-    """``kubectl port-forward svc/mlflow`` on loopback, for clusters without a port mapping."""
-    kube = cluster.kube
-    ctx = ["--context", kube.context] if kube.context else []
-    argv: list[str | Path] = [kube.kubectl_bin, "--kubeconfig", str(kube.kubeconfig), *ctx, "-n", MLFLOW_NAMESPACE,
-                              "port-forward", "--address", "127.0.0.1", "svc/mlflow", f"{port}:{MLFLOW_PORT}"]
-    log(f"stack: port-forward svc/mlflow to 127.0.0.1:{port}")
-    # Its log goes to our cache, never next to a kubeconfig the user owns.
-    return _exec.spawn(argv, log_path=cache_dir("logs") / f"port-forward-{port}.log")
-
-
-def _wait_tracking_api(uri: str, *, timeout: float) -> None:
-    """A real API call, not /health: /health skips the Host-header check we must pass."""
-    url = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
-
-    def probe() -> Probe[None]:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL we built
-                return Probe(resp.status == 200, f"HTTP {resp.status}")
-        except urllib.error.HTTPError as exc:
-            return Probe(False, f"HTTP {exc.code}: {exc.read()[:200]!r}")
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            return Probe(False, f"{type(exc).__name__}: {exc}")
-
-    wait_for(probe, what=f"MLflow API at {uri} from this host", timeout=timeout, interval=1.0)
 

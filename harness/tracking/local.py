@@ -3,7 +3,7 @@
 It is the setup the MLflow 3 notes recommend for containers: a sqlite backend,
 proxied artifacts (``--serve-artifacts``, so containers need no shared
 filesystem to store models) and an explicit ``--allowed-hosts`` list — never
-``*``. The in-cluster server for the e2e tier lives in :mod:`harness.stack`.
+``*``. The in-cluster server for the e2e tier is :mod:`harness.tracking.incluster`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from harness._waiting import Probe, wait_for
 from harness.images import LOCAL_REGISTRY_HOST
 from harness.kubeapi import Kube
 from harness.runs import ProjectRunner
-from harness.stack import MLFLOW_NAMESPACE
+from harness.tracking.incluster import MLFLOW_NAMESPACE
 from harness.waits import wait_customjob
 from harness.workloads import closing
 from tests.support.registry import attached_registry

@@ -17,8 +17,9 @@ from harness.clusters.kind_cli import kind_config
 from harness.evidence import bundle_dir_for
 from harness.images import context_digest
 from harness.ports import MLFLOW_NODE_PORT
-from harness.stack import mlflow_allowed_hosts, mlflow_server_manifests, render_stack, replace_images
+from harness.stack import render_stack, replace_images
 from harness.timing import Phases
+from harness.tracking.incluster import mlflow_allowed_hosts, mlflow_server_manifests
 from tests.unit.fakes import FakeClock
 
 REPO = Path(__file__).resolve().parents[2]

@@ -60,6 +60,8 @@ RULES = {
                          "harness.clusters", "harness.settings", "harness.runs", "harness.images", "harness.registry",
                          "mlflow", "kubernetes", "pytest"),
     "harness/clusters": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.runs", "pytest"),
+    # The stack deploys the tracking server as one of its parts: it imports tracking, never the reverse.
+    "harness/tracking": ("harness.pytest_plugin", "harness.testbed", "harness.stack", "harness.runs", "pytest"),
     "harness/contract.py": ("harness.",),
     # The seam below the backend and the harness: it knows neither, nor MLflow (runs are named by state).
     "harness/workloads": ("harness.backend", "harness.pytest_plugin", "harness.testbed", "harness.stack",
