@@ -34,7 +34,10 @@ __all__ = [
     "PINNED_SETTINGS",
     "SCHEMA",
     "ManifestError",
+    "check_reproduces",
+    "check_reproducible",
     "compare",
+    "describe",
     "environment_differences",
     "load",
     "lock_sha256",
@@ -180,3 +183,48 @@ def _differences(recorded: Mapping[str, Any], now: Mapping[str, Any], *, section
 
 def _show(value: Any) -> str:
     return "(absent)" if value is None else repr(value)
+
+
+def check_reproducible(path: Path) -> dict[str, Any]:
+    """The record at ``path``, once this interpreter is shown able to reproduce it (else the pins to install)."""
+    recorded = load(path)
+    diffs = environment_differences(recorded)
+    if diffs:
+        wanted = recorded.get("harness", {})
+        pins = " ".join(f"{k}=={v}" for k, v in (wanted.get("python", {}).get("packages") or {}).items())
+        raise ManifestError(
+            f"from-manifest {path}: this Python environment cannot reproduce that run:\n  "
+            + "\n  ".join(diffs) + f"\nfix: run under Python {wanted.get('python', {}).get('python')} with "
+            f"pip install {pins}")
+    return recorded
+
+
+def check_reproduces(recorded: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> None:
+    """Refuse a session whose kind, Kubernetes, node image, base image or built images differ from the record."""
+    diffs = compare(recorded, now, images_in_both_only=True)
+    if diffs:
+        raise ManifestError(
+            f"from-manifest {path}: this machine built or found something else:\n  " + "\n  ".join(diffs)
+            + "\nfix: load the recorded images (docker load) or the recorded node image, or re-run without "
+            "--harness-from-manifest to record a new baseline")
+
+
+def describe(*, settings: Mapping[str, Any], server_version: str, base_image: Mapping[str, Any],
+             images: Mapping[str, Any], cluster: Mapping[str, Any],
+             provider_facts: Mapping[str, Mapping[str, Any]], root: Path) -> dict[str, Any]:
+    """A session's manifest from what its test bed found: versions and digests of everything that decides what
+    runs; ``provider_facts`` (kind's version, the node image...) are merged in section by section."""
+    from harness._version import __version__
+
+    out: dict[str, Any] = {
+        "harness": {"version": __version__, "python": python_environment(), "lock_sha256": lock_sha256(root)},
+        "settings": dict(settings),
+        "kubernetes": {"server": server_version},
+        "base_image": dict(base_image),
+        "images": dict(images),
+        "cluster": dict(cluster),
+    }
+    for key, value in provider_facts.items():
+        out[key] = {**out.get(key, {}), **value}
+    return out
+

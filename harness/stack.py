@@ -34,11 +34,14 @@ import yaml
 
 from harness import _exec, clusterobjects, imagerefs, sessionlease
 from harness._errors import HarnessError
+from harness._waiting import Probe, wait_for
 from harness.clusters import MANAGED_BY, MANAGED_BY_LABEL, Cluster
 from harness.ports import free_port
 from harness.tracking import incluster
+from harness.workloads import stub
 
-__all__ = ["Stack", "deploy_stack", "render_stack", "replace_images", "trust_tracking_uri"]
+__all__ = ["Stack", "deploy_stack", "jobs_still_held", "let_the_controller_release_its_jobs", "render_stack",
+           "replace_images", "trust_tracking_uri"]
 
 STACK_MARKER = "mlflow-crd-harness-stack"
 STACK_MARKER_NAMESPACE = "kube-system"
@@ -264,4 +267,31 @@ def deploy_stack(
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
                  deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,
                  cluster_objects=tuple(created))
+
+
+def jobs_still_held(kube: Any) -> Probe[None]:
+    """The controller's Jobs that are going (deleted, or in a namespace being deleted) but still hold its
+    outcome finalizer: while there are any, the controller must stay."""
+    terminating = {n.metadata.name for n in kube.core.list_namespace().items if n.metadata.deletion_timestamp}
+    jobs = kube.batch.list_job_for_all_namespaces(label_selector=stub.CUSTOMJOB_JOB_LABEL).items
+    held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
+            if stub.OUTCOME_FINALIZER in (j.metadata.finalizers or ())
+            and (j.metadata.deletion_timestamp or j.metadata.namespace in terminating)]
+    return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
+
+
+def let_the_controller_release_its_jobs(kube: Any, timeout: float = 180) -> None:
+    """Before the controller goes: wait until no Job being deleted, or in a namespace being deleted, still holds
+    its finalizer.
+
+    Test namespaces are deleted in the background; a Job there keeps the
+    controller's finalizer until the controller has recorded its outcome
+    (and closed its run). Removing the controller first would leave those
+    namespaces Terminating on a cluster that is not ours. The namespace
+    controller marks their Jobs deleted only some time after the namespace
+    itself, so a Job of a Terminating namespace counts before it is marked.
+    """
+    wait_for(lambda: jobs_still_held(kube), what="the controller to release the Jobs of deleted namespaces",
+             timeout=timeout, interval=2.0, hint="the customjob controller must be running; its log says why it "
+             "holds them")
 

@@ -2,58 +2,49 @@
 
 ``with Testbed(settings) as bed:`` gives ``bed.cluster`` and ``bed.stack``;
 the pytest fixtures and ``python -m harness up`` use the same class, so a
-cluster kept by a test session is the one the CLI works against. The cluster
-starts while the images build (they do not depend on each other); a new kind
-cluster takes the stack's images while kubeadm still starts its control plane
-(:class:`harness.clusters.kind.KindProvider` ``preload``); then delivery is
-verified on every node and the stack deployed. If anything after the cluster's
-start fails, the cluster is finished like at the end of a session (deleted
-when this session created it, unless kept), so a failed build never leaves a
-cluster behind. An interrupt while they run stops the image builds at once
-(:func:`harness.images.cancel_builds`); ``kind create`` gets the terminal's
-Ctrl-C itself, and a cluster it finishes anyway is deleted with the rest.
+cluster kept by a test session is the one the CLI works against.
+
+The bring-up is an ordered list of steps (:data:`STEPS`), kind's own create
+is shaped the same way: each step is a small object with its own phase line,
+that records on the test bed what it made and knows how to take it back
+(:meth:`Step.undo`). A step that fails is undone with every step before it, in
+reverse order, so a failed build never leaves a cluster behind and a failed
+deploy never leaves a lock held; :meth:`Testbed.finish` undoes them the same
+way at the end of a session. One step runs three things side by side: the
+image builds, the cluster's start (a new kind cluster takes the stack's images
+while kubeadm still starts its control plane, :class:`~harness.clusters.kind.KindProvider`
+``preload``) and the registry container. An interrupt while they run stops
+the builds at once (:func:`harness.images.cancel_builds`); ``kind create`` gets
+the terminal's Ctrl-C itself, and a cluster it finishes anyway is deleted with
+the rest.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from harness import _exec, assets, baseimage, images, leftovers, manifest, toolchain
-from harness._waiting import Probe, wait_for
 from harness.clusters import Cluster, ClusterProvider, provider_class
 from harness.delivery import Route
 from harness.sessionlock import SessionLock
 from harness.settings import ImageSpec, Settings
-from harness.stack import Stack, deploy_stack, render_stack
+from harness.stack import Stack, deploy_stack, jobs_still_held, let_the_controller_release_its_jobs, render_stack
 from harness.timing import Phases
-from harness.workloads import stub
 
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
 
-__all__ = ["Testbed", "jobs_still_held", "keep_cluster"]
+__all__ = ["STEPS", "Step", "Testbed", "jobs_still_held", "keep_cluster"]
 
 TRACKING_REPOSITORY = "mlflow-server"
 
 T = TypeVar("T")
-
-
-def jobs_still_held(kube: Any) -> Probe[None]:
-    """The controller's Jobs that are going (deleted, or in a namespace being deleted) but still hold its
-    outcome finalizer: while there are any, the controller must stay."""
-    terminating = {n.metadata.name for n in kube.core.list_namespace().items if n.metadata.deletion_timestamp}
-    jobs = kube.batch.list_job_for_all_namespaces(label_selector=stub.CUSTOMJOB_JOB_LABEL).items
-    held = [f"{j.metadata.namespace}/{j.metadata.name}" for j in jobs
-            if stub.OUTCOME_FINALIZER in (j.metadata.finalizers or ())
-            and (j.metadata.deletion_timestamp or j.metadata.namespace in terminating)]
-    return Probe(not held, f"held by the controller: {', '.join(sorted(held)) or 'none'}")
 
 
 def keep_cluster(settings: Settings, *, failed: bool) -> bool:
@@ -64,163 +55,139 @@ def keep_cluster(settings: Settings, *, failed: bool) -> bool:
     return policy == "always" or (policy == "on-failure" and failed)
 
 
-def _node_count(cluster: Cluster) -> int | None:
-    """Nodes of the cluster, for the manifest; None where listing nodes is not allowed (an existing cluster)."""
-    from kubernetes.client.exceptions import ApiException
+class Step(Protocol):
+    """One part of the bring-up: ``up`` does it (with its own phase line), ``undo`` takes back what ``up`` made.
 
-    try:
-        return len(cluster.kube.core.list_node().items)
-    except ApiException:
-        return None
+    ``undo`` also runs after a failed ``up``, so it takes back what is there and
+    no more; ``keep`` is the session's ``keep-cluster`` decision.
+    """
+
+    name: str
+    """Its phase line, and what a failed undo names."""
+
+    def up(self, bed: Testbed) -> None: ...
+
+    def undo(self, bed: Testbed, *, keep: bool) -> None: ...
 
 
-@dataclass
-class Testbed:
-    """Cluster ∥ image builds, then delivery and the stack; a context manager that cleans up after itself."""
+class _NothingToUndo:
+    """A step whose result lives only in this process (a path, a choice): nothing to take back."""
 
-    settings: Settings
-    phases: Phases = field(default_factory=Phases)
-    log: Callable[[str], None] = print
-    cluster: Cluster | None = field(default=None, init=False)
-    stack: Stack | None = field(default=None, init=False)
-    built: dict[str, images.BuiltImage] = field(default_factory=dict, init=False)
-    kubectl_bin: Path | None = field(default=None, init=False)
-    registry: LocalRegistry | None = field(default=None, init=False)
-    """The harness's local registry when settings registry = local (kept running after the session)."""
-    base: baseimage.BaseChoice | None = field(default=None, init=False)
-    manifest: dict[str, Any] = field(default_factory=dict, init=False)
-    """What this test bed runs with (:mod:`harness.manifest`), filled in once it is up."""
-    _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
-    _lock: SessionLock | None = field(default=None, init=False, repr=False)
-    kept: bool = field(default=False, init=False)
-    """After :meth:`finish`: whether the cluster was kept."""
-    _build_failed: bool = field(default=False, init=False, repr=False)
-    _stack_dirs: list[Path] = field(default_factory=list, init=False, repr=False)
-    session: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
-    """This session's id: the label of its test namespaces, its Lease on a shared cluster."""
+    def undo(self, bed: Testbed, *, keep: bool) -> None:
+        del bed, keep
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.finish(failed=exc is not None)
+class SessionLockStep:
+    """The cluster is this session's until the end: keyed by the Docker engine (every user's kind clusters), or
+    by what the provider names when it can do without Docker. Released last, once the cluster is settled."""
 
-    def start(self) -> Self:
-        """Bring everything up; whatever fails after the session lock is held is finished at once."""
-        s = self.settings
-        name, docker_optional = provider_class(s.cluster.provider).lock_key(s)
-        recorded = self._recorded_manifest()  # before any work: a run that cannot be reproduced stops here
-        leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
-        with self.phases.phase("session lock") as note:
-            # Keyed by the Docker engine (every user's kind clusters); a provider may say it can do without Docker.
-            self._lock = SessionLock(name, log=self.log, docker_optional=docker_optional).acquire()
-            note["note"] = f"cluster {name} is this session's until it ends"
-        try:
-            self._start()
-            self.manifest = self._describe()
-            if recorded is not None:
-                self._check_reproduces(recorded)
-        except BaseException:
-            self.finish(failed=True, build_failed=self._build_failed)
-            raise
-        return self
+    name = "session lock"
 
-    def _recorded_manifest(self) -> dict[str, Any] | None:
-        """The ``from-manifest`` record, after checking this interpreter can reproduce it."""
-        path = self.settings.general.from_manifest
-        if path is None:
-            return None
-        recorded = manifest.load(path)
-        diffs = manifest.environment_differences(recorded)
-        if diffs:
-            wanted = recorded.get("harness", {})
-            pins = " ".join(f"{k}=={v}" for k, v in (wanted.get("python", {}).get("packages") or {}).items())
-            raise manifest.ManifestError(
-                f"from-manifest {path}: this Python environment cannot reproduce that run:\n  "
-                + "\n  ".join(diffs) + f"\nfix: run under Python {wanted.get('python', {}).get('python')} with "
-                f"pip install {pins}")
-        self.log(f"manifest: reproducing {path} (harness {recorded['harness'].get('version')})")
-        return recorded
+    def up(self, bed: Testbed) -> None:
+        lock_name, docker_optional = provider_class(bed.settings.cluster.provider).lock_key(bed.settings)
+        with bed.phases.phase(self.name) as note:
+            bed._lock = SessionLock(lock_name, log=bed.log, docker_optional=docker_optional).acquire()
+            note["note"] = f"cluster {lock_name} is this session's until it ends"
 
-    def _check_reproduces(self, recorded: dict[str, Any]) -> None:
-        diffs = manifest.compare(recorded, self.manifest, images_in_both_only=True)
-        if diffs:
-            raise manifest.ManifestError(
-                f"from-manifest {self.settings.general.from_manifest}: this machine built or found something else:\n  "
-                + "\n  ".join(diffs) + "\nfix: load the recorded images (docker load) or the recorded node "
-                "image, or re-run without --harness-from-manifest to record a new baseline")
-        self.log(f"manifest: reproduced {self.settings.general.from_manifest}: kind, Kubernetes, node image, base "
-                 f"image and {len(self.manifest.get('images', {}))} image digest(s) match")
+    def undo(self, bed: Testbed, *, keep: bool) -> None:
+        if bed._lock is not None:  # only after the cluster is settled may another session have it
+            bed._lock.release()
+            bed._lock = None
 
-    def _describe(self) -> dict[str, Any]:
-        """The run manifest of this test bed: versions and digests of everything that decides what runs."""
-        from harness import dockercli
-        from harness._version import __version__
 
-        s, cluster = self.settings, self.cluster
-        assert cluster is not None
-        assert self.stack is not None
-        assert self.base is not None
-        out: dict[str, Any] = {
-            "harness": {"version": __version__, "python": manifest.python_environment(),
-                        "lock_sha256": manifest.lock_sha256(Path(__file__).resolve().parents[1])},
-            # The modes as resolved ("auto" would let a re-run pick the other source on another machine).
-            "settings": {**{k: s[k] for k in manifest.PINNED_SETTINGS},
-                         **({"base-mode": self.base.source} if self.base.source != "override" else {})},
-            "kubernetes": {"server": cluster.kube.server_version()},
-            "base_image": {"ref": self.base.image, "id": dockercli.image_id(self.base.image),
-                           "source": self.base.source},
-            "images": {name: {"id": b.id, "tag": b.tag} for name, b in self.built.items()},
-            "cluster": {"provider": cluster.provider, "nodes": _node_count(cluster)},
-        }
-        assert self._provider is not None
-        for key, value in self._provider.describe(cluster, s).items():
-            out[key] = {**out.get(key, {}), **value}
-        return out
+class ToolsStep(_NothingToUndo):
+    """kubectl for the configured minor (kind is the kind provider's business)."""
 
-    def _start(self) -> None:
-        s = self.settings
+    name = "tools (kubectl)"
+
+    def up(self, bed: Testbed) -> None:
+        s = bed.settings
         assets.materialise_stub(s.state_dir / "stub")
-        with self.phases.phase("tools (kubectl)"):
-            self.kubectl_bin = toolchain.resolve_kubectl(s.tools.kubectl_bin, log=self.log,
-                                                         kubernetes_version=s.cluster.kubernetes_version)
-        with self.phases.phase("base image") as note:
-            base = baseimage.resolve_base_image(mode=s.build.base_mode, override=s.build.base_image, log=self.log)
-            note["note"] = f"{base.source}: {base.image}"
-        self.base = base
-        specs = list(s.images)
-        self._stack_dirs = self._check_stack_uses_the_images(specs)
-        if s.stack.tracking == "in-cluster":
-            specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),
-                                   repository=TRACKING_REPOSITORY))
+        with bed.phases.phase(self.name):
+            bed.kubectl_bin = toolchain.resolve_kubectl(s.tools.kubectl_bin, log=bed.log,
+                                                        kubernetes_version=s.cluster.kubernetes_version)
 
-        def build(spec: ImageSpec) -> images.BuiltImage:
-            with self.phases.phase(f"build {spec.name} image") as note:
-                built = images.build_spec(spec, base_image=base.image, log=self.log)
-                note["note"] = built.summary()
-                return built
 
-        # The registry container images go through: the harness's (registry = local), or, where the provider wires
-        # registries into its nodes, the one this engine publishes on a loopback registry = localhost:PORT.
+class BaseImageStep(_NothingToUndo):
+    """What the harness's Dockerfiles build FROM: the public Python image, the registry-less one, or yours."""
+
+    name = "base image"
+
+    def up(self, bed: Testbed) -> None:
+        with bed.phases.phase(self.name) as note:
+            bed.base = baseimage.resolve_base_image(mode=bed.settings.build.base_mode,
+                                                    override=bed.settings.build.base_image, log=bed.log)
+            note["note"] = f"{bed.base.source}: {bed.base.image}"
+
+
+class CheckStackStep(_NothingToUndo):
+    """The stack's kustomize dirs, rendered once before any build or cluster: an image to deliver that no
+    container uses (a misspelt ``repository``) stops the session now, not after minutes of bring-up."""
+
+    name = "check the stack"
+
+    def up(self, bed: Testbed) -> None:
+        from harness import stacks
+
+        kubectl = bed.kubectl_bin
+        assert kubectl is not None
+        bed.specs = list(bed.settings.images)
+        dirs = []
+        for entry in bed.settings.stack.entries:
+            preset = stacks.PRESETS.get(entry)
+            if entry == "stub":
+                dirs.append(assets.stub_root())
+            elif preset is not None:
+                with bed.phases.phase(f"stack preset {entry} (manifests from {preset.module}@{preset.version})"):
+                    dirs.append(stacks.materialise(preset, bed.settings.state_dir / "stacks" / entry, log=bed.log))
+            else:
+                dirs.append(Path(entry))
+        with bed.phases.phase(self.name) as note:
+            wanted = {sp.repository: f"{sp.repository}:to-be-built" for sp in bed.specs if sp.deliver}
+            render_stack(lambda d: _exec.run([kubectl, "kustomize", str(d)], timeout=120).stdout, dirs, wanted)
+            note["note"] = f"{len(dirs)} kustomize dir(s) use every image to deliver ({len(wanted)})"
+        bed.stack_dirs = dirs
+        if bed.settings.stack.tracking == "in-cluster":
+            bed.specs.append(ImageSpec(name="MLflow server", context=assets.tracking_server_context(),
+                                       repository=TRACKING_REPOSITORY))
+
+
+class ClusterAndImagesStep:
+    """The image builds ∥ the cluster's start ∥ the registry container; undone by finishing the cluster
+    (deleted when this session created it, unless kept; a reused or existing one is left as found)."""
+
+    name = "cluster ∥ images"
+
+    def up(self, bed: Testbed) -> None:
+        s, base, specs = bed.settings, bed.base, bed.specs
+        assert base is not None
+        assert bed.kubectl_bin is not None
+        kubectl_bin = bed.kubectl_bin
+        # The registry container images go through: the harness's (registry = local), or, where the provider
+        # wires registries into its nodes, the one this engine publishes on a loopback registry = localhost:PORT.
         from harness.registry.wiring import loopback_port
 
         registry_at = s.build.registry
         adopt = provider_class(s.cluster.provider).wires_registries and loopback_port(registry_at) is not None
 
+        def build(spec: ImageSpec) -> images.BuiltImage:
+            with bed.phases.phase(f"build {spec.name} image") as note:
+                built = images.build_spec(spec, base_image=base.image, log=bed.log)
+                note["note"] = built.summary()
+                return built
+
         def registry() -> LocalRegistry | None:
             from harness.registry import LocalRegistry, ensure_registry_image
 
             if adopt and registry_at is not None:
-                with self.phases.phase("registry container") as note:
-                    reg = LocalRegistry.serving(registry_at, log=self.log)
+                with bed.phases.phase("registry container") as note:
+                    reg = LocalRegistry.serving(registry_at, log=bed.log)
                     note["note"] = f"{reg.host}: {reg.name}"
                     return reg
-            if s.build.registry != "local":
+            if registry_at != "local":
                 return None
-            with self.phases.phase("local registry") as note:
-                reg = LocalRegistry(ensure_registry_image(log=self.log), log=self.log)
+            with bed.phases.phase("local registry") as note:
+                reg = LocalRegistry(ensure_registry_image(log=bed.log), log=bed.log)
                 created = reg.ensure_running()
                 note["note"] = f"{reg.host} ({'started' if created else 'running'})"
                 return reg
@@ -229,20 +196,18 @@ class Testbed:
 
         def preload(route: Route) -> None:
             """The images the stack runs, into the nodes while kind still starts the control plane."""
-            wanted = [sp for sp in specs if sp.deliver]
-            built = [f_images[sp.name].result() for sp in wanted]  # a failed build ends this; it is reported
-            with self.phases.phase("deliver images beside kind create") as note:
-                note["note"] = ", ".join(self._deliver([b.tag for b in built], route))
+            built = [f_images[sp.name].result() for sp in specs if sp.deliver]  # a failed build ends this
+            with bed.phases.phase("deliver images beside kind create") as note:
+                note["note"] = ", ".join(bed.deliver([b.tag for b in built], route))
 
         def cluster() -> Cluster:
-            assert self.kubectl_bin is not None
             # Not with a registry container: a session with one delivers through it (attached after creation).
-            early = preload if s.build.registry != "local" and not adopt else None
-            provider = provider_class(s.cluster.provider).from_settings(s, kubectl_bin=self.kubectl_bin, log=self.log,
-                                                                  phases=self.phases, preload=early,
-                                                                  session=self.session)
-            self._provider = provider
-            with self.phases.phase("cluster") as note:
+            early = preload if registry_at != "local" and not adopt else None
+            provider = provider_class(s.cluster.provider).from_settings(s, kubectl_bin=kubectl_bin, log=bed.log,
+                                                                        phases=bed.phases, preload=early,
+                                                                        session=bed.session)
+            bed._provider = provider
+            with bed.phases.phase("cluster") as note:
                 found = provider.start()
                 note["note"] = f"{found.provider}: {'created' if found.created else 'reused'} {found.name}"
                 return found
@@ -259,7 +224,7 @@ class Testbed:
                     # now, or their threads would run them to the end before the teardown could start.
                     stopped = images.cancel_builds()
                     if stopped:
-                        self.log(f"images: {type(exc).__name__}: stopping {stopped} build(s) in flight")
+                        bed.log(f"images: {type(exc).__name__}: stopping {stopped} build(s) in flight")
                 errors.append(exc)
                 return None
 
@@ -268,10 +233,10 @@ class Testbed:
             if not fut.cancelled() and fut.exception() is not None:
                 from harness.clusters.kind_cli import abort_creates
 
-                self._build_failed = True
+                bed.build_failed = True
                 if abort_creates():
-                    self.log("cluster: an image build failed; stopping kind create (the half-made cluster is "
-                             "deleted)")
+                    bed.log("cluster: an image build failed; stopping kind create (the half-made cluster is "
+                            "deleted)")
 
         with ThreadPoolExecutor(max_workers=2 + len(specs)) as pool:
             try:
@@ -279,9 +244,9 @@ class Testbed:
                 f_cluster, f_registry = pool.submit(cluster), pool.submit(registry)
                 for fut in f_images.values():
                     fut.add_done_callback(stop_the_cluster_if_failed)
-                self.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
-                self.cluster = settle(f_cluster)
-                self.registry = settle(f_registry)
+                bed.built = {name: b for name, fut in f_images.items() if (b := settle(fut)) is not None}
+                bed.cluster = settle(f_cluster)
+                bed.registry = settle(f_registry)
             except BaseException:
                 # An interrupt outside settle(): the pool's exit waits for every thread, so a build left running
                 # would hold the session for its whole length (a 10-minute RUN step, say). Stop them first.
@@ -289,117 +254,226 @@ class Testbed:
                 raise
         if errors:
             raise errors[0]
-        if self.registry is not None:
-            self._attach_registry(self.registry)
-        if s.cluster.extended_resources is not None:
-            from harness.clusters import noderesources
 
-            assert self.cluster is not None
-            with self.phases.phase("advertise extended resources") as note:
-                done = noderesources.advertise(self.cluster.kube, s.cluster.extended_resources, log=self.log)
-                note["note"] = "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in r.items())}" for n, r in done.items())
-        self.stack = self._deploy(specs)
+    def undo(self, bed: Testbed, *, keep: bool) -> None:
+        if bed.cluster is not None and bed._provider is not None:
+            with bed.phases.phase("finish cluster") as note:
+                note["note"] = bed._provider.finish(bed.cluster, keep=keep)
 
-    def _attach_registry(self, reg: LocalRegistry) -> None:
-        """Route images through the registry container, wired in by the provider where its nodes need it."""
-        assert self.cluster is not None
-        assert self._provider is not None
-        with self.phases.phase("attach registry"):
-            self.cluster = self._provider.attach_registry(self.cluster, reg)
 
-    def _deploy(self, specs: list[ImageSpec]) -> Stack:
-        s, cluster = self.settings, self.cluster
+class AttachRegistryStep(_NothingToUndo):
+    """Route images through the registry container, wired in by the provider where its nodes need it (the
+    provider's finish takes back what it wired)."""
+
+    name = "attach registry"
+
+    def up(self, bed: Testbed) -> None:
+        if bed.registry is None:
+            return
+        assert bed.cluster is not None
+        assert bed._provider is not None
+        with bed.phases.phase(self.name):
+            bed.cluster = bed._provider.attach_registry(bed.cluster, bed.registry)
+
+
+class ExtendedResourcesStep(_NothingToUndo):
+    """The extended resources the settings give the nodes (they go with the nodes)."""
+
+    name = "advertise extended resources"
+
+    def up(self, bed: Testbed) -> None:
+        wanted = bed.settings.cluster.extended_resources
+        if wanted is None:
+            return
+        from harness.clusters import noderesources
+
+        assert bed.cluster is not None
+        with bed.phases.phase(self.name) as note:
+            done = noderesources.advertise(bed.cluster.kube, wanted, log=bed.log)
+            note["note"] = "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in r.items())}" for n, r in done.items())
+
+
+class DeliveryStep(_NothingToUndo):
+    """Every image to deliver onto the cluster by its route, verified there (kind: on every node)."""
+
+    name = "deliver images"
+
+    def up(self, bed: Testbed) -> None:
+        assert bed.cluster is not None
+        with bed.phases.phase(self.name) as note:
+            wanted = [sp for sp in bed.specs if sp.deliver]
+            refs = bed.deliver([bed.built[sp.name].tag for sp in wanted], bed.cluster.images)
+            bed.image_refs = dict(zip([sp.repository for sp in wanted], refs, strict=True))
+            note["note"] = ", ".join(refs)
+
+
+class StackStep:
+    """The stack (CRDs, controllers, the tracking server), applied and waited for; undone by stopping its
+    port-forward and, on a shared cluster this session is the last one out of, by removing it once the
+    controller has released its Jobs."""
+
+    name = "deploy stack (CRDs, controllers, tracking)"
+
+    def up(self, bed: Testbed) -> None:
+        s, cluster = bed.settings, bed.cluster
         assert cluster is not None
-        with self.phases.phase("deliver images") as note:
-            wanted = [sp for sp in specs if sp.deliver]
-            refs = dict(zip([sp.repository for sp in wanted],
-                            self._deliver([self.built[sp.name].tag for sp in wanted], cluster.images), strict=True))
-            note["note"] = ", ".join(refs.values())
-        stack_dirs = self._stack_dirs
+        refs = dict(bed.image_refs)
         tracking_image = refs.pop(TRACKING_REPOSITORY, None)
-        with self.phases.phase("deploy stack (CRDs, controllers, tracking)") as note:
-            stack = deploy_stack(cluster, stack_dirs=stack_dirs, images=refs, tracking=s.stack.tracking,
-                                 tracking_image=tracking_image, tracking_pod_uri=s.stack.tracking_pod_uri,
-                                 timeout=s.stack.deploy_timeout, log=self.log, cluster_objects=s.cluster.objects)
-            note["note"] = "applied" if stack.redeployed else "unchanged (warm)"
-        return stack
+        with bed.phases.phase(self.name) as note:
+            bed.stack = deploy_stack(cluster, stack_dirs=bed.stack_dirs, images=refs, tracking=s.stack.tracking,
+                                     tracking_image=tracking_image, tracking_pod_uri=s.stack.tracking_pod_uri,
+                                     timeout=s.stack.deploy_timeout, log=bed.log, cluster_objects=s.cluster.objects)
+            note["note"] = "applied" if bed.stack.redeployed else "unchanged (warm)"
 
-    def _check_stack_uses_the_images(self, specs: list[ImageSpec]) -> list[Path]:
-        """The stack's kustomize dirs, rendered once before any build or cluster: an image to deliver that no
-        container uses (a misspelt ``repository``) stops the session now, not after minutes of bring-up."""
-        assert self.kubectl_bin is not None
-        kubectl = self.kubectl_bin
-        with self.phases.phase("check the stack") as note:
-            dirs = [self._stack_dir(d) for d in self.settings.stack.entries]
-            wanted = {sp.repository: f"{sp.repository}:to-be-built" for sp in specs if sp.deliver}
-            render_stack(lambda d: _exec.run([kubectl, "kustomize", str(d)], timeout=120).stdout, dirs, wanted)
-            note["note"] = f"{len(dirs)} kustomize dir(s) use every image to deliver ({len(wanted)})"
-        return dirs
+    def undo(self, bed: Testbed, *, keep: bool) -> None:
+        stack, cluster = bed.stack, bed.cluster
+        if stack is None or cluster is None:
+            return
+        if stack.forward is not None:
+            _exec.stop(stack.forward)
+        if not cluster.shared or keep or bed._provider is None:
+            return
+        others = bed._provider.others()
+        if others:  # the last session out removes the shared stack; this one is not the last
+            bed.log(f"stack: left in place: {len(others)} other session(s) on {cluster.name} use it "
+                    f"({', '.join(sorted(others))}); the last one out removes it")
+            return
+        let_the_controller_release_its_jobs(cluster.kube)
+        for ns in stack.namespaces:
+            cluster.kube.delete_namespace(ns)
 
-    def _stack_dir(self, entry: str) -> Path:
-        """A ``stack`` entry as a kustomize directory: the stub, a stack preset (materialised), or a path."""
-        from harness import stacks
 
-        if entry == "stub":
-            return assets.stub_root()
-        preset = stacks.PRESETS.get(entry)
-        if preset is not None:
-            with self.phases.phase(f"stack preset {entry} (manifests from {preset.module}@{preset.version})"):
-                return stacks.materialise(preset, self.settings.state_dir / "stacks" / entry, log=self.log)
-        return Path(entry)
+class ManifestStep(_NothingToUndo):
+    """The run manifest of this test bed (versions and digests of everything that decides what runs), and,
+    replaying one, the check that this machine reproduced it."""
 
-    def _deliver(self, tags: list[str], route: Route) -> list[str]:
+    name = "run manifest"
+
+    def up(self, bed: Testbed) -> None:
+        from harness import dockercli
+
+        s, cluster, base = bed.settings, bed.cluster, bed.base
+        assert cluster is not None
+        assert base is not None
+        assert bed._provider is not None
+        bed.manifest = manifest.describe(
+            # The modes as resolved ("auto" would let a re-run pick the other source on another machine).
+            settings={**{k: s[k] for k in manifest.PINNED_SETTINGS},
+                      **({"base-mode": base.source} if base.source != "override" else {})},
+            server_version=cluster.kube.server_version(),
+            base_image={"ref": base.image, "id": dockercli.image_id(base.image), "source": base.source},
+            images={name: {"id": b.id, "tag": b.tag} for name, b in bed.built.items()},
+            cluster={"provider": cluster.provider, "nodes": _node_count(cluster)},
+            provider_facts=bed._provider.describe(cluster, s), root=Path(__file__).resolve().parents[1])
+        path = s.general.from_manifest
+        if bed.recorded is not None and path is not None:
+            manifest.check_reproduces(bed.recorded, bed.manifest, path)
+            bed.log(f"manifest: reproduced {path}: kind, Kubernetes, node image, base image and "
+                    f"{len(bed.manifest.get('images', {}))} image digest(s) match")
+
+
+STEPS: tuple[type[Step], ...] = (SessionLockStep, ToolsStep, BaseImageStep, CheckStackStep, ClusterAndImagesStep,
+                                 AttachRegistryStep, ExtendedResourcesStep, DeliveryStep, StackStep, ManifestStep)
+"""The bring-up, in order; the teardown is the same list undone backwards."""
+
+
+def _node_count(cluster: Cluster) -> int | None:
+    """Nodes of the cluster, for the manifest; None where listing nodes is not allowed (an existing cluster)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return len(cluster.kube.core.list_node().items)
+    except ApiException:
+        return None
+
+
+@dataclass
+class Testbed:
+    """The steps of :data:`STEPS` run in order, and undone backwards; a context manager that cleans up after
+    itself. The steps record what they made here."""
+
+    settings: Settings
+    phases: Phases = field(default_factory=Phases)
+    log: Callable[[str], None] = print
+    cluster: Cluster | None = field(default=None, init=False)
+    stack: Stack | None = field(default=None, init=False)
+    built: dict[str, images.BuiltImage] = field(default_factory=dict, init=False)
+    kubectl_bin: Path | None = field(default=None, init=False)
+    registry: LocalRegistry | None = field(default=None, init=False)
+    """The registry container images go through (the harness's for registry = local, kept running after)."""
+    base: baseimage.BaseChoice | None = field(default=None, init=False)
+    manifest: dict[str, Any] = field(default_factory=dict, init=False)
+    """What this test bed runs with (:mod:`harness.manifest`), filled in once it is up."""
+    kept: bool = field(default=False, init=False)
+    """After :meth:`finish`: whether the cluster was kept."""
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
+    """This session's id: the label of its test namespaces, its Lease on a shared cluster."""
+    specs: list[ImageSpec] = field(default_factory=list, init=False)
+    """The images to build: the settings' and, with an in-cluster tracking server, its image."""
+    stack_dirs: list[Path] = field(default_factory=list, init=False)
+    image_refs: dict[str, str] = field(default_factory=dict, init=False)
+    """Repository -> the reference pods use, once delivered."""
+    recorded: dict[str, Any] | None = field(default=None, init=False)
+    """The ``from-manifest`` record this session must reproduce."""
+    build_failed: bool = field(default=False, init=False)
+    """An image build failed during the bring-up (nothing was deployed, no test ran)."""
+    steps: tuple[type[Step], ...] = field(default=STEPS, init=False, repr=False)
+    _done: list[Step] = field(default_factory=list, init=False, repr=False)
+    _provider: ClusterProvider | None = field(default=None, init=False, repr=False)
+    _lock: SessionLock | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.finish(failed=exc is not None)
+
+    def start(self) -> Self:
+        """Run the steps in order; the one that fails is undone with every step before it, backwards."""
+        path = self.settings.general.from_manifest
+        if path is not None:  # before any work: a run that cannot be reproduced stops here
+            self.recorded = manifest.check_reproducible(path)
+            self.log(f"manifest: reproducing {path} (harness {self.recorded['harness'].get('version')})")
+        leftovers.reap(self.log)  # what a killed session left: its servers, port-forwards, build containers
+        try:
+            for step_class in self.steps:
+                step = step_class()
+                self._done.append(step)  # undone even if up() fails half-way: undo takes back what is there
+                step.up(self)
+        except BaseException:
+            self.finish(failed=True, build_failed=self.build_failed)
+            raise
+        return self
+
+    def deliver(self, tags: list[str], route: Route) -> list[str]:
         """Every image onto the cluster by ``route``, side by side; the references pods must use, in order."""
         with ThreadPoolExecutor(max_workers=max(1, len(tags))) as pool:
             return list(pool.map(lambda tag: images.deliver(tag, route, log=self.log), tags))
 
-    def _let_the_controller_release_its_jobs(self, timeout: float = 180) -> None:
-        """Before the controller goes: wait until no Job being deleted, or in a namespace being deleted, still
-        holds its finalizer.
-
-        Test namespaces are deleted in the background; a Job there keeps the
-        controller's finalizer until the controller has recorded its outcome
-        (and closed its run). Removing the controller first would leave those
-        namespaces Terminating on a cluster that is not ours. The namespace
-        controller marks their Jobs deleted only some time after the namespace
-        itself, so a Job of a Terminating namespace counts before it is marked.
-        """
-        assert self.cluster is not None
-        kube = self.cluster.kube
-        probe = functools.partial(jobs_still_held, kube)
-
-        wait_for(probe, what="the controller to release the Jobs of deleted namespaces", timeout=timeout,
-                 interval=2.0, hint="the customjob controller must be running; its log says why it holds them")
-
     def finish(self, *, failed: bool = False, build_failed: bool = False) -> bool:
-        """Tear down what this test bed started; return True if the cluster was kept.
+        """Undo the steps that ran, last first; return True if the cluster was kept.
 
         ``build_failed``: an image build failed during the bring-up, so nothing was
         deployed and no test ran. A cluster this session created is then deleted under
         ``keep-cluster = auto`` too: there is nothing on it to look at. ``always`` and
-        ``on-failure`` still keep it; a reused cluster is always left as it was.
+        ``on-failure`` still keep it; a reused cluster is always left as it was. Every
+        step is undone even when one before it fails to (the first error is raised).
         """
         keep = keep_cluster(self.settings, failed=failed)
         if build_failed and self.settings.cluster.keep == "auto":
             keep = False
         self.kept = keep
-        try:
-            if self.stack is not None and self.stack.forward is not None:
-                _exec.stop(self.stack.forward)
-            if self.cluster is not None and self._provider is not None:
-                if self.cluster.shared and not keep and self.stack is not None:
-                    others = self._provider.others()
-                    if others:  # the last session out removes the shared stack; this one is not the last
-                        self.log(f"stack: left in place: {len(others)} other session(s) on {self.cluster.name} use "
-                                 f"it ({', '.join(sorted(others))}); the last one out removes it")
-                    else:
-                        self._let_the_controller_release_its_jobs()
-                        for ns in self.stack.namespaces:
-                            self.cluster.kube.delete_namespace(ns)
-                with self.phases.phase("finish cluster") as note:
-                    note["note"] = self._provider.finish(self.cluster, keep=keep)
-        finally:
-            if self._lock is not None:  # only after the cluster is settled may another session have it
-                self._lock.release()
-                self._lock = None
+        first: BaseException | None = None
+        while self._done:
+            step = self._done.pop()
+            try:
+                step.undo(self, keep=keep)
+            except BaseException as exc:
+                if first is None:
+                    first = exc
+                self.log(f"teardown: undoing {step.name!r} failed: {type(exc).__name__}: {exc}")
+        if first is not None:
+            raise first
         return keep

@@ -27,7 +27,8 @@ def test_every_option_is_one_field_of_its_group_and_holds_the_resolved_value(tmp
         if opt.kind != "table-list":  # tables of tables are held parsed (ImageSpec, ProjectSpec, WorkloadKind)
             assert value == s.values[opt.key], opt.key
     assert (s.cluster.workers, s.build.registry, s.runs.job_timeout) == (2, "local", 42.0)
-    assert s.images == s.build.images and s.images[0].repository == "customjob-controller"
+    assert s.images == s.build.images
+    assert s.images[0].repository == "customjob-controller"
 
 
 def test_each_groups_fields_are_its_options_and_nothing_else() -> None:
