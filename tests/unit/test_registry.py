@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from harness import imagerefs as refs
+from harness._errors import HarnessError, PreflightError
 from harness.nodeimage.nodefiles import containerd_config
 from harness.registry import image, pushlog, wiring
 from harness.registry.local import LocalRegistry, _container_port_for
@@ -248,6 +249,105 @@ def test_cache_keys_are_stable_and_track_inputs() -> None:
     tag = image.local_image_tag("go1.26.8", src)
     assert tag.startswith(f"local/harness-registry:{image.GGCR_VERSION}-")
     assert refs.parse_ref(tag).tag == tag.split(":", 1)[1]
+
+
+class _RegistryImageHost:
+    """What ensure_registry_image asks of Docker and Go, faked: which images exist, whether a pull works."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, present: set[str], pull_ok: bool, go: bool) -> None:
+        from harness.nodeimage.gobuild import GoToolchain
+
+        self.present, self.calls, self.logged = set(present), [], []
+        self.built = image.local_image_tag("go1.26.8", image.main_source())
+        monkeypatch.delenv(image.IMAGE_ENV, raising=False)
+        monkeypatch.delenv(image.MODE_ENV, raising=False)
+
+        def exists(ref: str) -> bool:
+            self.calls.append(f"exists {ref}")
+            return ref in self.present
+
+        def obtain(ref: str, *, pull_timeout: float) -> tuple[str | None, str]:
+            self.calls.append(f"obtain {ref}")
+            if ref in self.present:
+                return "present", ""
+            return ("pulled", "") if pull_ok else (None, "no route to host")
+
+        def discover(_root: Path) -> GoToolchain:
+            self.calls.append("discover go")
+            if not go:
+                raise PreflightError("no Go toolchain found")
+            return GoToolchain(go=Path("/usr/bin/go"), version="go1.26.8", env={})
+
+        def build(_go: GoToolchain, _log: object) -> str:
+            self.calls.append("build")
+            return self.built
+
+        monkeypatch.setattr(image.dockercli, "image_exists", exists)
+        monkeypatch.setattr(image.dockercli, "obtain", obtain)
+        monkeypatch.setattr(image.GoToolchain, "discover", staticmethod(discover))
+        monkeypatch.setattr(image, "_build_image", build)
+        monkeypatch.setattr(image, "cache_dir", lambda *_a: Path("/nonexistent"))
+
+    def ensure(self, **kw: Any) -> str:
+        return image.ensure_registry_image(self.logged.append, **kw)
+
+
+def test_registry_image_auto_prefers_a_present_public_image_without_network_or_go(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _RegistryImageHost(monkeypatch, present={image.PUBLIC_IMAGE}, pull_ok=False, go=True)
+    assert host.ensure() == image.PUBLIC_IMAGE
+    assert host.calls == [f"exists {image.PUBLIC_IMAGE}"]
+    assert host.logged == [f"registry image: {image.PUBLIC_IMAGE} (present)"]
+
+
+def test_registry_image_auto_takes_an_earlier_build_before_any_pull(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _RegistryImageHost(monkeypatch, present=set(), pull_ok=True, go=True)
+    host.present.add(host.built)
+    assert host.ensure() == host.built
+    assert host.calls == [f"exists {image.PUBLIC_IMAGE}", "discover go", f"exists {host.built}"]
+    assert host.logged == [f"registry image: {host.built} (built earlier)"]
+
+
+def test_registry_image_auto_pulls_then_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _RegistryImageHost(monkeypatch, present=set(), pull_ok=True, go=True)
+    assert host.ensure() == image.PUBLIC_IMAGE
+    assert host.logged == [f"registry image: {image.PUBLIC_IMAGE} (pulled)"]
+    host = _RegistryImageHost(monkeypatch, present=set(), pull_ok=False, go=True)
+    assert host.ensure() == host.built
+    assert host.calls[-1] == "build"
+    assert host.calls.index(f"exists {host.built}") < host.calls.index(f"obtain {image.PUBLIC_IMAGE}")
+    assert "no route to host" in host.logged[0]
+    assert host.calls.count("discover go") == 1
+
+
+def test_registry_image_without_go_or_a_pull_names_both_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _RegistryImageHost(monkeypatch, present=set(), pull_ok=False, go=False)
+    with pytest.raises(PreflightError, match=r"cannot be pulled \(no route to host\).*no Go toolchain"):
+        host.ensure()
+    with pytest.raises(PreflightError, match=r"cannot be pulled \(not tried\).*no Go toolchain"):
+        host.ensure(mode="local")
+
+
+def test_registry_image_modes_and_overrides_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _RegistryImageHost(monkeypatch, present={"mine:1"}, pull_ok=False, go=True)
+    monkeypatch.setenv(image.IMAGE_ENV, "mine:1")
+    assert host.ensure(mode="public") == "mine:1"
+    assert host.logged == ["registry image: mine:1 (override)"]
+    monkeypatch.setenv(image.IMAGE_ENV, "gone:1")
+    with pytest.raises(PreflightError, match="docker pull gone:1"):
+        host.ensure()
+    monkeypatch.delenv(image.IMAGE_ENV)
+    monkeypatch.setenv(image.MODE_ENV, "public")
+    with pytest.raises(HarnessError, match=f"{image.MODE_ENV}=local"):
+        host.ensure()
+    assert "build" not in host.calls
+    monkeypatch.setenv(image.MODE_ENV, "sideways")
+    with pytest.raises(HarnessError, match=f"\\${image.MODE_ENV}.*'sideways'"):
+        host.ensure()
+    monkeypatch.setenv(image.MODE_ENV, "local")
+    host.calls.clear()
+    assert host.ensure() == host.built
+    assert f"obtain {image.PUBLIC_IMAGE}" not in host.calls
 
 
 def test_main_go_keeps_blobs_on_disk() -> None:
