@@ -7,7 +7,7 @@ CA bundle trusted so ``pip`` inside builds can reach PyPI through TLS-inspecting
 proxies. Both paths hand the result to ``docker build --build-arg BASE_IMAGE``,
 so the Dockerfiles are the same everywhere.
 
-Selection (first that applies):
+Selection (first that applies; the rules every pinned image shares, :func:`harness.imagesource.choose`):
 
 1. ``HARNESS_BASE_IMAGE`` / ``--base-image``: use exactly that image.
 2. mode ``public`` / ``local`` (``HARNESS_BASE_MODE`` / ``--base-mode``) forces a path.
@@ -22,24 +22,20 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from harness import _exec, debian, dockercli
 from harness._errors import HarnessError
 from harness.cachedir import cache_dir
+from harness.imagesource import Choice, Mode, choose
 
 __all__ = [
     "LOCAL_PACKAGES",
     "PUBLIC_PYTHON_BASE",
-    "BaseChoice",
     "build_local_python_base",
     "local_base_tag",
     "resolve_base_image",
 ]
-
-Mode = Literal["auto", "public", "local"]
 
 #: What internet users build FROM, pinned by digest: a tag moves with every Debian
 #: point release and rebuild, a digest is the same bytes on every machine (the run
@@ -66,15 +62,6 @@ _ENV = {
 }
 
 
-@dataclass(frozen=True)
-class BaseChoice:
-    """The image to pass as ``BASE_IMAGE`` and why it was chosen."""
-
-    image: str
-    source: Literal["override", "public", "local"]
-    reason: str
-
-
 def local_base_tag(ca_bundle: Path | None = None) -> str:
     """Tag of the local base, keyed by everything that shapes its content."""
     h = hashlib.sha256()
@@ -91,31 +78,21 @@ def resolve_base_image(
     override: str | None = None,
     pull_timeout: float = 120.0,
     log: Callable[[str], None] = print,
-) -> BaseChoice:
-    """Pick the base image (building the local one if needed) and say why.
+) -> Choice:
+    """Pick the base image (building the local one if needed) and say why (:func:`harness.imagesource.choose`).
 
     ``mode`` and ``override`` are the settings' ``base-mode`` and ``base-image`` (already resolved from the
     command line, the environment, the project's file or a replayed manifest, in that order of precedence):
     nothing is read from the environment here, so a replay is not overridden behind the settings' back.
     """
-    if override:
-        return BaseChoice(override, "override", "base-image given")
-    chosen = mode or "auto"
-    if chosen not in ("auto", "public", "local"):
-        raise HarnessError(f"base image mode must be auto, public or local, not {chosen!r}")
-    if chosen in ("auto", "public"):
-        how, why = dockercli.obtain(PUBLIC_PYTHON_BASE, pull_timeout=pull_timeout)
-        if how is not None:
-            return BaseChoice(PUBLIC_PYTHON_BASE, "public", how)
-        if chosen == "public":
-            raise HarnessError(
-                f"cannot pull {PUBLIC_PYTHON_BASE}: {why}\n"
-                "fix: use --base-mode local (build from the Debian mirror) or --base-image IMAGE"
-            )
-        log(f"base image: {PUBLIC_PYTHON_BASE} cannot be pulled ({why}); "
-            "using the registry-less local base")
-    tag = build_local_python_base(log=log)
-    return BaseChoice(tag, "local", "built from the Debian mirror (registry-less)")
+    return choose(
+        what="base image", mode=mode, override=override, public=PUBLIC_PYTHON_BASE,
+        obtain_public=lambda ref: dockercli.obtain(ref, pull_timeout=pull_timeout),
+        build_local=lambda: build_local_python_base(log=log), log=log,
+        fix="use --base-mode local (build from the Debian mirror) or --base-image IMAGE",
+        local_reason="built from the Debian mirror (registry-less)",
+        override_reason="base-image given", mode_setting="base-mode",
+    )
 
 
 def build_local_python_base(*, force: bool = False, log: Callable[[str], None] = print) -> str:

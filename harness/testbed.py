@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from harness import _exec, assets, baseimage, images, leftovers, manifest, toolchain
+from harness import _exec, assets, baseimage, images, imagesource, leftovers, manifest, toolchain
 from harness.clusters import Cluster, ClusterProvider, provider_class
 from harness.delivery import Route
 from harness.sessionlock import SessionLock
@@ -401,7 +401,7 @@ class Testbed:
     kubectl_bin: Path | None = field(default=None, init=False)
     registry: LocalRegistry | None = field(default=None, init=False)
     """The registry container images go through (the harness's for registry = local, kept running after)."""
-    base: baseimage.BaseChoice | None = field(default=None, init=False)
+    base: imagesource.Choice | None = field(default=None, init=False)
     manifest: dict[str, Any] = field(default_factory=dict, init=False)
     """What this test bed runs with (:mod:`harness.manifest`), filled in once it is up."""
     kept: bool = field(default=False, init=False)

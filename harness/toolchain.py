@@ -4,7 +4,8 @@ Internet users get the pinned public node image (by digest: a tag alone can
 point at an image built for another kind release) and the kind on their PATH.
 Machines with no container registry cannot pull it; there the registry-less
 node image is built from Debian packages and Go modules (:mod:`harness.nodeimage`),
-as are kind and kubectl when they are not installed. One code path; the mode
+as are kind and kubectl when they are not installed. One code path, the one every
+pinned image shares (:func:`harness.imagesource.choose`); the mode
 (``auto``/``public``/``local``) or an explicit image overrides the choice.
 """
 
@@ -13,16 +14,15 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
+from harness.imagesource import Choice, Mode, choose
 from harness.versions import DEFAULT_RELEASE, cgroup_v1_verdict, release_for
 
-__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "NodeChoice", "cached_tool", "host_is_cgroup_v1",
-           "kubectl_skew_ok", "parse_version", "resolve_kind", "resolve_kubectl", "resolve_node_image"]
+__all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "cached_tool", "host_is_cgroup_v1", "kubectl_skew_ok",
+           "parse_version", "registry_less", "resolve_kind", "resolve_kubectl", "resolve_node_image"]
 
 DOWNLOAD_TIMEOUT = 20.0
 """Seconds per download request: a registry-less machine learns fast that the release site is out of reach."""
@@ -32,57 +32,53 @@ DOWNLOAD_TIMEOUT = 20.0
 PUBLIC_KIND_VERSION = DEFAULT_RELEASE.kind
 PUBLIC_NODE_IMAGE = DEFAULT_RELEASE.public_node_image
 
-Mode = Literal["auto", "public", "local"]
 
+def registry_less(choice: Choice) -> bool:
+    """Whether the chosen node image is our registry-less build (chosen as such, or named by an override):
+    it has only what we put in."""
+    from harness.nodeimage.versions import NODE_IMAGE_REPO
 
-@dataclass(frozen=True)
-class NodeChoice:
-    image: str
-    source: Literal["override", "public", "local"]
-    reason: str
-
-    @property
-    def registry_less(self) -> bool:
-        """Our registry-less build (chosen as such, or named by an override): it has only what we put in."""
-        from harness.nodeimage.versions import NODE_IMAGE_REPO
-
-        return self.source == "local" or self.image.startswith(NODE_IMAGE_REPO)
+    return choice.source == "local" or choice.image.startswith(NODE_IMAGE_REPO)
 
 
 def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,
     log: Callable[[str], None] = print, kubernetes_version: str | None = None,
-) -> NodeChoice:
-    """Pick the kind node image; build the registry-less one when the public one is out of reach.
+) -> Choice:
+    """Pick the kind node image; build the registry-less one when the public one is out of reach
+    (:func:`harness.imagesource.choose`).
 
     On a cgroup v1 host, a minor whose published image cannot run there (1.35+:
     its kubelet exits) is never pulled: ``auto`` builds the registry-less one,
     ``public`` fails saying why.
     """
     row = release_for(kubernetes_version)
-    public_image = row.public_node_image
-    if override:
-        how, why = dockercli.obtain(override, pull_timeout=pull_timeout)
-        if how is None:
-            raise HarnessError(f"node image {override} is neither local nor pullable: {why}")
-        return NodeChoice(override, "override", "--node-image given")
-    runs, why_not = cgroup_v1_verdict(row, public=True) if host_is_cgroup_v1() else (True, "")
-    if mode == "public" and not runs:
-        raise HarnessError(f"node image {public_image} cannot run on this cgroup v1 host: {why_not}")
-    if mode == "auto" and not runs:
-        log(f"node image: not using {public_image} on this cgroup v1 host ({why_not})")
-    elif mode in ("auto", "public"):
-        how, why = dockercli.obtain(public_image, pull_timeout=pull_timeout)
-        if how is not None:
-            return NodeChoice(public_image, "public", how)
-        if mode == "public":
-            raise HarnessError(f"cannot pull {public_image}: {why}\n"
-                               "fix: --node-image-mode local builds a registry-less node image")
-        log(f"node image: {public_image} cannot be pulled ({why}); using the registry-less build")
-    from harness import nodeimage
 
-    return NodeChoice(nodeimage.ensure_node_image(kubernetes_version=kubernetes_version, log=log), "local",
-                      "built from Debian packages + Go modules")
+    def obtain(ref: str) -> tuple[str | None, str]:
+        return dockercli.obtain(ref, pull_timeout=pull_timeout)
+
+    def check_override(ref: str) -> None:
+        how, why = obtain(ref)
+        if how is None:
+            raise HarnessError(f"node image {ref} is neither local nor pullable: {why}")
+
+    def build() -> str:
+        from harness import nodeimage
+
+        return nodeimage.ensure_node_image(kubernetes_version=kubernetes_version, log=log)
+
+    unusable = None
+    if not override and host_is_cgroup_v1():
+        runs, why_not = cgroup_v1_verdict(row, public=True)
+        unusable = None if runs else f"cannot run on this cgroup v1 host: {why_not}"
+    return choose(
+        what="node image", mode=mode, override=override, public=row.public_node_image,
+        obtain_public=obtain, build_local=build, log=log,
+        fix="--node-image-mode local builds a registry-less node image, or --node-image IMAGE names one",
+        local_reason="built from Debian packages + Go modules",
+        override_reason="--node-image given", mode_setting="node-image-mode",
+        check_override=check_override, public_unusable=unusable,
+    )
 
 
 def host_is_cgroup_v1() -> bool:

@@ -334,6 +334,7 @@ class KindProvider(ProviderContext):
             choice = toolchain.resolve_node_image(mode=c.node_image_mode, override=c.node_image,
                                                   log=log, kubernetes_version=minor)
             note["note"] = f"{choice.source}: {choice.image}"
+        registry_less = toolchain.registry_less(choice)
         extra = None
         if c.kind_config is not None:
             extra = yaml.safe_load(c.kind_config.read_text()) or {}
@@ -344,13 +345,13 @@ class KindProvider(ProviderContext):
         from harness.registry.wiring import node_lacks_config_path
 
         extra = with_workers(extra, c.workers, kubernetes_version=minor,
-                             local=choice.registry_less)
+                             local=registry_less)
 
         # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
         # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
-        local_node = node_lacks_config_path(choice.registry_less, minor)
+        local_node = node_lacks_config_path(registry_less, minor)
         containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
-        if cgroupfs_driver_wanted(choice.registry_less, minor, toolchain.host_is_cgroup_v1()):
+        if cgroupfs_driver_wanted(registry_less, minor, toolchain.host_is_cgroup_v1()):
             runc, kubelet = cgroupfs_driver_patches()
             containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
         return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,

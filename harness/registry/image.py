@@ -12,16 +12,17 @@ inspect``.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from harness import _exec, dockercli
 from harness._errors import HarnessError, PreflightError
 from harness.cachedir import cache_dir
+from harness.imagesource import Choice, Mode, choose
 from harness.nodeimage import cache
 from harness.nodeimage.gobuild import GoToolchain, wrapper_module
 
@@ -36,7 +37,6 @@ __all__ = [
     "MODE_ENV",
     "PUBLIC_IMAGE",
     "RUN_UID",
-    "Mode",
     "binary_key",
     "ensure_registry_image",
     "image_key",
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
-Mode = Literal["auto", "public", "local"]
 
 #: The public image kind's local-registry guide uses, pinned by tag.
 PUBLIC_IMAGE = "registry:2.8.3"
@@ -131,47 +130,64 @@ def ensure_registry_image(
     image if present, else our built image if present, else a pull of the
     public image, else a build. ``public`` only pulls; ``local`` only builds.
     ``override`` (or ``$HARNESS_REGISTRY_IMAGE``) names an image to use as is.
+    The rules are the ones every pinned image shares (:func:`harness.imagesource.choose`);
+    what is already here is this image's ``already_local`` step.
     """
-    override = override or os.environ.get(IMAGE_ENV) or None
-    if override:
-        if not dockercli.image_exists(override):
-            raise PreflightError(f"registry image {override!r} (from --registry-image / ${IMAGE_ENV}) "
-                                 f"is not in the local Docker engine; `docker pull {override}` or unset it")
-        log(f"registry image: {override} (override)")
-        return override
-    chosen = mode or os.environ.get(MODE_ENV) or "auto"
-    if chosen not in ("auto", "public", "local"):
-        raise PreflightError(f"${MODE_ENV}={chosen!r}: use auto, public or local")
-
-    if chosen in ("auto", "public") and dockercli.image_exists(PUBLIC_IMAGE):
-        log(f"registry image: {PUBLIC_IMAGE} (present)")
-        return PUBLIC_IMAGE
-    go: GoToolchain | None = None
-    go_problem = ""
-    if chosen in ("auto", "local"):
-        try:
-            go = GoToolchain.discover(cache_dir())
-        except PreflightError as exc:
-            go_problem = str(exc)
-        if go is not None:
-            tag = local_image_tag(go.version, main_source())
-            if dockercli.image_exists(tag):
-                log(f"registry image: {tag} (built earlier)")
-                return tag
     pull_error = ""
-    if chosen in ("auto", "public"):
-        how, pull_error = dockercli.obtain(PUBLIC_IMAGE, pull_timeout=pull_timeout)
-        if how is not None:
-            log(f"registry image: {PUBLIC_IMAGE} ({how})")
-            return PUBLIC_IMAGE
-        if chosen == "public":
-            raise PreflightError(f"cannot pull {PUBLIC_IMAGE}: {pull_error}; use "
-                                 f"{MODE_ENV}=local to build the registry from Go modules instead")
-        log(f"registry image: {PUBLIC_IMAGE} not pullable ({pull_error}); building from Go modules")
-    if go is None:
-        raise PreflightError(f"no registry image: {PUBLIC_IMAGE} cannot be pulled ({pull_error or 'not tried'}) "
-                             f"and it cannot be built: {go_problem}")
-    return _build_image(go, log)
+
+    @functools.cache
+    def go() -> tuple[GoToolchain | None, str]:
+        try:
+            return GoToolchain.discover(cache_dir()), ""
+        except PreflightError as exc:
+            return None, str(exc)
+
+    def built_earlier() -> str | None:
+        found, _ = go()
+        if found is None:
+            return None
+        tag = local_image_tag(found.version, main_source())
+        if not dockercli.image_exists(tag):
+            return None
+        log(f"registry image: {tag} (built earlier)")
+        return tag
+
+    def already_local() -> Choice | None:
+        if dockercli.image_exists(PUBLIC_IMAGE):
+            return Choice(PUBLIC_IMAGE, "public", "present")
+        tag = built_earlier()
+        return Choice(tag, "local", "built earlier") if tag else None
+
+    def obtain(ref: str) -> tuple[str | None, str]:
+        nonlocal pull_error
+        how, pull_error = dockercli.obtain(ref, pull_timeout=pull_timeout)
+        return how, pull_error
+
+    def build() -> str:
+        tag = built_earlier()
+        if tag is not None:
+            return tag
+        found, go_problem = go()
+        if found is None:
+            raise PreflightError(f"no registry image: {PUBLIC_IMAGE} cannot be pulled ({pull_error or 'not tried'}) "
+                                 f"and it cannot be built: {go_problem}")
+        return _build_image(found, log)
+
+    def check_override(ref: str) -> None:
+        if not dockercli.image_exists(ref):
+            raise PreflightError(f"registry image {ref!r} (from --registry-image / ${IMAGE_ENV}) "
+                                 f"is not in the local Docker engine; `docker pull {ref}` or unset it")
+
+    choice = choose(
+        what="registry image", mode=mode or os.environ.get(MODE_ENV), override=override or os.environ.get(IMAGE_ENV),
+        public=PUBLIC_IMAGE, obtain_public=obtain, build_local=build, log=log,
+        fix=f"use {MODE_ENV}=local to build the registry from Go modules instead",
+        local_reason="built from Go modules", override_reason="override", mode_setting=f"${MODE_ENV}",
+        check_override=check_override, already_local=already_local,
+    )
+    if choice.source != "local":  # a local image was announced where it was found or built
+        log(f"registry image: {choice.image} ({choice.reason})")
+    return choice.image
 
 
 def _build_image(go: GoToolchain, log: Log) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import baseimage, clusters, dockercli, images, leftovers, sessionlock, testbed, toolchain
+from harness import baseimage, clusters, dockercli, images, imagesource, leftovers, sessionlock, testbed, toolchain
 from harness._errors import ConfigError
 from harness.clusters import ClusterProvider, ProviderClass, provider_class
 from harness.clusters.existing import ExistingProvider
@@ -41,7 +41,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, Any
     fakeprovider.calls.clear()
     monkeypatch.setattr(toolchain, "resolve_kubectl", lambda *_a, **_k: Path("/usr/bin/true"))
     monkeypatch.setattr(baseimage, "resolve_base_image",
-                        lambda **_k: baseimage.BaseChoice("base:1", "override", "unit test"))
+                        lambda **_k: imagesource.Choice("base:1", "override", "unit test"))
     monkeypatch.setattr(dockercli, "image_id", lambda ref: f"sha256:{ref}")
     monkeypatch.setattr(leftovers, "reap", lambda *_a, **_k: [])
     monkeypatch.setattr(testbed, "render_stack", lambda *_a, **_k: [])
