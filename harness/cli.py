@@ -186,13 +186,13 @@ def _down(settings: Settings, *, force: bool) -> int:
     from harness.clusters.kind import delete_cluster, is_ours
     from harness.clusters.kind_cli import KindCluster
 
-    minor = settings.cluster.kubernetes_version
-    kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, kubernetes_version=minor)
+    row = settings.cluster.release
+    kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, kubernetes_version=row)
     kind = KindCluster(settings.cluster_name, kind_bin, settings.state_dir / "clusters" / settings.cluster_name)
     if not kind.exists():
         print(f"no kind cluster named {settings.cluster_name}")
         return _EXIT_OK
-    kubectl = toolchain.resolve_kubectl(settings.tools.kubectl_bin, kubernetes_version=minor)
+    kubectl = toolchain.resolve_kubectl(settings.tools.kubectl_bin, kubernetes_version=row)
     if not is_ours(kind, kubectl) and not force:
         raise HarnessError(f"cluster {settings.cluster_name} was not created by this harness; not deleting it "
                            "(--force to delete anyway)")

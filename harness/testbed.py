@@ -105,7 +105,7 @@ class ToolsStep(_NothingToUndo):
         assets.materialise_stub(s.state_dir / "stub")
         with bed.phases.phase(self.name):
             bed.kubectl_bin = toolchain.resolve_kubectl(s.tools.kubectl_bin, log=bed.log,
-                                                        kubernetes_version=s.cluster.kubernetes_version)
+                                                        kubernetes_version=s.cluster.release)
 
 
 class BaseImageStep(_NothingToUndo):

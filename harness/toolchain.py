@@ -19,7 +19,7 @@ from pathlib import Path
 from harness import _exec, dockercli, tooldownload
 from harness._errors import HarnessError
 from harness.imagesource import Choice, Mode, choose
-from harness.versions import DEFAULT_RELEASE, cgroup_v1_verdict, release_for
+from harness.versions import DEFAULT_RELEASE, Release, cgroup_v1_verdict, release_for
 
 __all__ = ["PUBLIC_KIND_VERSION", "PUBLIC_NODE_IMAGE", "cached_tool", "host_is_cgroup_v1", "kubectl_skew_ok",
            "parse_version", "registry_less", "resolve_kind", "resolve_kubectl", "resolve_node_image"]
@@ -43,7 +43,7 @@ def registry_less(choice: Choice) -> bool:
 
 def resolve_node_image(
     *, mode: Mode = "auto", override: str | None = None, pull_timeout: float = 300,
-    log: Callable[[str], None] = print, kubernetes_version: str | None = None,
+    log: Callable[[str], None] = print, kubernetes_version: str | Release | None = None,
 ) -> Choice:
     """Pick the kind node image; build the registry-less one when the public one is out of reach
     (:func:`harness.imagesource.choose`).
@@ -65,7 +65,7 @@ def resolve_node_image(
     def build() -> str:
         from harness import nodeimage
 
-        return nodeimage.ensure_node_image(kubernetes_version=kubernetes_version, log=log)
+        return nodeimage.ensure_node_image(kubernetes_version=row.minor, log=log)
 
     unusable = None
     if not override and host_is_cgroup_v1():
@@ -122,7 +122,7 @@ def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
     return path
 
 
-def cached_tool(name: str, kubernetes_version: str | None = None) -> Path | None:
+def cached_tool(name: str, kubernetes_version: str | Release | None = None) -> Path | None:
     """The pinned ``kind`` or ``kubectl`` already on this machine (downloaded or built), without fetching anything."""
     from harness.cachedir import cache_dir
     from harness.nodeimage import gobuild
@@ -148,7 +148,7 @@ def cached_tool(name: str, kubernetes_version: str | None = None) -> Path | None
 
 
 def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print,
-                 kubernetes_version: str | None = None) -> Path:
+                 kubernetes_version: str | Release | None = None) -> Path:
     """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
     from harness import nodeimage
 
@@ -171,11 +171,11 @@ def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], Non
     if cached is not None:
         return cached
     downloaded = _download(lambda osa: tooldownload.kind_release(KIND_VERSION, osa), log)
-    return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=kubernetes_version, log=log)
+    return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=release_for(kubernetes_version).minor, log=log)
 
 
 def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], None] = print,
-                    kubernetes_version: str | None = None) -> Path:
+                    kubernetes_version: str | Release | None = None) -> Path:
     """``kubectl-bin``, else ``kubectl`` on PATH within one minor of the cluster, else the pinned one."""
     from harness import nodeimage
 
@@ -199,4 +199,5 @@ def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], 
     if cached is not None:
         return cached
     downloaded = _download(lambda osa: tooldownload.kubectl_release(KUBERNETES_VERSION, osa), log)
-    return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=kubernetes_version, log=log)
+    minor = release_for(kubernetes_version).minor
+    return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=minor, log=log)

@@ -105,12 +105,16 @@ RELEASES: dict[str, Release] = {
 DEFAULT_MINOR = "1.35"
 DEFAULT_RELEASE = RELEASES[DEFAULT_MINOR]
 
-def release_for(version: str | None = None) -> Release:
-    """The table row for ``1.35``, ``v1.35`` or ``v1.35.4`` (``None``: the default).
+def release_for(version: str | Release | None = None) -> Release:
+    """The table row for ``1.35``, ``v1.35`` or ``v1.35.4`` (``None``: the default); a row is its own row.
 
     A full patch version must be the one the table builds: the Go proxy
     serves only some patches, and a silently different patch would be a lie.
+    The harness looks the row up once, at settings load (``settings.cluster.release``),
+    and hands the row on; the string forms serve the command lines and tests.
     """
+    if isinstance(version, Release):
+        return version
     if version is None or version == "":
         return DEFAULT_RELEASE
     m = re.fullmatch(r"v?(1)\.(\d+)(?:\.(\d+))?", version.strip())

@@ -57,6 +57,7 @@ from harness.ports import free_port
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
     from harness.timing import Phases
+    from harness.versions import Release
 
 __all__ = ["KUBELET_SYNC_PATCH", "KindProvider", "cgroupfs_driver_wanted", "check_kind_tools", "check_node_image",
            "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours", "merge_kind_config",
@@ -314,7 +315,7 @@ class KindProvider(ProviderContext):
 
         def export(dest: Path) -> None:
             kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, log=lambda _line: None,
-                                              kubernetes_version=settings.cluster.kubernetes_version)
+                                              kubernetes_version=settings.cluster.release)
             KindCluster(cluster.name, kind_bin, cluster.kube.kubeconfig.parent).export_logs(dest)
 
         return export
@@ -326,13 +327,12 @@ class KindProvider(ProviderContext):
         registry's ``config_path``, the kubelet's sync period, the cgroup driver a cgroup v1 host needs)."""
         del session  # a kind cluster is this machine's: its session lock admits one session at a time
         c = settings.cluster
-        minor = c.kubernetes_version
         with phases.phase("tools (kind)") as note:  # built from Go modules on a new machine: minutes, heartbeated
-            kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, log=log, kubernetes_version=minor)
+            kind_bin = toolchain.resolve_kind(settings.tools.kind_bin, log=log, kubernetes_version=c.release)
             note["note"] = str(kind_bin)
         with phases.phase("node image") as note:
             choice = toolchain.resolve_node_image(mode=c.node_image_mode, override=c.node_image,
-                                                  log=log, kubernetes_version=minor)
+                                                  log=log, kubernetes_version=c.release)
             note["note"] = f"{choice.source}: {choice.image}"
         registry_less = toolchain.registry_less(choice)
         extra = None
@@ -344,14 +344,14 @@ class KindProvider(ProviderContext):
         from harness.registry import kind_config_patches
         from harness.registry.wiring import node_lacks_config_path
 
-        extra = with_workers(extra, c.workers, kubernetes_version=minor,
+        extra = with_workers(extra, c.workers, kubernetes_version=c.release,
                              local=registry_less)
 
         # Only the 1.34 registry-less node (Debian containerd 1.6) lacks certs.d's config_path; patched in so a
         # registry can be attached. The 1.35+ rows' containerd 2.x config sets it.
-        local_node = node_lacks_config_path(registry_less, minor)
+        local_node = node_lacks_config_path(registry_less, c.release)
         containerd, kubeadm = kind_config_patches(local_node), [KUBELET_SYNC_PATCH]
-        if cgroupfs_driver_wanted(registry_less, minor, toolchain.host_is_cgroup_v1()):
+        if cgroupfs_driver_wanted(registry_less, c.release, toolchain.host_is_cgroup_v1()):
             runc, kubelet = cgroupfs_driver_patches()
             containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
         return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
@@ -505,7 +505,7 @@ class KindProvider(ProviderContext):
                 registry.disconnect_from_kind_network()
 
 
-def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_v1: bool) -> bool:
+def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str | Release, cgroup_v1: bool) -> bool:
     """Our own 1.35+ node (containerd 2.x, runc 1.5) on a cgroup v1 host: see ``cgroupfs_driver_patches``.
 
     Not a published node image (it is not ours to reconfigure, and cannot run on cgroup v1 from 1.35
@@ -516,7 +516,7 @@ def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str, cgroup_
     return registry_less and cgroup_v1 and release_for(kubernetes_version).runtime is not None
 
 
-def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str,
+def with_workers(extra: dict[str, Any] | None, workers: int, *, kubernetes_version: str | Release,
                  local: bool) -> dict[str, Any] | None:
     """``extra`` (the user's kind config) with ``workers`` worker nodes added.
 
@@ -542,7 +542,7 @@ def check_kind_tools(settings: Settings) -> list[Finding]:
     """kind and kubectl for the configured minor: given, on PATH at the pinned version, cached, or to be fetched."""
     from harness import toolchain
 
-    minor, row = settings.cluster.kubernetes_version, settings.cluster.release
+    row = settings.cluster.release
     out = []
     for tool, pinned, override in (("kind", row.kind, settings.tools.kind_bin),
                                    ("kubectl", row.kubernetes, settings.tools.kubectl_bin)):
@@ -551,7 +551,7 @@ def check_kind_tools(settings: Settings) -> list[Finding]:
             out.append(Finding(tool, "ok" if ok else "fail", f"{override} (given)",
                                "" if ok else f"{tool}-bin {override} does not exist: fix the path or drop it"))
             continue
-        cached = toolchain.cached_tool(tool, minor)
+        cached = toolchain.cached_tool(tool, row)
         if cached is not None:
             out.append(Finding(tool, "ok", f"{pinned} (the harness's cache: {cached})"))
         else:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import _exec, dockercli
+from harness import _exec, dockercli, hostenv
 from harness._errors import HarnessError, PreflightError
 from harness.cachedir import cache_dir
 from harness.imagesource import Choice, Mode, choose
@@ -67,8 +66,8 @@ GO_MEMORY_LIMIT = "128MiB"
 CONTAINER_PORT = 5000
 
 #: Force an image (``HARNESS_REGISTRY_IMAGE``) or a source (``HARNESS_REGISTRY_IMAGE_MODE``).
-IMAGE_ENV = "HARNESS_REGISTRY_IMAGE"
-MODE_ENV = "HARNESS_REGISTRY_IMAGE_MODE"
+IMAGE_ENV = hostenv.REGISTRY_IMAGE
+MODE_ENV = hostenv.REGISTRY_IMAGE_MODE
 
 #: Bump when the image layout (tarball entries, import changes) changes without the inputs changing.
 _LAYOUT_REVISION = 1
@@ -179,7 +178,7 @@ def ensure_registry_image(
                                  f"is not in the local Docker engine; `docker pull {ref}` or unset it")
 
     choice = choose(
-        what="registry image", mode=mode or os.environ.get(MODE_ENV), override=override or os.environ.get(IMAGE_ENV),
+        what="registry image", mode=mode or hostenv.get(MODE_ENV), override=override or hostenv.get(IMAGE_ENV),
         public=PUBLIC_IMAGE, obtain_public=obtain, build_local=build, log=log,
         fix=f"use {MODE_ENV}=local to build the registry from Go modules instead",
         local_reason="built from Go modules", override_reason="override", mode_setting=f"${MODE_ENV}",

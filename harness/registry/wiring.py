@@ -17,6 +17,11 @@ Three pieces, following kind's local-registry pattern:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.versions import Release
+
 import json
 import tomllib
 from collections.abc import Mapping
@@ -67,7 +72,7 @@ def loopback_port(address: str | None) -> int | None:
     return int(port)
 
 
-def node_lacks_config_path(registry_less: bool, kubernetes_version: str | None = None) -> bool:
+def node_lacks_config_path(registry_less: bool, kubernetes_version: str | Release | None = None) -> bool:
     """True for the one node image whose containerd sets no ``config_path``: the registry-less
     build with Debian's containerd 1.6 (the 1.34 row). The 1.35+ builds carry containerd 2.x
     with a version-3 config that sets it, as kind's published images do."""
