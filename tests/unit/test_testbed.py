@@ -150,3 +150,56 @@ def test_the_controller_stays_while_a_job_of_a_terminating_namespace_holds_its_f
     assert probe.state == "held by the controller: e2e-going/unmarked, e2e-live/deleted"
     jobs[:] = [job("e2e-live", "running")]
     assert jobs_still_held(kube).done, "a running Job of a live namespace is not waited for"
+
+
+def _recording_steps(log: list[str], fail_up: str = "", fail_undo: str = "") -> tuple[type, ...]:
+    def make(step_name: str) -> type:
+        class Recorded:
+            name = step_name
+
+            def up(self, bed: object) -> None:
+                log.append(f"up {step_name}")
+                if step_name == fail_up:
+                    raise RuntimeError(f"{step_name} failed")
+
+            def undo(self, bed: object, *, keep: bool) -> None:
+                log.append(f"undo {step_name}")
+                if step_name == fail_undo:
+                    raise OSError(f"undoing {step_name} failed")
+
+        return Recorded
+
+    return tuple(make(n) for n in ("lock", "cluster", "delivery", "stack"))
+
+
+def test_a_failing_step_is_undone_with_every_step_before_it_backwards(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import leftovers, testbed
+
+    monkeypatch.setattr(leftovers, "reap", lambda *_a, **_k: [])
+    log: list[str] = []
+    bed = testbed.Testbed(load_settings(root=tmp_path, environ={"HARNESS_KEEP_CLUSTER": "never"}),
+                          log=lambda _line: None)
+    bed.steps = _recording_steps(log, fail_up="delivery")
+    with pytest.raises(RuntimeError, match="delivery failed"):
+        bed.start()
+    assert log == ["up lock", "up cluster", "up delivery", "undo delivery", "undo cluster", "undo lock"]
+    assert bed.finish() is False
+    assert log[-1] == "undo lock", "nothing is undone twice"
+
+
+def test_a_failing_undo_does_not_stop_the_rest_of_the_teardown(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import leftovers, testbed
+
+    monkeypatch.setattr(leftovers, "reap", lambda *_a, **_k: [])
+    log: list[str] = []
+    bed = testbed.Testbed(load_settings(root=tmp_path, environ={"HARNESS_KEEP_CLUSTER": "never"}),
+                          log=log.append)
+    bed.steps = _recording_steps(log, fail_undo="stack")
+    bed.start()
+    with pytest.raises(OSError, match="undoing stack failed"):
+        bed.finish()
+    assert [line for line in log if line.startswith("undo")] == ["undo stack", "undo delivery", "undo cluster",
+                                                                 "undo lock"]
+    assert "teardown: undoing 'stack' failed: OSError: undoing stack failed" in log
