@@ -21,15 +21,16 @@ import time
 from pathlib import Path
 
 from harness import toolchain
+from harness.clusters.kind import with_workers
 from harness.clusters.kind_cli import KindCluster, kind_config
-from harness.testbed import with_workers
 
 
 def _create_seconds(kind_bin: Path, image: str, workers: int, minor: str, workdir: Path) -> float:
     name = f"bench-nodes-{minor.replace('.', '')}-{workers}"
     cluster = KindCluster(name, kind_bin, workdir / name, log=print)
     config = kind_config(host_port=0, extra=with_workers(None, workers, kubernetes_version=minor, local=True))
-    config["nodes"] = [{k: v for k, v in n.items() if k != "extraPortMappings"} for n in config["nodes"]]
+    nodes: list[dict[str, object]] = config["nodes"]  # type: ignore[assignment]  # kind's config is plain YAML data
+    config["nodes"] = [{k: v for k, v in n.items() if k != "extraPortMappings"} for n in nodes]
     started = time.monotonic()
     try:
         cluster.create(node_image=image, config=config, wait_seconds=300)
