@@ -21,6 +21,7 @@ from harness._waiting import Probe, wait_for
 from harness.cachedir import cache_dir
 from harness.clusters import Cluster
 from harness.ports import MLFLOW_NODE_PORT
+from harness.tracking.serverenv import SERVER_ENV
 
 __all__ = [
     "MLFLOW_NAMESPACE",
@@ -69,6 +70,7 @@ def mlflow_server_manifests(image: str, host_port: int | None,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
+        "env": [{"name": name, "value": value} for name, value in SERVER_ENV.items()],
         "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,

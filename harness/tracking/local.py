@@ -19,6 +19,7 @@ from typing import Self
 from harness import _exec, dockercli
 from harness._waiting import Probe, wait_for
 from harness.ports import free_port
+from harness.tracking.serverenv import SERVER_ENV
 
 __all__ = ["LocalTrackingServer"]
 
@@ -85,7 +86,7 @@ class LocalTrackingServer:
             "--workers", "1",
             "--allowed-hosts", self.allowed_hosts(),
         ]
-        self._proc = _exec.spawn(argv, log_path=self.log_path, cwd=self.workdir)
+        self._proc = _exec.spawn(argv, log_path=self.log_path, cwd=self.workdir, extra_env=SERVER_ENV)
         try:
             wait_for(
                 self._probe,

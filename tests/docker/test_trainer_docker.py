@@ -119,3 +119,29 @@ def test_the_base_image_is_a_stand_in_for_the_public_python_image(base_image: st
     proc = _exec.run(["docker", "run", "--rm", "--user", "0", base_image, "sh", "-c", probe], timeout=120)
     assert "Python 3.11" in proc.stdout, proc.stdout
     assert "externally-managed" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _process_group(pgid: int) -> list[str]:
+    """Command lines of the live processes in process group ``pgid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+            found.append(cmdline)
+    return found
+
+
+def test_the_local_tracking_server_runs_no_server_side_job_system(local_tracking_server: LocalTrackingServer) -> None:
+    """MLflow 3 starts a job runner and Huey consumers by default; the harness runs no server-side jobs, and on
+    two cores those processes cost every tier CPU (harness.tracking.serverenv)."""
+    assert local_tracking_server.pid is not None
+    group = _process_group(local_tracking_server.pid)
+    assert any("mlflow" in cmd and "server" in cmd for cmd in group), group
+    assert [cmd for cmd in group if "huey" in cmd or "_job_runner" in cmd] == []
+

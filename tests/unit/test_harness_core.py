@@ -115,6 +115,8 @@ def test_mlflow_server_allows_explicit_hosts_only() -> None:
     assert "--serve-artifacts" in args
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false", "no job runner or Huey consumers in the pod"
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["ports"][0]["nodePort"] == MLFLOW_NODE_PORT
 
