@@ -104,6 +104,17 @@ def build_local_python_base(*, force: bool = False, log: Callable[[str], None] =
     tag = local_base_tag()
     if not force and dockercli.image_exists(tag):
         return tag
+    from harness.nodeimage.cache import build_lock
+
+    # One builder per machine (xdist workers of the docker tier, parallel CI jobs): the second waits, then
+    # finds the image, instead of running a second debootstrap beside the first.
+    with build_lock(cache_dir(), name=".python-base.lock", what=f"the registry-less base image {tag}", log=log):
+        if not force and dockercli.image_exists(tag):
+            return tag
+        return _build_local_python_base(tag, log=log)
+
+
+def _build_local_python_base(tag: str, *, log: Callable[[str], None]) -> str:
     if shutil.which("debootstrap") is None:
         raise HarnessError(
             "debootstrap is not installed: run scripts/docker-up.sh (it installs it) or apt-get install debootstrap"
