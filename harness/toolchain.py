@@ -152,7 +152,8 @@ def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], Non
     """``kind-bin``, else ``kind`` on PATH if it is the pinned version, else the pinned kind (downloaded or built)."""
     from harness import nodeimage
 
-    KIND_VERSION = release_for(kubernetes_version).kind
+    row = release_for(kubernetes_version)
+    KIND_VERSION = row.kind
 
     if override:
         found = parse_version(_version_of(Path(override), "version"))
@@ -167,11 +168,11 @@ def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], Non
             return Path(on_path)
         log(f"tools: kind on PATH ({on_path}) is {_show(found)}, not the pinned {KIND_VERSION}; "
             "using the pinned one")
-    cached = cached_tool("kind", kubernetes_version)
+    cached = cached_tool("kind", row)
     if cached is not None:
         return cached
     downloaded = _download(lambda osa: tooldownload.kind_release(KIND_VERSION, osa), log)
-    return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=release_for(kubernetes_version).minor, log=log)
+    return downloaded or nodeimage.ensure_kind_binary(kubernetes_version=row.minor, log=log)
 
 
 def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], None] = print,
@@ -179,7 +180,8 @@ def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], 
     """``kubectl-bin``, else ``kubectl`` on PATH within one minor of the cluster, else the pinned one."""
     from harness import nodeimage
 
-    KUBERNETES_VERSION = release_for(kubernetes_version).kubernetes
+    row = release_for(kubernetes_version)
+    KUBERNETES_VERSION = row.kubernetes
 
     server_minor = int(KUBERNETES_VERSION.split(".")[1])
     if override:
@@ -195,9 +197,8 @@ def resolve_kubectl(override: str | Path | None = None, *, log: Callable[[str], 
             return Path(on_path)
         log(f"tools: kubectl on PATH ({on_path}) is {_show(found)}, outside ±1 minor of the "
             f"server (1.{server_minor}); using the pinned {KUBERNETES_VERSION}")
-    cached = cached_tool("kubectl", kubernetes_version)
+    cached = cached_tool("kubectl", row)
     if cached is not None:
         return cached
     downloaded = _download(lambda osa: tooldownload.kubectl_release(KUBERNETES_VERSION, osa), log)
-    minor = release_for(kubernetes_version).minor
-    return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=minor, log=log)
+    return downloaded or nodeimage.ensure_kubectl_binary(kubernetes_version=row.minor, log=log)
