@@ -141,6 +141,7 @@ def ensure_registry_image(
         except PreflightError as exc:
             return None, str(exc)
 
+    @functools.cache  # asked by already_local and again by build: one docker inspect, one log line
     def built_earlier() -> str | None:
         found, _ = go()
         if found is None:
