@@ -110,9 +110,17 @@ def test_mlflows_own_kubernetes_example_runs_unchanged(e2e_stack: Stack, tmp_pat
     shutil.copy(MLFLOW_EXAMPLE / "kubernetes_job_template.yaml", tmp_path / "examples" / "docker")
     (tmp_path / "kubernetes_config.json").write_text(json.dumps(config, indent=2))
     assert set(config) == {"kube-context", "kube-job-template-path", "repository-uri"}
+    # The project is the trainer with one line of its own. MLflow's example delivers by kind load; a session
+    # delivering through a registry (the e2e tier's) has the trainer's identical image pulled by digest on the
+    # same node, and containerd's CRI then drops the kind-loaded tag of an image with the same id (the pod went
+    # to ErrImagePull for docker.io/username/...; docs/limits.md).
+    project = tmp_path / "wine-quality"
+    shutil.copytree(TRAINER_DIR, project)
+    with (project / "train.py").open("a") as fh:
+        fh.write("\n# MLflow's kubernetes example: an image of its own\n")
 
     experiment = f"mlflow-example-{uuid.uuid4().hex[:8]}"
-    proc = mlflow_run(TRAINER_DIR, "--backend", "customjob", "--backend-config", "kubernetes_config.json",
+    proc = mlflow_run(project, "--backend", "customjob", "--backend-config", "kubernetes_config.json",
                       "--experiment-name", experiment, "-P", "alpha=0.5", tracking_uri=e2e_stack.tracking_uri,
                       cwd=tmp_path, extra_env={"KUBECONFIG": str(kube.kubeconfig),
                                                "KUBE_MLFLOW_TRACKING_URI": e2e_stack.pod_tracking_uri})
