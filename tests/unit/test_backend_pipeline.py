@@ -113,8 +113,8 @@ class FakeImage:
 
 
 @pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def tracking(sqlite_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    uri = sqlite_tracking_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("KUBE_MLFLOW_TRACKING_URI", raising=False)
     return MlflowClient(uri)

@@ -46,9 +46,9 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("value", BLANK)
 def test_mlflow_run_through_the_backend_refuses_it_before_any_run_or_build(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+    project: Path, sqlite_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_tracking_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setattr(mlflow_docker, "build_docker_image", lambda **kw: pytest.fail("an image was built"))
     monkeypatch.setattr(CustomJobBackend, "_build_and_deliver", lambda *a, **kw: pytest.fail("an image was built"))

@@ -34,8 +34,9 @@ class FakeWorkloads:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ProjectRunner, FakeWorkloads, MlflowClient]:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def runner(tmp_path: Path, sqlite_tracking_uri: str,
+           monkeypatch: pytest.MonkeyPatch) -> tuple[ProjectRunner, FakeWorkloads, MlflowClient]:
+    uri = sqlite_tracking_uri
     stack = SimpleNamespace(tracking_uri=uri, pod_tracking_uri=uri, cluster=None)
     spec = ProjectSpec(name="trainer-job", path=ROOT / "trainer", template=ROOT / "trainer" / "job_template.yaml",
                        workload=JOB)
