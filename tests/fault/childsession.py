@@ -115,7 +115,7 @@ class Child:
 
     @classmethod
     def start(cls, test_file: Path, directory: Path, index: int, *argv: str, select: str,
-              via_tox: bool = False) -> Child:
+              via_tox: bool = False, env: dict[str, str] | None = None) -> Child:
         ready, go, log = directory / f"ready-{index}", directory / f"go-{index}", directory / f"child-{index}.log"
         # -s: the test's own output (the run driver's "ended run … KILLED") reaches the log, so a failure's tail
         # shows what the interrupted test did, not only the session's phase lines.
@@ -124,8 +124,8 @@ class Child:
         cmd = ([str(REPO / "scripts" / "tox"), "-e", "fault-child", "--", *pytest_args] if via_tox
                else [sys.executable, "-m", "pytest", *pytest_args])
         # A clean environment for a nested tox: not the outer tox env's variables.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOX_") and k != "VIRTUAL_ENV"}
-        env = {**CHILD_STACK, **env}  # a test (or the caller) may still name its own
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TOX_") and k != "VIRTUAL_ENV"}
+        env = {**CHILD_STACK, **inherited, **(env or {})}  # the caller's environment, then the test's, win
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_default_signals,

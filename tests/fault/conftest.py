@@ -12,14 +12,14 @@ from tests.fault.childsession import CHILD_TEST, Child
 
 @pytest.fixture
 def child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
-    """``child(*pytest_args, select=..., via_tox=False)`` starts a child session (see :mod:`.childsession`);
+    """``child(*pytest_args, select=..., via_tox=False, env=None)`` starts a child session (see :mod:`.childsession`);
     whatever still runs at the end of the test is SIGKILLed with its whole process group."""
     test_file = tmp_path / "test_child.py"
     test_file.write_text(CHILD_TEST)
     started: list[Child] = []
 
-    def start(*argv: str, select: str, via_tox: bool = False) -> Child:
-        found = Child.start(test_file, tmp_path, len(started), *argv, select=select, via_tox=via_tox)
+    def start(*argv: str, select: str, via_tox: bool = False, env: dict[str, str] | None = None) -> Child:
+        found = Child.start(test_file, tmp_path, len(started), *argv, select=select, via_tox=via_tox, env=env)
         started.append(found)
         return found
 

@@ -83,10 +83,15 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: S
     whole, and the second session, interrupted another way, reuses it (one bring-up for two
     interrupts). The last one makes a fresh cluster (reuse off: a reused cluster is always left as
     it was) and must delete it under the signals (``never``). Both endings are proven.
+
+    Images go through the harness's local registry (``registry = local``): each new cluster pulls
+    only the trainer's and controller's layers instead of a ``kind load`` of both images whole,
+    the fault tier's largest CPU cost. Ctrl-C during ``kind create`` and the two-session scenarios
+    (test_sessions) cover ``kind load``.
     """
     fresh = ("--harness-reuse=false",) if keep == "never" else ()
     session = child("--harness-cluster-name", CLUSTER, f"--harness-keep-cluster={keep}", *fresh,
-                    select="test_hold_a_run", via_tox="tox" in how)
+                    select="test_hold_a_run", via_tox="tox" in how, env={"HARNESS_REGISTRY": "local"})
     info = session.wait_ready("the child's test is running", 1200)
     run_id = wait_until("the child's mlflow run to run its CustomJob", lambda: _running_customjob(info), 600, session)
     nodes = node_container_ids(CLUSTER)
