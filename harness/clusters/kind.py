@@ -59,9 +59,9 @@ if TYPE_CHECKING:
     from harness.timing import Phases
     from harness.versions import Release
 
-__all__ = ["KUBELET_SYNC_PATCH", "KindProvider", "cgroupfs_driver_wanted", "check_kind_tools", "check_node_image",
-           "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours", "merge_kind_config",
-           "nodes_configured", "with_workers"]
+__all__ = ["KIND_LOAD", "KUBELET_SYNC_PATCH", "KindProvider", "cgroupfs_driver_wanted", "check_kind_tools",
+           "check_node_image", "cluster_fingerprint", "delete_cluster", "forget_cluster", "is_ours",
+           "merge_kind_config", "nodes_configured", "reuse_refusal", "with_workers"]
 
 MARKER_NAMESPACE = "kube-system"
 MARKER_NAME = "mlflow-crd-harness"
@@ -89,6 +89,32 @@ def cluster_fingerprint(kind_version: str, node_image_id: str, config: dict[str,
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+KIND_LOAD = "kind load"
+"""The marker's ``delivery`` for sessions whose images go in by ``kind load``."""
+
+
+def reuse_refusal(marker: dict[str, str] | None, *, fingerprint: str, delivery: str, reuse: bool) -> str | None:
+    """Why a running cluster of ours with this marker is not reused by this session; None if it is.
+
+    The delivery route counts as much as the fingerprint: a node that pulled an image from a registry
+    and is then given the same image id by ``kind load`` lists the loaded name in ``ctr`` while the
+    kubelet cannot see it (containerd 2.4's CRI; the pod goes to ``ErrImagePull`` for
+    ``docker.io/library/<name>``). A marker from before the route was recorded cannot tell, and is reused.
+    """
+    if not reuse:
+        return "reuse disabled"
+    if marker is None:
+        return "its marker cannot be read"
+    if marker.get("fingerprint") != fingerprint:
+        return f"fingerprint {marker.get('fingerprint')} != {fingerprint}"
+    recorded = marker.get("delivery")
+    if recorded is not None and recorded != delivery:
+        return (f"its images came by {recorded}, this session's come by {delivery}: a node given one image id "
+                "both ways can lose the kind-loaded name from the kubelet's view (docs/limits.md); one cluster "
+                "name per route keeps both")
+    return None
 
 
 def host_marker_path(name: str) -> Path:
@@ -273,6 +299,9 @@ class KindProvider(ProviderContext):
     kubeadm_patches: tuple[str, ...] = ()
     """Ours too (e.g. the kubelet's cgroup driver, which must agree with containerd's)."""
     wait_seconds: int = 300
+    delivery: str = KIND_LOAD
+    """How the session's images reach the nodes: :data:`KIND_LOAD`, or ``registry <setting>``. Recorded in
+    the cluster's marker; a cluster is reused only by sessions delivering the same way (:func:`reuse_refusal`)."""
     log: Callable[[str], None] = print
     preload: Callable[[Route], None] | None = None
     """Run beside ``kind create`` once the nodes' containerd is configured (see the module docstring).
@@ -354,7 +383,9 @@ class KindProvider(ProviderContext):
         if cgroupfs_driver_wanted(registry_less, c.release, toolchain.host_is_cgroup_v1()):
             runc, kubelet = cgroupfs_driver_patches()
             containerd, kubeadm = [*containerd, runc], [*kubeadm, kubelet]
-        return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin,
+        registry = settings.build.registry
+        delivery = KIND_LOAD if registry is None else f"registry {registry}"
+        return cls(name=settings.cluster_name, kind_bin=kind_bin, kubectl_bin=kubectl_bin, delivery=delivery,
                    state_dir=settings.state_dir, node_image=choice.image, reuse=c.reuse,
                    config_extra=extra, containerd_patches=tuple(containerd), kubeadm_patches=tuple(kubeadm),
                    log=log, preload=preload)
@@ -389,15 +420,11 @@ class KindProvider(ProviderContext):
                     "it is left alone. Pick another name (cluster-name / --harness-cluster-name), or delete it "
                     f"yourself (kind delete cluster --name {kind.name})."
                 )
-            if kube is not None and marker is not None and self.reuse and marker.get("fingerprint") == fingerprint:
+            why = (reuse_refusal(marker, fingerprint=fingerprint, delivery=self.delivery, reuse=self.reuse)
+                   if kube is not None else "its node is stopped or its API does not answer")
+            if why is None and kube is not None and marker is not None:
                 self.log(f"cluster: reusing {kind.name} (fingerprint {fingerprint})")
                 return self._cluster(kube, False, int(marker["mlflow-host-port"]), fingerprint)
-            if kube is None:
-                why = "its node is stopped or its API does not answer"
-            elif not self.reuse:
-                why = "reuse disabled"
-            else:
-                why = f"fingerprint {(marker or {}).get('fingerprint')} != {fingerprint}"
             self.log(f"cluster: recreating {kind.name} ({why})")
             delete_cluster(kind)
 
@@ -419,6 +446,7 @@ class KindProvider(ProviderContext):
                 "mlflow-host-port": str(port),
                 "node-image": self.node_image,
                 "kind-version": kind_version,
+                "delivery": self.delivery,
             }
             host_marker_path(kind.name).write_text(json.dumps(
                 {**marker_data, "state": "created", "nodes": node_container_ids(kind.name)}, indent=2))
