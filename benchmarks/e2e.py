@@ -322,9 +322,12 @@ def main() -> int:
         # Both delivery routes side by side: `kind load` sends whole images, a registry only changed layers.
         routes = args.loop_routes.split(",")
         for index, route in enumerate(routes):
-            cluster = args.cluster_name if route == "kind-load" else f"{args.cluster_name}-reg"
-            bench_loop(cluster, [] if route == "kind-load" else [f"--harness-registry={route}"],
-                       route if route == "kind-load" else f"registry {route}")
+            if route == "kind-load":
+                cluster, route_args, label = args.cluster_name, [], route
+            else:
+                cluster, route_args = f"{args.cluster_name}-reg", [f"--harness-registry={route}"]
+                label = f"registry {route}"
+            bench_loop(cluster, route_args, label)
             if index < len(routes) - 1:
                 # The next route gets a cluster of its own; this one idling beside it took ~10 % of two cores
                 # and made the next route's figures the slower ones.
