@@ -86,8 +86,8 @@ def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: S
 
     Images go through the harness's local registry (``registry = local``): each new cluster pulls
     only the trainer's and controller's layers instead of a ``kind load`` of both images whole,
-    the fault tier's largest CPU cost. Ctrl-C during ``kind create`` and the two-session scenarios
-    (test_sessions) cover ``kind load``.
+    the fault tier's largest CPU cost. Ctrl-C during ``kind create`` covers ``kind load`` here (the
+    preload beside it); the example tier and MLflow's own example test cover it whole.
     """
     fresh = ("--harness-reuse=false",) if keep == "never" else ()
     session = child("--harness-cluster-name", CLUSTER, f"--harness-keep-cluster={keep}", *fresh,
@@ -174,17 +174,20 @@ def test_ctrl_c_during_an_image_build(child: Start, slow_image: tuple[str, Calla
     assert again.finish(600) == 0, again.tail()
 
 
-def test_a_killed_sessions_server_is_reaped_by_the_next_session(child: Start) -> None:
-    session = child(select="test_hold_without_cluster")
+def test_a_killed_sessions_server_is_reaped_by_the_next_session(child: Start, tmp_path: Path) -> None:
+    """The three sessions share a cache directory of their own: the records the reaper reads live there, so
+    no session of another tier running beside this one (CI's lanes, a teammate) can reap the orphan first."""
+    own = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    session = child(select="test_hold_without_cluster", env=own)
     server = session.wait_ready("the child's test is running", 600)["server_pid"]
     os.killpg(session.pid, signal.SIGKILL)  # no teardown at all; the server is in a session of its own
     session.proc.wait()
     assert alive(server), "the server outlives a SIGKILLed session (that is what the reaper is for)"
 
-    idle = child(select="test_nothing")  # a session with no tier test touches no process (issue 25)
+    idle = child(select="test_nothing", env=own)  # a session with no tier test touches no process (issue 25)
     assert idle.finish(300) == 0, idle.tail()
     assert alive(server), "a unit-only session reaped: it should do no process or Docker work"
-    again = child(select="test_docker_answers")  # the next session that runs a tier test does reap
+    again = child(select="test_docker_answers", env=own)  # the next session that runs a tier test does reap
     assert again.finish(300) == 0, again.tail()
     wait_until("the next session stopped the orphaned server", lambda: not alive(server), 30)
 

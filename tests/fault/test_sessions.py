@@ -7,7 +7,11 @@ test (the session lock, :mod:`harness.sessionlock`). It waits, recorded as
 waiting, and gets the cluster once the first session has ended. Asserted on
 state: node container ids, the lock's holder and waiter records, exit codes.
 The scenarios run in file order and share a cluster name: the second starts
-on what the first kept, as the next local run would.
+on what the first kept, as the next local run would. Their images go through
+the harness's local registry: the scenarios are about sessions and the lock,
+and three bring-ups each streaming two images whole through ``kind load`` were
+most of their CPU (the example tier and MLflow's own example test cover
+``kind load``; Ctrl-C during ``kind create`` covers it under an interrupt).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tests.fault.childsession import Child, assert_nothing_left, down_if_left, w
 
 A, B = "fault-sessions-a", "fault-sessions-b"
 Start = Callable[..., Child]
+ROUTE = {"HARNESS_REGISTRY": "local"}
 BRING_UP = 1500.0
 """Seconds a child may take to have its test running (two bring-ups share two cores in the first scenario)."""
 
@@ -50,8 +55,10 @@ def _hold_for(what: str, seconds: float, invariant: Callable[[], str | None]) ->
 
 
 def test_two_sessions_on_different_clusters_run_side_by_side(child: Start) -> None:
-    first = child("--harness-cluster-name", A, "--harness-keep-cluster=always", select="test_cluster_until_go")
-    second = child("--harness-cluster-name", B, "--harness-keep-cluster=never", select="test_cluster_until_go")
+    first = child("--harness-cluster-name", A, "--harness-keep-cluster=always", select="test_cluster_until_go",
+                  env=ROUTE)
+    second = child("--harness-cluster-name", B, "--harness-keep-cluster=never", select="test_cluster_until_go",
+                   env=ROUTE)
     first.wait_ready("the first session's test runs", BRING_UP)
     second.wait_ready("the second session's test runs", BRING_UP)
     nodes = {name: node_container_ids(name) for name in (A, B)}
@@ -66,7 +73,8 @@ def test_two_sessions_on_different_clusters_run_side_by_side(child: Start) -> No
 
 def test_a_second_session_on_the_same_cluster_waits_and_never_touches_it(child: Start) -> None:
     """Session B names A's cluster and forces a fresh one (reuse off, as under CI) while A's test runs."""
-    first = child("--harness-cluster-name", A, "--harness-keep-cluster=never", select="test_cluster_until_go")
+    first = child("--harness-cluster-name", A, "--harness-keep-cluster=never", select="test_cluster_until_go",
+                  env=ROUTE)
     first_pid = first.wait_ready("the first session's test runs", BRING_UP)["pid"]
     nodes = node_container_ids(A)
     assert nodes, "the first session's cluster runs"
@@ -74,7 +82,7 @@ def test_a_second_session_on_the_same_cluster_waits_and_never_touches_it(child: 
     assert lock.holder_record().get("pid") == first_pid, "the lock file names the first session as holder"
 
     second = child("--harness-cluster-name", A, "--harness-reuse=false", "--harness-keep-cluster=never",
-                   select="test_cluster_until_go")
+                   select="test_cluster_until_go", env=ROUTE)
 
     def second_waits() -> Probe[dict[str, Any]]:
         waiting = [w for w in lock.waiters() if w.get("pid") == second.pid]
