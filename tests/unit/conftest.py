@@ -6,6 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline in this tier: CI runs it beside a lane that brings up clusters (scripts/tiers.py),
+# where a load spike can make one example of a pure function slow; that is the machine, not the code.
+# Properties still fail on a wrong result, and each test keeps its own max_examples.
+settings.register_profile("unit-tier", deadline=None)
+settings.load_profile("unit-tier")
 
 
 @pytest.fixture(scope="session")
