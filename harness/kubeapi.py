@@ -9,11 +9,12 @@ Waits are bounded and report the object's state history on timeout.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from harness import _exec
@@ -88,13 +89,20 @@ class Kube:
         wait_for(probe, what=f"CRD {name} to be Established", timeout=timeout, interval=0.5)
 
     def wait_deployment_available(self, namespace: str, name: str, *, timeout: float = 180) -> None:
-        """Wait for a rollout to finish; the state names pods' waiting reasons (e.g. ErrImageNeverPull)."""
+        """Wait for a rollout to finish; the state names pods' waiting reasons (e.g. ErrImageNeverPull).
+
+        Between probes it watches the Deployment from the version the probe read, so the probe runs
+        again as the Deployment controller writes a new status, not up to a poll interval later (a
+        controller's rollout in the edit-to-green loop is ~3 s); with no version, or no watch, it sleeps.
+        """
+        read: dict[str, str] = {}
 
         def probe() -> Probe[None]:
             try:
                 dep = self.apps.read_namespaced_deployment(name, namespace)
             except ApiException as exc:
                 return Probe(False, f"HTTP {exc.status}")
+            read["version"] = dep.metadata.resource_version
             st = dep.status
             want = dep.spec.replicas or 1
             done = ((st.observed_generation or 0) >= (dep.metadata.generation or 0)
@@ -103,8 +111,28 @@ class Kube:
             return Probe(done, f"updated={st.updated_replicas} available={st.available_replicas}/{want} "
                                f"pods: {self.pod_states(namespace, dep.spec.selector.match_labels)}")
 
+        def until_changed(seconds: float) -> None:
+            version = read.pop("version", None)
+            if version is None or not self._deployment_changes(namespace, name, version, seconds):
+                time.sleep(seconds)
+
         wait_for(probe, what=f"deployment {namespace}/{name} to be available", timeout=timeout, interval=1.0,
-                 hint=f"kubectl --kubeconfig {self.kubeconfig} -n {namespace} describe deploy/{name}")
+                 hint=f"kubectl --kubeconfig {self.kubeconfig} -n {namespace} describe deploy/{name}",
+                 sleep=until_changed)
+
+    def _deployment_changes(self, namespace: str, name: str, version: str, seconds: float) -> bool:
+        """True once the Deployment changes after ``version`` or ``seconds`` pass; False if it cannot be watched."""
+        watcher = watch.Watch()
+        try:
+            for _event in watcher.stream(self.apps.list_namespaced_deployment, namespace,
+                                         field_selector=f"metadata.name={name}", resource_version=version,
+                                         timeout_seconds=max(1, round(seconds)), _request_timeout=seconds + 5):
+                break
+        except Exception:  # 410 Gone for an old version, a dropped connection: the caller sleeps instead
+            return False
+        finally:
+            watcher.stop()
+        return True
 
     def pod_states(self, namespace: str, labels: dict[str, str] | None) -> str:
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
