@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import signal
 import time
@@ -519,6 +520,12 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
     CustomJob records ``PodsDidNotStop``) and for a Job whose CustomJob was
     deleted with ``--cascade=orphan`` (no CustomJob is left to hold a
     condition or a timer: the stopping Pod's own timer brings it back).
+
+    "While they still run" is read from stamps, not from a look at the Pod
+    after the run closed: a stopping Pod's ``deletionTimestamp`` is the end of
+    its grace (the kubelet kills it then), so each run must have been closed
+    before that instant. A look afterwards raced the grace on a loaded
+    machine (CI 23, cold: the Pod had gone by the time the test looked).
     """
     kube = launcher.stack.cluster.kube
     ns = launcher.namespace
@@ -542,28 +549,42 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
             return Probe(bool(found) and found.get("reason") == "PodsDidNotStop",
                          f"PodsStopped: {found.get('reason') if found else 'absent'}", found)
 
-        def still_running(name: str) -> None:
-            """The run is closed; the Job is released right after (same pass) while its Pod still runs."""
+        def grace_end(name: str) -> dt.datetime:
+            """When the Pod of ``name``'s Job, once stopping, is killed: read as soon as it is set."""
+            def stopping() -> Probe[dt.datetime]:
+                pods = _job_pods(kube, ns, name, uids[name])
+                ends = [p.metadata.deletion_timestamp for p in pods if p.metadata.deletion_timestamp]
+                return Probe(bool(ends), f"{len(pods)} pod(s), stopping: {len(ends)}", ends[0] if ends else None)
+
+            found = wait_for(stopping, what=f"the Pod of {name} to be stopping", timeout=60, interval=0.5)
+            assert found is not None
+            return found
+
+        def closed_in_grace(name: str, run_id: str, grace: dt.datetime) -> None:
+            """The run was closed, and the Job released, before the Pod's grace ended: the budget ended the wait."""
             def released() -> Probe[None]:
                 jobs = {j.metadata.name: j for j in kube.batch.list_namespaced_job(ns).items}
                 held = name in jobs and contract.FINALIZER_OUTCOME in (jobs[name].metadata.finalizers or ())
                 return Probe(not held, "held" if held else "released (or collected)")
 
             wait_for(released, what=f"Job {name} to be released", timeout=20, interval=0.5)
-            pods = _job_pods(kube, ns, name, uids[name])
-            assert [(p.status.phase, bool(p.metadata.deletion_timestamp)) for p in pods] == [("Running", True)], \
-                f"the Pod of {name} still runs: the budget ended the wait, not the Pod"
+            ended = launcher.client.get_run(run_id).info.end_time
+            assert ended is not None
+            closed = dt.datetime.fromtimestamp(ended / 1000, tz=dt.UTC)
+            assert closed < grace, f"the run of {name} closed at {closed:%T}, after its Pod's grace ended " \
+                                   f"({grace:%T}): the Pod's end ended the wait, not the budget"
 
+        graces = {name: grace_end(name) for name in runs}
         condition = wait_for(gave_up, what="the controller to give up waiting for the Pod", timeout=90)
         assert condition is not None
         assert condition["status"] == "False", condition
         _wait_run_status(launcher, runs["stuck"][1], "FAILED", timeout=60)
-        still_running("stuck")
+        closed_in_grace("stuck", runs["stuck"][1], graces["stuck"])
         assert "JobDeleted" in launcher.client.get_run(runs["stuck"][1]).data.tags.get(contract.TAG_FAILURE_REASON, "")
         events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=stuck").items
         assert ("Warning", "PodsDidNotStop") in {(e.type, e.reason) for e in events}
         _wait_run_status(launcher, runs["stuck-orphan"][1], "KILLED", timeout=60)
-        still_running("stuck-orphan")
+        closed_in_grace("stuck-orphan", runs["stuck-orphan"][1], graces["stuck-orphan"])
 
     def gone() -> Probe[None]:
         jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(ns).items]
