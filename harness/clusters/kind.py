@@ -53,6 +53,8 @@ from harness.findings import Finding
 from harness.kubeapi import Kube
 from harness.options import Settings
 from harness.ports import free_port
+from harness.registry import lending
+from harness.registry.local import KIND_NETWORK
 
 if TYPE_CHECKING:
     from harness.registry import LocalRegistry
@@ -135,8 +137,11 @@ def forget_cluster(name: str) -> None:
     host_marker_path(name).unlink(missing_ok=True)
 
 
-def delete_cluster(kind: KindCluster, *, settle: float = 0.0) -> None:
+def delete_cluster(kind: KindCluster, *, settle: float = 0.0, log: Callable[[str], None] = print) -> None:
     """``kind delete`` and forget the host marker: how the harness removes a cluster of its own.
+
+    When it was the last kind cluster, the user's registries the harness joined to
+    the ``kind`` network leave it again (:func:`harness.registry.lending.return_lent`).
 
     ``settle`` > 0 after an interrupted ``kind create``: the Docker daemon may
     still be finishing a ``docker run`` that kind issued before it died, so a
@@ -161,6 +166,8 @@ def delete_cluster(kind: KindCluster, *, settle: float = 0.0) -> None:
             wait_for(probe, what=f"no late node of {kind.name} to appear", timeout=settle * 6, interval=0.5)
     if not node_container_ids(kind.name):
         forget_cluster(kind.name)
+    if lending.lent() and not kind.all_clusters():
+        lending.return_lent(log)
 
 
 def host_marker_owns(marker: dict[str, Any] | None, node_ids: list[str]) -> bool:
@@ -485,10 +492,12 @@ class KindProvider(ProviderContext):
         """Wire the registry container into the nodes the way kind documents; images then go through it.
 
         A container that is not the harness's and was not on the ``kind`` network
-        yet is noted, so :meth:`finish` takes it off again when the cluster goes.
+        yet is recorded (:mod:`harness.registry.lending`), so that deleting the last
+        kind cluster takes it off again, whichever session deletes it.
         """
         joined = registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
         if joined and not registry.created_by_harness():
+            lending.note_lent(registry.name, KIND_NETWORK)
             self._lent.append(registry)
         return replace(cluster, images=registry.route())
 
@@ -513,24 +522,19 @@ class KindProvider(ProviderContext):
     def finish(self, cluster: Cluster, *, keep: bool) -> str:
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
-            delete_cluster(self.kind)
-            self._return_lent_registries()
+            delete_cluster(self.kind, log=self.log)
+            self._say_lent_registries_stay()
             return "deleted"
         return "kept"
 
-    def _return_lent_registries(self) -> None:
-        """Take a user's registry container off the ``kind`` network again, unless another kind cluster may pull
-        from it (then it stays, and the line says so)."""
+    def _say_lent_registries_stay(self) -> None:
+        """Name the user's registries this session lent that stay on the ``kind`` network for other clusters."""
         lent, self._lent = self._lent, []
-        if not lent:
-            return
-        others = self.kind.all_clusters()
+        still = set(lending.lent())
         for registry in lent:
-            if others:
-                self.log(f"registry: {registry.name} stays on the kind network: kind clusters {', '.join(others)} "
-                         "may pull from it (docker network disconnect kind " + registry.name + " when done)")
-            else:
-                registry.disconnect_from_kind_network()
+            if registry.name in still:
+                self.log(f"registry: {registry.name} stays on the kind network while other kind clusters may pull "
+                         "from it; deleting the last kind cluster takes it off")
 
 
 def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str | Release, cgroup_v1: bool) -> bool:

@@ -290,11 +290,6 @@ class LocalRegistry:
         self.log(f"registry: {self.name} joined Docker network {network}")
         return True
 
-    def disconnect_from_kind_network(self, network: str = KIND_NETWORK) -> None:
-        """Leave ``network`` again (undoing :meth:`connect_to_kind_network` for a container that is not ours)."""
-        _exec.run(["docker", "network", "disconnect", network, self.name], check=False, timeout=60)
-        self.log(f"registry: {self.name} left Docker network {network}")
-
     def configure_kind_nodes(self, cluster_name: str, kind_bin: Path | str, *,
                              kubeconfig: Path | None = None) -> list[str]:
         """Point every node of ``cluster_name`` at this registry; return the node names.

@@ -52,7 +52,8 @@ def down() -> str | None:
     """Remove the container (not its blobs' volume), if this module started it; what the harness failed to undo.
 
     The harness joined the container to the ``kind`` network (it is not the harness's) and must take it off
-    again when it deletes the last kind cluster: still joined with no kind node left is a leak to report.
+    again when a session (any session: with lanes, often another) deletes the last kind cluster: still joined
+    with no kind node left is a leak to report.
     """
     found = _exec.run(["docker", "ps", "--all", "--filter", f"name=^{NAME}$", "--filter", f"label={MARK}=1",
                        "--format", "{{.Names}}"], timeout=60).stdout.split()
