@@ -123,13 +123,42 @@ def _job_pods(kube: Kube, namespace: str, name: str, job_uid: str) -> list[Any]:
 
 
 @contextmanager
+def _disrupting(kube: Kube, what: str) -> Iterator[None]:
+    """One disruption of the shared stack at a time per cluster (xdist workers share it).
+
+    Freezing MLflow, restarting the controller and changing its environment each
+    stall every CustomJob's closing for a while; a test that reads the order of
+    a close and a grace period (the stuck-Pod budget) takes this too, so none
+    of them runs inside another's outage (CI 24: MLflow frozen by a test beside
+    it refused the budget's close, and the Pod's end closed the run instead).
+    """
+    import fcntl
+    import tempfile
+
+    lock = Path(tempfile.gettempdir()) / f"harness-e2e-disruption-{kube.kubeconfig.parent.name}.lock"
+    with lock.open("a") as handle:
+
+        def take() -> Probe[None]:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return Probe(False, "another test disrupts the stack")
+            return Probe(True, "taken")
+
+        wait_for(take, what=f"the stack to be ours to disrupt: {what} ({lock})", timeout=600)
+        yield
+
+
+@contextmanager
 def _mlflow_frozen(launcher: ProjectRunner) -> Iterator[None]:
     """SIGSTOP every process of the in-cluster MLflow server's pod (found by its pod UID in /proc/*/cgroup).
 
     A frozen server accepts connections and answers nothing: the controller's
     call times out, as with a server that is restarting or overloaded. Unlike
     a pod restart it keeps the server's data (an emptyDir sqlite). kind nodes
-    are containers on this host, so their processes are this host's.
+    are containers on this host, so their processes are this host's. The
+    caller holds :func:`_disrupting` from before the workload it freezes MLflow
+    for starts (a wait for the lock must not let that workload end first).
     """
     kube = launcher.stack.cluster.kube
     pods = kube.core.list_namespaced_pod(MLFLOW_NAMESPACE, label_selector="app.kubernetes.io/name=mlflow").items
@@ -159,15 +188,16 @@ def _mlflow_frozen(launcher: ProjectRunner) -> Iterator[None]:
 def test_the_controller_closes_an_open_run_even_when_mlflow_is_down_as_the_job_ends(
         launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
-    run = _open_run(launcher, "outage")
-    _customjob(launcher, "outage", "import time; time.sleep(15)", run=run)
-    wait_customjob(kube, launcher.namespace, "outage", timeout=120, phases=frozenset({contract.RUNNING}))
-    with _mlflow_frozen(launcher):
-        # The job ends while MLflow is frozen: the first close fails and is recorded, not lost.
-        _wait_run_closed(kube, launcher.namespace, "outage", status="False", reason="MLflowUnreachable")
-        assert kube.batch.read_namespaced_job("outage", launcher.namespace).metadata.finalizers == [
-            contract.FINALIZER_OUTCOME], "the Job is held while its run is open"
-    closed = _wait_run_closed(kube, launcher.namespace, "outage", status="True", timeout=180)
+    with _disrupting(kube, "MLflow frozen"):
+        run = _open_run(launcher, "outage")
+        _customjob(launcher, "outage", "import time; time.sleep(15)", run=run)
+        wait_customjob(kube, launcher.namespace, "outage", timeout=120, phases=frozenset({contract.RUNNING}))
+        with _mlflow_frozen(launcher):
+            # The job ends while MLflow is frozen: the first close fails and is recorded, not lost.
+            _wait_run_closed(kube, launcher.namespace, "outage", status="False", reason="MLflowUnreachable")
+            assert kube.batch.read_namespaced_job("outage", launcher.namespace).metadata.finalizers == [
+                contract.FINALIZER_OUTCOME], "the Job is held while its run is open"
+        closed = _wait_run_closed(kube, launcher.namespace, "outage", status="True", timeout=180)
     assert closed["reason"] == "Closed", closed
     assert _run_status(launcher, run[1]) == "FINISHED"
     assert (_get(kube, launcher.namespace, "outage") or {})["status"]["phase"] == contract.SUCCEEDED
@@ -177,13 +207,14 @@ def test_the_controller_closes_an_open_run_even_when_mlflow_is_down_as_the_job_e
 
 def test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod(launcher: ProjectRunner) -> None:
     kube = launcher.stack.cluster.kube
-    run = _open_run(launcher, "restart")
-    _customjob(launcher, "restart", "import time; time.sleep(25)", run=run)
-    wait_customjob(kube, launcher.namespace, "restart", timeout=120, phases=frozenset({contract.RUNNING}))
-    job_uid = kube.batch.read_namespaced_job("restart", launcher.namespace).metadata.uid
-    for pod in kube.core.list_namespaced_pod(CONTROLLER_NS).items:
-        kube.core.delete_namespaced_pod(pod.metadata.name, CONTROLLER_NS, grace_period_seconds=0)
-    kube.wait_deployment_available(CONTROLLER_NS, "customjob-controller", timeout=180)
+    with _disrupting(kube, "the controller restarted"):
+        run = _open_run(launcher, "restart")
+        _customjob(launcher, "restart", "import time; time.sleep(25)", run=run)
+        wait_customjob(kube, launcher.namespace, "restart", timeout=120, phases=frozenset({contract.RUNNING}))
+        job_uid = kube.batch.read_namespaced_job("restart", launcher.namespace).metadata.uid
+        for pod in kube.core.list_namespaced_pod(CONTROLLER_NS).items:
+            kube.core.delete_namespaced_pod(pod.metadata.name, CONTROLLER_NS, grace_period_seconds=0)
+        kube.wait_deployment_available(CONTROLLER_NS, "customjob-controller", timeout=180)
     done = wait_customjob(kube, launcher.namespace, "restart", timeout=180)
     assert done["status"]["phase"] == contract.SUCCEEDED, done["status"]
     job = kube.batch.read_namespaced_job("restart", launcher.namespace)
@@ -475,21 +506,7 @@ def _controller_env(kube: Kube, values: dict[str, str]) -> Iterator[None]:
     restart twice, as in :func:`test_a_controller_restart_while_running_keeps_the_job_and_its_one_pod`;
     they must cope.
     """
-    import fcntl
-    import tempfile
-
-    # One such test at a time per cluster (xdist workers share it): each waits for the other's rollouts to end.
-    lock = Path(tempfile.gettempdir()) / f"harness-e2e-controller-env-{kube.kubeconfig.parent.name}.lock"
-    with lock.open("a") as handle:
-
-        def take() -> Probe[None]:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return Probe(False, "another test has the controller's environment changed")
-            return Probe(True, "taken")
-
-        wait_for(take, what=f"the controller's environment ({lock})", timeout=600)
+    with _disrupting(kube, "the controller's environment changed"):
         dep = kube.apps.read_namespaced_deployment("customjob-controller", CONTROLLER_NS)
         [container] = dep.spec.template.spec.containers
         shipped = {e.name: e.value for e in container.env or () if e.name in values}
@@ -524,8 +541,9 @@ def test_pods_that_do_not_stop_are_waited_for_the_budget_then_the_run_is_closed(
     "While they still run" is read from stamps, not from a look at the Pod
     after the run closed: a stopping Pod's ``deletionTimestamp`` is the end of
     its grace (the kubelet kills it then), so each run must have been closed
-    before that instant. A look afterwards raced the grace on a loaded
-    machine (CI 23, cold: the Pod had gone by the time the test looked).
+    before that instant, however late the test looks. The test holds the
+    stack undisturbed (:func:`_disrupting`): with MLflow frozen by a test
+    beside it, the budget's close is refused and the Pod's end closes the run.
     """
     kube = launcher.stack.cluster.kube
     ns = launcher.namespace
