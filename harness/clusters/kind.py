@@ -35,7 +35,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -315,8 +315,6 @@ class KindProvider(ProviderContext):
 
     It gets the route images will take; what it raises is logged, never raised: the delivery after
     creation checks every node anyway."""
-    _lent: list[LocalRegistry] = field(default_factory=list, init=False, repr=False)
-    """Registry containers not ours that this session joined to the ``kind`` network (left again at the end)."""
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
@@ -498,7 +496,6 @@ class KindProvider(ProviderContext):
         joined = registry.attach_to_cluster(cluster.name, self.kind_bin, cluster.kube.kubeconfig)
         if joined and not registry.created_by_harness():
             lending.note_lent(registry.name, KIND_NETWORK)
-            self._lent.append(registry)
         return replace(cluster, images=registry.route())
 
     def describe(self, cluster: Cluster, settings: Settings) -> dict[str, Any]:
@@ -523,18 +520,11 @@ class KindProvider(ProviderContext):
         if cluster.created and not keep:
             self.log(f"cluster: deleting {self.name}")
             delete_cluster(self.kind, log=self.log)
-            self._say_lent_registries_stay()
+            for name in lending.lent():  # still recorded: delete_cluster saw another kind cluster left
+                self.log(f"registry: {name} stays on the kind network while other kind clusters may pull from it; "
+                         "deleting the last kind cluster takes it off")
             return "deleted"
         return "kept"
-
-    def _say_lent_registries_stay(self) -> None:
-        """Name the user's registries this session lent that stay on the ``kind`` network for other clusters."""
-        lent, self._lent = self._lent, []
-        still = set(lending.lent())
-        for registry in lent:
-            if registry.name in still:
-                self.log(f"registry: {registry.name} stays on the kind network while other kind clusters may pull "
-                         "from it; deleting the last kind cluster takes it off")
 
 
 def cgroupfs_driver_wanted(registry_less: bool, kubernetes_version: str | Release, cgroup_v1: bool) -> bool:
