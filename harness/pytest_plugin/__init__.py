@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import interrupts, leftovers, manifest
+from harness import interrupts, leftovers, manifest, quickexit
 from harness._errors import HarnessError
 from harness.pytest_plugin import fixtures
 
@@ -112,6 +112,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    quickexit.skip_final_collection()  # the developer waits for the process to end, not for its last collection
     for name, text in {**TIERS, **SHAPES}.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[PHASES] = Phases(sink=terminal_sink(config), verbose=config.get_verbosity() >= 0)

@@ -156,7 +156,7 @@ def test_materialised_stub_is_a_kustomize_base(tmp_path: Path) -> None:
 
 LAYERS: list[set[str]] = [
     {"_errors", "_version", "ports", "cachedir", "contract", "imagerefs", "versions", "charts", "tooldownload",
-     "envflags", "findings", "hostenv", "imagesource"},
+     "envflags", "findings", "hostenv", "imagesource", "quickexit"},
     {"_waiting", "owners"},
     {"_exec", "interrupts", "clusterobjects"},
     {"dockercli", "leftovers", "debian", "timing", "kubeapi", "assets"},
