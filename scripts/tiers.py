@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run tox tiers in lanes: each lane's tiers one after another, the lanes side by side.
 
-    scripts/tiers.py lint,unit,docker,e2e,pages,matrix example,existing,fault
+    scripts/tiers.py lint,unit,e2e,pages,matrix docker,example,existing,fault
 
 Each argument is a lane. A tier runs as ``scripts/tox -e TIER`` and every line it
 prints is shown as it comes, prefixed with the tier's name (``tox -p -o`` shows the
