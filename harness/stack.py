@@ -40,8 +40,8 @@ from harness.ports import free_port
 from harness.tracking import incluster
 from harness.workloads import stub
 
-__all__ = ["Stack", "deploy_stack", "jobs_still_held", "let_the_controller_release_its_jobs", "render_stack",
-           "replace_images", "trust_tracking_uri"]
+__all__ = ["Stack", "deploy_stack", "instances_of", "jobs_still_held", "let_the_controller_release_its_jobs",
+           "render_stack", "replace_images", "trust_tracking_uri"]
 
 STACK_MARKER = "mlflow-crd-harness-stack"
 STACK_MARKER_NAMESPACE = "kube-system"
@@ -235,11 +235,18 @@ def deploy_stack(
     else:
         crd_docs = [d for d in all_docs if d["kind"] == "CustomResourceDefinition"]
         rest = [d for d in all_docs if d["kind"] != "CustomResourceDefinition"]
-        if crd_docs:
+        if crd_docs and instances_of(crd_docs, rest):
+            # An object of a kind these CRDs define can only be applied once its CRD is served.
             kube.apply(_dump(crd_docs), force=not shared)
             for crd in crd_docs:
                 kube.wait_crd_established(crd["metadata"]["name"])
-        kube.apply(_dump(rest), force=not shared)
+            kube.apply(_dump(rest), force=not shared)
+        else:
+            # One kubectl for everything (a loop's re-apply: one process and round trip less, ~0.4 s here);
+            # the CRDs are still Established before anything creates their objects.
+            kube.apply(_dump(crd_docs + rest), force=not shared)
+            for crd in crd_docs:
+                kube.wait_crd_established(crd["metadata"]["name"])
     deployments = [f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
                    for d in all_docs if d.get("kind") == "Deployment"]
     for ref in deployments:
@@ -267,6 +274,14 @@ def deploy_stack(
     return Stack(cluster=cluster, tracking_uri=tracking_uri, pod_tracking_uri=pod_uri, namespaces=namespaces,
                  deployments=tuple(deployments), redeployed=not up_to_date, forward=forward,
                  cluster_objects=tuple(created))
+
+
+def instances_of(crds: Sequence[Mapping[str, Any]], docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``kind/name`` of each document whose kind one of ``crds`` defines (group and kind compared)."""
+    defined = {(str((c.get("spec") or {}).get("group")), str(((c.get("spec") or {}).get("names") or {}).get("kind")))
+               for c in crds}
+    return [f"{d['kind']}/{(d.get('metadata') or {}).get('name', '?')}" for d in docs
+            if (str(d.get("apiVersion", "")).split("/")[0], str(d.get("kind"))) in defined]
 
 
 def jobs_still_held(kube: Any) -> Probe[None]:

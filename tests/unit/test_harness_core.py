@@ -17,7 +17,7 @@ from harness.clusters.kind_cli import kind_config
 from harness.evidence import bundle_dir_for
 from harness.images import context_digest
 from harness.ports import MLFLOW_NODE_PORT
-from harness.stack import render_stack, replace_images
+from harness.stack import instances_of, render_stack, replace_images
 from harness.timing import Phases
 from harness.tracking.incluster import mlflow_allowed_hosts, mlflow_server_manifests
 from tests.unit.fakes import FakeClock
@@ -289,3 +289,14 @@ def test_a_run_can_be_stopped_from_another_thread_through_started() -> None:
     assert isinstance(exc, CommandError)
     assert exc.returncode == -signal.SIGTERM
     assert creates.abort() == 0, "a child that ended is not stopped again"
+
+
+def test_objects_of_the_stacks_own_crds_are_found_so_their_crds_go_first() -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "x"},
+           "spec": {"group": "ml.example.com", "names": {"kind": "TrainingRun", "plural": "trainingruns"}}}
+    own = {"apiVersion": "ml.example.com/v1", "kind": "TrainingRun", "metadata": {"name": "warm-up"}}
+    same_kind_other_group = {"apiVersion": "other.example.com/v1", "kind": "TrainingRun", "metadata": {"name": "o"}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "controller"}}
+    assert instances_of([crd], [deployment, same_kind_other_group]) == []
+    assert instances_of([crd], [deployment, own]) == ["TrainingRun/warm-up"]
+    assert instances_of([], [own]) == []
