@@ -336,8 +336,8 @@ def main() -> int:
                 cluster, route_args = f"{args.cluster_name}-reg", [f"--harness-registry={route}"]
                 label = f"registry {route}"
             if index == 0 and cluster != args.cluster_name and {"session", "runs"} & set(parts):
-                # The runs' cluster idling beside the loop's took ~10 % of two cores (2026-12-07: the loop's
-                # medians 3-5 s slower with it up); the loop is timed alone, as a developer runs it.
+                # The runs' cluster idling beside the loop's took ~10 % of two cores (2026-12-07: each loop
+                # median ~3 s slower with it up); the loop is timed alone, as a developer runs it.
                 _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", args.cluster_name],
                           check=False, cwd=ROOT)
             bench_loop(cluster, route_args, label, args.loop_rounds)
