@@ -235,18 +235,14 @@ def deploy_stack(
     else:
         crd_docs = [d for d in all_docs if d["kind"] == "CustomResourceDefinition"]
         rest = [d for d in all_docs if d["kind"] != "CustomResourceDefinition"]
-        if crd_docs and instances_of(crd_docs, rest):
-            # An object of a kind these CRDs define can only be applied once its CRD is served.
-            kube.apply(_dump(crd_docs), force=not shared)
-            for crd in crd_docs:
-                kube.wait_crd_established(crd["metadata"]["name"])
-            kube.apply(_dump(rest), force=not shared)
-        else:
-            # One kubectl for everything (a loop's re-apply: one process and round trip less, ~0.4 s here);
-            # the CRDs are still Established before anything creates their objects.
-            kube.apply(_dump(crd_docs + rest), force=not shared)
-            for crd in crd_docs:
-                kube.wait_crd_established(crd["metadata"]["name"])
+        # One kubectl for everything (a loop's re-apply: one process and round trip less, ~0.4 s here), unless
+        # an object of a kind these CRDs define is among the rest: that one can only go once its CRD is served.
+        first, after = (crd_docs, rest) if instances_of(crd_docs, rest) else (crd_docs + rest, [])
+        kube.apply(_dump(first), force=not shared)
+        for crd in crd_docs:
+            kube.wait_crd_established(crd["metadata"]["name"])
+        if after:
+            kube.apply(_dump(after), force=not shared)
     deployments = [f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
                    for d in all_docs if d.get("kind") == "Deployment"]
     for ref in deployments:
