@@ -99,14 +99,15 @@ BUILD_LOCK_TIMEOUT = 3600.0
 
 @contextmanager
 def build_lock(cache_dir: Path, *, name: str = ".build.lock", what: str = "a build",
-               log: Callable[[str], None] | None = None) -> Iterator[None]:
+               log: Callable[[str], None] | None = None, timeout: float = BUILD_LOCK_TIMEOUT) -> Iterator[None]:
     """Serialise builds sharing ``cache_dir/name`` (parallel CI jobs, xdist workers).
 
     The second builder waits, then finds everything cached. An advisory
     ``flock`` is released by the kernel if the holder dies, so a killed build
     never leaves a stale lock behind. A waiter is never silent: it says who
     holds the lock (``<name>.holder``: pid and ``what``) and how to check, and
-    gives up after :data:`BUILD_LOCK_TIMEOUT`. Artefacts built from separate
+    gives up after ``timeout`` (:data:`BUILD_LOCK_TIMEOUT` unless a holder is known to be shorter: the e2e
+    tests' one disruption of a shared stack at a time takes it too). Artefacts built from separate
     inputs take separate names (kind's binary is not held up by a node image).
     """
     from harness._waiting import Probe, wait_for
@@ -126,7 +127,7 @@ def build_lock(cache_dir: Path, *, name: str = ".build.lock", what: str = "a bui
         if not take().done:
             if log is not None:
                 log(f"{what}: waiting for {_read_holder(holder)} to finish (one build at a time in {path})")
-            wait_for(take, what=f"the build lock {path} (for {what})", timeout=BUILD_LOCK_TIMEOUT,
+            wait_for(take, what=f"the build lock {path} (for {what})", timeout=timeout,
                      interval=1.0, hint=f"held by {_read_holder(holder)}; if that process is gone or stuck, "
                                         "stop it (the kernel releases the lock when it exits)")
         holder.write_text(f"pid {os.getpid()} ({what})")

@@ -132,20 +132,12 @@ def _disrupting(kube: Kube, what: str) -> Iterator[None]:
     of them runs inside another's outage (CI 24: MLflow frozen by a test beside
     it refused the budget's close, and the Pod's end closed the run instead).
     """
-    import fcntl
     import tempfile
 
-    lock = Path(tempfile.gettempdir()) / f"harness-e2e-disruption-{kube.kubeconfig.parent.name}.lock"
-    with lock.open("a") as handle:
+    from harness.nodeimage.cache import build_lock
 
-        def take() -> Probe[None]:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return Probe(False, "another test disrupts the stack")
-            return Probe(True, "taken")
-
-        wait_for(take, what=f"the stack to be ours to disrupt: {what} ({lock})", timeout=600)
+    with build_lock(Path(tempfile.gettempdir()), name=f"harness-e2e-disruption-{kube.kubeconfig.parent.name}.lock",
+                    what=f"a disruption of the stack: {what}", timeout=600):
         yield
 
 
