@@ -80,8 +80,13 @@ def pytest_session(label: str, cluster: str, args: list[str]) -> tuple[float, di
     return wall, phases
 
 
-def bench_session(cluster: str, extra: list[str]) -> None:
+def down(cluster: str) -> None:
+    """Delete one of the benchmark's clusters (``python -m harness down``); absent is fine."""
     _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", cluster], check=False, cwd=ROOT)
+
+
+def bench_session(cluster: str, extra: list[str]) -> None:
+    down(cluster)
     only = ["-k", "trainer_runs_through_customjob", *extra]
     cold, cold_phases = pytest_session("cold session (new cluster, warm caches)", cluster, only)
     warm, _ = pytest_session("warm session (cluster reused)", cluster, only)
@@ -329,22 +334,19 @@ def main() -> int:
     if "loop" in parts:
         # Both delivery routes side by side: `kind load` sends whole images, a registry only changed layers.
         routes = args.loop_routes.split(",")
-        for index, route in enumerate(routes):
+        up = args.cluster_name if {"session", "runs"} & set(parts) else None
+        for route in routes:
             if route == "kind-load":
                 cluster, route_args, label = args.cluster_name, [], route
             else:
                 cluster, route_args = f"{args.cluster_name}-reg", [f"--harness-registry={route}"]
                 label = f"registry {route}"
-            if index == 0 and cluster != args.cluster_name and {"session", "runs"} & set(parts):
-                # The runs' cluster idling beside the loop's took ~10 % of two cores (2026-12-07: each loop
-                # median ~3 s slower with it up); the loop is timed alone, as a developer runs it.
-                _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", args.cluster_name],
-                          check=False, cwd=ROOT)
+            if up is not None and up != cluster:
+                # Each route is timed alone, as a developer runs it: a cluster idling beside the loop's took ~10 %
+                # of two cores (2026-12-07, the runs' one: each loop median ~3 s slower with it up).
+                down(up)
             bench_loop(cluster, route_args, label, args.loop_rounds)
-            if index < len(routes) - 1:
-                # The next route gets a cluster of its own; this one idling beside it took ~10 % of two cores
-                # and made the next route's figures the slower ones.
-                _exec.run([sys.executable, "-m", "harness", "down", "--cluster-name", cluster], check=False, cwd=ROOT)
+            up = cluster
     if "tier" in parts:
         bench_tier(args.cluster_name, [int(n) for n in args.workers.split(",")], extra)
     say(f"\n== benchmark results ({time.monotonic() - started:.0f} s in all; registry: {args.registry or 'none'})")
