@@ -8,7 +8,9 @@ prints is shown as it comes, prefixed with the tier's name (``tox -p -o`` shows 
 lines of parallel envs with no name, and ``tox -p`` alone is silent until an env
 ends). A failing tier does not stop its lane, as ``tox -e a,b`` goes on: the exit
 code is 1 if any tier failed, and the last lines are one row per tier (lane, start,
-wall time, result).
+wall time, result), then, for each tier that failed, the lines that say why (pytest's
+``FAILED``/``ERROR`` summary, tox's failing command; else the tier's last lines): the
+lanes interleave, and a CI log is often read from its end.
 
 Why lanes: on two cores every tier that brings up a cluster leaves a third of the
 CPU idle while it waits on pods, pulls and graces (CI 21: 61-72 % busy), and the
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -47,6 +51,33 @@ class Result:
     start: float
     wall: float = 0.0
     code: int | None = None
+    why: list[str] = field(default_factory=list)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
+
+
+TAIL = 25
+# pytest's short summary (``FAILED tests/x.py::test - msg``, ``ERROR ...``), its closing counts line when
+# something failed, and tox's line for a failing command (``e2e: exit 1 (12.3 seconds) /repo> pytest ...``).
+WHY = re.compile(r"^(FAILED|ERROR) \S|^=+ .*\b(failed|errors?)\b.* in [\d.]+s|^\s*[\w.-]+: exit -?\d+ \(")
+
+
+def keep_why(result: Result, line: str) -> None:
+    """Remember a line of a tier's output if it says why the tier failed; keep its last lines too."""
+    text = line.rstrip("\n")
+    result.tail.append(text)
+    if WHY.search(text) and len(result.why) < 2 * TAIL:
+        result.why.append(text.strip())
+
+
+def failures(results: list[Result]) -> str:
+    """For each failed tier, its reasons (or its last lines when none matched), to close the log."""
+    parts = []
+    for r in results:
+        if r.code in (0, None):
+            continue
+        lines = r.why or [f"(no pytest or tox summary line; its last {len(r.tail)} lines)", *r.tail]
+        parts.append(f"why {r.tier} failed:\n" + "\n".join(f"  {ln}" for ln in lines))
+    return "\n".join(parts)
 
 
 class Lanes:
@@ -82,6 +113,7 @@ class Lanes:
             assert proc.stdout is not None
             width = max(len(t) for lane in self.lanes for t in lane)
             for line in proc.stdout:
+                keep_why(result, line)
                 self.say(f"{tier:<{width}} │ {line}")
             result.code = proc.wait()
             del self.running[index]
@@ -150,6 +182,8 @@ def main(argv: list[str]) -> int:
         while thread.is_alive():
             thread.join(0.5)  # wakes up for signals
     lanes.say(lanes.table())
+    if reasons := failures(lanes.results):
+        lanes.say(reasons)
     if lanes.stopping.is_set():
         return 130
     return 0 if all(r.code == 0 for r in lanes.results) else 1

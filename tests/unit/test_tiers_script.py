@@ -70,3 +70,37 @@ def test_bad_lanes_are_refused_with_the_fix(argv: list[str], says: str) -> None:
 
 def test_lanes_keep_their_order() -> None:
     assert _tiers().parse(["lint,unit", "e2e"], {"lint", "unit", "e2e"}) == [["lint", "unit"], ["e2e"]]
+
+
+def test_a_failed_tier_closes_the_log_with_why() -> None:
+    """The lanes interleave; the log's last lines name the failed test and tox's failing command."""
+    tiers = _tiers()
+    failed = tiers.Result("e2e", 1, 0.0, code=1)
+    for line in [
+        "tests/e2e/test_x.py::test_ok PASSED\n",
+        "FAILED tests/e2e/test_x.py::test_bad - AssertionError: run FAILED\n",
+        "=================== 1 failed, 30 passed in 512.20s (0:08:32) ===================\n",
+        "  e2e: exit 1 (530.12 seconds) /repo> pytest -m e2e tests/e2e pid=42\n",
+        "======================== 31 passed in 512.20s ========================\n",
+    ]:
+        tiers.keep_why(failed, line)
+    passed = tiers.Result("unit", 2, 0.0, code=0)
+    tiers.keep_why(passed, "FAILED but in a tier that passed\n")
+    text = tiers.failures([failed, passed])
+    assert text.splitlines() == [
+        "why e2e failed:",
+        "  FAILED tests/e2e/test_x.py::test_bad - AssertionError: run FAILED",
+        "  =================== 1 failed, 30 passed in 512.20s (0:08:32) ===================",
+        "  e2e: exit 1 (530.12 seconds) /repo> pytest -m e2e tests/e2e pid=42",
+    ]
+
+
+def test_a_failed_tier_without_a_summary_line_shows_its_last_lines() -> None:
+    tiers = _tiers()
+    failed = tiers.Result("pages", 1, 0.0, code=2)
+    for n in range(40):
+        tiers.keep_why(failed, f"line {n}\n")
+    text = tiers.failures([failed]).splitlines()
+    assert text[0] == "why pages failed:"
+    assert text[-1] == "  line 39"
+    assert len(text) == 2 + tiers.TAIL
