@@ -37,6 +37,7 @@ import copy
 import dataclasses
 import decimal
 import functools
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
@@ -373,10 +374,21 @@ def _program(expr: str) -> celpy.Runner:
 
 
 def eval_rule(expr: str, value: Any, old: Any = _MISSING) -> bool:
-    """Evaluate one CEL rule with ``self`` (and ``oldSelf``) bound; errors = False."""
-    activation = {"self": adapter.json_to_cel(value)}
-    if old is not _MISSING:
-        activation["oldSelf"] = adapter.json_to_cel(old)
+    """Evaluate one CEL rule with ``self`` (and ``oldSelf``) bound; errors = False.
+
+    Memoised by the rule and the JSON of its values: celpy interprets the parse tree on
+    every call, and the property tests and the admission cases evaluate the same rule on
+    the same sub-object thousands of times (one field differs per case).
+    """
+    key_old = None if old is _MISSING else json.dumps(old, sort_keys=True)
+    return _eval_rule(expr, json.dumps(value, sort_keys=True), key_old)
+
+
+@functools.lru_cache(maxsize=65536)
+def _eval_rule(expr: str, value_json: str, old_json: str | None) -> bool:
+    activation = {"self": adapter.json_to_cel(json.loads(value_json))}
+    if old_json is not None:
+        activation["oldSelf"] = adapter.json_to_cel(json.loads(old_json))
     try:
         result = _program(expr).evaluate(activation)
     except evaluation.CELEvalError:
