@@ -17,8 +17,6 @@ from kubernetes.client.exceptions import ApiException
 
 from harness import contract
 from harness.kubeapi import Kube
-from tests.support import crd_validation as crdv
-from tests.support.crd_strategies import ADMISSION_CASES, ADMISSION_VALID_CASES
 
 
 def _refusal(call: Any, *args: Any, **kwargs: Any) -> str | None:
@@ -38,6 +36,11 @@ def _refusal(call: Any, *args: Any, **kwargs: Any) -> str | None:
 def test_every_review_case_as_stated_and_every_admitted_one_makes_a_job_the_api_server_takes(
     e2e_kube: Kube, e2e_namespace: str
 ) -> None:
+    # Imported here, not at collection: hypothesis, cel-python and jsonschema cost every e2e session's start
+    # (and every xdist worker's) about a second, and only this test needs them.
+    from tests.support import crd_validation as crdv
+    from tests.support.crd_strategies import ADMISSION_CASES, ADMISSION_VALID_CASES
+
     def customjob(spec: dict[str, Any]) -> str | None:
         body = crdv.customjob(spec, name="probe", namespace=e2e_namespace)
         return _refusal(e2e_kube.custom.create_namespaced_custom_object, contract.GROUP, contract.VERSION,
