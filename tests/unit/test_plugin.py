@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pytester import WITHOUT_UNUSED_PLUGINS
+
 pytest_plugins = ["pytester"]
 
 PROBE = """
@@ -242,7 +244,7 @@ def test_xdist_workers_share_one_test_bed_and_the_owner_ends_it_last(
     monkeypatch.setenv("HARNESS_STATE_DIR", str(pytester.path / "state"))
     pytester.makeconftest(XDIST_CONFTEST)
     pytester.makepyfile(XDIST_TESTS)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS, "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4 if fail_one else 5, failed=1 if fail_one else 0)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     starts = [e for e in events if e["event"] == "start"]
@@ -266,7 +268,7 @@ def test_a_hung_worker_does_not_keep_the_owner_from_ending_the_test_bed(
         monkeypatch.setenv(name, value)
     pytester.makeconftest(XDIST_CONFTEST)
     pytester.makepyfile(XDIST_TESTS)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS, "-n", "2", "-p", "no:cacheprovider")
     assert result.ret != 0, "the timed-out wait is reported"
     events = [json.loads(line) for line in log.read_text().splitlines()]
     finishes = [e["event"] for e in events if e["event"].startswith("finish")]

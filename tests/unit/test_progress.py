@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.timing import Phases
+from tests.support.pytester import WITHOUT_UNUSED_PLUGINS
 
 pytest_plugins = ["pytester"]
 
@@ -99,7 +100,7 @@ def slow(phases):
 def test_x(slow):
     print("captured, not shown")
 """)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*] ▶ build thing", "*]   step one", "*] ✔ build thing (*s) - done"])
     assert "captured, not shown" not in result.stdout.str()

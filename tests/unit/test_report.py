@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient  # here, not in a test: pytester restor
 from harness.charts import Bar, line_plot_svg, timeline_svg
 from harness.evidence import bundle_dir_for
 from harness.report import RunRecord, TestRecord, collect_runs
+from tests.support.pytester import WITHOUT_UNUSED_PLUGINS
 
 pytest_plugins = ["pytester"]
 
@@ -140,7 +141,8 @@ def test_a_session_with_junitxml_writes_the_report(pytester: pytest.Pytester, st
     evidence.parent.mkdir(parents=True)
     evidence.write_text("Warning BackOff pod/x\n")
 
-    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", "--junitxml=build/junit-x.xml")
+    result = pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS, *args, "-p", "no:cacheprovider",
+                                           "--junitxml=build/junit-x.xml")
     result.assert_outcomes(passed=1, failed=1, skipped=1)
 
     page_path = pytester.path / "build" / "junit-x.report.html"
@@ -192,7 +194,7 @@ def test_a_session_with_junitxml_writes_the_report(pytester: pytest.Pytester, st
 
 def test_a_session_without_junitxml_writes_no_report(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("import pytest\npytestmark = pytest.mark.unit\ndef test_a():\n    pass\n")
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS, "-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert not list(pytester.path.rglob("*.report.html"))
 
 

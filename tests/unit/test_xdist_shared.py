@@ -18,6 +18,7 @@ from harness.registry.route import LocalRegistryPush
 from harness.settings import load_settings
 from harness.stack import Stack
 from harness.testbed import Testbed as Bed  # (not named Test*: pytest would try to collect it)
+from tests.support.pytester import WITHOUT_UNUSED_PLUGINS
 
 KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -59,7 +60,7 @@ def test_a_session_started_by_a_worker_is_not_a_worker_of_its_run(monkeypatch: p
             assert os.environ["PYTEST_XDIST_WORKER"] == "gw0"  # inherited from the outer worker
             assert XdistRun.of_session(request.config, tmp_path) is None  # as the testbed fixture asks
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result = pytester.runpytest_subprocess(*WITHOUT_UNUSED_PLUGINS, "-p", "no:cacheprovider", "-p", "no:xdist")
     result.assert_outcomes(passed=1)
 
 
