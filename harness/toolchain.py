@@ -124,9 +124,8 @@ def _download(release_of: Callable[[tuple[str, str]], tooldownload.ToolRelease],
 
 def cached_tool(name: str, kubernetes_version: str | Release | None = None) -> Path | None:
     """The pinned ``kind`` or ``kubectl`` already on this machine (downloaded or built), without fetching anything."""
+    from harness import nodeimage
     from harness.cachedir import cache_dir
-    from harness.nodeimage import gobuild
-    from harness.nodeimage.cache import resolve_cache_dir
 
     row = release_for(kubernetes_version)
     version = row.kind if name == "kind" else row.kubernetes
@@ -138,13 +137,9 @@ def cached_tool(name: str, kubernetes_version: str | Release | None = None) -> P
     if downloaded is not None and downloaded.is_file():
         return downloaded
     try:
-        root = resolve_cache_dir(None)
-        go = gobuild.GoToolchain.discover(root)
-    except HarnessError:
+        return nodeimage.built_tool(name, kubernetes_version=row.minor)
+    except HarnessError:  # no Go here: nothing was built either
         return None
-    built = (gobuild.kind_binary_path(go, root, version) if name == "kind"
-             else gobuild.kubernetes_bin_dir(go, root, version) / "kubectl")
-    return built if built.is_file() else None
 
 
 def resolve_kind(override: str | Path | None = None, *, log: Callable[[str], None] = print,

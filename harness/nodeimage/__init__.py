@@ -5,7 +5,8 @@ Public API (everything else in this package is internal):
 * :func:`ensure_node_image` -> local image tag, building only what is missing
   and reloading a cached archive if the image was removed from Docker;
 * :func:`ensure_kind_binary` / :func:`ensure_kubectl_binary` -> paths of the
-  pinned CLIs, compiled into the cache;
+  pinned CLIs, compiled into the cache; :func:`built_tool` -> one already
+  compiled (here or in the machine's cache), or None;
 * :func:`node_image_tag` -> the tag ``ensure_node_image`` would return, without
   building;
 * :func:`host_needs_runtime_fix` / :func:`runtime_status` -> whether Docker on
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import cachedir as _cachedir
 from harness import dockercli
 from harness.debian import debian_mirror
 from harness.nodeimage import cache as _cache
@@ -37,6 +39,7 @@ __all__ = [
     "KIND_VERSION",
     "KUBERNETES_VERSION",
     "RuntimeStatus",
+    "built_tool",
     "ensure_kind_binary",
     "ensure_kubectl_binary",
     "ensure_node_image",
@@ -107,14 +110,37 @@ def ensure_node_image(
         return _pipeline.build_node_image(plan, go, log, steps, force=force)
 
 
+def built_tool(name: str, *, kubernetes_version: str | None = None, cache_dir: Path | None = None) -> Path | None:
+    """``kind`` or ``kubectl`` pinned for that minor, already compiled: in this cache, else one readable elsewhere.
+
+    ``kubectl`` is found among the node image's seven commands or built alone. The machine's cache is
+    read (never written) by a user whose own cache is ``~/.cache`` (:func:`harness.cachedir.readable_elsewhere`),
+    and only a file nobody else could have replaced is taken (:func:`harness.cachedir.trusted_file`).
+    """
+    root = _cache.resolve_cache_dir(cache_dir)
+    go = _gobuild.GoToolchain.discover(root)
+    row = _versions.release_for(kubernetes_version)
+    others = _cachedir.readable_elsewhere() if cache_dir is None else []
+    for base in [root, *[r for r in others if r != root]]:
+        if name == "kind":
+            candidates = [_gobuild.kind_binary_path(go, base, row.kind)]
+        else:
+            candidates = [_gobuild.kubernetes_bin_dir(go, base, row.kubernetes, commands) / "kubectl"
+                          for commands in (_gobuild.KUBERNETES_COMMANDS, ("kubectl",))]
+        for path in candidates:
+            if path.is_file() if base == root else _cachedir.trusted_file(path, base):
+                return path
+    return None
+
+
 def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
                        log: Log = print) -> Path:
     """Path of the ``kind`` CLI pinned for that Kubernetes minor, ``go install``-ed into the cache if missing."""
+    if (cached := built_tool("kind", kubernetes_version=kubernetes_version, cache_dir=cache_dir)) is not None:
+        return cached  # no lock: a long node build holding it (another minor) must not stall this session
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
     version = _versions.release_for(kubernetes_version).kind
-    if (cached := _gobuild.kind_binary_path(go, root, version)).is_file():
-        return cached  # no lock: a long node build holding it (another minor) must not stall this session
     # Its own lock: a node image building (another minor, ~10 min) must not hold up a session that needs kind.
     with _cache.build_lock(root, name=f".kind-{version}.lock", what=f"kind {version}", log=log):
         return _gobuild.build_kind(go, root, version, log)
@@ -122,11 +148,11 @@ def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str
 
 def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
                           log: Log = print) -> Path:
-    """Path of ``kubectl`` matching the node's Kubernetes version (built with the node binaries)."""
+    """Path of ``kubectl`` matching the node's Kubernetes version: already built, else compiled alone."""
+    if (cached := built_tool("kubectl", kubernetes_version=kubernetes_version, cache_dir=cache_dir)) is not None:
+        return cached  # no lock, as for kind
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
     version = _versions.release_for(kubernetes_version).kubernetes
-    if (cached := _gobuild.kubernetes_bin_dir(go, root, version) / "kubectl").is_file():
-        return cached  # no lock, as for kind
     with _cache.build_lock(root, what=f"kubectl {version}", log=log):
-        return _gobuild.build_kubernetes(go, root, version, log) / "kubectl"
+        return _gobuild.build_kubernetes(go, root, version, log, commands=("kubectl",)) / "kubectl"

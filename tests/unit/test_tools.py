@@ -155,3 +155,102 @@ def test_a_download_mirror_set_after_import_is_obeyed(monkeypatch: pytest.Monkey
     assert kubectl_release("v1.35.4", ("linux", "amd64")).url.startswith("https://mirror.corp/k8s/v1.35.4/")
     monkeypatch.delenv(tooldownload.KIND_BASE_ENV)
     assert kind_release("v0.30.0", ("linux", "amd64")).url.startswith("https://kind.sigs.k8s.io/dl/")
+
+
+# --- tools a normal user finds in the machine's cache ---------------------------------------------
+
+
+class _Go:
+    """Stands for the Go toolchain: the build paths depend on its version only."""
+
+    version = "go1.26.0"
+
+
+def _put(path: Path, mode: int = 0o755) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def two_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A user's own cache (empty) and the machine's (root's), as a user who is not root sees them."""
+    from harness import cachedir, hostenv
+    from harness.nodeimage import gobuild
+
+    own, machine = tmp_path / "home-cache", tmp_path / "machine-cache"
+    own.mkdir()
+    machine.mkdir(mode=0o755)
+    monkeypatch.delenv(hostenv.CACHE_DIR, raising=False)
+    monkeypatch.setattr(cachedir, "DEFAULT_CACHE_DIR", machine)
+    monkeypatch.setattr(cachedir.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cachedir, "cache_dir", lambda *parts: own.joinpath(*parts))
+    monkeypatch.setattr(gobuild.GoToolchain, "discover", classmethod(lambda cls, root: _Go()))
+    return own, machine
+
+
+def test_a_users_cache_reads_the_machines_finished_tools(two_caches: tuple[Path, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root's runs left kubectl (among the node image's seven commands) and kind; a user compiles neither."""
+    from harness import cachedir, nodeimage
+    from harness.nodeimage import gobuild, versions
+
+    own, machine = two_caches
+    row = versions.release_for(None)
+    # The files here belong to whoever runs the tests: trusted as "this user's" (root's, in the real cache).
+    monkeypatch.setattr(cachedir.os, "geteuid", lambda: machine.stat().st_uid)
+    monkeypatch.setattr(cachedir, "readable_elsewhere", lambda: [machine])
+    kubectl = _put(gobuild.kubernetes_bin_dir(_Go(), machine, row.kubernetes) / "kubectl")
+    kind = _put(gobuild.kind_binary_path(_Go(), machine, row.kind))
+    assert nodeimage.built_tool("kubectl") == kubectl
+    assert nodeimage.built_tool("kind") == kind
+    # The user's own build comes first; a kubectl built alone is found too.
+    alone = _put(gobuild.kubernetes_bin_dir(_Go(), own, row.kubernetes, ("kubectl",)) / "kubectl")
+    assert nodeimage.built_tool("kubectl") == alone
+    # An explicit cache directory is the only one looked at.
+    assert nodeimage.built_tool("kind", cache_dir=own) is None
+
+
+def test_a_tool_another_user_could_have_replaced_is_not_taken(tmp_path: Path) -> None:
+    from harness.cachedir import trusted_file
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o755)
+    tool = _put(root / "bin" / "kubernetes-x" / "kubectl")
+    (root / "bin").chmod(0o755)
+    (root / "bin" / "kubernetes-x").chmod(0o755)
+    assert trusted_file(tool, root)
+    (root / "bin").chmod(0o775)  # group-writable: someone in the group could swap the directory below
+    assert not trusted_file(tool, root)
+    (root / "bin").chmod(0o755)
+    tool.chmod(0o757)  # world-writable file
+    assert not trusted_file(tool, root)
+    tool.chmod(0o644)  # not executable
+    assert not trusted_file(tool, root)
+    tool.chmod(0o755)
+    link = root / "bin" / "kubernetes-x" / "link"
+    link.symlink_to(tool)
+    assert not trusted_file(link, root)
+    assert not trusted_file(tool, tmp_path / "elsewhere")  # not under the root it is said to be in
+
+
+def test_only_a_user_without_a_cache_of_choice_reads_the_machines(two_caches: tuple[Path, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import cachedir, hostenv
+
+    _own, machine = two_caches
+    assert cachedir.readable_elsewhere() == [machine]
+    monkeypatch.setattr(cachedir.os, "geteuid", lambda: 0)
+    assert cachedir.readable_elsewhere() == []  # root's cache is the machine's
+    monkeypatch.setattr(cachedir.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv(hostenv.CACHE_DIR, str(_own))
+    assert cachedir.readable_elsewhere() == []  # HARNESS_CACHE_DIR: that cache only
+
+
+def test_kubectl_alone_has_a_key_of_its_own_and_the_seven_keep_theirs() -> None:
+    from harness.nodeimage import gobuild
+
+    seven = gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4")
+    assert seven == gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4", gobuild.KUBERNETES_COMMANDS)
+    assert gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4", ("kubectl",)) != seven
