@@ -58,7 +58,7 @@ class Result:
 TAIL = 25
 # pytest's short summary (``FAILED tests/x.py::test - msg``, ``ERROR ...``), its closing counts line when
 # something failed, and tox's line for a failing command (``e2e: exit 1 (12.3 seconds) /repo> pytest ...``).
-WHY = re.compile(r"^(FAILED|ERROR) \S|^=+ .*\b(failed|errors?)\b.* in [\d.]+s|^\s*[\w.-]+: exit -?\d+ \(")
+WHY = re.compile(r"^(FAILED|ERROR) \S|^=+ .*\b(failed|errors?)\b.* in [\d.]+s|^\s*[\w.-]+: exit (?!0 )-?\d+ \(")
 
 
 def keep_why(result: Result, line: str) -> None:

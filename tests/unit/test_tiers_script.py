@@ -78,6 +78,7 @@ def test_a_failed_tier_closes_the_log_with_why() -> None:
     failed = tiers.Result("e2e", 1, 0.0, code=1)
     for line in [
         "tests/e2e/test_x.py::test_ok PASSED\n",
+        "  e2e: exit 0 (3.10 seconds) /repo> python -m harness manifest a.json b.json pid=41\n",
         "FAILED tests/e2e/test_x.py::test_bad - AssertionError: run FAILED\n",
         "=================== 1 failed, 30 passed in 512.20s (0:08:32) ===================\n",
         "  e2e: exit 1 (530.12 seconds) /repo> pytest -m e2e tests/e2e pid=42\n",
