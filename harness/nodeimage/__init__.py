@@ -118,17 +118,22 @@ def built_tool(name: str, *, kubernetes_version: str | None = None, cache_dir: P
     and only a file nobody else could have replaced is taken (:func:`harness.cachedir.trusted_file`).
     """
     root = _cache.resolve_cache_dir(cache_dir)
-    go = _gobuild.GoToolchain.discover(root)
-    row = _versions.release_for(kubernetes_version)
-    others = _cachedir.readable_elsewhere() if cache_dir is None else []
-    for base in [root, *[r for r in others if r != root]]:
+    return _built(name, _versions.release_for(kubernetes_version), root, _gobuild.GoToolchain.discover(root),
+                  elsewhere=cache_dir is None)
+
+
+def _built(name: str, row: _versions.Release, root: Path, go: _gobuild.GoToolchain, *, elsewhere: bool) -> Path | None:
+    """:func:`built_tool` once the cache root and Go are known (the ``ensure_*`` functions build there on a miss)."""
+    others = [r for r in _cachedir.readable_elsewhere() if r != root] if elsewhere else []
+    for base in [root, *others]:
         if name == "kind":
             candidates = [_gobuild.kind_binary_path(go, base, row.kind)]
         else:
             candidates = [_gobuild.kubernetes_bin_dir(go, base, row.kubernetes, commands) / "kubectl"
                           for commands in (_gobuild.KUBERNETES_COMMANDS, ("kubectl",))]
         for path in candidates:
-            if path.is_file() if base == root else _cachedir.trusted_file(path, base):
+            found = path.is_file() if base == root else _cachedir.trusted_file(path, base)
+            if found:
                 return path
     return None
 
@@ -136,23 +141,23 @@ def built_tool(name: str, *, kubernetes_version: str | None = None, cache_dir: P
 def ensure_kind_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
                        log: Log = print) -> Path:
     """Path of the ``kind`` CLI pinned for that Kubernetes minor, ``go install``-ed into the cache if missing."""
-    if (cached := built_tool("kind", kubernetes_version=kubernetes_version, cache_dir=cache_dir)) is not None:
-        return cached  # no lock: a long node build holding it (another minor) must not stall this session
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
-    version = _versions.release_for(kubernetes_version).kind
+    row = _versions.release_for(kubernetes_version)
+    if (cached := _built("kind", row, root, go, elsewhere=cache_dir is None)) is not None:
+        return cached  # no lock: a long node build holding it (another minor) must not stall this session
     # Its own lock: a node image building (another minor, ~10 min) must not hold up a session that needs kind.
-    with _cache.build_lock(root, name=f".kind-{version}.lock", what=f"kind {version}", log=log):
-        return _gobuild.build_kind(go, root, version, log)
+    with _cache.build_lock(root, name=f".kind-{row.kind}.lock", what=f"kind {row.kind}", log=log):
+        return _gobuild.build_kind(go, root, row.kind, log)
 
 
 def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: str | None = None,
                           log: Log = print) -> Path:
     """Path of ``kubectl`` matching the node's Kubernetes version: already built, else compiled alone."""
-    if (cached := built_tool("kubectl", kubernetes_version=kubernetes_version, cache_dir=cache_dir)) is not None:
-        return cached  # no lock, as for kind
     root = _cache.resolve_cache_dir(cache_dir)
     go = _gobuild.GoToolchain.discover(root)
-    version = _versions.release_for(kubernetes_version).kubernetes
-    with _cache.build_lock(root, what=f"kubectl {version}", log=log):
-        return _gobuild.build_kubernetes(go, root, version, log, commands=("kubectl",)) / "kubectl"
+    row = _versions.release_for(kubernetes_version)
+    if (cached := _built("kubectl", row, root, go, elsewhere=cache_dir is None)) is not None:
+        return cached  # no lock, as for kind
+    with _cache.build_lock(root, what=f"kubectl {row.kubernetes}", log=log):
+        return _gobuild.build_kubernetes(go, root, row.kubernetes, log, commands=("kubectl",)) / "kubectl"
