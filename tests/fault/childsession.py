@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +24,22 @@ from typing import Any
 
 import pytest
 
-from harness import _exec
+from harness import _exec, contract
 from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
+from harness.cachedir import cache_dir
 from harness.clusters.kind import host_marker_path
 from harness.clusters.kind_cli import node_container_ids
+from harness.sessionlock import SessionLock
 
-__all__ = ["CHILD_STACK", "CHILD_TEST", "REPO", "Child", "alive", "assert_nothing_left", "group_alive", "kind_clusters",
-           "wait_until"]
+__all__ = ["CHILD_STACK", "CHILD_TEST", "KEPT", "REPO", "Child", "alive", "assert_nothing_left", "assert_session_gone",
+           "down_if_left", "group_alive", "kind_clusters", "run_ended", "running_customjob", "wait_until"]
 
 REPO = Path(__file__).resolve().parents[2]
+KEPT = "fault-kept"
+"""The cluster the interrupt scenarios keep (``keep-cluster=always``) and the session scenarios then start on, as
+the next run on a developer's machine would: one bring-up for four sessions. The session scenarios make the fresh
+clusters they are about; the tier deletes whatever is left at its end (``tests/fault/conftest.py``)."""
 CHILD_STACK = {
     "HARNESS_STACK": "crds",
     "HARNESS_IMAGES": json.dumps([{"name": "controller", "context": "crds/controller",
@@ -220,3 +228,53 @@ def down_if_left(*names: str) -> None:
         if name in kind_clusters():
             subprocess.run([sys.executable, "-m", "harness", "down", "--cluster-name", name], cwd=REPO,
                            check=False, timeout=300)
+
+
+def running_customjob(info: dict[str, Any]) -> Probe[str]:
+    """The MLflow run id of a Running CustomJob in the child's namespace (the trigger: a run under way)."""
+    from kubernetes import client as k8s
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=info["kubeconfig"])
+    try:
+        items = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, info["namespace"], contract.PLURAL)["items"]
+    finally:
+        api.close()
+    phases = [(obj.get("status") or {}).get("phase") for obj in items]
+    running = [obj for obj in items if (obj.get("status") or {}).get("phase") == contract.RUNNING]
+    run_id = str(running[0]["spec"]["mlflow"]["runId"]) if running else None
+    return Probe(run_id is not None, f"CustomJobs: {phases or 'none'}", run_id)
+
+
+def run_ended(tracking_uri: str, run_id: str) -> Probe[dict[str, Any]]:
+    """The run's info from the tracking server's REST API once it is terminal (no client retries: a server that
+    is gone is a state to report, not to wait out)."""
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/runs/get?{urllib.parse.urlencode({'run_id': run_id})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            run = json.load(resp)["run"]["info"]
+    except (OSError, ValueError, KeyError) as exc:
+        return Probe(False, f"tracking server: {type(exc).__name__}: {exc}")
+    status = str(run.get("status"))
+    return Probe(status in ("FINISHED", "FAILED", "KILLED"), f"run {status}", dict(run))
+
+
+def assert_session_gone(session: Child, cluster: str, pytest_pid: int | None = None) -> None:
+    """No process of the child is left (its group: pytest, tox, kind, docker CLIs), nor a record it owns,
+    nor a hold on the session lock of ``cluster``."""
+    assert not group_alive(session.pid), f"processes of the child's group {session.pid} still run"
+    owners = {session.pid} | ({pytest_pid} if pytest_pid else set())
+    records = []
+    for path in cache_dir("sessions").glob("proc-*.json"):
+        try:
+            owner = str(json.loads(path.read_text()).get("owner", ""))
+        except (OSError, ValueError):
+            continue
+        if owner.split(":")[0] in {str(pid) for pid in owners}:
+            records.append(path.name)
+    assert records == [], f"records of processes the child started are left: {records}"
+    lock = SessionLock(cluster, timeout=1, log=lambda _line: None)
+    assert not lock.waiters(), "a session is still recorded as waiting for the cluster"
+    with lock:  # ClusterBusy if the child's flock were still held
+        pass

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault.childsession import CHILD_TEST, Child
+from tests.fault.childsession import CHILD_TEST, KEPT, Child, down_if_left
+
+CLUSTERS = (KEPT, "fault-sessions-b", "fault-build", "fault-bring-up")
+"""Every cluster name a scenario uses."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_cluster_outlives_the_tier() -> Iterator[None]:
+    """After the last scenario (the kept cluster passes from one module to the next): whatever a scenario left,
+    passing or failing, is not left for the machine's next user."""
+    yield
+    down_if_left(*CLUSTERS)
 
 
 @pytest.fixture

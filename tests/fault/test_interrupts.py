@@ -7,7 +7,10 @@ kind clusters, build containers, the session's processes, its records. Triggers
 are state too (a node or build container exists, the child wrote that its test
 runs), never log lines. Scenarios run in file order and share one cluster
 name: each one after the interrupted ``kind create`` starts where the previous
-one left the machine, proving the next run needs no manual cleanup.
+one left the machine, proving the next run needs no manual cleanup. The
+cluster the interrupted sessions keep is left for :mod:`.test_sessions`, whose
+first session starts on it (a Ctrl-C that deletes a fresh cluster is proven
+there, beside a session that must not notice).
 """
 
 from __future__ import annotations
@@ -15,33 +18,29 @@ from __future__ import annotations
 import json
 import os
 import signal
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config
 
-from harness import _exec, contract
-from harness._waiting import Probe
-from harness.cachedir import cache_dir
+from harness import _exec
 from harness.clusters.kind_cli import node_container_ids
-from harness.sessionlock import SessionLock
 from tests.fault.childsession import (
+    KEPT,
     Child,
     alive,
     assert_nothing_left,
-    down_if_left,
-    group_alive,
+    assert_session_gone,
     kind_clusters,
+    run_ended,
+    running_customjob,
     wait_until,
 )
 
-CLUSTER = "fault-interrupts"
+CLUSTER = KEPT
+BUILD_CLUSTER = "fault-build"
+"""Ctrl-C during an image build interrupts ``kind create`` too: a name of its own, not the kept cluster."""
 Start = Callable[..., Child]
 
 
@@ -50,75 +49,52 @@ def test_ctrl_c_during_kind_create_leaves_no_cluster(child: Start) -> None:
     wait_until("kind made the first node container", lambda: bool(node_container_ids(CLUSTER)), 900, session)
     os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground process group
     assert session.finish(240) != 0
-    _assert_session_gone(session)
+    assert_session_gone(session, CLUSTER)
     assert_nothing_left(CLUSTER)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_cluster_outlives_the_module() -> Iterator[None]:
-    yield
-    down_if_left(CLUSTER)
 
 
 _kept: dict[str, list[str]] = {}
 """Node container ids of the cluster an interrupted session kept, for the next scenario to find again."""
 
 
-@pytest.mark.parametrize(("how", "keep"), [
-    ("SIGTERM to pytest", "always"),
-    ("SIGINT to tox", "always"),
-    ("Ctrl-C to the process group through tox", "never"),
-])
-def test_an_interrupted_test_leaves_nothing_behind(how: str, keep: str, child: Start) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM to pytest", "SIGINT to tox"])
+def test_an_interrupted_test_leaves_its_kept_cluster_whole(how: str, child: Start) -> None:
     """A test's ``mlflow run --backend customjob`` runs its CustomJob on a live cluster (beside the docker
     tier's mlflow server) when the signal comes. Whichever process the signal reaches (pytest alone, or
-    the ``mlflow run`` child too), the run must end KILLED, never stay RUNNING (issue #24): it is read from
-    the tracking server as the session ends, and again from a kept cluster afterwards.
+    tox, which relays it), the run must end KILLED, never stay RUNNING (issue #24): it is read from the
+    tracking server as the session ends, and again from the kept cluster afterwards.
 
-    Through tox, the group's Ctrl-C reaches pytest directly and again twice from tox (its main thread and
-    its scheduler each interrupt the env, "forcing full stop" the second time, but still waiting
-    interrupt_timeout before SIGTERM); the teardown must shrug off the extra signals and end in time.
-
-    The first two sessions keep their cluster (``keep-cluster=always``): the interrupt must leave it
-    whole, and the second session, interrupted another way, reuses it (one bring-up for two
-    interrupts). The last one makes a fresh cluster (reuse off: a reused cluster is always left as
-    it was) and must delete it under the signals (``never``). Both endings are proven.
+    Both sessions keep their cluster (``keep-cluster=always``): the interrupt must leave it whole, and the
+    second session, interrupted another way, reuses it (one bring-up for two interrupts). A Ctrl-C to a
+    whole process group through tox that must delete a fresh cluster under the signals (``never``) is
+    :mod:`.test_sessions`' first scenario.
 
     Images go through the harness's local registry (``registry = local``): each new cluster pulls
     only the trainer's and controller's layers instead of a ``kind load`` of both images whole,
     the fault tier's largest CPU cost. Ctrl-C during ``kind create`` covers ``kind load`` here (the
     preload beside it); the example tier and MLflow's own example test cover it whole.
     """
-    fresh = ("--harness-reuse=false",) if keep == "never" else ()
-    session = child("--harness-cluster-name", CLUSTER, f"--harness-keep-cluster={keep}", *fresh,
-                    select="test_hold_a_run", via_tox="tox" in how, env={"HARNESS_REGISTRY": "local"})
+    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=always", select="test_hold_a_run",
+                    via_tox="tox" in how, env={"HARNESS_REGISTRY": "local"})
     info = session.wait_ready("the child's test is running", 1200)
-    run_id = wait_until("the child's mlflow run to run its CustomJob", lambda: _running_customjob(info), 600, session)
+    run_id = wait_until("the child's mlflow run to run its CustomJob", lambda: running_customjob(info), 600, session)
     nodes = node_container_ids(CLUSTER)
     assert nodes, "the cluster runs while the test does"
     if _kept:
-        reused = nodes == _kept["nodes"]
-        assert reused == (keep != "never"), f"reused the kept cluster: {reused}, reuse allowed: {keep != 'never'}"
+        assert nodes == _kept["nodes"], "the second session reused the kept cluster"
     if how == "SIGTERM to pytest":
         os.kill(session.pid, signal.SIGTERM)  # to pytest alone, as `kill`, a CI runner or tox's escalation send it
-    elif how == "SIGINT to tox":
-        os.kill(session.pid, signal.SIGINT)  # to tox alone, as a CI runner cancelling it does; tox relays it
     else:
-        os.killpg(session.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
-    # Read while the session ends: a cluster it deletes takes its tracking server along.
-    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: _run_ended(info["tracking_uri"], run_id), 240,
+        os.kill(session.pid, signal.SIGINT)  # to tox alone, as a CI runner cancelling it does; tox relays it
+    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: run_ended(info["tracking_uri"], run_id), 240,
                        session)
     assert ended["status"] == "KILLED", ended
     assert ended.get("end_time"), ended
     assert session.finish(300) != 0
-    _assert_session_gone(session, pytest_pid=info["pid"])
-    if keep == "never":
-        _kept.clear()
-        assert_nothing_left(CLUSTER, info["server_pid"])
-        return
+    assert_session_gone(session, CLUSTER, pytest_pid=info["pid"])
     assert not alive(info["server_pid"]), f"the session's mlflow server (pid {info['server_pid']}) still runs"
     assert node_container_ids(CLUSTER) == nodes, "the interrupt left the kept cluster whole"
-    after = _run_ended(info["tracking_uri"], run_id).value
+    after = run_ended(info["tracking_uri"], run_id).value
     assert after is not None, "the kept cluster's tracking server still answers"
     assert after["status"] == "KILLED", f"nothing reopened or re-ended the run: {after}"
     assert CLUSTER in kind_clusters()
@@ -160,15 +136,15 @@ def _build_containers(token: str, *, running: bool = False) -> list[str]:
 def test_ctrl_c_during_an_image_build(child: Start, slow_image: tuple[str, Callable[[int], str]]) -> None:
     """Ctrl-C while the test bed builds its images (beside ``kind create``): the build stops too."""
     token, images = slow_image
-    session = child("--harness-cluster-name", CLUSTER, "--harness-keep-cluster=never", "--harness-images",
+    session = child("--harness-cluster-name", BUILD_CLUSTER, "--harness-keep-cluster=never", "--harness-images",
                     images(600), select="test_hold_the_bring_up")
     wait_until("the image build runs its RUN step", lambda: bool(_build_containers(token, running=True)), 900,
                session)
     os.killpg(session.pid, signal.SIGINT)
     assert session.finish(240) != 0
-    _assert_session_gone(session)
+    assert_session_gone(session, BUILD_CLUSTER)
     assert _build_containers(token) == [], "the interrupted build's container is left"
-    assert_nothing_left(CLUSTER)
+    assert_nothing_left(BUILD_CLUSTER)
 
     again = child("--harness-images", images(1), select="test_images_build")
     assert again.finish(600) == 0, again.tail()
@@ -190,50 +166,3 @@ def test_a_killed_sessions_server_is_reaped_by_the_next_session(child: Start, tm
     again = child(select="test_docker_answers", env=own)  # the next session that runs a tier test does reap
     assert again.finish(300) == 0, again.tail()
     wait_until("the next session stopped the orphaned server", lambda: not alive(server), 30)
-
-
-def _running_customjob(info: dict[str, Any]) -> Probe[str]:
-    """The MLflow run id of a Running CustomJob in the child's namespace (the trigger: a run under way)."""
-    api = config.new_client_from_config(config_file=info["kubeconfig"])
-    try:
-        items = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
-            contract.GROUP, contract.VERSION, info["namespace"], contract.PLURAL)["items"]
-    finally:
-        api.close()
-    phases = [(obj.get("status") or {}).get("phase") for obj in items]
-    running = [obj for obj in items if (obj.get("status") or {}).get("phase") == contract.RUNNING]
-    run_id = str(running[0]["spec"]["mlflow"]["runId"]) if running else None
-    return Probe(run_id is not None, f"CustomJobs: {phases or 'none'}", run_id)
-
-
-def _run_ended(tracking_uri: str, run_id: str) -> Probe[dict[str, Any]]:
-    """The run's info from the tracking server's REST API once it is terminal (no client retries: a server that
-    is gone is a state to report, not to wait out)."""
-    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/runs/get?{urllib.parse.urlencode({'run_id': run_id})}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            run = json.load(resp)["run"]["info"]
-    except (OSError, ValueError, KeyError) as exc:
-        return Probe(False, f"tracking server: {type(exc).__name__}: {exc}")
-    status = str(run.get("status"))
-    return Probe(status in ("FINISHED", "FAILED", "KILLED"), f"run {status}", dict(run))
-
-
-def _assert_session_gone(session: Child, pytest_pid: int | None = None) -> None:
-    """No process of the child is left (its group: pytest, tox, kind, docker CLIs), nor a record it owns,
-    nor a hold on the cluster's session lock."""
-    assert not group_alive(session.pid), f"processes of the child's group {session.pid} still run"
-    owners = {session.pid} | ({pytest_pid} if pytest_pid else set())
-    records = []
-    for path in cache_dir("sessions").glob("proc-*.json"):
-        try:
-            owner = str(json.loads(path.read_text()).get("owner", ""))
-        except (OSError, ValueError):
-            continue
-        if owner.split(":")[0] in {str(pid) for pid in owners}:
-            records.append(path.name)
-    assert records == [], f"records of processes the child started are left: {records}"
-    lock = SessionLock(CLUSTER, timeout=1, log=lambda _line: None)
-    assert not lock.waiters(), "a session is still recorded as waiting for the cluster"
-    with lock:  # ClusterBusy if the child's flock were still held
-        pass

@@ -1,23 +1,28 @@
 """Fault tier: two sessions at once, on two clusters or fighting over one (real child sessions, real kind).
 
 Two CI jobs on one machine, a teammate, a second terminal: sessions with
-different cluster names must run side by side; a second session naming a
-cluster another one uses must never delete or recreate it under the running
-test (the session lock, :mod:`harness.sessionlock`). It waits, recorded as
-waiting, and gets the cluster once the first session has ended. Asserted on
-state: node container ids, the lock's holder and waiter records, exit codes.
-The scenarios run in file order and share a cluster name: the second starts
-on what the first kept, as the next local run would. Their images go through
-the harness's local registry: the scenarios are about sessions and the lock,
-and three bring-ups each streaming two images whole through ``kind load`` were
-most of their CPU (the example tier and MLflow's own example test cover
-``kind load``; Ctrl-C during ``kind create`` covers it under an interrupt).
+different cluster names must run side by side, and a Ctrl-C to one of them
+must end it (its run KILLED, its fresh cluster deleted) without the other
+noticing; a second session naming a cluster another one uses must never
+delete or recreate it under the running test (the session lock,
+:mod:`harness.sessionlock`). It waits, recorded as waiting, and gets the
+cluster once the first session has ended. Asserted on state: node container
+ids, the lock's holder and waiter records, MLflow run states, exit codes.
+The scenarios run in file order and start on the cluster
+:mod:`.test_interrupts` kept (:data:`~.childsession.KEPT`), as the next local
+run would. Their images go through the harness's local registry: the
+scenarios are about sessions and the lock, and bring-ups each streaming two
+images whole through ``kind load`` were most of their CPU (the example tier
+and MLflow's own example test cover ``kind load``; Ctrl-C during ``kind
+create`` covers it under an interrupt).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import os
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,20 +31,21 @@ from harness._errors import WaitTimeout
 from harness._waiting import Probe, wait_for
 from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
-from tests.fault.childsession import Child, assert_nothing_left, down_if_left, wait_until
+from tests.fault.childsession import (
+    KEPT,
+    Child,
+    assert_nothing_left,
+    assert_session_gone,
+    run_ended,
+    running_customjob,
+    wait_until,
+)
 
-A, B = "fault-sessions-a", "fault-sessions-b"
+A, B = KEPT, "fault-sessions-b"
 Start = Callable[..., Child]
 ROUTE = {"HARNESS_REGISTRY": "local"}
 BRING_UP = 1500.0
 """Seconds a child may take to have its test running (two bring-ups share two cores in the first scenario)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_cluster_outlives_the_module() -> Iterator[None]:
-    """After the assertions: a failed scenario's clusters are not left for the machine's next user."""
-    yield
-    down_if_left(A, B)
 
 
 def _hold_for(what: str, seconds: float, invariant: Callable[[], str | None]) -> None:
@@ -54,21 +60,42 @@ def _hold_for(what: str, seconds: float, invariant: Callable[[], str | None]) ->
         wait_for(probe, what=what, timeout=seconds, interval=1.0)
 
 
-def test_two_sessions_on_different_clusters_run_side_by_side(child: Start) -> None:
+def test_a_ctrl_c_to_one_of_two_sessions_side_by_side_ends_it_and_leaves_the_other_alone(child: Start) -> None:
+    """Session A holds its test on cluster A (kept by :mod:`.test_interrupts`, reused; made if run alone); session
+    B, through tox on cluster B, runs ``mlflow run --backend customjob`` when a terminal's Ctrl-C reaches B's whole
+    process group. tox passes it on too (its main thread and its scheduler each interrupt the env, "forcing full
+    stop" the second time, still waiting interrupt_timeout before SIGTERM): B's teardown must shrug off the extra
+    signals, end its run KILLED (read while the session ends: the deleted cluster takes its tracking server
+    along), delete the fresh cluster it made (``keep-cluster=never``, reuse off) and leave nothing. A goes on,
+    on the same node containers, and ends green when told to, its cluster kept."""
+    kept = node_container_ids(A)
     first = child("--harness-cluster-name", A, "--harness-keep-cluster=always", select="test_cluster_until_go",
                   env=ROUTE)
-    second = child("--harness-cluster-name", B, "--harness-keep-cluster=never", select="test_cluster_until_go",
-                   env=ROUTE)
+    second = child("--harness-cluster-name", B, "--harness-keep-cluster=never", "--harness-reuse=false",
+                   select="test_hold_a_run", via_tox=True, env=ROUTE)
     first.wait_ready("the first session's test runs", BRING_UP)
-    second.wait_ready("the second session's test runs", BRING_UP)
+    info = second.wait_ready("the second session's test runs", BRING_UP)
     nodes = {name: node_container_ids(name) for name in (A, B)}
     assert all(nodes.values()), f"both clusters run at the same time: {nodes}"
-    for session in (first, second):
-        session.go.touch()
+    if kept:
+        assert nodes[A] == kept, "the first session reused the cluster the interrupted sessions kept"
+    run_id = wait_until("the second session's mlflow run to run its CustomJob", lambda: running_customjob(info),
+                        600, second)
+
+    os.killpg(second.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
+    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: run_ended(info["tracking_uri"], run_id), 240,
+                       second)
+    assert ended["status"] == "KILLED", ended
+    assert ended.get("end_time"), ended
+    assert second.finish(300) != 0
+    assert_session_gone(second, B, pytest_pid=info["pid"])
+    assert_nothing_left(B, info["server_pid"])
+
+    assert first.proc.poll() is None, f"the first session ended ({first.proc.returncode}):\n{first.tail()}"
+    assert node_container_ids(A) == nodes[A], "the first session's cluster changed under the other's Ctrl-C"
+    first.go.touch()
     assert first.finish(300) == 0, first.tail()
-    assert second.finish(300) == 0, second.tail()
     assert node_container_ids(A) == nodes[A], "the first session's cluster is kept (keep-cluster=always)"
-    assert_nothing_left(B)
 
 
 def test_a_second_session_on_the_same_cluster_waits_and_never_touches_it(child: Start) -> None:
