@@ -97,7 +97,7 @@ func main() {
 // MaxCost times how often it can run, from the enclosing maxItems and
 // maxProperties).
 func reportCosts(props *apiextensions.JSONSchemaProps) {
-	envSet := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion(), true)
+	envSet := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
 	var total uint64
 	var walk func(s *apiextensions.JSONSchemaProps, ctx *crdvalidation.CELSchemaContext, path *field.Path)
 	walk = func(s *apiextensions.JSONSchemaProps, ctx *crdvalidation.CELSchemaContext, path *field.Path) {
