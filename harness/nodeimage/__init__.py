@@ -160,4 +160,8 @@ def ensure_kubectl_binary(cache_dir: Path | None = None, *, kubernetes_version: 
     if (cached := _built("kubectl", row, root, go, elsewhere=cache_dir is None)) is not None:
         return cached  # no lock, as for kind
     with _cache.build_lock(root, what=f"kubectl {row.kubernetes}", log=log):
+        # The lock's holder was most likely a node image build of this minor, which compiles kubectl among its
+        # seven commands: look again before compiling it alone (cold CI 33 linked kubectl a second time per minor).
+        if (cached := _built("kubectl", row, root, go, elsewhere=False)) is not None:
+            return cached
         return _gobuild.build_kubernetes(go, root, row.kubernetes, log, commands=("kubectl",)) / "kubectl"

@@ -254,3 +254,29 @@ def test_kubectl_alone_has_a_key_of_its_own_and_the_seven_keep_theirs() -> None:
     seven = gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4")
     assert seven == gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4", gobuild.KUBERNETES_COMMANDS)
     assert gobuild.kubernetes_bin_dir(_Go(), Path("/c"), "v1.35.4", ("kubectl",)) != seven
+
+
+def test_kubectl_built_by_the_node_image_while_waiting_for_the_lock_is_not_built_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session waits for the build lock that a node image build of its minor holds; that build compiles
+    kubectl among its seven commands, so once the lock is free there is nothing left to compile."""
+    import contextlib
+
+    from harness import nodeimage
+    from harness.nodeimage import cache, gobuild, versions
+
+    row = versions.release_for(None)
+    monkeypatch.setattr(gobuild.GoToolchain, "discover", classmethod(lambda cls, root: _Go()))
+    seven = gobuild.kubernetes_bin_dir(_Go(), tmp_path, row.kubernetes) / "kubectl"
+
+    @contextlib.contextmanager
+    def held_by_a_node_image_build(*_args: object, **_kwargs: object) -> Iterator[None]:
+        _put(seven)  # what the holder left when it let go
+        yield
+
+    def build_kubernetes(*_args: object, **_kwargs: object) -> Path:
+        raise AssertionError("kubectl compiled a second time")
+
+    monkeypatch.setattr(cache, "build_lock", held_by_a_node_image_build)
+    monkeypatch.setattr(gobuild, "build_kubernetes", build_kubernetes)
+    assert nodeimage.ensure_kubectl_binary(tmp_path, log=lambda _line: None) == seven
