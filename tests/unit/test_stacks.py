@@ -60,12 +60,17 @@ def test_bad_go_images_are_named(tmp_path: Path, image: str, message: str) -> No
         load_settings(root=_project(tmp_path, "[[tool.mlflow-crd-harness.images]]\n" + image), environ={})
 
 
-def test_the_preset_patches_only_the_init_container_image_flag() -> None:
+def test_the_preset_patches_only_the_init_container_image_flag_and_the_readiness_timing() -> None:
     preset = stacks.PRESETS["kubeflow-training-operator"]
     (patch,) = preset.patches
     assert patch["target"]["name"] == "training-operator"
-    assert json.loads(patch["patch"]) == [{"op": "add", "path": "/spec/template/spec/containers/0/args",
-                                           "value": ["--pytorch-init-container-image=mlflow-crd-harness/pytorch-init"]}]
+    probe = "/spec/template/spec/containers/0/readinessProbe/"
+    assert json.loads(patch["patch"]) == [
+        {"op": "add", "path": "/spec/template/spec/containers/0/args",
+         "value": ["--pytorch-init-container-image=mlflow-crd-harness/pytorch-init"]},
+        {"op": "replace", "path": probe + "initialDelaySeconds", "value": 1},
+        {"op": "replace", "path": probe + "periodSeconds", "value": 2},
+    ]
     assert preset.workloads == ("pytorchjob",)
 
 
