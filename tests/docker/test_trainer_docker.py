@@ -107,8 +107,30 @@ def test_same_params_give_bit_identical_metrics(
 
 
 @pytest.fixture(scope="module")
-def trainer_image(harness_images: dict[str, BuiltImage]) -> BuiltImage:
-    """The trainer image (configured in pyproject as images 'trainer'), also tagged mlflow-crd-example."""
+def trainer_image(harness_images: dict[str, BuiltImage], local_tracking_server: LocalTrackingServer) -> BuiltImage:
+    """The trainer image (configured in pyproject as images 'trainer'), also tagged mlflow-crd-example; and the
+    project image ``mlflow run --build-image`` makes from it, built once before any test's run.
+
+    MLflow tags that image ``wine-quality:<commit>`` for every run of this checkout and then reads
+    ``image.tags[0]`` of what it built. Two workers' first builds at once (a new machine: nothing cached)
+    make two images of that tag; the tag moves to the second, the first run finds no tag and fails
+    (IndexError, cold CI 33). Built once here, under a lock the workers share, every run's build is a
+    cache hit: the same image, its tag never moves.
+    """
+    from mlflow.projects import docker as mlflow_docker
+
+    from harness.cachedir import cache_dir
+    from harness.nodeimage.cache import build_lock
+
+    with build_lock(cache_dir(), name=".docker-tier-project-image.lock", what="the trainer's project image",
+                    timeout=900), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", local_tracking_server.uri)  # MLflow tags a run with the image it built
+        client = MlflowClient(tracking_uri=local_tracking_server.uri)
+        run = client.create_run(client.create_experiment(f"docker-tier-image-{uuid.uuid4().hex[:8]}"))
+        mlflow_docker.build_docker_image(work_dir=str(TRAINER_DIR), repository_uri="wine-quality",
+                                         base_image="mlflow-crd-example", run_id=run.info.run_id,
+                                         build_image=True, docker_auth=None)
+        client.set_terminated(run.info.run_id)
     return harness_images["trainer"]
 
 
