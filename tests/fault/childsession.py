@@ -33,7 +33,8 @@ from harness.clusters.kind_cli import node_container_ids
 from harness.sessionlock import SessionLock
 
 __all__ = ["CHILD_STACK", "CHILD_TEST", "KEPT", "REPO", "Child", "alive", "assert_nothing_left", "assert_session_gone",
-           "down_if_left", "group_alive", "kind_clusters", "run_ended", "running_customjob", "wait_until"]
+           "down_if_left", "end_of_an_interrupted_run", "group_alive", "kind_clusters", "run_ended",
+           "running_customjob", "wait_until"]
 
 REPO = Path(__file__).resolve().parents[2]
 KEPT = "fault-kept"
@@ -278,3 +279,14 @@ def assert_session_gone(session: Child, cluster: str, pytest_pid: int | None = N
     assert not lock.waiters(), "a session is still recorded as waiting for the cluster"
     with lock:  # ClusterBusy if the child's flock were still held
         pass
+
+
+def end_of_an_interrupted_run(session: Child, cluster: str, info: dict[str, Any], run_id: str) -> None:
+    """After the signal: the child's MLflow run ends KILLED (read while the session ends: a cluster it deletes takes
+    its tracking server along), the session exits non-zero, and nothing of it is left (:func:`assert_session_gone`)."""
+    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: run_ended(info["tracking_uri"], run_id), 240,
+                       session)
+    assert ended["status"] == "KILLED", ended
+    assert ended.get("end_time"), ended
+    assert session.finish(300) != 0
+    assert_session_gone(session, cluster, pytest_pid=info["pid"])

@@ -32,6 +32,7 @@ from tests.fault.childsession import (
     alive,
     assert_nothing_left,
     assert_session_gone,
+    end_of_an_interrupted_run,
     kind_clusters,
     run_ended,
     running_customjob,
@@ -86,12 +87,7 @@ def test_an_interrupted_test_leaves_its_kept_cluster_whole(how: str, child: Star
         os.kill(session.pid, signal.SIGTERM)  # to pytest alone, as `kill`, a CI runner or tox's escalation send it
     else:
         os.kill(session.pid, signal.SIGINT)  # to tox alone, as a CI runner cancelling it does; tox relays it
-    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: run_ended(info["tracking_uri"], run_id), 240,
-                       session)
-    assert ended["status"] == "KILLED", ended
-    assert ended.get("end_time"), ended
-    assert session.finish(300) != 0
-    assert_session_gone(session, CLUSTER, pytest_pid=info["pid"])
+    end_of_an_interrupted_run(session, CLUSTER, info, run_id)
     assert not alive(info["server_pid"]), f"the session's mlflow server (pid {info['server_pid']}) still runs"
     assert node_container_ids(CLUSTER) == nodes, "the interrupt left the kept cluster whole"
     after = run_ended(info["tracking_uri"], run_id).value

@@ -35,8 +35,7 @@ from tests.fault.childsession import (
     KEPT,
     Child,
     assert_nothing_left,
-    assert_session_gone,
-    run_ended,
+    end_of_an_interrupted_run,
     running_customjob,
     wait_until,
 )
@@ -83,12 +82,7 @@ def test_a_ctrl_c_to_one_of_two_sessions_side_by_side_ends_it_and_leaves_the_oth
                         600, second)
 
     os.killpg(second.pid, signal.SIGINT)  # a terminal's Ctrl-C: tox and pytest both get it
-    ended = wait_until(f"MLflow run {run_id} to be ended", lambda: run_ended(info["tracking_uri"], run_id), 240,
-                       second)
-    assert ended["status"] == "KILLED", ended
-    assert ended.get("end_time"), ended
-    assert second.finish(300) != 0
-    assert_session_gone(second, B, pytest_pid=info["pid"])
+    end_of_an_interrupted_run(second, B, info, run_id)
     assert_nothing_left(B, info["server_pid"])
 
     assert first.proc.poll() is None, f"the first session ended ({first.proc.returncode}):\n{first.tail()}"
