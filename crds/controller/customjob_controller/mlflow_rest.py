@@ -279,21 +279,16 @@ def finalize_run(
         return seen
     # The reason goes in before the status: whoever reads the run as ended also reads why (tagged after it, a
     # reader polling for FAILED could see the run ended and no reason). A failed tag write does not keep the run
-    # open; it makes the outcome an error, and the retry tags the then terminal run.
-    failed: Exception | None = None
+    # open (``finally``); it makes the outcome an error, and the retry tags the then terminal run.
+    closes = seen.run_status in OPEN_STATUSES
     try:
-        if status != "FINISHED":
-            try:
+        try:
+            if status != "FINISHED":
                 call(set_tag(tracking_uri, run_id, contract.TAG_FAILURE_REASON, f"{reason}: {message}"))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                failed = exc
-        action = "already-terminal"
-        if seen.run_status in OPEN_STATUSES:
-            call(update_run(tracking_uri, run_id, status, end_time_ms))
-            action = "closed"
-        if failed is not None:
-            raise failed
-        return Outcome(action, seen.run_status)
+        finally:
+            if closes:
+                call(update_run(tracking_uri, run_id, status, end_time_ms))
+        return Outcome("closed" if closes else "already-terminal", seen.run_status)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         LOG.warning("could not finalise MLflow run %s at %s: %s", run_id, tracking_uri, exc)
         return Outcome("error", None, str(exc))
